@@ -1,0 +1,177 @@
+//! Records and constants shared by the kernel programs (`ipctrace-ebpf`) and user space.
+//! Plain `#[repr(C)]` data and integer constants only: both sides must agree byte for byte,
+//! and user space does all interpretation (names, ids, errno) the kernel need not do.
+#![no_std]
+
+pub const TASK_COMM_LEN: usize = 16;
+/// How many of a semop's sembufs a record carries (the rest are counted in `nsops`).
+pub const MAX_SOPS: usize = 4;
+/// How many `--pid` and `--comm` values the kernel filter holds (more are refused by the CLI).
+pub const MAX_FILTER_PIDS: usize = 8;
+pub const MAX_FILTER_COMMS: usize = 4;
+
+/// Record kinds: the first `u32` of every ring buffer record.
+pub const RECORD_CALL: u32 = 1;
+pub const RECORD_PROCESS: u32 = 2;
+
+/// Operation codes: one per SysV IPC syscall, stable, dense (used as array indices).
+pub const OP_SHMGET: u32 = 0;
+pub const OP_SHMAT: u32 = 1;
+pub const OP_SHMDT: u32 = 2;
+pub const OP_SHMCTL: u32 = 3;
+pub const OP_SEMGET: u32 = 4;
+pub const OP_SEMOP: u32 = 5;
+pub const OP_SEMTIMEDOP: u32 = 6;
+pub const OP_SEMCTL: u32 = 7;
+pub const OP_MSGGET: u32 = 8;
+pub const OP_MSGSND: u32 = 9;
+pub const OP_MSGRCV: u32 = 10;
+pub const OP_MSGCTL: u32 = 11;
+pub const OP_COUNT: usize = 12;
+
+/// x86_64 syscall numbers, indexed by op code: the one table both sides use.
+pub const SYSCALL_NR: [u32; OP_COUNT] = [29, 30, 67, 31, 64, 65, 220, 66, 68, 69, 70, 71];
+
+/// Maps a syscall number (as seen in `syscalls:sys_enter_*`) to its op code.
+#[inline(always)]
+pub fn op_of_syscall(nr: u32) -> Option<u32> {
+    Some(match nr {
+        29 => OP_SHMGET,
+        30 => OP_SHMAT,
+        67 => OP_SHMDT,
+        31 => OP_SHMCTL,
+        64 => OP_SEMGET,
+        65 => OP_SEMOP,
+        220 => OP_SEMTIMEDOP,
+        66 => OP_SEMCTL,
+        68 => OP_MSGGET,
+        69 => OP_MSGSND,
+        70 => OP_MSGRCV,
+        71 => OP_MSGCTL,
+        _ => return None,
+    })
+}
+
+/// True for shmget/semget/msgget: their object is known only from their result.
+#[inline(always)]
+pub fn op_is_get(op: u32) -> bool {
+    matches!(op, OP_SHMGET | OP_SEMGET | OP_MSGGET)
+}
+
+/// True for the calls that can sleep waiting for another process (semaphores and queues).
+#[inline(always)]
+pub fn op_can_block(op: u32) -> bool {
+    matches!(op, OP_SEMOP | OP_SEMTIMEDOP | OP_MSGSND | OP_MSGRCV)
+}
+
+/// `IpcCall::flags` bits.
+pub const CALL_SOPS_READ: u32 = 1 << 0; // sops[..min(nsops, MAX_SOPS)] were read from user memory
+pub const CALL_TIMEOUT: u32 = 1 << 1; // timeout_ns holds semtimedop's timeout
+pub const CALL_MTYPE: u32 = 1 << 2; // mtype holds msgsnd's sent or msgrcv's received type
+pub const CALL_BLOCKED: u32 = 1 << 3; // the caller switched out waiting; waker_* are set
+pub const CALL_SWITCHED_OUT: u32 = 1 << 4; // kernel-internal: asleep right now
+
+/// `struct sembuf` as the kernel reads it from user memory.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SemBuf {
+    pub num: u16,
+    pub op: i16,
+    pub flg: i16,
+}
+
+/// One completed SysV IPC syscall, paired from its sys_enter and sys_exit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct IpcCall {
+    pub kind: u32, // RECORD_CALL
+    pub op: u32,
+    pub pid: u32, // thread group id, as user space calls pid
+    pub tid: u32,
+    pub ipc_ns: u32, // inode of the caller's IPC namespace
+    pub flags: u32,
+    pub waker_pid: u32,
+    pub waker_tid: u32,
+    pub ts_ns: u64, // CLOCK_MONOTONIC at sys_enter
+    pub lat_ns: u64,
+    pub blocked_ns: u64,
+    pub ret: i64,        // raw: negative errno on failure
+    pub args: [u64; 6],  // raw syscall arguments
+    pub timeout_ns: i64, // with CALL_TIMEOUT
+    pub mtype: i64,      // with CALL_MTYPE
+    pub comm: [u8; TASK_COMM_LEN],
+    pub waker_comm: [u8; TASK_COMM_LEN],
+    pub sops: [SemBuf; MAX_SOPS],
+}
+
+/// Process lifecycle events the object model needs to follow shm attachments.
+pub const PROCESS_FORK: u32 = 1;
+pub const PROCESS_EXEC: u32 = 2;
+pub const PROCESS_EXIT: u32 = 3;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ProcessEvent {
+    pub kind: u32, // RECORD_PROCESS
+    pub event: u32,
+    pub pid: u32,       // the process (for fork: the parent)
+    pub child_pid: u32, // fork only
+    pub ts_ns: u64,
+    pub comm: [u8; TASK_COMM_LEN],
+}
+
+/// Indices of the per-CPU `COUNTERS` array.
+pub const COUNTER_LOST: u32 = 0; // records the ring buffer had no room for
+pub const COUNTER_INFLIGHT_FULL: u32 = 1; // calls not tracked: the in-flight map was full
+pub const COUNTER_COUNT: u32 = 2;
+
+/// Classes of `OBJECT_FILTER` map keys: `(class << 32) | value`.
+pub const FILTER_ID: u64 = 1; // value: object id; class | ipc type in bits 40..
+pub const FILTER_KEY: u64 = 2; // value: IPC key
+/// IPC types for filter keys.
+pub const TYPE_SHM: u64 = 0;
+pub const TYPE_SEM: u64 = 1;
+pub const TYPE_MSG: u64 = 2;
+
+/// The IPC type of an op (TYPE_SHM, TYPE_SEM, TYPE_MSG).
+#[inline(always)]
+pub fn op_type(op: u32) -> u64 {
+    match op {
+        OP_SHMGET..=OP_SHMCTL => TYPE_SHM,
+        OP_SEMGET..=OP_SEMCTL => TYPE_SEM,
+        _ => TYPE_MSG,
+    }
+}
+
+/// The key of an `OBJECT_FILTER` entry naming one object or one IPC key of a type.
+#[inline(always)]
+pub fn object_filter_key(class: u64, ipc_type: u64, value: u32) -> u64 {
+    (ipc_type << 40) | (class << 32) | value as u64
+}
+
+#[cfg(feature = "user")]
+mod user {
+    unsafe impl aya::Pod for super::SemBuf {}
+    unsafe impl aya::Pod for super::IpcCall {}
+    unsafe impl aya::Pod for super::ProcessEvent {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syscall_table_and_match_agree() {
+        for (op, nr) in SYSCALL_NR.iter().enumerate() {
+            assert_eq!(op_of_syscall(*nr), Some(op as u32));
+        }
+        assert_eq!(op_of_syscall(0), None);
+    }
+
+    #[test]
+    fn record_layout_is_stable() {
+        assert_eq!(core::mem::size_of::<SemBuf>(), 6);
+        assert_eq!(core::mem::size_of::<IpcCall>(), 192);
+        assert_eq!(core::mem::size_of::<ProcessEvent>(), 40);
+    }
+}

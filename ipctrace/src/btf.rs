@@ -1,0 +1,225 @@
+//! Reads struct member offsets from the running kernel's BTF (/sys/kernel/btf/vmlinux).
+//! Rust eBPF programs have no CO-RE, so the loader passes these offsets in as globals.
+
+use anyhow::{anyhow, bail, Context, Result};
+
+const BTF_MAGIC: u16 = 0xeb9f;
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+
+/// The kernel offsets the programs need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_nsproxy: u32,
+    pub nsproxy_ipc_ns: u32,
+    pub ipc_ns_inum: u32,
+}
+
+impl KernelOffsets {
+    pub fn from_running_kernel() -> Result<Self> {
+        let path = "/sys/kernel/btf/vmlinux";
+        let data = std::fs::read(path).with_context(|| {
+            format!("cannot read {path}: ipctrace needs a kernel built with BTF (CONFIG_DEBUG_INFO_BTF)")
+        })?;
+        Self::from_btf(&Btf::parse(&data)?)
+    }
+
+    pub fn from_btf(btf: &Btf) -> Result<Self> {
+        Ok(Self {
+            task_pid: btf.member_offset("task_struct", &["pid"])?,
+            task_tgid: btf.member_offset("task_struct", &["tgid"])?,
+            task_nsproxy: btf.member_offset("task_struct", &["nsproxy"])?,
+            nsproxy_ipc_ns: btf.member_offset("nsproxy", &["ipc_ns"])?,
+            ipc_ns_inum: btf.member_offset("ipc_namespace", &["ns", "inum"])?,
+        })
+    }
+}
+
+struct Member {
+    name_off: u32,
+    type_id: u32,
+    bit_offset: u32,
+}
+
+struct Type {
+    name_off: u32,
+    kind: u32,
+    referenced: u32,      // the type a typedef, qualifier or pointer refers to
+    members: Vec<Member>, // structs and unions only
+}
+
+/// Just enough of a BTF blob to resolve struct member offsets.
+pub struct Btf {
+    types: Vec<Type>, // index = type id; id 0 is void
+    strings: Vec<u8>,
+}
+
+fn u32_at(data: &[u8], at: usize) -> Result<u32> {
+    let bytes = data
+        .get(at..at + 4)
+        .ok_or_else(|| anyhow!("BTF truncated at {at}"))?;
+    Ok(u32::from_le_bytes(bytes.try_into().expect("4 bytes")))
+}
+
+impl Btf {
+    pub fn parse(data: &[u8]) -> Result<Self> {
+        let magic = data.get(0..2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+        if magic != Some(BTF_MAGIC) {
+            bail!("not a little-endian BTF blob");
+        }
+        let hdr_len = u32_at(data, 4)? as usize;
+        let type_off = hdr_len + u32_at(data, 8)? as usize;
+        let type_len = u32_at(data, 12)? as usize;
+        let str_off = hdr_len + u32_at(data, 16)? as usize;
+        let str_len = u32_at(data, 20)? as usize;
+        let strings = data
+            .get(str_off..str_off + str_len)
+            .ok_or_else(|| anyhow!("BTF string section out of bounds"))?
+            .to_vec();
+        let section = data
+            .get(type_off..type_off + type_len)
+            .ok_or_else(|| anyhow!("BTF type section out of bounds"))?;
+
+        let mut types = vec![Type {
+            name_off: 0,
+            kind: 0,
+            referenced: 0,
+            members: Vec::new(),
+        }];
+        let mut at = 0;
+        while at < section.len() {
+            let name_off = u32_at(section, at)?;
+            let info = u32_at(section, at + 4)?;
+            let referenced = u32_at(section, at + 8)?;
+            let kind = (info >> 24) & 0x1f;
+            let vlen = (info & 0xffff) as usize;
+            let kind_flag = info >> 31 == 1;
+            at += 12;
+            let mut members = Vec::new();
+            // Sizes of the data following each kind's common header (see btf.h).
+            let extra = match kind {
+                1 | 14 | 17 => 4, // INT, VAR, DECL_TAG
+                3 => 12,          // ARRAY
+                KIND_STRUCT | KIND_UNION => {
+                    for m in 0..vlen {
+                        let base = at + 12 * m;
+                        let offset = u32_at(section, base + 8)?;
+                        members.push(Member {
+                            name_off: u32_at(section, base)?,
+                            type_id: u32_at(section, base + 4)?,
+                            bit_offset: if kind_flag {
+                                offset & 0xff_ffff
+                            } else {
+                                offset
+                            },
+                        });
+                    }
+                    12 * vlen
+                }
+                6 | 13 => 8 * vlen,        // ENUM, FUNC_PROTO
+                15 | 19 => 12 * vlen,      // DATASEC, ENUM64
+                2 | 7..=12 | 16 | 18 => 0, // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG
+                other => bail!("unknown BTF kind {other}"),
+            };
+            at += extra;
+            types.push(Type {
+                name_off,
+                kind,
+                referenced,
+                members,
+            });
+        }
+        Ok(Self { types, strings })
+    }
+
+    fn name(&self, off: u32) -> &[u8] {
+        let rest = self.strings.get(off as usize..).unwrap_or_default();
+        &rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())]
+    }
+
+    fn struct_named(&self, name: &str) -> Option<&Type> {
+        self.types.iter().find(|t| {
+            t.kind == KIND_STRUCT
+                && !t.members.is_empty()
+                && self.name(t.name_off) == name.as_bytes()
+        })
+    }
+
+    /// Byte offset of `path` (e.g. ["ns", "inum"]) inside struct `outer`, looking through
+    /// anonymous struct and union members as C does.
+    pub fn member_offset(&self, outer: &str, path: &[&str]) -> Result<u32> {
+        let mut ty = self
+            .struct_named(outer)
+            .ok_or_else(|| anyhow!("kernel BTF has no struct {outer}"))?;
+        let mut bits = 0;
+        for field in path {
+            let (offset, type_id) = self.find_member(ty, field, 0).ok_or_else(|| {
+                anyhow!(
+                    "kernel BTF: struct {outer} has no member {}",
+                    path.join(".")
+                )
+            })?;
+            bits += offset;
+            ty = self.resolve_aggregate(type_id).unwrap_or(ty);
+        }
+        if bits % 8 != 0 {
+            bail!("{outer}.{} is a bit field", path.join("."));
+        }
+        Ok(bits / 8)
+    }
+
+    fn find_member(&self, ty: &Type, name: &str, depth: u32) -> Option<(u32, u32)> {
+        if depth > 8 {
+            return None;
+        }
+        for m in &ty.members {
+            let member_name = self.name(m.name_off);
+            if member_name == name.as_bytes() {
+                return Some((m.bit_offset, m.type_id));
+            }
+            if member_name.is_empty() {
+                if let Some(inner) = self.resolve_aggregate(m.type_id) {
+                    if let Some((off, id)) = self.find_member(inner, name, depth + 1) {
+                        return Some((m.bit_offset + off, id));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Follows typedefs and qualifiers to a struct or union with members.
+    fn resolve_aggregate(&self, mut id: u32) -> Option<&Type> {
+        for _ in 0..16 {
+            let ty = self.types.get(id as usize)?;
+            match ty.kind {
+                KIND_STRUCT | KIND_UNION => return Some(ty),
+                8..=11 | 18 => id = ty.referenced,
+                _ => return None,
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_from_the_running_kernel() {
+        let o = KernelOffsets::from_running_kernel().unwrap();
+        // tgid directly follows pid in task_struct; inum sits past ns_common's first members.
+        assert_eq!(o.task_tgid, o.task_pid + 4);
+        assert!(o.task_nsproxy > o.task_tgid);
+        assert!(o.ipc_ns_inum > 0 && o.nsproxy_ipc_ns > 0);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(Btf::parse(b"").is_err());
+        assert!(Btf::parse(&[0x9f, 0xeb, 1, 0, 24, 0, 0, 0, 0, 0, 0, 0, 255, 255, 0, 0]).is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! ipctrace: an eBPF tracer for Linux System V IPC (shared memory, semaphores, message queues).
+//! Data flows one way: kernel programs -> ring buffer -> decoder (`event`) -> model -> views.
+
+pub mod btf;
+pub mod cli;
+pub mod event;
+pub mod filter;
+pub mod model;
+pub mod probe;
+pub mod session;
+pub mod syscalls;
+pub mod views;

@@ -1,0 +1,4 @@
+//! The model: plain Rust state built from decoded events (no BPF, no printing), so all of its
+//! logic is unit-tested by feeding it events.
+
+pub mod shm_addresses;

@@ -1,0 +1,125 @@
+//! Which segment each process has attached at which address: shmdt names only an address, so
+//! this book resolves it to the shmid that shmat returned there (inherited across fork).
+
+use crate::event::{Call, ProcessChange};
+use crate::syscalls::Op;
+use std::collections::HashMap;
+
+#[derive(Debug, Default)]
+pub struct ShmAddressBook {
+    by_process: HashMap<u32, HashMap<u64, i32>>,
+}
+
+impl ShmAddressBook {
+    /// Records a mapping found at start (from /proc/<pid>/maps).
+    pub fn seed(&mut self, pid: u32, address: u64, shmid: i32) {
+        self.by_process
+            .entry(pid)
+            .or_default()
+            .insert(address, shmid);
+    }
+
+    /// The segment a process has attached at `address`, if known.
+    pub fn lookup(&self, pid: u32, address: u64) -> Option<i32> {
+        self.by_process.get(&pid)?.get(&address).copied()
+    }
+
+    /// Follows shmat/shmdt; returns the shmid a shmdt detached, if known.
+    pub fn apply_call(&mut self, call: &Call) -> Option<i32> {
+        match call.op {
+            Op::Shmat if call.succeeded() => {
+                let id = call.args[0] as i32;
+                self.seed(call.pid, call.ret as u64, id);
+                Some(id)
+            }
+            Op::Shmdt => {
+                let address = call.args[0];
+                let id = self.lookup(call.pid, address);
+                if call.succeeded() {
+                    if let Some(map) = self.by_process.get_mut(&call.pid) {
+                        map.remove(&address);
+                    }
+                }
+                id
+            }
+            _ => None,
+        }
+    }
+
+    pub fn apply_process(&mut self, change: &ProcessChange) {
+        match *change {
+            ProcessChange::Fork { parent, child, .. } => {
+                if let Some(map) = self.by_process.get(&parent).cloned() {
+                    self.by_process.insert(child, map);
+                }
+            }
+            ProcessChange::Exec { pid, .. } | ProcessChange::Exit { pid, .. } => {
+                self.by_process.remove(&pid);
+            }
+        }
+    }
+
+    /// The processes with at least one known attachment.
+    pub fn processes(&self) -> usize {
+        self.by_process.values().filter(|m| !m.is_empty()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Comm;
+
+    fn shmat(pid: u32, id: i32, addr: u64) -> Call {
+        Call::synthetic(
+            Op::Shmat,
+            pid,
+            "p",
+            [id as u64, 0, 0, 0, 0, 0],
+            addr as i64,
+            1,
+        )
+    }
+    fn shmdt(pid: u32, addr: u64, ret: i64) -> Call {
+        Call::synthetic(Op::Shmdt, pid, "p", [addr, 0, 0, 0, 0, 0], ret, 2)
+    }
+
+    #[test]
+    fn shmdt_resolves_to_the_segment_attached_there() {
+        let mut book = ShmAddressBook::default();
+        assert_eq!(book.apply_call(&shmat(10, 7, 0x7f00_0000_0000)), Some(7));
+        assert_eq!(book.apply_call(&shmdt(11, 0x7f00_0000_0000, -22)), None);
+        assert_eq!(book.apply_call(&shmdt(10, 0x7f00_0000_0000, 0)), Some(7));
+        assert_eq!(book.lookup(10, 0x7f00_0000_0000), None);
+    }
+
+    #[test]
+    fn a_failed_shmat_records_nothing_and_a_failed_shmdt_keeps_the_mapping() {
+        let mut book = ShmAddressBook::default();
+        assert_eq!(book.apply_call(&shmat(10, 7, -22i64 as u64)), None);
+        book.seed(10, 0x1000, 3);
+        assert_eq!(book.apply_call(&shmdt(10, 0x1000, -22)), Some(3));
+        assert_eq!(book.lookup(10, 0x1000), Some(3));
+    }
+
+    #[test]
+    fn children_inherit_and_exec_or_exit_forget() {
+        let mut book = ShmAddressBook::default();
+        book.apply_call(&shmat(10, 7, 0x2000));
+        book.apply_process(&ProcessChange::Fork {
+            ts_ns: 0,
+            parent: 10,
+            child: 20,
+            comm: Comm::new("p"),
+        });
+        assert_eq!(book.lookup(20, 0x2000), Some(7));
+        book.apply_process(&ProcessChange::Exec {
+            ts_ns: 0,
+            pid: 20,
+            comm: Comm::new("q"),
+        });
+        assert_eq!(book.lookup(20, 0x2000), None);
+        book.apply_process(&ProcessChange::Exit { ts_ns: 0, pid: 10 });
+        assert_eq!(book.processes(), 0);
+    }
+}

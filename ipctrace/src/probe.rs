@@ -1,0 +1,266 @@
+//! The loader: checks privileges, loads the embedded kernel programs with the filter and kernel
+//! offsets as read-only globals, attaches them, and hands out the ring buffer and the counters.
+//! Dropping a `Probe` detaches every program and frees every map.
+
+use crate::btf::KernelOffsets;
+use crate::filter::Filter;
+use crate::syscalls::{IpcKind, Op};
+use anyhow::{anyhow, bail, Context, Result};
+use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::{BtfTracePoint, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader};
+use ipctrace_common as common;
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipctrace-ebpf"));
+
+/// What to attach.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeOptions {
+    pub filter: Filter,
+    /// Follow sleeps and wakeups inside semop/msgsnd/msgrcv (sched_switch, sched_waking).
+    pub waits: bool,
+    /// Report fork/exec/exit (for shm attachments).
+    pub processes: bool,
+    /// Ring buffer size in bytes (a power of two pages); None keeps the built-in 8 MiB.
+    pub ring_bytes: Option<u32>,
+    /// Object ids that existing objects with a `--key` already have (from /proc/sysvipc).
+    pub key_ids: Vec<(IpcKind, i32)>,
+}
+
+/// Attached kernel programs and their maps.
+pub struct Probe {
+    _ebpf: Ebpf,
+    pub events: RingBuf<MapData>,
+    pub counters: Counters,
+}
+
+/// What the kernel side could not hand over, summed over CPUs.
+pub struct Counters {
+    map: PerCpuArray<MapData, u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelCounts {
+    /// Records dropped because the ring buffer was full.
+    pub lost: u64,
+    /// Calls not tracked because too many were in flight at once.
+    pub untracked: u64,
+}
+
+impl Counters {
+    pub fn read(&self) -> Result<KernelCounts> {
+        let sum = |index: u32| -> Result<u64> {
+            Ok(self
+                .map
+                .get(&index, 0)
+                .context("reading kernel counters")?
+                .iter()
+                .sum())
+        };
+        Ok(KernelCounts {
+            lost: sum(common::COUNTER_LOST)?,
+            untracked: sum(common::COUNTER_INFLIGHT_FULL)?,
+        })
+    }
+}
+
+/// Fails with one clear line unless this process may load tracing programs.
+pub fn check_privileges() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return Ok(());
+    }
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let missing: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
+        .into_iter()
+        .filter(|(bit, _)| effective & (1 << bit) == 0)
+        .map(|(_, name)| name)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "ipctrace needs root, or the capabilities CAP_BPF and CAP_PERFMON (missing: {})",
+        missing.join(", ")
+    )
+}
+
+impl Probe {
+    pub fn attach(options: &ProbeOptions) -> Result<Probe> {
+        check_privileges()?;
+        options.filter.validate()?;
+        let offsets = KernelOffsets::from_running_kernel()?;
+        let filter = &options.filter;
+
+        let mut pids = [0u32; common::MAX_FILTER_PIDS];
+        pids[..filter.pids.len()].copy_from_slice(&filter.pids);
+        let mut comms = [[0u8; common::TASK_COMM_LEN]; common::MAX_FILTER_COMMS];
+        for (slot, name) in comms.iter_mut().zip(&filter.comms) {
+            *slot = crate::event::Comm::new(name).bytes();
+        }
+        let pid_count = filter.pids.len() as u32;
+        let comm_count = filter.comms.len() as u32;
+        let filter_objects = filter.filters_objects() as u32;
+        let self_tgid = std::process::id();
+
+        let mut loader = EbpfLoader::new();
+        loader
+            .override_global("EXCLUDE_TGID", &self_tgid, true)
+            .override_global("FILTER_TGIDS", &pids, true)
+            .override_global("FILTER_TGID_COUNT", &pid_count, true)
+            .override_global("FILTER_COMMS", &comms, true)
+            .override_global("FILTER_COMM_COUNT", &comm_count, true)
+            .override_global("FILTER_OBJECTS", &filter_objects, true)
+            .override_global("OFFSET_TASK_NSPROXY", &offsets.task_nsproxy, true)
+            .override_global("OFFSET_NSPROXY_IPC_NS", &offsets.nsproxy_ipc_ns, true)
+            .override_global("OFFSET_IPC_NS_INUM", &offsets.ipc_ns_inum, true)
+            .override_global("OFFSET_TASK_PID", &offsets.task_pid, true)
+            .override_global("OFFSET_TASK_TGID", &offsets.task_tgid, true);
+        if let Some(bytes) = options.ring_bytes {
+            loader.map_max_entries("EVENTS", bytes);
+        }
+        let mut ebpf = loader
+            .load(OBJECT)
+            .context("loading ipctrace's kernel programs")?;
+
+        if filter.filters_objects() {
+            let mut map: HashMap<_, u64, u8> = HashMap::try_from(
+                ebpf.map_mut("OBJECT_FILTER")
+                    .ok_or_else(|| anyhow!("no OBJECT_FILTER map"))?,
+            )?;
+            let mut entries = Vec::new();
+            for kind in filter.kinds() {
+                for id in &filter.ids {
+                    entries.push(common::object_filter_key(
+                        common::FILTER_ID,
+                        kind.code(),
+                        *id as u32,
+                    ));
+                }
+                for key in &filter.keys {
+                    entries.push(common::object_filter_key(
+                        common::FILTER_KEY,
+                        kind.code(),
+                        *key as u32,
+                    ));
+                }
+            }
+            for (kind, id) in &options.key_ids {
+                entries.push(common::object_filter_key(
+                    common::FILTER_ID,
+                    kind.code(),
+                    *id as u32,
+                ));
+            }
+            for entry in entries {
+                map.insert(entry, 1, 0)
+                    .context("filling the object filter")?;
+            }
+        }
+
+        ensure_tracefs()?;
+        let ops: Vec<Op> = filter.kinds().into_iter().flat_map(IpcKind::ops).collect();
+        let exit: &mut TracePoint = program_mut(&mut ebpf, "sys_exit_ipc")?.try_into()?;
+        exit.load().context("loading sys_exit_ipc")?;
+        for op in &ops {
+            attach_syscall(exit, &format!("sys_exit_{}", op.tracepoint()))?;
+        }
+        for op in &ops {
+            let name = format!("sys_enter_{}", op.tracepoint());
+            let enter: &mut TracePoint = program_mut(&mut ebpf, &name)?.try_into()?;
+            enter.load().with_context(|| format!("loading {name}"))?;
+            attach_syscall(enter, &name)?;
+        }
+
+        let needs_btf = options.waits || options.processes;
+        if needs_btf {
+            let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
+            let mut btf_programs = Vec::new();
+            if options.waits && filter.kinds().iter().any(|k| *k != IpcKind::Shm) {
+                btf_programs.extend([
+                    ("ipc_switch", "sched_switch"),
+                    ("ipc_waking", "sched_waking"),
+                ]);
+            }
+            if options.processes {
+                btf_programs.extend([
+                    ("ipc_fork", "sched_process_fork"),
+                    ("ipc_exec", "sched_process_exec"),
+                    ("ipc_exit_process", "sched_process_exit"),
+                ]);
+            }
+            for (program, tracepoint) in btf_programs {
+                let prog: &mut BtfTracePoint = program_mut(&mut ebpf, program)?.try_into()?;
+                prog.load(tracepoint, &btf)
+                    .with_context(|| format!("loading {program} for tp_btf/{tracepoint}"))?;
+                prog.attach()
+                    .with_context(|| format!("attaching to tp_btf/{tracepoint}"))?;
+            }
+        }
+
+        let events = RingBuf::try_from(
+            ebpf.take_map("EVENTS")
+                .ok_or_else(|| anyhow!("no EVENTS map"))?,
+        )?;
+        let counters = Counters {
+            map: PerCpuArray::try_from(
+                ebpf.take_map("COUNTERS")
+                    .ok_or_else(|| anyhow!("no COUNTERS map"))?,
+            )?,
+        };
+        Ok(Probe {
+            _ebpf: ebpf,
+            events,
+            counters,
+        })
+    }
+}
+
+fn attach_syscall(program: &mut TracePoint, name: &str) -> Result<()> {
+    program.attach("syscalls", name).with_context(|| {
+        format!("attaching to tracepoint syscalls:{name} (needs CONFIG_FTRACE_SYSCALLS)")
+    })?;
+    Ok(())
+}
+
+/// Syscall tracepoints are attached through tracefs; a fresh boot may not have it mounted yet.
+fn ensure_tracefs() -> Result<()> {
+    const TRACEFS: &str = "/sys/kernel/tracing";
+    let mounted = |p: &str| {
+        std::fs::read_dir(p)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+    };
+    if mounted(TRACEFS) || mounted("/sys/kernel/debug/tracing") {
+        return Ok(());
+    }
+    // SAFETY: all arguments are valid NUL-terminated strings.
+    let rc = unsafe {
+        libc::mount(
+            c"nodev".as_ptr(),
+            c"/sys/kernel/tracing".as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        bail!(
+            "tracefs is not mounted and mounting it failed ({}): run `mount -t tracefs nodev {TRACEFS}`",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| anyhow!("kernel object has no program {name}"))
+}

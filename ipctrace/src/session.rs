@@ -1,0 +1,146 @@
+//! Runs one tracing session: drains the ring buffer in batches, decodes each record and hands it
+//! to the running view, until --duration, --count, Ctrl-C, SIGTERM, SIGHUP or a closed stdout.
+
+use crate::event::{decode, Event};
+use crate::probe::{KernelCounts, Probe};
+use anyhow::{Context, Result};
+use std::time::Duration;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Whether the session goes on after a view handled something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// What a view does with the stream.
+pub trait Sink {
+    fn event(&mut self, event: &Event) -> Flow;
+    /// Called when the ring buffer is empty again: the moment to flush output.
+    fn batch_done(&mut self) -> Flow {
+        Flow::Continue
+    }
+    /// Called every `interval`, if the session has one.
+    fn interval(&mut self, _counts: KernelCounts) -> Flow {
+        Flow::Continue
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Duration,
+    Signal(&'static str),
+    View,
+}
+
+/// The session's totals, for the final summary.
+#[derive(Debug, Clone, Copy)]
+pub struct Totals {
+    pub events: u64,
+    pub malformed: u64,
+    pub kernel: KernelCounts,
+    pub reason: StopReason,
+}
+
+pub struct Schedule {
+    pub duration: Option<Duration>,
+    pub interval: Option<Duration>,
+}
+
+/// Drives `sink` from `probe` until something stops it; the probe is detached on return.
+pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Result<Totals> {
+    let Probe {
+        events, counters, ..
+    } = probe;
+    // SAFETY: the ring buffer owns its fd, and AsyncFd owns the ring buffer until it is dropped.
+    let mut ring = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
+        .map_err(std::io::Error::from)
+        .context("watching the ring buffer")?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let deadline = schedule.duration.map(|d| tokio::time::Instant::now() + d);
+    let mut ticker = schedule
+        .interval
+        .map(|i| tokio::time::interval_at(tokio::time::Instant::now() + i, i));
+    let mut totals = Totals {
+        events: 0,
+        malformed: 0,
+        kernel: KernelCounts::default(),
+        reason: StopReason::View,
+    };
+
+    let reason = loop {
+        let ready = tokio::select! {
+            guard = ring.readable_mut() => Some(guard?),
+            _ = sigint.recv() => break StopReason::Signal("SIGINT"),
+            _ = sigterm.recv() => break StopReason::Signal("SIGTERM"),
+            _ = sighup.recv() => break StopReason::Signal("SIGHUP"),
+            _ = sleep_until(deadline) => break StopReason::Duration,
+            _ = tick(&mut ticker) => None,
+        };
+        match ready {
+            Some(mut guard) => {
+                let flow = drain(guard.get_inner_mut(), sink, &mut totals);
+                guard.clear_ready();
+                // A record submitted between the drain and clear_ready raised no new edge.
+                if flow == Flow::Stop || drain(ring.get_mut(), sink, &mut totals) == Flow::Stop {
+                    break StopReason::View;
+                }
+            }
+            None => {
+                if drain(ring.get_mut(), sink, &mut totals) == Flow::Stop {
+                    break StopReason::View;
+                }
+                if sink.interval(counters.read()?) == Flow::Stop {
+                    break StopReason::View;
+                }
+            }
+        }
+    };
+    // Calls that completed before the stop are still reported.
+    if reason != StopReason::View {
+        drain(ring.get_mut(), sink, &mut totals);
+    }
+    totals.kernel = counters.read()?;
+    totals.reason = reason;
+    Ok(totals)
+}
+
+fn drain(
+    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    sink: &mut dyn Sink,
+    totals: &mut Totals,
+) -> Flow {
+    while let Some(item) = ring.next() {
+        match decode(&item) {
+            Ok(event) => {
+                totals.events += 1;
+                if sink.event(&event) == Flow::Stop {
+                    return Flow::Stop;
+                }
+            }
+            Err(_) => totals.malformed += 1,
+        }
+    }
+    sink.batch_done()
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn tick(ticker: &mut Option<tokio::time::Interval>) {
+    match ticker {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,117 @@
+//! Views turn the decoded stream and the model into output for people (aligned text, human
+//! units) and for scripts (`--json`, one object per line). Views never reach back into the probe.
+
+pub mod trace;
+
+/// A duration in the unit a person reads best: 850ns, 12.3µs, 1.08ms, 2.50s.
+pub fn human_duration(ns: u64) -> String {
+    let f = ns as f64;
+    if ns < 1_000 {
+        format!("{ns}ns")
+    } else if ns < 1_000_000 {
+        format!("{}µs", three_digits(f / 1e3))
+    } else if ns < 1_000_000_000 {
+        format!("{}ms", three_digits(f / 1e6))
+    } else {
+        format!("{}s", three_digits(f / 1e9))
+    }
+}
+
+/// A byte count in binary units: 512B, 4.0KiB, 1.5MiB.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n}B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1}{}", UNITS[unit])
+}
+
+/// Three significant digits: 1.08, 12.3, 456.
+fn three_digits(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.2}")
+    } else if v < 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// Converts CLOCK_MONOTONIC timestamps (what the kernel stamps) to wall-clock time.
+#[derive(Debug, Clone, Copy)]
+pub struct WallClock {
+    offset_ns: i128,
+}
+
+impl WallClock {
+    pub fn now() -> WallClock {
+        let mono = clock_ns(libc::CLOCK_MONOTONIC);
+        let real = clock_ns(libc::CLOCK_REALTIME);
+        WallClock {
+            offset_ns: real - mono,
+        }
+    }
+
+    /// Seconds since the epoch, with nanoseconds.
+    pub fn epoch_ns(&self, mono_ns: u64) -> i128 {
+        mono_ns as i128 + self.offset_ns
+    }
+
+    /// HH:MM:SS.mmm in local time, as a person reads a trace.
+    pub fn time_of_day(&self, mono_ns: u64) -> String {
+        let ns = self.epoch_ns(mono_ns);
+        let secs = ns.div_euclid(1_000_000_000) as libc::time_t;
+        let millis = ns.rem_euclid(1_000_000_000) / 1_000_000;
+        // SAFETY: localtime_r writes into the zeroed tm we own.
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        unsafe { libc::localtime_r(&secs, &mut tm) };
+        format!(
+            "{:02}:{:02}:{:02}.{millis:03}",
+            tm.tm_hour, tm.tm_min, tm.tm_sec
+        )
+    }
+}
+
+pub fn clock_ns(clock: libc::clockid_t) -> i128 {
+    // SAFETY: clock_gettime writes into the timespec we own.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_human_units() {
+        assert_eq!(human_duration(0), "0ns");
+        assert_eq!(human_duration(850), "850ns");
+        assert_eq!(human_duration(12_345), "12.3µs");
+        assert_eq!(human_duration(1_080_000), "1.08ms");
+        assert_eq!(human_duration(456_000_000), "456ms");
+        assert_eq!(human_duration(2_500_000_000), "2.50s");
+    }
+
+    #[test]
+    fn bytes_in_human_units() {
+        assert_eq!(human_bytes(512), "512B");
+        assert_eq!(human_bytes(4096), "4.0KiB");
+        assert_eq!(human_bytes(3 << 20), "3.0MiB");
+    }
+
+    #[test]
+    fn wall_clock_is_near_now() {
+        let clock = WallClock::now();
+        let mono = clock_ns(libc::CLOCK_MONOTONIC) as u64;
+        let real = clock_ns(libc::CLOCK_REALTIME);
+        assert!((clock.epoch_ns(mono) - real).abs() < 1_000_000_000);
+        assert_eq!(clock.time_of_day(mono).len(), 12);
+    }
+}

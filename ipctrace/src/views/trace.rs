@@ -1,0 +1,477 @@
+//! `ipctrace trace`: one line per completed call, aligned text for people or one JSON object per
+//! line (interface.md's names) for scripts, and a final summary line.
+
+use super::{human_bytes, human_duration, WallClock};
+use crate::event::{Call, Event};
+use crate::model::shm_addresses::ShmAddressBook;
+use crate::session::{Flow, Sink, Totals};
+use crate::syscalls::{self, Op};
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+pub struct TraceView<W: Write> {
+    out: W,
+    json: bool,
+    clock: WallClock,
+    shm: ShmAddressBook,
+    line: String,
+    header_done: bool,
+    /// Stop after this many calls (`--count`).
+    remaining: Option<u64>,
+    broken_pipe: bool,
+}
+
+impl<W: Write> TraceView<W> {
+    pub fn new(out: W, json: bool, shm: ShmAddressBook, count: Option<u64>) -> Self {
+        TraceView {
+            out,
+            json,
+            clock: WallClock::now(),
+            shm,
+            line: String::with_capacity(512),
+            header_done: false,
+            remaining: count,
+            broken_pipe: false,
+        }
+    }
+
+    /// True once stdout was closed by its reader (`ipctrace trace | head`).
+    pub fn output_closed(&self) -> bool {
+        self.broken_pipe
+    }
+
+    fn write_line(&mut self) -> Flow {
+        self.line.push('\n');
+        if let Err(e) = self.out.write_all(self.line.as_bytes()) {
+            return self.fail(e);
+        }
+        Flow::Continue
+    }
+
+    fn fail(&mut self, e: io::Error) -> Flow {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            self.broken_pipe = true;
+        } else {
+            eprintln!("ipctrace: writing output: {e}");
+        }
+        Flow::Stop
+    }
+
+    /// The summary line that ends every trace.
+    pub fn finish(&mut self, totals: &Totals) -> io::Result<()> {
+        if self.broken_pipe {
+            return Ok(());
+        }
+        let k = &totals.kernel;
+        if self.json {
+            writeln!(
+                self.out,
+                "{{\"summary\": {{\"events\": {}, \"lost\": {}, \"untracked\": {}, \"malformed\": {}}}}}",
+                totals.events, k.lost, k.untracked, totals.malformed
+            )?;
+        } else {
+            writeln!(self.out, "\n{} events, {} lost", totals.events, k.lost)?;
+            if k.untracked > 0 || totals.malformed > 0 {
+                writeln!(
+                    self.out,
+                    "{} calls untracked (too many in flight), {} malformed records",
+                    k.untracked, totals.malformed
+                )?;
+            }
+        }
+        self.out.flush()
+    }
+
+    fn human(&mut self, call: &Call, shmid: Option<i32>) {
+        let line = &mut self.line;
+        if !self.header_done {
+            let _ = writeln!(
+                line,
+                "{:<12} {:<15} {:>15} {:<10} {:<16} {:<34} {:>12} {:>9}",
+                "TIME", "COMM", "PID/TID", "OP", "OBJECT", "ARGS", "RESULT", "LAT"
+            );
+            self.header_done = true;
+        }
+        let pid_tid = if call.pid == call.tid {
+            call.pid.to_string()
+        } else {
+            format!("{}/{}", call.pid, call.tid)
+        };
+        let object = match (call.id().or(shmid), call.key()) {
+            (Some(id), Some(key)) if key != 0 => {
+                format!("{} {} key {:#x}", call.kind(), id, key as u32)
+            }
+            (Some(id), _) => format!("{} {}", call.kind(), id),
+            (None, Some(key)) if key != 0 => format!("{} key {:#x}", call.kind(), key as u32),
+            (None, _) => format!("{} -", call.kind()),
+        };
+        let result = match call.errno_name() {
+            Some(name) => name,
+            None => match call.op {
+                Op::Shmat => format!("{:#x}", call.ret),
+                Op::Msgrcv => format!("{}B", call.ret),
+                _ => call.ret.to_string(),
+            },
+        };
+        let _ = write!(
+            line,
+            "{:<12} {:<15} {:>15} {:<10} {:<16} {:<34} {:>12} {:>9}",
+            self.clock.time_of_day(call.ts_ns),
+            call.comm.as_str(),
+            pid_tid,
+            call.op.name(),
+            object,
+            args_text(call),
+            result,
+            human_duration(call.lat_ns)
+        );
+        if call.blocked_ns > 0 {
+            let _ = write!(line, "  blocked {}", human_duration(call.blocked_ns));
+            if let Some(w) = waker_of(call) {
+                let _ = write!(line, ", woken by {} {}", w.comm, w.pid);
+            }
+        }
+    }
+
+    fn json_line(&mut self, call: &Call, shmid: Option<i32>) {
+        let l = &mut self.line;
+        let _ = write!(l, "{{\"ts_ns\": {}, \"time\": ", call.ts_ns);
+        let epoch = self.clock.epoch_ns(call.ts_ns);
+        let _ = write!(
+            l,
+            "\"{}.{:09}\"",
+            epoch.div_euclid(1_000_000_000),
+            epoch.rem_euclid(1_000_000_000)
+        );
+        let _ = write!(
+            l,
+            ", \"pid\": {}, \"tid\": {}, \"comm\": ",
+            call.pid, call.tid
+        );
+        json_str(l, &call.comm.as_str());
+        let _ = write!(
+            l,
+            ", \"ipc_ns\": {}, \"type\": \"{}\", \"op\": \"{}\"",
+            call.ipc_ns,
+            call.kind(),
+            call.op
+        );
+        let _ = write!(l, ", \"id\": {}", opt(call.id().or(shmid)));
+        let _ = write!(l, ", \"key\": {}", opt(call.key()));
+        match call.errno_name() {
+            Some(name) => {
+                let _ = write!(l, ", \"ret\": -1, \"errno\": \"{name}\"");
+            }
+            None => {
+                let _ = write!(l, ", \"ret\": {}, \"errno\": null", call.ret);
+            }
+        }
+        let _ = write!(l, ", \"lat_ns\": {}", call.lat_ns);
+        match call.op {
+            Op::Shmget | Op::Semget | Op::Msgget => {
+                if let Some(size) = call.size() {
+                    let _ = write!(l, ", \"size\": {size}");
+                }
+                if let Some(n) = call.semnum() {
+                    let _ = write!(l, ", \"nsems\": {n}");
+                }
+                json_flags(l, call);
+            }
+            Op::Shmat => {
+                let _ = write!(l, ", \"shmaddr\": {}", call.args[1]);
+                json_flags(l, call);
+            }
+            Op::Shmdt => {
+                let _ = write!(l, ", \"shmaddr\": {}", call.args[0]);
+            }
+            Op::Semop | Op::Semtimedop => {
+                let _ = write!(l, ", \"nsops\": {}, \"sops\": [", call.args[2]);
+                for (i, s) in call.sops().iter().enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    let _ = write!(
+                        l,
+                        "{sep}{{\"num\": {}, \"op\": {}, \"flg\": {}}}",
+                        s.num, s.op, s.flg
+                    );
+                }
+                let _ = write!(l, "], \"timeout_ns\": {}", opt(call.timeout_ns));
+            }
+            Op::Msgsnd | Op::Msgrcv => {
+                let _ = write!(
+                    l,
+                    ", \"size\": {}, \"mtype\": {}",
+                    opt(call.size()),
+                    opt(call.mtype)
+                );
+                if let Some(t) = call.msgtyp() {
+                    let _ = write!(l, ", \"msgtyp\": {t}");
+                }
+                json_flags(l, call);
+            }
+            Op::Shmctl | Op::Semctl | Op::Msgctl => {
+                let _ = write!(l, ", \"cmd\": ");
+                json_str(l, &call.cmd_name().unwrap_or_default());
+                if call.op == Op::Semctl {
+                    let _ = write!(l, ", \"semnum\": {}", opt(call.semnum()));
+                    if call.cmd() == Some(syscalls::SETVAL) {
+                        let _ = write!(l, ", \"value\": {}", call.args[3] as i32);
+                    }
+                }
+            }
+        }
+        if call.op.can_block() {
+            let _ = write!(l, ", \"blocked_ns\": {}, \"waker\": ", call.blocked_ns);
+            match waker_of(call) {
+                Some(w) => {
+                    let _ = write!(l, "{{\"pid\": {}, \"tid\": {}, \"comm\": ", w.pid, w.tid);
+                    json_str(l, &w.comm.as_str());
+                    l.push('}');
+                }
+                None => l.push_str("null"),
+            }
+        }
+        l.push('}');
+    }
+}
+
+/// The waker of a blocked call; a call that ended by timing out was woken by a timer, not a
+/// process.
+fn waker_of(call: &Call) -> Option<crate::event::Waker> {
+    if call.errno() == Some(11) && call.timeout_ns.is_some() {
+        return None;
+    }
+    call.waker
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "null".to_string(), |v| v.to_string())
+}
+
+fn json_flags(l: &mut String, call: &Call) {
+    if let Some(f) = call.flags() {
+        let _ = write!(l, ", \"flags\": {f}, \"flags_text\": ");
+        json_str(l, &syscalls::flags_text(call.op, f));
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// A call's arguments in words.
+pub fn args_text(call: &Call) -> String {
+    let flags = || {
+        call.flags()
+            .map(|f| syscalls::flags_text(call.op, f))
+            .unwrap_or_default()
+    };
+    match call.op {
+        Op::Shmget => format!("size={} {}", human_bytes(call.args[1]), flags()),
+        Op::Semget => format!("nsems={} {}", call.args[1] as i32, flags()),
+        Op::Msgget => flags(),
+        Op::Shmat => {
+            let addr = if call.args[1] == 0 {
+                "NULL".to_string()
+            } else {
+                format!("{:#x}", call.args[1])
+            };
+            format!("addr={addr} {}", flags())
+        }
+        Op::Shmdt => format!("addr={:#x}", call.args[0]),
+        Op::Semop | Op::Semtimedop => {
+            let mut s: Vec<String> = call
+                .sops()
+                .iter()
+                .map(|o| syscalls::sembuf_text(o.num, o.op, o.flg))
+                .collect();
+            let nsops = call.args[2];
+            if (s.len() as u64) < nsops {
+                s.push(format!("(+{} more)", nsops - s.len() as u64));
+            }
+            let mut text = s.join(", ");
+            if let Some(t) = call.timeout_ns {
+                let _ = write!(text, " timeout={}", human_duration(t.max(0) as u64));
+            }
+            text
+        }
+        Op::Msgsnd => format!("mtype={} {}B {}", opt(call.mtype), call.args[2], flags()),
+        Op::Msgrcv => {
+            let mut s = format!("want={} {}B {}", call.args[3] as i64, call.args[2], flags());
+            if let Some(t) = call.mtype.filter(|_| call.succeeded()) {
+                let _ = write!(s, " got={t}");
+            }
+            s
+        }
+        Op::Shmctl | Op::Msgctl => call.cmd_name().unwrap_or_default(),
+        Op::Semctl => {
+            let cmd = call.cmd_name().unwrap_or_default();
+            match call.cmd() {
+                Some(syscalls::SETVAL) => {
+                    format!("{cmd} sem[{}]={}", call.args[1] as i32, call.args[3] as i32)
+                }
+                Some(12 | 11 | 14 | 15) => format!("{cmd} sem[{}]", call.args[1] as i32),
+                _ => cmd,
+            }
+        }
+    }
+    .trim_end()
+    .to_string()
+}
+
+impl<W: Write> Sink for TraceView<W> {
+    fn event(&mut self, event: &Event) -> Flow {
+        let call = match event {
+            Event::Call(call) => call,
+            Event::Process(change) => {
+                self.shm.apply_process(change);
+                return Flow::Continue;
+            }
+        };
+        let shmid = self.shm.apply_call(call);
+        self.line.clear();
+        if self.json {
+            self.json_line(call, shmid);
+        } else {
+            self.human(call, shmid);
+        }
+        if self.write_line() == Flow::Stop {
+            return Flow::Stop;
+        }
+        if let Some(n) = self.remaining.as_mut() {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    }
+
+    fn batch_done(&mut self) -> Flow {
+        match self.out.flush() {
+            Ok(()) => Flow::Continue,
+            Err(e) => self.fail(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Comm, SemOp, Waker};
+
+    fn render(json: bool, calls: &[Call]) -> String {
+        let mut view = TraceView::new(Vec::new(), json, ShmAddressBook::default(), None);
+        for c in calls {
+            view.event(&Event::Call(*c));
+        }
+        String::from_utf8(view.out).unwrap()
+    }
+
+    #[test]
+    fn json_semop_line_has_the_contract_fields() {
+        let mut c = Call::synthetic(Op::Semtimedop, 42, "wor\"ker", [7, 0, 0, 0, 0, 0], 0, 1000)
+            .with_sops(&[SemOp {
+                num: 1,
+                op: -1,
+                flg: 0x1000,
+            }]);
+        c.lat_ns = 5000;
+        c.blocked_ns = 4000;
+        c.waker = Some(Waker {
+            pid: 43,
+            tid: 44,
+            comm: Comm::new("holder"),
+        });
+        let out = render(true, &[c]);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["op"], "semtimedop");
+        assert_eq!(v["comm"], "wor\"ker");
+        assert_eq!(v["id"], 7);
+        assert_eq!(v["key"], serde_json::Value::Null);
+        assert_eq!(v["errno"], serde_json::Value::Null);
+        assert_eq!(v["sops"][0]["num"], 1);
+        assert_eq!(v["sops"][0]["flg"], 0x1000);
+        assert_eq!(v["timeout_ns"], serde_json::Value::Null);
+        assert_eq!(v["blocked_ns"], 4000);
+        assert_eq!(v["waker"]["pid"], 43);
+        assert_eq!(v["waker"]["comm"], "holder");
+        for field in ["ts_ns", "pid", "tid", "ipc_ns", "ret", "lat_ns", "nsops"] {
+            assert!(v[field].is_number(), "{field} missing in {out}");
+        }
+    }
+
+    #[test]
+    fn json_errors_get_ret_minus_one_and_a_name() {
+        let c = Call::synthetic(Op::Msgrcv, 1, "r", [3, 0x10, 64, 0, 0o4000, 0], -42, 1);
+        let v: serde_json::Value = serde_json::from_str(render(true, &[c]).trim()).unwrap();
+        assert_eq!(
+            (v["ret"].as_i64(), v["errno"].as_str()),
+            (Some(-1), Some("ENOMSG"))
+        );
+        assert_eq!(
+            (v["size"].as_u64(), v["flags_text"].as_str()),
+            (Some(64), Some("IPC_NOWAIT"))
+        );
+    }
+
+    #[test]
+    fn shmdt_is_resolved_through_the_earlier_shmat() {
+        let at = Call::synthetic(Op::Shmat, 5, "p", [9, 0, 0, 0, 0, 0], 0x7f00_0000_0000, 1);
+        let dt = Call::synthetic(Op::Shmdt, 5, "p", [0x7f00_0000_0000, 0, 0, 0, 0, 0], 0, 2);
+        let out = render(true, &[at, dt]);
+        let second: serde_json::Value = serde_json::from_str(out.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(second["id"], 9);
+        assert_eq!(second["op"], "shmdt");
+    }
+
+    #[test]
+    fn human_lines_read_in_words() {
+        let get = Call::synthetic(Op::Semget, 7, "db", [0x1234, 2, 0o1600, 0, 0, 0], 32769, 1);
+        let op = Call::synthetic(Op::Semop, 7, "db", [32769, 0, 0, 0, 0, 0], -11, 2).with_sops(&[
+            SemOp {
+                num: 1,
+                op: -1,
+                flg: 0x1000 | 0o4000,
+            },
+        ]);
+        let out = render(false, &[get, op]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("TIME"), "{out}");
+        assert!(
+            lines[1].contains("sem 32769 key 0x1234")
+                && lines[1].contains("nsems=2 IPC_CREAT|0600"),
+            "{out}"
+        );
+        assert!(
+            lines[2].contains("sem[1] -1 IPC_NOWAIT|SEM_UNDO") && lines[2].contains("EAGAIN"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn count_stops_the_view() {
+        let mut view = TraceView::new(Vec::new(), true, ShmAddressBook::default(), Some(2));
+        let c = Call::synthetic(Op::Msgctl, 1, "x", [1, 2, 0, 0, 0, 0], 0, 1);
+        assert_eq!(view.event(&Event::Call(c)), Flow::Continue);
+        assert_eq!(view.event(&Event::Call(c)), Flow::Stop);
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut s = String::new();
+        json_str(&mut s, "a\"b\\c\u{1}");
+        assert_eq!(s, "\"a\\\"b\\\\c\\u0001\"");
+    }
+}
