@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn record_layout_is_stable() {
         assert_eq!(core::mem::size_of::<SemBuf>(), 6);
-        assert_eq!(core::mem::size_of::<IpcCall>(), 192);
+        assert_eq!(core::mem::size_of::<IpcCall>(), 184);
         assert_eq!(core::mem::size_of::<ProcessEvent>(), 40);
     }
 }

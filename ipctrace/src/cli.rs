@@ -110,10 +110,6 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn banner(filter: &Filter) {
-    eprintln!("Tracing {}... Hit Ctrl-C to end.", filter.describe());
-}
-
 fn trace(args: TraceArgs) -> Result<i32> {
     let filter = args.common.filter();
     filter.validate()?;
@@ -124,7 +120,6 @@ fn trace(args: TraceArgs) -> Result<i32> {
         ..Default::default()
     };
     let probe = Probe::attach(&options)?;
-    banner(&filter);
     let stdout = std::io::stdout().lock();
     let mut view = TraceView::new(
         std::io::BufWriter::with_capacity(1 << 16, stdout),
@@ -135,6 +130,7 @@ fn trace(args: TraceArgs) -> Result<i32> {
     let schedule = Schedule {
         duration: args.common.duration,
         interval: None,
+        what: filter.describe(),
     };
     let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
     if let Err(e) = view.finish(&totals) {

@@ -359,6 +359,15 @@ impl Call {
     }
 }
 
+impl Event {
+    pub fn process(&self) -> Option<ProcessChange> {
+        match self {
+            Event::Process(p) => Some(*p),
+            Event::Call(_) => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -560,14 +569,5 @@ mod tests {
             Comm::new("a-very-long-process-name").as_str(),
             "a-very-long-pro"
         );
-    }
-}
-
-impl Event {
-    pub fn process(&self) -> Option<ProcessChange> {
-        match self {
-            Event::Process(p) => Some(*p),
-            Event::Call(_) => None,
-        }
     }
 }

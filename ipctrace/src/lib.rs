@@ -7,6 +7,7 @@ pub mod event;
 pub mod filter;
 pub mod model;
 pub mod probe;
+pub mod procfs;
 pub mod session;
 pub mod syscalls;
 pub mod views;

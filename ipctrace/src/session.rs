@@ -39,7 +39,10 @@ pub enum StopReason {
 /// The session's totals, for the final summary.
 #[derive(Debug, Clone, Copy)]
 pub struct Totals {
+    /// Calls decoded and handed to the view.
     pub events: u64,
+    /// Process fork/exec/exit records (not calls).
+    pub process_events: u64,
     pub malformed: u64,
     pub kernel: KernelCounts,
     pub reason: StopReason,
@@ -48,6 +51,8 @@ pub struct Totals {
 pub struct Schedule {
     pub duration: Option<Duration>,
     pub interval: Option<Duration>,
+    /// What the `Tracing ...` line says is traced.
+    pub what: String,
 }
 
 /// Drives `sink` from `probe` until something stops it; the probe is detached on return.
@@ -62,12 +67,15 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    // Only now can Ctrl-C end the session cleanly, so only now may scripts be told to go on.
+    eprintln!("Tracing {}... Hit Ctrl-C to end.", schedule.what);
     let deadline = schedule.duration.map(|d| tokio::time::Instant::now() + d);
     let mut ticker = schedule
         .interval
         .map(|i| tokio::time::interval_at(tokio::time::Instant::now() + i, i));
     let mut totals = Totals {
         events: 0,
+        process_events: 0,
         malformed: 0,
         kernel: KernelCounts::default(),
         reason: StopReason::View,
@@ -118,7 +126,10 @@ fn drain(
     while let Some(item) = ring.next() {
         match decode(&item) {
             Ok(event) => {
-                totals.events += 1;
+                match event {
+                    Event::Call(_) => totals.events += 1,
+                    Event::Process(_) => totals.process_events += 1,
+                }
                 if sink.event(&event) == Flow::Stop {
                     return Flow::Stop;
                 }

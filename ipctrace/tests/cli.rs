@@ -1,0 +1,281 @@
+//! Runs the built `ipctrace` binary end to end: its --json stream for a Perl workload, its
+//! summary, clean stops by signal and --duration, and its errors for bad input and missing
+//! privileges.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ipctrace");
+
+/// A running ipctrace, started and attached (its `Tracing ...` line was seen).
+struct Tracer {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Tracer {
+    fn start(args: &[&str]) -> Tracer {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ipctrace");
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("ipctrace said nothing");
+        assert!(
+            first.starts_with("Tracing ") && first.ends_with("Hit Ctrl-C to end."),
+            "{first}"
+        );
+        Tracer { child, stderr: rx }
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: signals our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits for exit; returns (exit code, stdout, the rest of stderr).
+    fn finish(mut self) -> (i32, String, Vec<String>) {
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        let rest: Vec<String> = self.stderr.try_iter().collect();
+        (status.code().unwrap_or(-1), out, rest)
+    }
+}
+
+fn json_lines(out: &str) -> Vec<Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+fn programs_loaded() -> String {
+    let out = Command::new("bpftool")
+        .args(["prog", "show"])
+        .output()
+        .expect("bpftool (installed by xtask setup)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn json_trace_of_a_perl_sysv_workload() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/workloads/sysv.pl");
+    let mut perl = Command::new("perl")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("perl");
+    let perl_pid = perl.id().to_string();
+    let tracer = Tracer::start(&["trace", "--json", "--pid", &perl_pid]);
+    perl.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut ids = String::new();
+    perl.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut ids)
+        .unwrap();
+    assert!(perl.wait().unwrap().success());
+    let ids: Vec<i64> = ids.split_whitespace().map(|s| s.parse().unwrap()).collect();
+    let (semid, msqid, shmid) = (ids[0], ids[1], ids[2]);
+    std::thread::sleep(Duration::from_millis(200));
+    tracer.signal(libc::SIGINT);
+    let (code, out, stderr) = tracer.finish();
+    assert_eq!(code, 0, "{stderr:?}");
+
+    let lines = json_lines(&out);
+    let (summary, calls) = lines.split_last().unwrap();
+    assert_eq!(
+        summary["summary"]["events"].as_u64(),
+        Some(calls.len() as u64)
+    );
+    assert_eq!(summary["summary"]["lost"].as_u64(), Some(0));
+    let seen: Vec<(&str, i64, Option<&str>)> = calls
+        .iter()
+        .map(|c| {
+            (
+                c["op"].as_str().unwrap(),
+                c["id"].as_i64().unwrap_or(-1),
+                c["errno"].as_str(),
+            )
+        })
+        .collect();
+    let expected = vec![
+        ("semget", semid, None),
+        ("semctl", semid, None),
+        ("semtimedop", semid, None),
+        ("semtimedop", semid, None),
+        ("semtimedop", semid, Some("EAGAIN")),
+        ("msgget", msqid, None),
+        ("msgsnd", msqid, None),
+        ("msgrcv", msqid, None),
+        ("msgrcv", msqid, Some("ENOMSG")),
+        ("shmget", shmid, None),
+        ("shmctl", shmid, None),
+        ("shmat", shmid, None),
+        ("shmdt", shmid, None),
+        ("shmctl", shmid, None),
+        ("semctl", semid, None),
+        ("msgctl", msqid, None),
+    ];
+    assert_eq!(seen, expected, "{out}");
+    for c in calls {
+        assert_eq!(c["pid"].to_string(), perl_pid);
+        assert_eq!(c["comm"], "perl");
+        assert!(c["lat_ns"].as_u64().unwrap() > 0);
+        assert!(c["ts_ns"].as_u64().unwrap() > 0 && c["ipc_ns"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(calls[0]["key"], 0);
+    assert_eq!(calls[0]["nsems"], 2);
+    assert_eq!(calls[1]["cmd"], "SETVAL");
+    assert_eq!(calls[1]["value"], 1);
+    assert_eq!(
+        calls[2]["sops"][0],
+        serde_json::json!({"num": 0, "op": -1, "flg": 0})
+    );
+    assert_eq!(calls[2]["timeout_ns"], Value::Null);
+    assert_eq!(calls[2]["blocked_ns"], 0);
+    assert_eq!(calls[4]["ret"], -1);
+    assert_eq!(
+        (calls[6]["mtype"].as_i64(), calls[6]["size"].as_u64()),
+        (Some(3), Some(5))
+    );
+    assert_eq!(
+        (calls[7]["ret"].as_i64(), calls[7]["mtype"].as_i64()),
+        (Some(5), Some(3))
+    );
+    assert_eq!(calls[9]["size"], 4096);
+    assert_eq!(
+        calls[12]["shmaddr"], calls[11]["ret"],
+        "shmdt names shmat's address"
+    );
+    assert_eq!(calls[13]["cmd"], "IPC_RMID");
+
+    // Nothing the tracer loaded outlives it.
+    assert!(
+        !programs_loaded().contains("sys_enter_sem"),
+        "programs left behind"
+    );
+}
+
+#[test]
+fn duration_and_sigterm_end_cleanly_with_a_summary() {
+    let tracer = Tracer::start(&["--json", "--duration", "0.3", "--pid", "1"]);
+    let (code, out, _) = tracer.finish();
+    assert_eq!(code, 0);
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["summary"]["events"], 0);
+
+    let tracer = Tracer::start(&["trace", "--type", "shm"]);
+    tracer.signal(libc::SIGTERM);
+    let (code, out, _) = tracer.finish();
+    assert_eq!(code, 0);
+    assert!(out.contains("0 events, 0 lost"), "{out}");
+}
+
+#[test]
+fn human_output_names_the_call_in_words() {
+    let mut perl = Command::new("perl")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/workloads/sysv.pl"
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = perl.id().to_string();
+    let tracer = Tracer::start(&["--pid", &pid, "--type", "sem"]);
+    perl.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    perl.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    tracer.signal(libc::SIGINT);
+    let (code, out, _) = tracer.finish();
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("TIME") && lines[0].contains("RESULT"),
+        "{out}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("semtimedop")
+            && l.contains("sem[1] -1 IPC_NOWAIT")
+            && l.contains("EAGAIN")),
+        "{out}"
+    );
+    assert!(!out.contains("msgsnd"), "--type sem shows no queue calls");
+    assert!(out.contains("6 events, 0 lost"), "{out}");
+}
+
+#[test]
+fn bad_arguments_exit_2_without_a_panic() {
+    for args in [
+        &["--type", "pipe"][..],
+        &["--key", "0xzz"],
+        &["--pid", "abc"],
+        &["--duration", "-1"],
+        &["trace", "--nonsense"],
+        &["frobnicate"],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error:") && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    // Too many filter values is a usage error too, caught before anything loads.
+    let pids: Vec<String> = (1..=9)
+        .flat_map(|p| ["--pid".to_string(), p.to_string()])
+        .collect();
+    let out = Command::new(BIN).args(&pids).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "ipctrace: at most 8 --pid values"
+    );
+}
+
+#[test]
+fn without_privileges_one_line_naming_what_is_missing() {
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "trace",
+        ])
+        .output()
+        .expect("setpriv (util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("needs root")
+            && stderr.contains("CAP_BPF")
+            && stderr.contains("CAP_PERFMON"),
+        "{stderr}"
+    );
+}

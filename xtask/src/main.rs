@@ -1,0 +1,194 @@
+//! `cargo xtask <command>`: installs the toolchain pieces ipctrace needs and wraps the cargo
+//! invocations (build, run, test) so they always name host packages and never build ipctrace-ebpf.
+mod bench;
+mod setup;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  setup                  install what is missing (nightly rust-src, LLVM 22, bpf-linker, test tools)
+  build [--debug]        setup, then build ipctrace (release unless --debug)
+  run [-- ARGS...]       setup, build release, then run target/release/ipctrace ARGS (as root)
+  test [-- ARGS...]      setup, then cargo fmt --check, clippy -D warnings and cargo test ARGS
+                         (ARGS go to cargo test as they are: `test -- FILTER -- --nocapture`)
+  bench                  benchmarks (not implemented yet)
+  help                   this text";
+
+/// The host-side packages. ipctrace-ebpf is left out on purpose: it only builds for
+/// bpfel-unknown-none, and ipctrace's build.rs builds it with the nightly.
+const HOST_PACKAGES: [&str; 3] = ["ipctrace", "ipctrace-common", "xtask"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = parse(&args) else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    put_cargo_bin_on_path();
+    match command.run() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Cmd<'a> {
+    Help,
+    Setup,
+    Build { release: bool },
+    Run { args: &'a [String] },
+    Test { args: &'a [String] },
+    Bench { args: &'a [String] },
+}
+
+/// `None` means the arguments make no sense: the caller prints the usage and exits 2.
+fn parse(args: &[String]) -> Option<Cmd<'_>> {
+    let (first, rest) = match args.split_first() {
+        None => return Some(Cmd::Help),
+        Some((first, rest)) => (first.as_str(), rest),
+    };
+    let rest_str: Vec<&str> = rest.iter().map(String::as_str).collect();
+    Some(match (first, rest_str.as_slice()) {
+        ("help" | "-h" | "--help", []) => Cmd::Help,
+        ("setup", []) => Cmd::Setup,
+        ("build", []) => Cmd::Build { release: true },
+        ("build", ["--debug"]) => Cmd::Build { release: false },
+        // `cargo xtask run -- -x` and `cargo xtask run -x` both hand `-x` to ipctrace.
+        ("run", ["--", ..]) => Cmd::Run { args: &rest[1..] },
+        ("run", _) => Cmd::Run { args: rest },
+        ("test", []) => Cmd::Test { args: rest },
+        ("test", ["--", ..]) => Cmd::Test { args: &rest[1..] },
+        ("bench", _) => Cmd::Bench { args: rest },
+        _ => return None,
+    })
+}
+
+impl Cmd<'_> {
+    fn run(&self) -> Result<ExitCode> {
+        match *self {
+            Cmd::Help => println!("{USAGE}"),
+            Cmd::Setup => setup::run()?,
+            Cmd::Build { release } => {
+                setup::run()?;
+                build(release)?;
+            }
+            Cmd::Run { args } => {
+                setup::run()?;
+                build(true)?;
+                let bin = target_dir().join("release/ipctrace");
+                // exec: ipctrace gets our stdin/stdout/stderr, signals (Ctrl-C) and exit status.
+                let err = Command::new(&bin).args(args).exec();
+                bail!("cannot execute {}: {err}", bin.display());
+            }
+            Cmd::Test { args } => {
+                setup::run()?;
+                test(args)?;
+            }
+            Cmd::Bench { args } => return bench::run(args),
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn build(release: bool) -> Result<()> {
+    let mut cmd = cargo("build");
+    cmd.args(["--package", "ipctrace"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run_ok(&mut cmd)
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    run_ok(cargo("fmt").args(["--all", "--", "--check"]))
+        .context("code is not formatted; run `cargo fmt --all`")?;
+    run_ok(
+        cargo("clippy")
+            .args(package_args())
+            .args(["--all-targets", "--", "-D", "warnings"]),
+    )?;
+    run_ok(cargo("test").args(package_args()).args(extra))
+}
+
+fn package_args() -> Vec<&'static str> {
+    HOST_PACKAGES
+        .iter()
+        .flat_map(|p| ["--package", p])
+        .collect()
+}
+
+/// A cargo command run from the workspace root, with the same cargo that runs xtask.
+fn cargo(subcommand: &str) -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg(subcommand).current_dir(workspace_root());
+    cmd
+}
+
+/// Runs `cmd` to completion with inherited stdio; a non-zero exit is an error naming the command.
+pub(crate) fn run_ok(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {}", describe(cmd)))?;
+    if !status.success() {
+        bail!("{} failed ({status})", describe(cmd));
+    }
+    Ok(())
+}
+
+pub(crate) fn describe(cmd: &Command) -> String {
+    let mut words = vec![Path::new(cmd.get_program())
+        .file_name()
+        .unwrap_or(cmd.get_program())
+        .to_string_lossy()
+        .into_owned()];
+    words.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    words.join(" ")
+}
+
+fn workspace_root() -> &'static Path {
+    // xtask/ sits directly in the workspace root.
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// Where `cargo build` (run from the workspace root) puts its output.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    }
+}
+
+/// The directory `cargo install` puts binaries in (bpf-linker goes there).
+fn cargo_bin_dir() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")))
+        .map(|home| home.join("bin"))
+}
+
+/// Puts ~/.cargo/bin first on PATH so every child (rustup, cargo, aya-build's inner cargo) finds
+/// the bpf-linker that setup installed there, even from a shell whose profile never added it.
+fn put_cargo_bin_on_path() {
+    let Some(bin) = cargo_bin_dir() else { return };
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    if dirs.first() == Some(&bin) {
+        return;
+    }
+    dirs.retain(|d| d != &bin);
+    dirs.insert(0, bin);
+    if let Ok(path) = std::env::join_paths(dirs) {
+        // Single-threaded at this point, so changing our own environment is sound.
+        std::env::set_var("PATH", path);
+    }
+}
