@@ -3,9 +3,11 @@
 
 use crate::filter::{parse_id, parse_key, parse_kind, Filter};
 use crate::model::shm_addresses::ShmAddressBook;
+use crate::model::waits::{GroupBy, Waits};
 use crate::probe::{Probe, ProbeOptions};
 use crate::session::{self, Schedule};
 use crate::syscalls::IpcKind;
+use crate::views::lat::LatView;
 use crate::views::trace::TraceView;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -38,6 +40,9 @@ pub enum Command {
     /// Stream every SysV IPC call as it completes (the default command).
     #[command(after_help = EXAMPLES)]
     Trace(TraceArgs),
+    /// Wait-latency histograms: who waits on which semaphore (or queue), how long, released by whom.
+    #[command(after_help = LAT_EXAMPLES)]
+    Lat(LatArgs),
 }
 
 /// Options every tracing command shares.
@@ -87,6 +92,45 @@ pub struct TraceArgs {
     pub count: Option<u64>,
 }
 
+const LAT_EXAMPLES: &str = "\
+Examples:
+  ipctrace lat                      # semaphore waits until Ctrl-C, then histograms
+  ipctrace lat 1 10                 # a histogram every second, ten times (as runqlat 1 10)
+  ipctrace lat --by semnum --key 0x5d00012a
+  ipctrace lat --type msg --by process   # msgsnd (queue full) and msgrcv (queue empty) waits
+
+Only calls that really slept count as waits (the task switched out until another process
+released it); calls that found the semaphore free are counted as calls, not waits.";
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct LatArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Print a histogram every SECS seconds (default: once, at the end).
+    #[arg(short = 'i', long, value_name = "SECS", value_parser = parse_seconds)]
+    pub interval: Option<Duration>,
+    /// Stop after this many intervals.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Histogram per object, per semaphore of a set, or per waiting process.
+    #[arg(long, value_enum, default_value_t = By::Object)]
+    pub by: By,
+    /// Interval in seconds, positional as in bcc's tools.
+    #[arg(value_name = "INTERVAL", value_parser = parse_seconds, conflicts_with = "interval")]
+    pub interval_pos: Option<Duration>,
+    /// Number of intervals, positional as in bcc's tools.
+    #[arg(value_name = "COUNT", conflicts_with = "count")]
+    pub count_pos: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum By {
+    #[default]
+    Object,
+    Semnum,
+    Process,
+}
+
 /// Seconds as people write them: 10, 0.5, 2.5.
 pub fn parse_seconds(s: &str) -> Result<Duration, String> {
     s.parse::<f64>()
@@ -100,6 +144,7 @@ pub fn parse_seconds(s: &str) -> Result<Duration, String> {
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Some(Command::Trace(args)) => trace(args),
+        Some(Command::Lat(args)) => lat(args),
         None => trace(cli.trace),
     }
 }
@@ -117,6 +162,7 @@ fn trace(args: TraceArgs) -> Result<i32> {
         filter: filter.clone(),
         waits: true,
         processes: true,
+        key_ids: ids_of_keys(&filter),
         ..Default::default()
     };
     let probe = Probe::attach(&options)?;
@@ -124,7 +170,7 @@ fn trace(args: TraceArgs) -> Result<i32> {
     let mut view = TraceView::new(
         std::io::BufWriter::with_capacity(1 << 16, stdout),
         args.common.json,
-        ShmAddressBook::default(),
+        shm_addresses_now(),
         args.count,
     );
     let schedule = Schedule {
@@ -140,6 +186,103 @@ fn trace(args: TraceArgs) -> Result<i32> {
     }
     let _ = std::io::stderr().flush();
     Ok(0)
+}
+
+fn lat(args: LatArgs) -> Result<i32> {
+    let mut filter = args.common.filter();
+    // Waits happen on semaphores, and on queues when asked; shared memory never waits.
+    if filter.kinds.is_empty() {
+        filter.kinds = vec![IpcKind::Sem];
+    }
+    filter.kinds.retain(|k| *k != IpcKind::Shm);
+    if filter.kinds.is_empty() {
+        anyhow::bail!("shared memory calls never wait: use --type sem or --type msg");
+    }
+    filter.validate()?;
+    let by = match args.by {
+        By::Object => GroupBy::Object,
+        By::Semnum => GroupBy::Semnum,
+        By::Process => GroupBy::Process,
+    };
+    let interval = args.interval.or(args.interval_pos);
+    let count = args.count.or(args.count_pos);
+    if count.is_some() && interval.is_none() {
+        anyhow::bail!("--count needs --interval");
+    }
+    let options = ProbeOptions {
+        filter: filter.clone(),
+        waits: true,
+        key_ids: ids_of_keys(&filter),
+        ..Default::default()
+    };
+    let probe = Probe::attach(&options)?;
+    let stdout = std::io::stdout().lock();
+    let mut view = LatView::new(
+        stdout,
+        args.common.json,
+        Waits::new(by, filter.kinds()),
+        count,
+    );
+    for (kind, ns, id, key) in known_keys(&filter.kinds()) {
+        view.know_key(kind, ns, id, key);
+    }
+    let schedule = Schedule {
+        duration: args.common.duration,
+        interval,
+        what: format!("{} waits", filter.describe()),
+    };
+    let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
+    match view.finish(&totals) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(0),
+    }
+}
+
+/// The ids that objects with a `--key` have now, so calls on them pass the kernel filter too.
+fn ids_of_keys(filter: &Filter) -> Vec<(IpcKind, i32)> {
+    if filter.keys.is_empty() {
+        return Vec::new();
+    }
+    known_keys(&filter.kinds())
+        .into_iter()
+        .filter(|(_, _, _, key)| filter.keys.contains(key))
+        .map(|(kind, _, id, _)| (kind, id))
+        .collect()
+}
+
+/// Where each process has segments attached now, so a shmdt of one names its segment.
+fn shm_addresses_now() -> ShmAddressBook {
+    let mut book = ShmAddressBook::default();
+    if let Ok(scan) = crate::procfs::read_attachments() {
+        for p in scan.processes {
+            for m in p.mappings {
+                book.seed(p.pid, m.start, m.shmid);
+            }
+        }
+    }
+    book
+}
+
+/// The keys of the objects that exist now, from /proc/sysvipc (this namespace).
+fn known_keys(kinds: &[IpcKind]) -> Vec<(IpcKind, u32, i32, i32)> {
+    let ns = crate::procfs::own_ipc_namespace().unwrap_or(0);
+    let mut keys = Vec::new();
+    if kinds.contains(&IpcKind::Sem) {
+        if let Ok(t) = crate::procfs::read_sem() {
+            keys.extend(t.objects.iter().map(|o| (IpcKind::Sem, ns, o.semid, o.key)));
+        }
+    }
+    if kinds.contains(&IpcKind::Msg) {
+        if let Ok(t) = crate::procfs::read_msg() {
+            keys.extend(t.objects.iter().map(|o| (IpcKind::Msg, ns, o.msqid, o.key)));
+        }
+    }
+    if kinds.contains(&IpcKind::Shm) {
+        if let Ok(t) = crate::procfs::read_shm() {
+            keys.extend(t.objects.iter().map(|o| (IpcKind::Shm, ns, o.shmid, o.key)));
+        }
+    }
+    keys
 }
 
 #[cfg(test)]

@@ -68,7 +68,11 @@ fn json_lines(out: &str) -> Vec<Value> {
 }
 
 fn programs_loaded() -> String {
-    let out = Command::new("bpftool")
+    // Debian installs bpftool in /usr/sbin, which a minimal PATH may lack.
+    let bpftool = ["/usr/sbin/bpftool", "/sbin/bpftool"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let out = Command::new(bpftool.unwrap_or("bpftool"))
         .args(["prog", "show"])
         .output()
         .expect("bpftool (installed by xtask setup)");
@@ -224,6 +228,63 @@ fn human_output_names_the_call_in_words() {
     );
     assert!(!out.contains("msgsnd"), "--type sem shows no queue calls");
     assert!(out.contains("6 events, 0 lost"), "{out}");
+}
+
+#[test]
+fn lat_json_names_the_contended_semaphore_and_its_releaser() {
+    let key = format!("{:#x}", 0x5d00_0000 | (std::process::id() & 0xffff));
+    let mut perl = Command::new("perl")
+        .args([
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/workloads/contend.pl"),
+            &key,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // the set exists before the tracer starts
+    let tracer = Tracer::start(&["lat", "--json", "--by", "semnum", "--key", &key]);
+    perl.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut ids = String::new();
+    perl.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut ids)
+        .unwrap();
+    assert!(perl.wait().unwrap().success());
+    let ids: Vec<i64> = ids.split_whitespace().map(|s| s.parse().unwrap()).collect();
+    tracer.signal(libc::SIGINT);
+    let (code, out, _) = tracer.finish();
+    assert_eq!(code, 0);
+    let lines = json_lines(&out);
+    let sem0 = lines
+        .iter()
+        .find(|l| l["semnum"] == 0)
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(
+        (sem0["type"].as_str(), sem0["id"].as_i64()),
+        (Some("sem"), Some(ids[0]))
+    );
+    assert_eq!(
+        sem0["key"].as_i64().map(|k| format!("{:#x}", k as u32)),
+        Some(key.clone())
+    );
+    assert_eq!(
+        (sem0["calls"].as_u64(), sem0["blocked"].as_u64()),
+        (Some(40), Some(20)),
+        "{out}"
+    );
+    let p50 = sem0["p50_ns"].as_u64().unwrap();
+    assert!((4_000_000..8_000_000).contains(&p50), "p50 {p50}");
+    assert_eq!(sem0["wakers"][0]["pid"].as_i64(), Some(ids[2]));
+    assert_eq!(sem0["wakers"][0]["comm"], "pgwriter");
+    assert_eq!(sem0["wakers"][0]["count"], 20);
+    let sem1 = lines.iter().find(|l| l["semnum"] == 1).unwrap();
+    assert_eq!(
+        (sem1["calls"].as_u64(), sem1["blocked"].as_u64()),
+        (Some(40), Some(0))
+    );
+    assert!(lines.last().unwrap()["summary"]["lost"] == 0);
 }
 
 #[test]

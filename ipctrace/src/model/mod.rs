@@ -2,3 +2,4 @@
 //! logic is unit-tested by feeding it events.
 
 pub mod shm_addresses;
+pub mod waits;

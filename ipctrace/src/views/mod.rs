@@ -1,6 +1,7 @@
 //! Views turn the decoded stream and the model into output for people (aligned text, human
 //! units) and for scripts (`--json`, one object per line). Views never reach back into the probe.
 
+pub mod lat;
 pub mod trace;
 
 /// A duration in the unit a person reads best: 850ns, 12.3µs, 1.08ms, 2.50s.

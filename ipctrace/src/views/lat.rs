@@ -1,0 +1,454 @@
+//! `ipctrace lat`: wait-latency histograms per object, semaphore or process, printed bcc-style
+//! (log2 buckets with bars under a unit header) with HDR percentiles, the waiters' releasers and
+//! a contention summary; or one JSON object per key per interval.
+
+use super::{human_duration, WallClock};
+use crate::event::{Call, Event};
+use crate::model::waits::{log2_range, log2_slot, GroupBy, WaitKey, Waits, LOG2_SLOTS};
+use crate::probe::KernelCounts;
+use crate::session::{Flow, Sink, Totals};
+use crate::syscalls::IpcKind;
+use crate::views::trace::json_str;
+use hdrhistogram::Histogram;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+pub struct LatView<W: Write> {
+    out: W,
+    json: bool,
+    pub waits: Waits,
+    /// IPC keys by object, from /proc/sysvipc at start and the get calls seen since.
+    keys: HashMap<(IpcKind, u32, i32), i32>,
+    clock: WallClock,
+    /// Intervals still to print (`--count`).
+    remaining: Option<u64>,
+    printed_any: bool,
+}
+
+impl<W: Write> LatView<W> {
+    pub fn new(out: W, json: bool, waits: Waits, count: Option<u64>) -> Self {
+        LatView {
+            out,
+            json,
+            waits,
+            keys: HashMap::new(),
+            clock: WallClock::now(),
+            remaining: count,
+            printed_any: false,
+        }
+    }
+
+    pub fn know_key(&mut self, kind: IpcKind, ipc_ns: u32, id: i32, key: i32) {
+        self.keys.insert((kind, ipc_ns, id), key);
+    }
+
+    /// Prints what was gathered since the last report, then starts afresh.
+    pub fn report(&mut self) -> io::Result<()> {
+        let mut text = String::new();
+        if self.json {
+            self.json_report(&mut text);
+        } else {
+            self.human_report(&mut text);
+        }
+        self.out.write_all(text.as_bytes())?;
+        self.out.flush()?;
+        self.waits.clear();
+        self.printed_any = true;
+        Ok(())
+    }
+
+    /// The final report and, for people, what the kernel could not hand over.
+    pub fn finish(&mut self, totals: &Totals) -> io::Result<()> {
+        if !self.printed_any || !self.waits.stats.is_empty() {
+            self.report()?;
+        }
+        let k = totals.kernel;
+        if self.json {
+            writeln!(
+                self.out,
+                "{{\"summary\": {{\"events\": {}, \"lost\": {}, \"untracked\": {}, \"malformed\": {}}}}}",
+                totals.events, k.lost, k.untracked, totals.malformed
+            )?;
+        } else if k.lost > 0 || k.untracked > 0 {
+            writeln!(
+                self.out,
+                "warning: {} events lost, {} calls untracked",
+                k.lost, k.untracked
+            )?;
+        }
+        self.out.flush()
+    }
+
+    fn object_name(&self, key: &WaitKey) -> String {
+        let mut s = format!("{} {}", key.kind, key.id);
+        if let Some(k) = self
+            .keys
+            .get(&(key.kind, key.ipc_ns, key.id))
+            .filter(|k| **k != 0)
+        {
+            let _ = write!(s, " key {:#x}", *k as u32);
+        }
+        if let Some(n) = key.semnum {
+            let _ = write!(s, " sem[{n}]");
+        }
+        s
+    }
+
+    fn human_report(&self, out: &mut String) {
+        let now = self
+            .clock
+            .time_of_day(super::clock_ns(libc::CLOCK_MONOTONIC) as u64);
+        let hottest = self.waits.hottest();
+        if hottest.is_empty() {
+            let _ = writeln!(out, "{now}: no waits");
+            return;
+        }
+        for (key, stats) in &hottest {
+            let mut head = self.object_name(key);
+            if let Some(pid) = key.pid {
+                let comm = stats
+                    .waiters
+                    .keys()
+                    .find(|t| t.pid == pid)
+                    .map(|t| t.comm.to_string())
+                    .unwrap_or_default();
+                let _ = write!(head, " waiter {comm}({pid})");
+            }
+            let pct = if stats.calls > 0 {
+                100 * stats.blocked / stats.calls
+            } else {
+                0
+            };
+            let _ = writeln!(
+                out,
+                "\n{now} {head}: {} calls, {} blocked ({pct}%), {} total; timeouts {}, EINTR {}, EIDRM {}",
+                stats.calls,
+                stats.blocked,
+                human_duration(stats.blocked_total_ns),
+                stats.timeouts,
+                stats.interrupted,
+                stats.removed
+            );
+            if stats.blocked == 0 {
+                let _ = writeln!(out, "    every call took the fast path");
+                continue;
+            }
+            log2_histogram(out, &stats.hdr);
+            let _ = writeln!(
+                out,
+                "    p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+                human_duration(stats.percentile(0.5)),
+                human_duration(stats.percentile(0.9)),
+                human_duration(stats.percentile(0.99)),
+                human_duration(stats.percentile(0.999)),
+                human_duration(stats.max())
+            );
+            let wakers: Vec<String> = stats
+                .top_wakers()
+                .iter()
+                .take(5)
+                .map(|(t, n)| format!("{}({}) {n}", t.comm, t.pid))
+                .collect();
+            if !wakers.is_empty() {
+                let _ = writeln!(out, "    released by: {}", wakers.join(", "));
+            }
+        }
+        let _ = writeln!(out, "\nContention summary");
+        let hot: Vec<String> = hottest
+            .iter()
+            .filter(|(_, s)| s.blocked > 0)
+            .take(3)
+            .map(|(k, s)| {
+                format!(
+                    "{} {}",
+                    self.object_name(k),
+                    human_duration(s.blocked_total_ns)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  hottest (blocked time): {}",
+            if hot.is_empty() {
+                "none".into()
+            } else {
+                hot.join(", ")
+            }
+        );
+        let waiters: Vec<String> = self
+            .waits
+            .top_waiters()
+            .iter()
+            .take(3)
+            .map(|(t, n, ns)| format!("{}({}) {n} waits {}", t.comm, t.pid, human_duration(*ns)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  top waiters: {}",
+            if waiters.is_empty() {
+                "none".into()
+            } else {
+                waiters.join(", ")
+            }
+        );
+        let wakers: Vec<String> = self
+            .waits
+            .top_wakers()
+            .iter()
+            .take(3)
+            .map(|(t, n)| format!("{}({}) woke {n}", t.comm, t.pid))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  top wakers: {}",
+            if wakers.is_empty() {
+                "none".into()
+            } else {
+                wakers.join(", ")
+            }
+        );
+    }
+
+    fn json_report(&self, out: &mut String) {
+        let ts = super::clock_ns(libc::CLOCK_MONOTONIC);
+        for (key, s) in self.waits.hottest() {
+            let _ = write!(
+                out,
+                "{{\"ts_ns\": {ts}, \"type\": \"{}\", \"id\": {}, \"ipc_ns\": {}",
+                key.kind, key.id, key.ipc_ns
+            );
+            match self.keys.get(&(key.kind, key.ipc_ns, key.id)) {
+                Some(k) => {
+                    let _ = write!(out, ", \"key\": {k}");
+                }
+                None => out.push_str(", \"key\": null"),
+            }
+            if self.waits.by == GroupBy::Semnum {
+                let _ = write!(
+                    out,
+                    ", \"semnum\": {}",
+                    key.semnum.map_or("null".into(), |n| n.to_string())
+                );
+            }
+            if let Some(pid) = key.pid {
+                let comm = s
+                    .waiters
+                    .keys()
+                    .find(|t| t.pid == pid)
+                    .map(|t| t.comm.to_string())
+                    .unwrap_or_default();
+                let _ = write!(out, ", \"pid\": {pid}, \"comm\": ");
+                json_str(out, &comm);
+            }
+            let _ = write!(
+                out,
+                ", \"calls\": {}, \"blocked\": {}, \"blocked_total_ns\": {}, \"timeouts\": {}, \"eintr\": {}, \"eidrm\": {}",
+                s.calls, s.blocked, s.blocked_total_ns, s.timeouts, s.interrupted, s.removed
+            );
+            let _ = write!(
+                out,
+                ", \"p50_ns\": {}, \"p90_ns\": {}, \"p99_ns\": {}, \"p999_ns\": {}, \"max_ns\": {}",
+                s.percentile(0.5),
+                s.percentile(0.9),
+                s.percentile(0.99),
+                s.percentile(0.999),
+                s.max()
+            );
+            out.push_str(", \"hist\": [");
+            let mut first = true;
+            for (slot, count) in s.log2.iter().enumerate().filter(|(_, c)| **c > 0) {
+                let (lo, hi) = log2_range(slot);
+                let sep = if first { "" } else { ", " };
+                first = false;
+                let _ = write!(
+                    out,
+                    "{sep}{{\"lo_ns\": {lo}, \"hi_ns\": {hi}, \"count\": {count}}}"
+                );
+            }
+            out.push_str("], \"wakers\": [");
+            for (i, (t, n)) in s.top_wakers().iter().enumerate() {
+                let sep = if i == 0 { "" } else { ", " };
+                let _ = write!(out, "{sep}{{\"pid\": {}, \"comm\": ", t.pid);
+                json_str(out, &t.comm.as_str());
+                let _ = write!(out, ", \"count\": {n}}}");
+            }
+            out.push_str("]}\n");
+        }
+    }
+}
+
+/// bcc's log2 histogram: a unit header, one row per power of two of the unit from the lowest
+/// to the highest non-empty one, and a 40-column bar scaled to the largest count.
+pub fn log2_histogram(out: &mut String, hdr: &Histogram<u64>) {
+    if hdr.is_empty() {
+        return;
+    }
+    // Microseconds unless the waits are long, as runqlat does with -m.
+    let (unit, div) = if hdr.max() >= 10_000_000_000 {
+        ("msecs", 1_000_000)
+    } else {
+        ("usecs", 1_000)
+    };
+    let mut slots = [0u64; LOG2_SLOTS + 1];
+    for v in hdr.iter_recorded() {
+        slots[log2_slot(v.value_iterated_to() / div)] += v.count_at_value();
+    }
+    let first = slots.iter().position(|c| *c > 0).unwrap_or(0);
+    let last = slots.iter().rposition(|c| *c > 0).unwrap_or(0);
+    let max = *slots.iter().max().unwrap_or(&1);
+    let _ = writeln!(out, "    {unit:>20} : count    distribution");
+    for (slot, count) in slots.iter().enumerate().take(last + 1).skip(first) {
+        let (lo, hi) = log2_range(slot);
+        let bar = "*".repeat(((count * 40).div_ceil(max.max(1))).min(40) as usize);
+        let _ = writeln!(out, "    {lo:>10} -> {hi:<10}: {count:<8} |{bar:<40}|");
+    }
+}
+
+impl<W: Write> Sink for LatView<W> {
+    fn event(&mut self, event: &Event) -> Flow {
+        if let Event::Call(call) = event {
+            self.learn_key(call);
+            self.waits.record(call);
+        }
+        Flow::Continue
+    }
+
+    fn interval(&mut self, _counts: KernelCounts) -> Flow {
+        if self.report().is_err() {
+            return Flow::Stop;
+        }
+        match self.remaining.as_mut() {
+            Some(n) => {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                }
+            }
+            None => Flow::Continue,
+        }
+    }
+}
+
+impl<W: Write> LatView<W> {
+    fn learn_key(&mut self, call: &Call) {
+        if let (Some(id), Some(key)) = (call.id(), call.key()) {
+            self.know_key(call.kind(), call.ipc_ns, id, key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Comm, SemOp, Waker};
+    use crate::syscalls::Op;
+
+    fn blocked(pid: u32, id: i32, ns: u64) -> Call {
+        let mut c = Call::synthetic(
+            Op::Semtimedop,
+            pid,
+            "waiter",
+            [id as u64, 0, 1, 0, 0, 0],
+            0,
+            1,
+        )
+        .with_sops(&[SemOp {
+            num: 0,
+            op: -1,
+            flg: 0,
+        }]);
+        c.blocked_ns = ns;
+        c.waker = Some(Waker {
+            pid: 99,
+            tid: 99,
+            comm: Comm::new("holder"),
+        });
+        c
+    }
+
+    fn view(json: bool) -> LatView<Vec<u8>> {
+        let mut v = LatView::new(
+            Vec::new(),
+            json,
+            Waits::new(GroupBy::Object, vec![IpcKind::Sem]),
+            None,
+        );
+        v.know_key(IpcKind::Sem, 0, 5, 0x1234);
+        for ns in [1_500_000, 2_100_000, 2_200_000, 40_000] {
+            v.event(&Event::Call(blocked(7, 5, ns)));
+        }
+        v.event(&Event::Call(blocked(7, 5, 0)));
+        v
+    }
+
+    #[test]
+    fn human_report_has_buckets_percentiles_and_releasers() {
+        let mut v = view(false);
+        v.report().unwrap();
+        let out = String::from_utf8(v.out).unwrap();
+        assert!(
+            out.contains("sem 5 key 0x1234: 5 calls, 4 blocked (80%)"),
+            "{out}"
+        );
+        assert!(out.contains("usecs : count    distribution"), "{out}");
+        assert!(
+            out.contains("2048 -> 4095      : 2        |****************************************|"),
+            "{out}"
+        );
+        assert!(
+            out.contains("1024 -> 2047      : 1        |********************                    |"),
+            "{out}"
+        );
+        assert!(out.contains("32 -> 63        : 1"), "{out}");
+        assert!(out.contains("released by: holder(99) 4"), "{out}");
+        assert!(out.contains("top waiters: waiter(7) 4 waits"), "{out}");
+        assert!(v.waits.stats.is_empty(), "a report starts a new interval");
+    }
+
+    #[test]
+    fn json_report_follows_the_contract() {
+        let mut v = view(true);
+        v.report().unwrap();
+        let out = String::from_utf8(v.out).unwrap();
+        let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(
+            (j["type"].as_str(), j["id"].as_i64(), j["key"].as_i64()),
+            (Some("sem"), Some(5), Some(0x1234))
+        );
+        assert_eq!(
+            (j["calls"].as_u64(), j["blocked"].as_u64()),
+            (Some(5), Some(4))
+        );
+        assert!(
+            j["p50_ns"].as_u64().unwrap() >= 1_500_000
+                && j["max_ns"].as_u64().unwrap() >= 2_200_000
+        );
+        let hist_total: u64 = j["hist"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(hist_total, 4);
+        assert_eq!(j["wakers"][0]["comm"], "holder");
+        assert_eq!(j["wakers"][0]["count"], 4);
+        for f in ["p90_ns", "p99_ns", "p999_ns"] {
+            assert!(j[f].is_u64(), "{f}");
+        }
+    }
+
+    #[test]
+    fn count_limits_the_intervals() {
+        let mut v = LatView::new(
+            Vec::new(),
+            true,
+            Waits::new(GroupBy::Object, vec![IpcKind::Sem]),
+            Some(2),
+        );
+        assert_eq!(v.interval(KernelCounts::default()), Flow::Continue);
+        assert_eq!(v.interval(KernelCounts::default()), Flow::Stop);
+    }
+}
