@@ -115,11 +115,7 @@ impl<W: Write> LatView<W> {
                     .unwrap_or_default();
                 let _ = write!(head, " waiter {comm}({pid})");
             }
-            let pct = if stats.calls > 0 {
-                100 * stats.blocked / stats.calls
-            } else {
-                0
-            };
+            let pct = (100 * stats.blocked).checked_div(stats.calls).unwrap_or(0);
             let _ = writeln!(
                 out,
                 "\n{now} {head}: {} calls, {} blocked ({pct}%), {} total; timeouts {}, EINTR {}, EIDRM {}",
