@@ -19,7 +19,7 @@ fn waits(t: &Traced, by: GroupBy, kinds: Vec<IpcKind>) -> Waits {
     w
 }
 
-fn stats_for<'a>(w: &'a Waits, id: i32, semnum: Option<u16>) -> &'a WaitStats {
+fn stats_for(w: &Waits, id: i32, semnum: Option<u16>) -> &WaitStats {
     w.stats
         .iter()
         .find(|(k, _)| k.id == id && k.semnum == semnum)
