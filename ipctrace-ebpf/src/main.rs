@@ -108,6 +108,13 @@ pub fn sys_exit_ipc(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// Does nothing: `ipctrace floor` attaches it to the same tracepoints so that benchmarks can
+/// measure what any design built on syscall tracepoints costs at the least.
+#[tracepoint]
+pub fn noop(_ctx: TracePointContext) -> u32 {
+    0
+}
+
 /// The caller is about to switch out: if it sleeps interruptibly inside a tracked call, that is
 /// the start of a real wait (not a preemption, not a page-fault sleep).
 #[btf_tracepoint(function = "sched_switch")]

@@ -43,6 +43,9 @@ pub enum Command {
     /// Wait-latency histograms: who waits on which semaphore (or queue), how long, released by whom.
     #[command(after_help = LAT_EXAMPLES)]
     Lat(LatArgs),
+    /// For benchmarks: the same syscall tracepoints with programs that do nothing.
+    #[command(hide = true)]
+    Floor(Common),
 }
 
 /// Options every tracing command shares.
@@ -145,6 +148,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Some(Command::Trace(args)) => trace(args),
         Some(Command::Lat(args)) => lat(args),
+        Some(Command::Floor(common)) => floor(common),
         None => trace(cli.trace),
     }
 }
@@ -236,6 +240,29 @@ fn lat(args: LatArgs) -> Result<i32> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(0),
     }
+}
+
+/// Holds empty programs on the tracepoints until stopped: the cost floor benchmarks compare to.
+fn floor(common: Common) -> Result<i32> {
+    struct Nothing;
+    impl session::Sink for Nothing {
+        fn event(&mut self, _: &crate::event::Event) -> session::Flow {
+            session::Flow::Continue
+        }
+    }
+    let filter = common.filter();
+    let probe = Probe::attach(&ProbeOptions {
+        filter: filter.clone(),
+        floor: true,
+        ..Default::default()
+    })?;
+    let schedule = Schedule {
+        duration: common.duration,
+        interval: None,
+        what: format!("{} with empty programs", filter.describe()),
+    };
+    runtime()?.block_on(session::run(probe, schedule, &mut Nothing))?;
+    Ok(0)
 }
 
 /// The ids that objects with a `--key` have now, so calls on them pass the kernel filter too.

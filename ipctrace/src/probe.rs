@@ -25,6 +25,8 @@ pub struct ProbeOptions {
     pub ring_bytes: Option<u32>,
     /// Object ids that existing objects with a `--key` already have (from /proc/sysvipc).
     pub key_ids: Vec<(IpcKind, i32)>,
+    /// Attach programs that do nothing instead (the benchmark's floor).
+    pub floor: bool,
 }
 
 /// Attached kernel programs and their maps.
@@ -167,6 +169,15 @@ impl Probe {
 
         ensure_tracefs()?;
         let ops: Vec<Op> = filter.kinds().into_iter().flat_map(IpcKind::ops).collect();
+        if options.floor {
+            let noop: &mut TracePoint = program_mut(&mut ebpf, "noop")?.try_into()?;
+            noop.load().context("loading noop")?;
+            for op in &ops {
+                attach_syscall(noop, &format!("sys_enter_{}", op.tracepoint()))?;
+                attach_syscall(noop, &format!("sys_exit_{}", op.tracepoint()))?;
+            }
+            return Probe::finish(ebpf);
+        }
         let exit: &mut TracePoint = program_mut(&mut ebpf, "sys_exit_ipc")?.try_into()?;
         exit.load().context("loading sys_exit_ipc")?;
         for op in &ops {
@@ -204,7 +215,11 @@ impl Probe {
                     .with_context(|| format!("attaching to tp_btf/{tracepoint}"))?;
             }
         }
+        Probe::finish(ebpf)
+    }
 
+    /// Takes the maps user space reads; the rest stay with the object until it is dropped.
+    fn finish(mut ebpf: Ebpf) -> Result<Probe> {
         let events = RingBuf::try_from(
             ebpf.take_map("EVENTS")
                 .ok_or_else(|| anyhow!("no EVENTS map"))?,
