@@ -272,8 +272,10 @@ pub fn json_str(out: &mut String, s: &str) {
 
 /// A call's arguments in words.
 pub fn args_text(call: &Call) -> String {
+    // No flags reads better as nothing than as "0".
     let flags = || {
         call.flags()
+            .filter(|f| *f != 0)
             .map(|f| syscalls::flags_text(call.op, f))
             .unwrap_or_default()
     };
@@ -306,7 +308,13 @@ pub fn args_text(call: &Call) -> String {
             }
             text
         }
-        Op::Msgsnd => format!("mtype={} {}B {}", opt(call.mtype), call.args[2], flags()),
+        Op::Msgsnd => format!(
+            "mtype={} {}B {}",
+            call.mtype
+                .map_or_else(|| "?".to_string(), |t| t.to_string()),
+            call.args[2],
+            flags()
+        ),
         Op::Msgrcv => {
             let mut s = format!("want={} {}B {}", call.args[3] as i64, call.args[2], flags());
             if let Some(t) = call.mtype.filter(|_| call.succeeded()) {
@@ -458,6 +466,14 @@ mod tests {
             lines[2].contains("sem[1] -1 IPC_NOWAIT|SEM_UNDO") && lines[2].contains("EAGAIN"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn zero_flags_are_left_out() {
+        let snd = Call::synthetic(Op::Msgsnd, 1, "p", [3, 0x10, 5, 0, 0, 0], 0, 1);
+        assert_eq!(args_text(&snd), "mtype=? 5B");
+        let at = Call::synthetic(Op::Shmat, 1, "p", [3, 0, 0, 0, 0, 0], 0x1000, 1);
+        assert_eq!(args_text(&at), "addr=NULL");
     }
 
     #[test]
