@@ -316,7 +316,9 @@ pub fn args_text(call: &Call) -> String {
             flags()
         ),
         Op::Msgrcv => {
-            let mut s = format!("want={} {}B {}", call.args[3] as i64, call.args[2], flags());
+            let mut s = format!("want={} {}B {}", call.args[3] as i64, call.args[2], flags())
+                .trim_end()
+                .to_string();
             if let Some(t) = call.mtype.filter(|_| call.succeeded()) {
                 let _ = write!(s, " got={t}");
             }
