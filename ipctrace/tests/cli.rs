@@ -287,6 +287,132 @@ fn lat_json_names_the_contended_semaphore_and_its_releaser() {
     assert!(lines.last().unwrap()["summary"]["lost"] == 0);
 }
 
+/// The ids of the BPF programs, maps and links a process holds, from its fdinfo.
+fn bpf_objects_of(pid: u32) -> Vec<(&'static str, u64)> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+    {
+        let info = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in info.lines() {
+            for (field, kind) in [
+                ("prog_id:", "prog"),
+                ("map_id:", "map"),
+                ("link_id:", "link"),
+            ] {
+                if let Some(v) = line.strip_prefix(field) {
+                    ids.push((kind, v.trim().parse().unwrap()));
+                }
+            }
+        }
+    }
+    ids
+}
+
+fn bpf_ids_loaded(kind: &str) -> Vec<u64> {
+    let bpftool = ["/usr/sbin/bpftool", "/sbin/bpftool"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let out = Command::new(bpftool.unwrap_or("bpftool"))
+        .args(["-j", kind, "show"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    v.as_array()
+        .map(|a| a.iter().filter_map(|o| o["id"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_exit_path_leaves_no_program_map_or_link_behind() {
+    let perl_workload = |tracer: &Tracer| {
+        let _ = tracer;
+        let mut perl = Command::new("perl")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/workloads/sysv.pl"
+            ))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        perl.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        perl.wait().unwrap();
+    };
+    type Stop = Box<dyn Fn(&mut Tracer)>;
+    let paths: Vec<(&str, Vec<&str>, Stop)> = vec![
+        (
+            "SIGINT",
+            vec!["trace"],
+            Box::new(|t: &mut Tracer| t.signal(libc::SIGINT)),
+        ),
+        (
+            "SIGTERM",
+            vec!["lat"],
+            Box::new(|t: &mut Tracer| t.signal(libc::SIGTERM)),
+        ),
+        (
+            "SIGHUP",
+            vec!["trace", "--json"],
+            Box::new(|t: &mut Tracer| t.signal(libc::SIGHUP)),
+        ),
+        (
+            "--duration",
+            vec!["trace", "--duration", "0.5"],
+            Box::new(|_: &mut Tracer| {}),
+        ),
+        (
+            "--count",
+            vec!["trace", "--comm", "perl", "-n", "2"],
+            Box::new(move |t: &mut Tracer| perl_workload(t)),
+        ),
+        (
+            "closed stdout",
+            vec!["trace", "--comm", "perl"],
+            Box::new(move |t: &mut Tracer| {
+                drop(t.child.stdout.take());
+                perl_workload(t);
+            }),
+        ),
+    ];
+    for (name, args, stop) in paths {
+        let mut tracer = Tracer::start(&args);
+        let held = bpf_objects_of(tracer.child.id());
+        for kind in ["prog", "map", "link"] {
+            assert!(
+                held.iter().any(|(k, _)| *k == kind),
+                "{name}: holds no {kind}: {held:?}"
+            );
+        }
+        stop(&mut tracer);
+        let status = tracer.child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{name}");
+        // The kernel frees programs and maps in deferred work after the last fd closes.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left: Vec<(&str, u64)> = ["prog", "map", "link"]
+                .into_iter()
+                .flat_map(|kind| {
+                    let loaded = bpf_ids_loaded(kind);
+                    held.iter()
+                        .filter(move |(k, id)| *k == kind && loaded.contains(id))
+                        .copied()
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: left behind: {left:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 #[test]
 fn bad_arguments_exit_2_without_a_panic() {
     for args in [
