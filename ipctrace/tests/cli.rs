@@ -287,6 +287,50 @@ fn lat_json_names_the_contended_semaphore_and_its_releaser() {
     assert!(lines.last().unwrap()["summary"]["lost"] == 0);
 }
 
+#[test]
+fn calls_in_another_ipc_namespace_carry_that_namespace() {
+    use std::os::unix::fs::MetadataExt;
+    let own_ns = std::fs::metadata("/proc/self/ns/ipc").unwrap().ino();
+    let mut perl = Command::new("unshare")
+        .args([
+            "--ipc",
+            "perl",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/workloads/sysv.pl"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("unshare (util-linux)");
+    // unshare execs perl in place, so the pid is perl's.
+    let pid = perl.id();
+    std::thread::sleep(Duration::from_millis(200));
+    let their_ns = std::fs::metadata(format!("/proc/{pid}/ns/ipc"))
+        .unwrap()
+        .ino();
+    assert_ne!(their_ns, own_ns);
+    let tracer = Tracer::start(&["trace", "--json", "--pid", &pid.to_string()]);
+    perl.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut ids = String::new();
+    perl.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut ids)
+        .unwrap();
+    assert!(perl.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(200));
+    tracer.signal(libc::SIGINT);
+    let (_, out, _) = tracer.finish();
+    let lines = json_lines(&out);
+    let (_, calls) = lines.split_last().unwrap();
+    assert_eq!(calls.len(), 16);
+    assert!(
+        calls.iter().all(|c| c["ipc_ns"].as_u64() == Some(their_ns)),
+        "{out}"
+    );
+    // A fresh namespace numbers its objects from 0: the same ids exist here too, kept apart by ipc_ns.
+    assert_eq!(calls[0]["id"], 0);
+}
+
 /// The ids of the BPF programs, maps and links a process holds, from its fdinfo.
 fn bpf_objects_of(pid: u32) -> Vec<(&'static str, u64)> {
     let mut ids = Vec::new();
