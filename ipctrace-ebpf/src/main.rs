@@ -68,6 +68,23 @@ struct InFlight {
 
 const TASK_INTERRUPTIBLE: u64 = 1;
 
+/// Waking the reader on every record would make each traced call pay for an IPI and a context
+/// switch on the reader's CPU; instead records go in silently and the reader is woken once this
+/// much is pending (it also drains on a short timer, so a trickle still shows promptly).
+const WAKEUP_BYTES: u64 = 64 << 10;
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+
+#[inline(always)]
+fn wakeup_flag() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}
+
 // Offsets into syscalls:sys_enter_* / sys_exit_* records (see their `format` files).
 const TP_ARGS: usize = 16;
 const TP_RET: usize = 16;
@@ -206,7 +223,7 @@ fn emit_process(event: u32, pid: u32, child_pid: u32) {
         ts_ns: unsafe { bpf_ktime_get_ns() },
         comm: bpf_get_current_comm().unwrap_or_default(),
     });
-    entry.submit(0);
+    entry.submit(wakeup_flag());
 }
 
 #[inline(always)]
@@ -299,7 +316,7 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
     if c.op == OP_MSGRCV && c.ret >= 0 {
         read_mtype(c);
     }
-    if pass && EVENTS.output::<IpcCall>(&*c, 0).is_err() {
+    if pass && EVENTS.output::<IpcCall>(&*c, wakeup_flag()).is_err() {
         count(COUNTER_LOST);
     }
     let _ = IN_FLIGHT.remove(tid);

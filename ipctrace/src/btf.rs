@@ -46,14 +46,17 @@ struct Member {
 struct Type {
     name_off: u32,
     kind: u32,
-    referenced: u32,      // the type a typedef, qualifier or pointer refers to
-    members: Vec<Member>, // structs and unions only
+    referenced: u32, // the type a typedef, qualifier or pointer refers to
+    kind_flag: bool,
+    vlen: u32,   // number of members, enumerators or parameters
+    data: usize, // where the kind-specific data starts in the type section
 }
 
 /// Just enough of a BTF blob to resolve struct member offsets.
 pub struct Btf {
     types: Vec<Type>, // index = type id; id 0 is void
     strings: Vec<u8>,
+    section: Vec<u8>, // the raw type section: members are read from it only when asked for
 }
 
 fn u32_at(data: &[u8], at: usize) -> Result<u32> {
@@ -86,7 +89,9 @@ impl Btf {
             name_off: 0,
             kind: 0,
             referenced: 0,
-            members: Vec::new(),
+            kind_flag: false,
+            vlen: 0,
+            data: 0,
         }];
         let mut at = 0;
         while at < section.len() {
@@ -97,41 +102,57 @@ impl Btf {
             let vlen = (info & 0xffff) as usize;
             let kind_flag = info >> 31 == 1;
             at += 12;
-            let mut members = Vec::new();
             // Sizes of the data following each kind's common header (see btf.h).
             let extra = match kind {
-                1 | 14 | 17 => 4, // INT, VAR, DECL_TAG
-                3 => 12,          // ARRAY
-                KIND_STRUCT | KIND_UNION => {
-                    for m in 0..vlen {
-                        let base = at + 12 * m;
-                        let offset = u32_at(section, base + 8)?;
-                        members.push(Member {
-                            name_off: u32_at(section, base)?,
-                            type_id: u32_at(section, base + 4)?,
-                            bit_offset: if kind_flag {
-                                offset & 0xff_ffff
-                            } else {
-                                offset
-                            },
-                        });
-                    }
-                    12 * vlen
-                }
-                6 | 13 => 8 * vlen,        // ENUM, FUNC_PROTO
-                15 | 19 => 12 * vlen,      // DATASEC, ENUM64
+                1 | 14 | 17 => 4,                      // INT, VAR, DECL_TAG
+                3 => 12,                               // ARRAY
+                KIND_STRUCT | KIND_UNION => 12 * vlen, // members
+                6 | 13 => 8 * vlen,                    // ENUM, FUNC_PROTO
+                15 | 19 => 12 * vlen,                  // DATASEC, ENUM64
                 2 | 7..=12 | 16 | 18 => 0, // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG
                 other => bail!("unknown BTF kind {other}"),
             };
-            at += extra;
+            if at + extra > section.len() {
+                bail!("BTF type section truncated");
+            }
             types.push(Type {
                 name_off,
                 kind,
                 referenced,
-                members,
+                kind_flag,
+                vlen: vlen as u32,
+                data: at,
             });
+            at += extra;
         }
-        Ok(Self { types, strings })
+        Ok(Self {
+            types,
+            strings,
+            section: section.to_vec(),
+        })
+    }
+
+    /// The members of a struct or union, read from the raw section.
+    fn members(&self, ty: &Type) -> impl Iterator<Item = Member> + '_ {
+        let count = if matches!(ty.kind, KIND_STRUCT | KIND_UNION) {
+            ty.vlen as usize
+        } else {
+            0
+        };
+        let (data, kind_flag) = (ty.data, ty.kind_flag);
+        (0..count).filter_map(move |m| {
+            let base = data + 12 * m;
+            let offset = u32_at(&self.section, base + 8).ok()?;
+            Some(Member {
+                name_off: u32_at(&self.section, base).ok()?,
+                type_id: u32_at(&self.section, base + 4).ok()?,
+                bit_offset: if kind_flag {
+                    offset & 0xff_ffff
+                } else {
+                    offset
+                },
+            })
+        })
     }
 
     fn name(&self, off: u32) -> &[u8] {
@@ -141,9 +162,7 @@ impl Btf {
 
     fn struct_named(&self, name: &str) -> Option<&Type> {
         self.types.iter().find(|t| {
-            t.kind == KIND_STRUCT
-                && !t.members.is_empty()
-                && self.name(t.name_off) == name.as_bytes()
+            t.kind == KIND_STRUCT && t.vlen > 0 && self.name(t.name_off) == name.as_bytes()
         })
     }
 
@@ -174,7 +193,7 @@ impl Btf {
         if depth > 8 {
             return None;
         }
-        for m in &ty.members {
+        for m in self.members(ty) {
             let member_name = self.name(m.name_off);
             if member_name == name.as_bytes() {
                 return Some((m.bit_offset, m.type_id));

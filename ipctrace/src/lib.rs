@@ -1,6 +1,7 @@
 //! ipctrace: an eBPF tracer for Linux System V IPC (shared memory, semaphores, message queues).
 //! Data flows one way: kernel programs -> ring buffer -> decoder (`event`) -> model -> views.
 
+pub mod abi;
 pub mod btf;
 pub mod cli;
 pub mod event;

@@ -98,7 +98,6 @@ impl Probe {
     pub fn attach(options: &ProbeOptions) -> Result<Probe> {
         check_privileges()?;
         options.filter.validate()?;
-        let offsets = KernelOffsets::from_running_kernel()?;
         let filter = &options.filter;
 
         let mut pids = [0u32; common::MAX_FILTER_PIDS];
@@ -112,7 +111,18 @@ impl Probe {
         let filter_objects = filter.filters_objects() as u32;
         let self_tgid = std::process::id();
 
-        let mut loader = EbpfLoader::new();
+        // The kernel's BTF (6 MB) is parsed three times: for our offsets, by aya's loader (its
+        // constructor always does), and for the tp_btf programs. In parallel, that costs one.
+        let (offsets, btf, mut loader) = std::thread::scope(|scope| {
+            let offsets = scope.spawn(KernelOffsets::from_running_kernel);
+            let btf = scope.spawn(Btf::from_sys_fs);
+            let loader = EbpfLoader::new();
+            let offsets = offsets.join().expect("BTF offsets thread");
+            let btf = btf.join().expect("BTF thread");
+            (offsets, btf, loader)
+        });
+        let offsets = offsets?;
+        let btf = btf.context("reading kernel BTF (/sys/kernel/btf/vmlinux)")?;
         loader
             .override_global("EXCLUDE_TGID", &self_tgid, true)
             .override_global("FILTER_TGIDS", &pids, true)
@@ -192,7 +202,6 @@ impl Probe {
 
         let needs_btf = options.waits || options.processes;
         if needs_btf {
-            let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
             let mut btf_programs = Vec::new();
             if options.waits && filter.kinds().iter().any(|k| *k != IpcKind::Shm) {
                 btf_programs.extend([

@@ -1,13 +1,16 @@
 //! Runs one tracing session: drains the ring buffer in batches, decodes each record and hands it
 //! to the running view, until --duration, --count, Ctrl-C, SIGTERM, SIGHUP or a closed stdout.
 
-use crate::event::{decode, Event};
+use crate::event::{decode, Event, ProcessChange};
 use crate::probe::{KernelCounts, Probe};
 use anyhow::{Context, Result};
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::signal::unix::{signal, SignalKind};
+
+/// How often the ring buffer is drained when the kernel has not woken us.
+const DRAIN_EVERY: Duration = Duration::from_millis(20);
 
 /// Whether the session goes on after a view handled something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +46,8 @@ pub struct Totals {
     pub events: u64,
     /// Process fork/exec/exit records (not calls).
     pub process_events: u64,
+    /// 32-bit processes seen (at start or by exec), whose calls are not traced.
+    pub compat_processes: u64,
     pub malformed: u64,
     pub kernel: KernelCounts,
     pub reason: StopReason,
@@ -69,13 +74,21 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
     let mut sighup = signal(SignalKind::hangup())?;
     // Only now can Ctrl-C end the session cleanly, so only now may scripts be told to go on.
     eprintln!("Tracing {}... Hit Ctrl-C to end.", schedule.what);
+    let compat = crate::abi::running_32bit();
+    if let Some(warning) = crate::abi::warning(&compat) {
+        eprintln!("{warning}");
+    }
     let deadline = schedule.duration.map(|d| tokio::time::Instant::now() + d);
     let mut ticker = schedule
         .interval
         .map(|i| tokio::time::interval_at(tokio::time::Instant::now() + i, i));
+    // The kernel side wakes us only once records pile up; a trickle is drained by this timer.
+    let mut drain_timer = tokio::time::interval(DRAIN_EVERY);
+    drain_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut totals = Totals {
         events: 0,
         process_events: 0,
+        compat_processes: compat.len() as u64,
         malformed: 0,
         kernel: KernelCounts::default(),
         reason: StopReason::View,
@@ -89,6 +102,12 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
             _ = sighup.recv() => break StopReason::Signal("SIGHUP"),
             _ = sleep_until(deadline) => break StopReason::Duration,
             _ = tick(&mut ticker) => None,
+            _ = drain_timer.tick() => {
+                if drain(ring.get_mut(), sink, &mut totals) == Flow::Stop {
+                    break StopReason::View;
+                }
+                continue;
+            }
         };
         match ready {
             Some(mut guard) => {
@@ -128,7 +147,19 @@ fn drain(
             Ok(event) => {
                 match event {
                     Event::Call(_) => totals.events += 1,
-                    Event::Process(_) => totals.process_events += 1,
+                    Event::Process(change) => {
+                        totals.process_events += 1;
+                        if let ProcessChange::Exec { pid, comm, .. } = change {
+                            if crate::abi::is_32bit(pid) == Some(true) {
+                                totals.compat_processes += 1;
+                                eprintln!(
+                                    "{}",
+                                    crate::abi::warning(&[(pid, comm.to_string())])
+                                        .unwrap_or_default()
+                                );
+                            }
+                        }
+                    }
                 }
                 if sink.event(&event) == Flow::Stop {
                     return Flow::Stop;

@@ -331,6 +331,62 @@ fn calls_in_another_ipc_namespace_carry_that_namespace() {
     assert_eq!(calls[0]["id"], 0);
 }
 
+/// Writes an 84-byte i386 ELF executable that loops on pause(2): a 32-bit process without
+/// needing a 32-bit toolchain.
+fn write_32bit_pauser(path: &std::path::Path) {
+    let code = [0xb8, 29, 0, 0, 0, 0xcd, 0x80, 0xeb, 0xf7]; // mov eax,29; int 0x80; jmp back
+    let (base, headers) = (0x0804_8000u32, 52u32 + 32);
+    let size = headers + code.len() as u32;
+    let mut elf = b"\x7fELF\x01\x01\x01\0\0\0\0\0\0\0\0\0".to_vec();
+    for half in [2u16, 3] {
+        elf.extend(half.to_le_bytes()); // ET_EXEC, EM_386
+    }
+    for word in [1u32, base + headers, 52, 0, 0] {
+        elf.extend(word.to_le_bytes()); // version, entry, phoff, shoff, flags
+    }
+    for half in [52u16, 32, 1, 0, 0, 0] {
+        elf.extend(half.to_le_bytes()); // ehsize, phentsize, phnum, shentsize, shnum, shstrndx
+    }
+    for word in [1u32, 0, base, base, size, size, 5, 0x1000] {
+        elf.extend(word.to_le_bytes()); // PT_LOAD r-x
+    }
+    elf.extend(code);
+    std::fs::write(path, elf).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn thirty_two_bit_processes_are_reported_as_not_covered() {
+    let path = std::env::temp_dir().join(format!("ipctrace-i386-{}", std::process::id()));
+    write_32bit_pauser(&path);
+    let mut before = Command::new(&path).spawn().expect("run the i386 binary");
+    std::thread::sleep(Duration::from_millis(100));
+    let tracer = Tracer::start(&["trace", "--json", "--pid", "1"]);
+    let mut during = Command::new(&path).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    tracer.signal(libc::SIGINT);
+    let (code, out, stderr) = tracer.finish();
+    for child in [&mut before, &mut during] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(code, 0);
+    let warned = |pid: u32| {
+        stderr
+            .iter()
+            .any(|l| l.contains("32-bit") && l.contains(&format!("({pid})")))
+    };
+    assert!(warned(before.id()), "running at start: {stderr:?}");
+    assert!(warned(during.id()), "exec'd while tracing: {stderr:?}");
+    let summary = json_lines(&out).pop().unwrap();
+    assert!(
+        summary["summary"]["compat_processes"].as_u64().unwrap() >= 2,
+        "{out}"
+    );
+}
+
 /// The ids of the BPF programs, maps and links a process holds, from its fdinfo.
 fn bpf_objects_of(pid: u32) -> Vec<(&'static str, u64)> {
     let mut ids = Vec::new();

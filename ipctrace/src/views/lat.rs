@@ -63,20 +63,8 @@ impl<W: Write> LatView<W> {
         if !self.printed_any || !self.waits.stats.is_empty() {
             self.report()?;
         }
-        let k = totals.kernel;
-        if self.json {
-            writeln!(
-                self.out,
-                "{{\"summary\": {{\"events\": {}, \"lost\": {}, \"untracked\": {}, \"malformed\": {}}}}}",
-                totals.events, k.lost, k.untracked, totals.malformed
-            )?;
-        } else if k.lost > 0 || k.untracked > 0 {
-            writeln!(
-                self.out,
-                "warning: {} events lost, {} calls untracked",
-                k.lost, k.untracked
-            )?;
-        }
+        self.out
+            .write_all(super::summary(totals, self.json).as_bytes())?;
         self.out.flush()
     }
 

@@ -4,6 +4,32 @@
 pub mod lat;
 pub mod trace;
 
+/// The last line of every session: what was reported and what the kernel could not hand over
+/// (`lost`: ring buffer full; `untracked`: too many calls in flight; 32-bit processes seen).
+pub fn summary(totals: &crate::session::Totals, json: bool) -> String {
+    let k = &totals.kernel;
+    if json {
+        return format!(
+            "{{\"summary\": {{\"events\": {}, \"lost\": {}, \"untracked\": {}, \"malformed\": {}, \"compat_processes\": {}}}}}\n",
+            totals.events, k.lost, k.untracked, totals.malformed, totals.compat_processes
+        );
+    }
+    let mut s = format!("\n{} events, {} lost\n", totals.events, k.lost);
+    if k.untracked > 0 || totals.malformed > 0 {
+        s.push_str(&format!(
+            "{} calls untracked (too many in flight), {} malformed records\n",
+            k.untracked, totals.malformed
+        ));
+    }
+    if totals.compat_processes > 0 {
+        s.push_str(&format!(
+            "{} 32-bit processes seen: their calls are not traced\n",
+            totals.compat_processes
+        ));
+    }
+    s
+}
+
 /// A duration in the unit a person reads best: 850ns, 12.3µs, 1.08ms, 2.50s.
 pub fn human_duration(ns: u64) -> String {
     let f = ns as f64;

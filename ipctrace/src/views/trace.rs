@@ -62,23 +62,8 @@ impl<W: Write> TraceView<W> {
         if self.broken_pipe {
             return Ok(());
         }
-        let k = &totals.kernel;
-        if self.json {
-            writeln!(
-                self.out,
-                "{{\"summary\": {{\"events\": {}, \"lost\": {}, \"untracked\": {}, \"malformed\": {}}}}}",
-                totals.events, k.lost, k.untracked, totals.malformed
-            )?;
-        } else {
-            writeln!(self.out, "\n{} events, {} lost", totals.events, k.lost)?;
-            if k.untracked > 0 || totals.malformed > 0 {
-                writeln!(
-                    self.out,
-                    "{} calls untracked (too many in flight), {} malformed records",
-                    k.untracked, totals.malformed
-                )?;
-            }
-        }
+        self.out
+            .write_all(super::summary(totals, self.json).as_bytes())?;
         self.out.flush()
     }
 
