@@ -183,7 +183,8 @@ pub fn errno_name(errno: i64) -> Option<&'static str> {
 /// The errno a process sees for a raw negative return: the restart codes surface as EINTR when
 /// the call is not restarted.
 pub fn errno_of_ret(ret: i64) -> Option<i64> {
-    (-4095..0).contains(&ret).then_some(-ret)
+    // Lazily: negating any ret outside the range (i64::MIN) would overflow.
+    (-4095..0).contains(&ret).then(|| -ret)
 }
 
 /// IPC_64 is or-ed into ctl commands by some libcs; it never changes the command's meaning.
@@ -253,6 +254,25 @@ const MSG_FLAGS: &[(i64, &str)] = &[
 
 pub const IPC_NOWAIT: i64 = 0o4000;
 pub const SEM_UNDO: i64 = 0x1000;
+pub const IPC_PRIVATE: i32 = 0;
+pub const IPC_CREAT: i64 = 0o1000;
+pub const IPC_EXCL: i64 = 0o2000;
+/// msgrcv copies the message at an index and leaves the queue as it was.
+pub const MSG_COPY: i64 = 0o40000;
+pub const SHM_LOCK: i64 = 11;
+pub const SHM_UNLOCK: i64 = 12;
+/// Mode bit of a segment whose pages are locked in memory (SHM_LOCK).
+pub const SHM_LOCKED: u32 = 0o2000;
+/// The largest value a semaphore can hold (SEMVMX).
+pub const SEMVMX: i32 = 32767;
+
+/// Whether a ctl command's first argument is an index into the kernel's table (the *_STAT and
+/// *_INFO commands `ipcs` uses) rather than an object id.
+pub fn ctl_takes_an_index(kind: IpcKind, cmd: i64) -> bool {
+    ctl_command_name(kind, cmd).is_some_and(|name| {
+        name.ends_with("_INFO") || (name.contains("_STAT") && name != "IPC_STAT")
+    })
+}
 
 /// Flags in words, `|`-joined (`IPC_CREAT|0600`), `0` for none. Unknown bits stay in hex.
 pub fn flags_text(op: Op, flags: i64) -> String {
@@ -332,6 +352,7 @@ mod tests {
         assert_eq!(errno_of_ret(0x7f00_0000_0000), None);
         // shmat returns addresses; a high user address is not an error.
         assert_eq!(errno_of_ret(-4096), None);
+        assert_eq!(errno_of_ret(i64::MIN), None, "found by the decode fuzzer");
     }
 
     #[test]

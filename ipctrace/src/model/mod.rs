@@ -1,5 +1,6 @@
 //! The model: plain Rust state built from decoded events (no BPF, no printing), so all of its
 //! logic is unit-tested by feeding it events.
 
+pub mod objects;
 pub mod shm_addresses;
 pub mod waits;

@@ -2,6 +2,7 @@
 //! units) and for scripts (`--json`, one object per line). Views never reach back into the probe.
 
 pub mod lat;
+pub mod objects;
 pub mod trace;
 
 /// The last line of every session: what was reported and what the kernel could not hand over

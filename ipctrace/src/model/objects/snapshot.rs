@@ -1,0 +1,228 @@
+//! One reading of the kernel's own view of our IPC namespace (/proc/sysvipc, every process's
+//! maps, semctl and msgctl), kept as plain data so that seeding and reconciling the object model
+//! are pure functions, unit-tested with snapshots made by hand.
+
+use crate::event::Comm;
+use crate::procfs::{self, BlockedSemop, MsgQueue, ProcessAttachments, SemSet, SemValue, ShmSeg};
+use crate::syscalls::IpcKind;
+use anyhow::{Context, Result};
+use std::collections::{BTreeSet, HashMap};
+
+/// The kernel's view of one namespace's objects; a kind not read is None.
+#[derive(Debug, Clone, Default)]
+pub struct KernelSnapshot {
+    /// The namespace /proc/sysvipc showed (ours).
+    pub ns: u32,
+    /// CLOCK_REALTIME minus CLOCK_MONOTONIC, to compare call times with the kernel's ctime.
+    pub epoch_offset_ns: i128,
+    pub shm: Option<ShmTable>,
+    pub sem: Option<SemTable>,
+    pub msg: Option<MsgTable>,
+    /// Names of the processes (and threads) the tables name, those still running.
+    pub comms: HashMap<u32, Comm>,
+    /// When each of those started (seconds since the epoch): a creator pid now held by a
+    /// process younger than the object names someone else.
+    pub started: HashMap<u32, i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ShmTable {
+    /// CLOCK_MONOTONIC just before reading.
+    pub taken_ns: u64,
+    pub segments: Vec<ShmSeg>,
+    /// The processes of this namespace with SysV mappings.
+    pub mappings: Vec<ProcessAttachments>,
+    /// Pids asked about whose maps we may not read: what they have mapped is unknown.
+    pub unreadable: BTreeSet<u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SemTable {
+    pub taken_ns: u64,
+    /// Each set with its semaphores (None when semctl refused).
+    pub sets: Vec<(SemSet, Option<Vec<SemValue>>)>,
+    /// Threads asleep in semop, read only when some set has waiters.
+    pub blocked: Vec<BlockedSemop>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MsgTable {
+    pub taken_ns: u64,
+    /// Each queue with its size limit (None when IPC_STAT refused).
+    pub queues: Vec<(MsgQueue, Option<u64>)>,
+    /// The limit new queues get (/proc/sys/kernel/msgmnb).
+    pub msgmnb: Option<u64>,
+}
+
+impl KernelSnapshot {
+    /// Reads the kinds asked for. `believed_attached` are pids the caller thinks have segments
+    /// mapped: those whose maps turn out unreadable are listed as such. Fails when our namespace
+    /// or a /proc/sysvipc table cannot be read.
+    pub fn read(kinds: &[IpcKind], believed_attached: &BTreeSet<u32>) -> Result<KernelSnapshot> {
+        let ns = procfs::own_ipc_namespace().context("reading /proc/self/ns/ipc")?;
+        let mut snap = KernelSnapshot {
+            ns,
+            epoch_offset_ns: crate::views::clock_ns(libc::CLOCK_REALTIME)
+                - crate::views::clock_ns(libc::CLOCK_MONOTONIC),
+            ..Default::default()
+        };
+        let mut named: BTreeSet<u32> = BTreeSet::new();
+        let mut creators: Vec<u32> = Vec::new();
+        if kinds.contains(&IpcKind::Shm) {
+            let taken_ns = now_ns();
+            let segments = procfs::read_shm()?.objects;
+            let scan = procfs::read_attachments()?;
+            let mappings: Vec<ProcessAttachments> = scan
+                .processes
+                .into_iter()
+                // A process in another namespace maps that namespace's segment with this id.
+                .filter(|p| procfs::ipc_namespace_of(p.pid).is_none_or(|n| n == ns))
+                .collect();
+            let unreadable = believed_attached
+                .iter()
+                .copied()
+                .filter(|pid| !mappings.iter().any(|p| p.pid == *pid))
+                .filter(|pid| maps_unreadable(*pid))
+                .collect();
+            for seg in &segments {
+                named.extend([seg.cpid, seg.lpid]);
+                creators.push(seg.cpid);
+            }
+            snap.shm = Some(ShmTable {
+                taken_ns,
+                segments,
+                mappings,
+                unreadable,
+            });
+        }
+        if kinds.contains(&IpcKind::Sem) {
+            let taken_ns = now_ns();
+            let sets: Vec<(SemSet, Option<Vec<SemValue>>)> = procfs::read_sem()?
+                .objects
+                .into_iter()
+                .map(|set| {
+                    let values = procfs::sem_values(set.semid, set.nsems as usize).ok();
+                    (set, values)
+                })
+                .collect();
+            let waited_on = sets.iter().any(|(_, values)| {
+                values
+                    .iter()
+                    .flatten()
+                    .any(|v| v.ncount > 0 || v.zcount > 0)
+            });
+            for value in sets.iter().filter_map(|(_, v)| v.as_ref()).flatten() {
+                named.insert(value.last_pid as u32);
+            }
+            let blocked = if waited_on {
+                procfs::blocked_semops(Some(ns))
+            } else {
+                Vec::new()
+            };
+            snap.sem = Some(SemTable {
+                taken_ns,
+                sets,
+                blocked,
+            });
+        }
+        if kinds.contains(&IpcKind::Msg) {
+            let taken_ns = now_ns();
+            let queues: Vec<(MsgQueue, Option<u64>)> = procfs::read_msg()?
+                .objects
+                .into_iter()
+                .map(|q| {
+                    let qbytes = procfs::msg_qbytes(q.msqid).ok();
+                    (q, qbytes)
+                })
+                .collect();
+            for (q, _) in &queues {
+                named.extend([q.lspid, q.lrpid]);
+            }
+            snap.msg = Some(MsgTable {
+                taken_ns,
+                queues,
+                msgmnb: procfs::read_msgmnb(),
+            });
+        }
+        named.remove(&0);
+        for pid in named {
+            if let Some(comm) = procfs::read_comm(pid) {
+                snap.comms.insert(pid, Comm::new(&comm));
+            }
+        }
+        for pid in creators {
+            if let Some(start) = procfs::process_start_epoch(pid) {
+                snap.started.insert(pid, start);
+            }
+        }
+        Ok(snap)
+    }
+
+    /// The name of a process the tables name, if it still runs.
+    pub fn comm(&self, pid: u32) -> Option<Comm> {
+        self.comms.get(&pid).copied()
+    }
+
+    /// The name of an object's creator, unless the process now holding that pid started after
+    /// the object's last change (`ctime`, seconds since the epoch) and so cannot have made it.
+    pub fn creator_comm(&self, pid: u32, ctime: i64) -> Option<Comm> {
+        match self.started.get(&pid) {
+            Some(&start) if start > ctime + 1 => None,
+            _ => self.comm(pid),
+        }
+    }
+
+    /// A CLOCK_MONOTONIC time in whole seconds since the epoch.
+    pub fn epoch_secs(&self, mono_ns: u64) -> i64 {
+        ((mono_ns as i128 + self.epoch_offset_ns) / 1_000_000_000) as i64
+    }
+}
+
+fn now_ns() -> u64 {
+    crate::views::clock_ns(libc::CLOCK_MONOTONIC) as u64
+}
+
+/// EACCES (or EPERM) on /proc/<pid>/maps; a process that is gone is not unreadable, it holds nothing.
+fn maps_unreadable(pid: u32) -> bool {
+    match std::fs::File::open(format!("/proc/{pid}/maps")) {
+        Ok(_) => false,
+        Err(e) => e.kind() == std::io::ErrorKind::PermissionDenied,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creator_names_need_a_process_older_than_the_object() {
+        let mut snap = KernelSnapshot::default();
+        snap.comms.insert(10, Comm::new("db"));
+        snap.started.insert(10, 1_000);
+        assert_eq!(snap.creator_comm(10, 1_000), Some(Comm::new("db")));
+        assert_eq!(snap.creator_comm(10, 900), None, "pid 10 was reused");
+        assert_eq!(snap.creator_comm(11, 900), None);
+    }
+
+    #[test]
+    fn syscall_lines_of_sleeping_and_running_tasks() {
+        let line =
+            "220 0x800f 0x7fff4feabb1a 0x2 0x0 0x0 0x7fad287e6740 0x7fff4feabaf8 0x7fad288f45da";
+        assert_eq!(
+            procfs::parse_syscall_line(line),
+            Some((220, [0x800f, 0x7fff4feabb1a, 2, 0, 0, 0x7fad287e6740]))
+        );
+        assert_eq!(procfs::parse_syscall_line("running"), None);
+        assert_eq!(procfs::parse_syscall_line("-1 0x7ffc 0x401000"), None);
+    }
+
+    #[test]
+    fn reads_our_own_namespace_and_process() {
+        let snap = KernelSnapshot::read(&IpcKind::ALL, &BTreeSet::new()).unwrap();
+        assert_eq!(Some(snap.ns), procfs::own_ipc_namespace());
+        assert!(snap.shm.is_some() && snap.sem.is_some() && snap.msg.is_some());
+        let start = procfs::process_start_epoch(std::process::id()).unwrap();
+        let now = crate::views::clock_ns(libc::CLOCK_REALTIME) / 1_000_000_000;
+        assert!(start <= now as i64 && start > now as i64 - 86_400 * 365);
+    }
+}
