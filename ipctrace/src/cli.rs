@@ -185,14 +185,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn trace(args: TraceArgs) -> Result<i32> {
     let filter = args.common.filter();
     filter.validate()?;
-    let options = ProbeOptions {
-        filter: filter.clone(),
-        waits: true,
-        processes: true,
-        key_ids: ids_of_keys(&filter),
-        ..Default::default()
-    };
-    let probe = Probe::attach(&options)?;
+    let probe = attach(&filter)?;
     let stdout = std::io::stdout().lock();
     let mut view = TraceView::new(
         std::io::BufWriter::with_capacity(1 << 16, stdout),
@@ -236,15 +229,7 @@ fn lat(args: LatArgs) -> Result<i32> {
     if count.is_some() && interval.is_none() {
         anyhow::bail!("--count needs --interval");
     }
-    let options = ProbeOptions {
-        filter: filter.clone(),
-        waits: true,
-        // exec events reveal 32-bit processes, which are reported as not covered
-        processes: true,
-        key_ids: ids_of_keys(&filter),
-        ..Default::default()
-    };
-    let probe = Probe::attach(&options)?;
+    let probe = attach(&filter)?;
     let stdout = std::io::stdout().lock();
     let mut view = LatView::new(
         stdout,
@@ -310,14 +295,7 @@ fn objects(args: ObjectsArgs) -> Result<i32> {
             _ => Ok(0),
         };
     }
-    let options = ProbeOptions {
-        filter: filter.clone(),
-        waits: true,
-        processes: true,
-        key_ids: ids_of_keys(&filter),
-        ..Default::default()
-    };
-    let probe = Probe::attach(&options)?;
+    let probe = attach(&filter)?;
     // Seeded once attached: what happens in between is in the kernel's numbers, and its events
     // (stamped before the seed) only add names.
     let mut objects = Objects::seed_from_proc(&kinds)?;
@@ -334,6 +312,18 @@ fn objects(args: ObjectsArgs) -> Result<i32> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(0),
     }
+}
+
+/// Attaches the programs every tracing command uses: calls, waits and their wakers, and
+/// process events (shm attachments follow fork/exec/exit; exec reveals 32-bit processes).
+fn attach(filter: &Filter) -> Result<Probe> {
+    Probe::attach(&ProbeOptions {
+        filter: filter.clone(),
+        waits: true,
+        processes: true,
+        key_ids: ids_of_keys(filter),
+        ..Default::default()
+    })
 }
 
 /// The ids that objects with a `--key` have now, so calls on them pass the kernel filter too.
