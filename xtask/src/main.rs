@@ -18,7 +18,10 @@ commands:
   run [-- ARGS...]       setup, build release, then run target/release/ipctrace ARGS (as root)
   test [-- ARGS...]      setup, then cargo fmt --check, clippy -D warnings and cargo test ARGS
                          (ARGS go to cargo test as they are: `test -- FILTER -- --nocapture`)
-  bench                  benchmarks (not implemented yet)
+  bench [--reps N] [--scale F]
+                         setup, build release, then measure what tracing costs (ipctrace's
+                         commands, their floor, bpftrace, strace; ~3 min, root); report in
+                         target/bench/results.md and .json
   help                   this text";
 
 /// The host-side packages. ipctrace-ebpf is left out on purpose: it only builds for
@@ -44,10 +47,22 @@ fn main() -> ExitCode {
 enum Cmd<'a> {
     Help,
     Setup,
-    Build { release: bool },
-    Run { args: &'a [String] },
-    Test { args: &'a [String] },
-    Bench { args: &'a [String] },
+    Build {
+        release: bool,
+    },
+    Run {
+        args: &'a [String],
+    },
+    Test {
+        args: &'a [String],
+    },
+    Bench {
+        args: &'a [String],
+    },
+    /// Hidden: a workload the bench runs (and traces) in a child process.
+    BenchWorkload {
+        args: &'a [String],
+    },
 }
 
 /// `None` means the arguments make no sense: the caller prints the usage and exits 2.
@@ -68,6 +83,7 @@ fn parse(args: &[String]) -> Option<Cmd<'_>> {
         ("test", []) => Cmd::Test { args: rest },
         ("test", ["--", ..]) => Cmd::Test { args: &rest[1..] },
         ("bench", _) => Cmd::Bench { args: rest },
+        ("bench-workload", _) => Cmd::BenchWorkload { args: rest },
         _ => return None,
     })
 }
@@ -94,6 +110,7 @@ impl Cmd<'_> {
                 test(args)?;
             }
             Cmd::Bench { args } => return bench::run(args),
+            Cmd::BenchWorkload { args } => return bench::workload_main(args),
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -101,7 +101,7 @@ fn dpkg_version(package: &str) -> Option<String> {
     (status == "install ok installed").then(|| version.to_string())
 }
 
-fn apt_get() -> Command {
+pub(crate) fn apt_get() -> Command {
     let mut cmd = Command::new("apt-get");
     // Never stop to ask (CI has no stdin).
     cmd.env("DEBIAN_FRONTEND", "noninteractive");

@@ -1,0 +1,562 @@
+//! The bench's results as people and scripts read them: the markdown tables, the issue's targets
+//! judged PASS or FAIL, and the raw numbers as JSON.
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::workloads::NAMES;
+use super::{cpu_model, median, meminfo_kib, Cell, Config, Sample, Tools, STRACE_DIVISOR};
+
+pub struct Results<'a> {
+    pub tools: &'a Tools,
+    pub cells: &'a [Cell],
+    pub pinned: &'a [Result<Sample, String>],
+    pub idle: &'a [Result<Sample, String>],
+}
+
+/// One of the issue's targets, judged.
+pub struct Target {
+    what: &'static str,
+    /// None: could not be judged (a measurement is missing); the text says why.
+    pass: Option<bool>,
+    detail: String,
+}
+
+impl Target {
+    fn line(&self) -> String {
+        let verdict = match self.pass {
+            Some(true) => "PASS",
+            Some(false) => "FAIL",
+            None => "N/A ",
+        };
+        format!("{verdict}  {}: {}", self.what, self.detail)
+    }
+}
+
+impl Results<'_> {
+    fn cell(&self, workload: &str, config: Config) -> Option<&Cell> {
+        self.cells
+            .iter()
+            .find(|c| c.workload == workload && c.config == config)
+    }
+
+    /// Median ns per call added over the untraced run of the same workload.
+    fn added(&self, workload: &str, config: Config) -> Option<f64> {
+        let base = self.cell(workload, Config::Untraced)?.ns_per_call()?;
+        Some(self.cell(workload, config)?.ns_per_call()? - base)
+    }
+
+    /// Added cost as a multiple of the floor's added cost; None when the floor added nothing
+    /// measurable (a ratio to noise means nothing).
+    fn vs_floor(&self, workload: &str, config: Config) -> Option<f64> {
+        let floor = self.added(workload, Config::Floor)?;
+        (floor > 1.0).then_some(self.added(workload, config)? / floor)
+    }
+
+    /// The whole report: machine, tables, targets, and how long it all took.
+    pub fn markdown(
+        &self,
+        machine: &str,
+        targets: &[Target],
+        elapsed: Duration,
+        loadavg: &str,
+    ) -> String {
+        let mut md = format!("{machine}\n{}", self.tables());
+        md.push_str("\n## Targets\n\n");
+        for target in targets {
+            let _ = writeln!(md, "- {}", target.line());
+        }
+        let _ = writeln!(
+            md,
+            "\nBench took {:.0} s (build included); load average at the end: {loadavg}.",
+            elapsed.as_secs_f64()
+        );
+        md
+    }
+
+    fn tables(&self) -> String {
+        let mut md = String::from("\n## Cost per call (median)\n\n");
+        md.push_str(
+            "| workload | tracer | ns/call | added ns/call | slowdown | added vs floor | events | lost | collector CPU s/M events | peak RSS MB | attached ms | exit ms |\n",
+        );
+        md.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        for cell in self.cells {
+            md.push_str(&self.row(cell));
+        }
+        md.push_str(
+            "\nadded: over the untraced median of the same workload. added vs floor: added cost ÷ \
+             the floor's (`ipctrace floor`: the same tracepoints with empty programs). Collector \
+             CPU is the tracer process's own user+system time (programs in the kernel are charged \
+             to the workload, i.e. to ns/call); it is per million events delivered, or per \
+             million calls made where no events are counted (marked *). lat traces semaphores \
+             only (its default), so its msg and shm rows mostly show calls filtered in the kernel. \
+             exit ms: from SIGINT to the tracer's exit, mostly the kernel detaching tracepoints. \
+             The floor, --pid 1 and bpftrace rows come from one tracer session per run that \
+             traced all four workloads in turn (saving a second of detaching each): their \
+             events, lost, peak RSS, attach and exit are that session's; their CPU is per \
+             workload.\n",
+        );
+        md.push_str(&self.contamination());
+
+        md.push_str("\n## Zero loss at the highest rate one core drives\n\n");
+        md.push_str("semop loop pinned to CPU 0, `ipctrace trace --json` pinned to CPU 1.\n\n");
+        md.push_str("| run | ns/call | events | lost | collector CPU s |\n|--:|--:|--:|--:|--:|\n");
+        for (i, run) in self.pinned.iter().enumerate() {
+            match run {
+                Ok(s) => {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {:.0} | {} | {} | {} |",
+                        i + 1,
+                        s.ns_per_call,
+                        opt_u64(s.events),
+                        opt_u64(s.lost),
+                        opt(s.cpu_s, 2)
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(md, "| {} | failed: {} | | | |", i + 1, one_line(e));
+                }
+            }
+        }
+
+        md.push_str("\n## Idle: `ipctrace trace --json` for 1 s with nothing to trace\n\n");
+        md.push_str(
+            "| run | peak RSS MB | RSS after 1 s MB | CPU s | attached ms | exit ms |\n\
+             |--:|--:|--:|--:|--:|--:|\n",
+        );
+        for (i, run) in self.idle.iter().enumerate() {
+            match run {
+                Ok(s) => {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {} | {} | {} | {} | {} |",
+                        i + 1,
+                        opt(s.rss_mb, 1),
+                        opt(s.rss_now_mb, 1),
+                        opt(s.cpu_s, 3),
+                        opt(s.attach_ms, 0),
+                        opt(s.exit_ms, 0)
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(md, "| {} | failed: {} | | | | |", i + 1, one_line(e));
+                }
+            }
+        }
+        md
+    }
+
+    /// Says which runs shared the machine with someone else's tracing programs.
+    fn contamination(&self) -> String {
+        let mut all: Vec<(String, Option<u32>)> = Vec::new();
+        for cell in self.cells {
+            for s in &cell.samples {
+                let what = format!("{} / {}", cell.workload, cell.config.label());
+                all.push((what, s.foreign_programs));
+            }
+        }
+        for s in self.pinned.iter().flatten() {
+            all.push(("pinned semop".into(), s.foreign_programs));
+        }
+        for s in self.idle.iter().flatten() {
+            all.push(("idle".into(), s.foreign_programs));
+        }
+        if all.iter().all(|(_, n)| n.is_none()) {
+            return "\nCould not check for other tracing BPF programs (bpftool prog show failed).\n"
+                .into();
+        }
+        let mut dirty: Vec<&str> = Vec::new();
+        let mut most = 0;
+        for (what, n) in &all {
+            if let Some(n) = n.filter(|&n| n > 0) {
+                most = most.max(n);
+                if !dirty.contains(&what.as_str()) {
+                    dirty.push(what);
+                }
+            }
+        }
+        let count = all.iter().filter(|(_, n)| n.is_some_and(|n| n > 0)).count();
+        if count == 0 {
+            return "\nNo other tracing BPF programs were loaded during any run.\n".into();
+        }
+        let which = if count == all.len() {
+            "every run".to_string()
+        } else if dirty.len() > 8 {
+            format!("{} and {} more", dirty[..8].join(", "), dirty.len() - 8)
+        } else {
+            dirty.join(", ")
+        };
+        format!(
+            "\n**Not a clean machine:** {count} of {} runs had someone else's tracing BPF programs \
+             loaded (up to {most}: other tests or tracers), which run on these calls too and \
+             compete for the CPUs: {which}.\n",
+            all.len()
+        )
+    }
+
+    fn row(&self, cell: &Cell) -> String {
+        let label = cell.config.label();
+        let w = cell.workload;
+        if let Some(why) = self.tools.unavailable(cell.config) {
+            return format!("| {w} | {label} | {why} | | | | | | | | | |\n");
+        }
+        let Some(ns) = cell.ns_per_call() else {
+            let why = cell.errors.first().map_or("no runs", String::as_str);
+            return format!(
+                "| {w} | {label} | failed: {} | | | | | | | | | |\n",
+                one_line(why)
+            );
+        };
+        let mut label = label.to_string();
+        if !cell.errors.is_empty() {
+            let _ = write!(
+                label,
+                " ({} of {} runs failed: {})",
+                cell.errors.len(),
+                cell.errors.len() + cell.samples.len(),
+                one_line(&cell.errors[0])
+            );
+        }
+        let untraced = cell.config == Config::Untraced;
+        let base = self.cell(w, Config::Untraced).and_then(Cell::ns_per_call);
+        let added = if untraced {
+            "—".into()
+        } else {
+            self.added(w, cell.config)
+                .map_or("—".into(), |a| format!("{a:+.0}"))
+        };
+        let slowdown = base.map_or("—".into(), |b| format!("{:.2}×", ns / b));
+        let vs_floor = match cell.config {
+            Config::Untraced | Config::Floor => "—".into(),
+            c => self
+                .vs_floor(w, c)
+                .map_or("—".into(), |r| format!("{r:.2}×")),
+        };
+        let counts_events = cell.samples.iter().any(|s| s.events.is_some_and(|e| e > 0));
+        let cpu = cell
+            .median(Sample::cpu_per_million)
+            .map_or("—".into(), |v| {
+                format!("{v:.3}{}", if counts_events { "" } else { "*" })
+            });
+        format!(
+            "| {w} | {label} | {ns:.0} | {added} | {slowdown} | {vs_floor} | {} | {} | {cpu} | {} | {} | {} |\n",
+            opt(cell.median(|s| s.events.map(|e| e as f64)), 0),
+            opt(cell.median(|s| s.lost.map(|e| e as f64)), 0),
+            opt(cell.median(|s| s.rss_mb), 1),
+            opt(cell.median(|s| s.attach_ms), 0),
+            opt(cell.median(|s| s.exit_ms), 0),
+        )
+    }
+
+    pub fn targets(&self) -> Vec<Target> {
+        let others = |config: Config| -> String {
+            let parts: Vec<String> = NAMES[1..]
+                .iter()
+                .filter_map(|w| self.vs_floor(w, config).map(|r| format!("{w} {r:.2}×")))
+                .collect();
+            if parts.is_empty() {
+                String::new()
+            } else {
+                format!(" (other workloads, for information: {})", parts.join(", "))
+            }
+        };
+        let vs_floor_target = |what: &'static str, config: Config| {
+            let detail_missing = || "no floor, untraced or traced median on the semop loop".into();
+            match (
+                self.vs_floor("semop", config),
+                self.added("semop", config),
+                self.added("semop", Config::Floor),
+            ) {
+                (Some(r), Some(a), Some(f)) => Target {
+                    what,
+                    pass: Some(r <= 1.3),
+                    detail: format!(
+                        "{r:.2}× ({a:.0} vs {f:.0} ns added a call, semop loop){}",
+                        others(config)
+                    ),
+                },
+                _ => Target {
+                    what,
+                    pass: None,
+                    detail: detail_missing(),
+                },
+            }
+        };
+        let mut targets = vec![vs_floor_target(
+            "ipctrace trace adds ≤ 1.3× the floor's cost a call",
+            Config::Trace,
+        )];
+
+        let what = "ipctrace trace adds ≤ 0.5× bpftrace's cost a call";
+        targets.push(
+            match (
+                self.added("semop", Config::Trace),
+                self.added("semop", Config::Bpftrace),
+            ) {
+                (Some(t), Some(b)) if b > 0.0 => Target {
+                    what,
+                    pass: Some(t / b <= 0.5),
+                    detail: format!(
+                        "{:.2}× ({t:.0} vs {b:.0} ns added a call, semop loop)",
+                        t / b
+                    ),
+                },
+                _ => Target {
+                    what,
+                    pass: None,
+                    detail: self
+                        .tools
+                        .unavailable(Config::Bpftrace)
+                        .or_else(|| {
+                            self.cell("semop", Config::Bpftrace)
+                                .and_then(|c| c.errors.first().map(|e| one_line(e)))
+                        })
+                        .unwrap_or_else(|| "no bpftrace measurement".into()),
+                },
+            },
+        );
+
+        let what = "zero events lost on the pinned semop loop";
+        let losses: Vec<Option<u64>> = self
+            .pinned
+            .iter()
+            .map(|r| r.as_ref().ok().and_then(|s| s.lost))
+            .collect();
+        targets.push(if losses.is_empty() || losses.iter().any(Option::is_none) {
+            Target {
+                what,
+                pass: None,
+                detail: "a pinned run failed or printed no summary".into(),
+            }
+        } else {
+            let lost: Vec<u64> = losses.into_iter().flatten().collect();
+            let events: Vec<String> = self
+                .pinned
+                .iter()
+                .filter_map(|r| r.as_ref().ok().and_then(|s| s.events))
+                .map(|e| e.to_string())
+                .collect();
+            Target {
+                what,
+                pass: Some(lost.iter().all(|&l| l == 0)),
+                detail: format!(
+                    "lost {} of events {} in the {} runs",
+                    join(&lost),
+                    events.join("/"),
+                    lost.len()
+                ),
+            }
+        });
+
+        let what = "ipctrace trace attached within 100 ms";
+        let attach: Vec<f64> = self
+            .cells
+            .iter()
+            .filter(|c| c.config == Config::Trace)
+            .flat_map(|c| c.samples.iter().filter_map(|s| s.attach_ms))
+            .collect();
+        let worst = attach.iter().copied().fold(f64::NAN, f64::max);
+        targets.push(match median(attach.clone()) {
+            Some(m) => Target {
+                what,
+                pass: Some(m <= 100.0),
+                detail: format!(
+                    "median {m:.0} ms, worst {worst:.0} ms over {} starts (spawn to the Tracing line)",
+                    attach.len()
+                ),
+            },
+            None => Target {
+                what,
+                pass: None,
+                detail: "no ipctrace trace run succeeded".into(),
+            },
+        });
+
+        let what = "idle RSS < 30 MB";
+        let idle = |field: fn(&Sample) -> Option<f64>| {
+            median(
+                self.idle
+                    .iter()
+                    .filter_map(|r| r.as_ref().ok().and_then(field))
+                    .collect(),
+            )
+        };
+        // Judged on the peak (ru_maxrss), as every other RSS here; the resident set once
+        // settled is shown beside it.
+        targets.push(match idle(|s| s.rss_mb) {
+            Some(mb) => Target {
+                what,
+                pass: Some(mb < 30.0),
+                detail: format!(
+                    "{mb:.1} MB peak, {} MB resident after 1 s (ipctrace trace, nothing to trace)",
+                    opt(idle(|s| s.rss_now_mb), 1)
+                ),
+            },
+            None => Target {
+                what,
+                pass: None,
+                detail: "the idle runs failed".into(),
+            },
+        });
+
+        targets.push(vs_floor_target(
+            "filtered out (--pid 1) adds ≤ 1.3× the floor's cost a call",
+            Config::FilteredOut,
+        ));
+        targets
+    }
+
+    pub fn json(&self, targets: &[Target], reps: usize, elapsed: Duration) -> String {
+        let sample = |s: &Sample| {
+            format!(
+                "{{\"ns_per_call\": {}, \"calls\": {}, \"events\": {}, \"lost\": {}, \"cpu_s\": {}, \"rss_mb\": {}, \"rss_now_mb\": {}, \"attach_ms\": {}, \"exit_ms\": {}, \"foreign_programs\": {}}}",
+                num(Some(s.ns_per_call)),
+                s.calls,
+                opt_json(s.events),
+                opt_json(s.lost),
+                num(s.cpu_s),
+                num(s.rss_mb),
+                num(s.rss_now_mb),
+                num(s.attach_ms),
+                num(s.exit_ms),
+                opt_json(s.foreign_programs)
+            )
+        };
+        let runs = |runs: &[Result<Sample, String>]| {
+            runs.iter()
+                .map(|r| match r {
+                    Ok(s) => sample(s),
+                    Err(e) => format!("{{\"error\": {}}}", string(e)),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut json = String::from("{\n");
+        let _ = writeln!(
+            json,
+            "\"machine\": {{\"cpus\": {}, \"model\": {}, \"memory_kib\": {}, \"kernel\": {}, \"ipctrace\": {}, \"bpftrace\": {}, \"strace\": {}}},",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            string(&cpu_model()),
+            opt_json(
+                std::fs::read_to_string("/proc/meminfo")
+                    .ok()
+                    .and_then(|text| meminfo_kib(&text, "MemTotal:"))
+            ),
+            string(
+                std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                    .unwrap_or_default()
+                    .trim()
+            ),
+            string(&self.tools.ipctrace_version),
+            string(self.tools.bpftrace.as_deref().unwrap_or_else(|e| e)),
+            string(self.tools.strace.as_deref().unwrap_or_else(|e| e)),
+        );
+        let iters: Vec<String> = NAMES
+            .iter()
+            .map(|w| {
+                format!(
+                    "{}: {}",
+                    string(w),
+                    self.tools.iterations(w, Config::Untraced)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            json,
+            "\"reps\": {reps}, \"strace_divisor\": {STRACE_DIVISOR}, \"iterations\": {{{}}},",
+            iters.join(", ")
+        );
+        json.push_str("\"results\": [\n");
+        let cells: Vec<String> = self
+            .cells
+            .iter()
+            .map(|c| {
+                let samples: Vec<String> = c.samples.iter().map(sample).collect();
+                let errors: Vec<String> = c.errors.iter().map(|e| string(e)).collect();
+                format!(
+                    "  {{\"workload\": {}, \"config\": {}, \"label\": {}, \"skipped\": {}, \"median_ns_per_call\": {}, \"added_ns_per_call\": {}, \"vs_floor\": {}, \"samples\": [{}], \"errors\": [{}]}}",
+                    string(c.workload),
+                    string(c.config.slug()),
+                    string(c.config.label()),
+                    self.tools.unavailable(c.config).map_or("null".into(), |s| string(&s)),
+                    num(c.ns_per_call()),
+                    num(self.added(c.workload, c.config)),
+                    num(self.vs_floor(c.workload, c.config)),
+                    samples.join(", "),
+                    errors.join(", ")
+                )
+            })
+            .collect();
+        json.push_str(&cells.join(",\n"));
+        json.push_str("\n],\n");
+        let _ = writeln!(json, "\"pinned\": [{}],", runs(self.pinned));
+        let _ = writeln!(json, "\"idle\": [{}],", runs(self.idle));
+        let targets: Vec<String> = targets
+            .iter()
+            .map(|t| {
+                format!(
+                    "  {{\"target\": {}, \"pass\": {}, \"detail\": {}}}",
+                    string(t.what),
+                    t.pass.map_or("null".into(), |p| p.to_string()),
+                    string(&t.detail)
+                )
+            })
+            .collect();
+        let _ = writeln!(json, "\"targets\": [\n{}\n],", targets.join(",\n"));
+        let _ = writeln!(json, "\"elapsed_s\": {:.1}\n}}", elapsed.as_secs_f64());
+        json
+    }
+}
+
+fn opt(v: Option<f64>, decimals: usize) -> String {
+    v.map_or("—".into(), |v| format!("{v:.decimals$}"))
+}
+
+fn opt_json(v: Option<impl ToString>) -> String {
+    v.map_or("null".into(), |v| v.to_string())
+}
+
+fn opt_u64(v: Option<u64>) -> String {
+    v.map_or("—".into(), |v| v.to_string())
+}
+
+fn join(values: &[u64]) -> String {
+    values
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// An error fit for a table cell: one line, no pipes.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .next()
+        .unwrap_or("")
+        .replace('|', "/")
+        .trim()
+        .to_string()
+}
+
+fn num(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v.is_finite() => format!("{v:.3}"),
+        _ => "null".into(),
+    }
+}
+
+fn string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
