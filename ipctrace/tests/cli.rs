@@ -61,6 +61,21 @@ impl Tracer {
     }
 }
 
+/// Starts a workload from tests/workloads; it waits for a line on stdin before acting, so the
+/// tracer can be attached to its pid first.
+fn workload(script: &str, args: &[&str]) -> Child {
+    Command::new("perl")
+        .arg(format!(
+            "{}/tests/workloads/{script}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("perl")
+}
+
 fn json_lines(out: &str) -> Vec<Value> {
     out.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
@@ -69,13 +84,7 @@ fn json_lines(out: &str) -> Vec<Value> {
 
 #[test]
 fn json_trace_of_a_perl_sysv_workload() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/workloads/sysv.pl");
-    let mut perl = Command::new("perl")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("perl");
+    let mut perl = workload("sysv.pl", &[]);
     let perl_pid = perl.id().to_string();
     let tracer = Tracer::start(&["trace", "--json", "--pid", &perl_pid]);
     perl.stdin.take().unwrap().write_all(b"go\n").unwrap();
@@ -180,15 +189,7 @@ fn duration_and_sigterm_end_cleanly_with_a_summary() {
 
 #[test]
 fn human_output_names_the_call_in_words() {
-    let mut perl = Command::new("perl")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/workloads/sysv.pl"
-        ))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut perl = workload("sysv.pl", &[]);
     let pid = perl.id().to_string();
     let tracer = Tracer::start(&["--pid", &pid, "--type", "sem"]);
     perl.stdin.take().unwrap().write_all(b"go\n").unwrap();
@@ -215,15 +216,7 @@ fn human_output_names_the_call_in_words() {
 #[test]
 fn lat_json_names_the_contended_semaphore_and_its_releaser() {
     let key = format!("{:#x}", 0x5d00_0000 | (std::process::id() & 0xffff));
-    let mut perl = Command::new("perl")
-        .args([
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/workloads/contend.pl"),
-            &key,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut perl = workload("contend.pl", &[&key]);
     std::thread::sleep(Duration::from_millis(300)); // the set exists before the tracer starts
     let tracer = Tracer::start(&["lat", "--json", "--by", "semnum", "--key", &key]);
     perl.stdin.take().unwrap().write_all(b"go\n").unwrap();
@@ -410,15 +403,7 @@ fn bpf_ids_loaded(kind: &str) -> Vec<u64> {
 fn every_exit_path_leaves_no_program_map_or_link_behind() {
     let perl_workload = |tracer: &Tracer| {
         let _ = tracer;
-        let mut perl = Command::new("perl")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/workloads/sysv.pl"
-            ))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut perl = workload("sysv.pl", &[]);
         perl.stdin.take().unwrap().write_all(b"go\n").unwrap();
         perl.wait().unwrap();
     };
