@@ -117,12 +117,15 @@ pub struct ProcessEvent {
     pub pid: u32,       // the process (for fork: the parent)
     pub child_pid: u32, // fork only
     pub ts_ns: u64,
+    /// When the process (for fork: the child) started, CLOCK_BOOTTIME ns: with the pid, the
+    /// process's identity (a reused pid has a later start).
+    pub start_ns: u64,
     pub comm: [u8; TASK_COMM_LEN],
 }
 
 /// Indices of the per-CPU `COUNTERS` array.
 pub const COUNTER_LOST: u32 = 0; // records the ring buffer had no room for
-pub const COUNTER_INFLIGHT_FULL: u32 = 1; // calls not tracked: the in-flight map was full
+pub const COUNTER_UNTRACKED: u32 = 1; // calls not tracked: no per-thread storage could be had
 pub const COUNTER_COUNT: u32 = 2;
 
 /// Classes of `OBJECT_FILTER` map keys: `(class << 32) | value`.
@@ -172,6 +175,6 @@ mod tests {
     fn record_layout_is_stable() {
         assert_eq!(core::mem::size_of::<SemBuf>(), 6);
         assert_eq!(core::mem::size_of::<IpcCall>(), 184);
-        assert_eq!(core::mem::size_of::<ProcessEvent>(), 40);
+        assert_eq!(core::mem::size_of::<ProcessEvent>(), 48);
     }
 }

@@ -4,15 +4,20 @@
 #![no_std]
 #![no_main]
 
+use core::ptr::{addr_of_mut, null_mut};
+
 use aya_ebpf::{
+    bindings::{bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE, task_struct, BPF_F_NO_PREALLOC},
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns,
-        bpf_probe_read_kernel, bpf_probe_read_user,
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+        generated::{
+            bpf_get_current_task_btf, bpf_probe_read_user as read_user_into, bpf_task_storage_get,
+        },
     },
-    macros::{btf_tracepoint, map, tracepoint},
+    macros::{btf_map, btf_tracepoint, map, tracepoint},
     maps::{HashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, TracePointContext},
-    Global,
+    EbpfContext as _, Global,
 };
 use ipctrace_common::*;
 
@@ -24,14 +29,15 @@ static FILTER_TGIDS: Global<[u32; MAX_FILTER_PIDS]> = Global::new([0; MAX_FILTER
 #[no_mangle]
 static FILTER_TGID_COUNT: Global<u32> = Global::new(0);
 #[no_mangle]
-static FILTER_COMMS: Global<[[u8; TASK_COMM_LEN]; MAX_FILTER_COMMS]> =
-    Global::new([[0; TASK_COMM_LEN]; MAX_FILTER_COMMS]);
+static FILTER_COMMS: Global<[Comm; MAX_FILTER_COMMS]> = Global::new([[0; 2]; MAX_FILTER_COMMS]);
 #[no_mangle]
 static FILTER_COMM_COUNT: Global<u32> = Global::new(0);
 /// Non-zero: only calls on objects (or get calls on keys) listed in OBJECT_FILTER pass.
 #[no_mangle]
 static FILTER_OBJECTS: Global<u32> = Global::new(0);
 // Struct offsets, read from the running kernel's BTF by user space (no CO-RE in Rust programs).
+// They live in frozen read-only data, so the verifier knows them as constants and lets the
+// programs load task_struct fields directly through BTF pointers (no probe-read helper calls).
 #[no_mangle]
 static OFFSET_TASK_NSPROXY: Global<u32> = Global::new(0);
 #[no_mangle]
@@ -42,48 +48,91 @@ static OFFSET_IPC_NS_INUM: Global<u32> = Global::new(0);
 static OFFSET_TASK_PID: Global<u32> = Global::new(0);
 #[no_mangle]
 static OFFSET_TASK_TGID: Global<u32> = Global::new(0);
+#[no_mangle]
+static OFFSET_TASK_COMM: Global<u32> = Global::new(0);
+#[no_mangle]
+static OFFSET_TASK_GROUP_LEADER: Global<u32> = Global::new(0);
+#[no_mangle]
+static OFFSET_TASK_START_BOOTTIME: Global<u32> = Global::new(0);
 
 // ---- Maps. ----
 /// Completed calls and process events, to user space.
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
-/// Calls between sys_enter and sys_exit, by thread id; bounded, a full map is counted.
-#[map]
-static IN_FLIGHT: HashMap<u32, InFlight> = HashMap::with_max_entries(16384, 0);
+/// The call a thread is in, between sys_enter and sys_exit, kept on the thread itself: no
+/// shared table to fill up, no entry to delete, freed by the kernel when the thread exits.
+#[btf_map]
+static PENDING: TaskStorage<Pending> = TaskStorage::new();
 /// Objects and keys that pass the `--id`/`--key` filter (see `object_filter_key`).
 #[map]
 static OBJECT_FILTER: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);
 /// Per-CPU counts of what could not be handed over (COUNTER_*).
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
-/// Scratch space to build an in-flight record off the 512-byte stack.
-#[map]
-static SCRATCH: PerCpuArray<InFlight> = PerCpuArray::with_max_entries(1, 0);
 
+/// A call in progress on one thread. `ts_ns == 0`: none.
 #[repr(C)]
-struct InFlight {
-    call: IpcCall,
+struct Pending {
+    ts_ns: u64,
     switched_out_ns: u64,
+    blocked_ns: u64,
+    args: [u64; 6],
+    op: u32,
+    flags: u32,
+    waker_pid: u32,
+    waker_tid: u32,
+    waker_comm: Comm,
+}
+
+/// A task's 16-byte comm as two words: copied and compared without byte loops.
+type Comm = [u64; 2];
+
+/// BPF_MAP_TYPE_TASK_STORAGE, declared the way libbpf reads BTF map definitions (aya-ebpf 0.2
+/// has no wrapper for it).
+#[repr(C)]
+struct TaskStorage<T> {
+    r#type: *const [i32; BPF_MAP_TYPE_TASK_STORAGE as usize],
+    key: *const i32,
+    value: *const T,
+    max_entries: *const [i32; 0],
+    map_flags: *const [i32; BPF_F_NO_PREALLOC as usize],
+}
+
+// SAFETY: the fields are placeholders the loader reads from BTF; nothing dereferences them.
+unsafe impl<T> Sync for TaskStorage<T> {}
+
+impl<T> TaskStorage<T> {
+    const fn new() -> Self {
+        TaskStorage {
+            r#type: core::ptr::null(),
+            key: core::ptr::null(),
+            value: core::ptr::null(),
+            max_entries: core::ptr::null(),
+            map_flags: core::ptr::null(),
+        }
+    }
+
+    /// The task's value (null if none); with `create`, a zeroed one is made if it has none yet.
+    /// The pointer stays valid for the rest of the program.
+    #[inline(always)]
+    fn get(&self, task: *mut task_struct, create: bool) -> *mut T {
+        const BPF_LOCAL_STORAGE_GET_F_CREATE: u64 = 1;
+        let flags = if create {
+            BPF_LOCAL_STORAGE_GET_F_CREATE
+        } else {
+            0
+        };
+        let map = self as *const Self as *mut core::ffi::c_void;
+        // SAFETY: `task` is a BTF task pointer (the verifier checks it).
+        unsafe { bpf_task_storage_get(map, task, null_mut(), flags) as *mut T }
+    }
 }
 
 const TASK_INTERRUPTIBLE: u64 = 1;
 
-/// Waking the reader on every record would make each traced call pay for an IPI and a context
-/// switch on the reader's CPU; instead records go in silently and the reader is woken once this
-/// much is pending (it also drains on a short timer, so a trickle still shows promptly).
-const WAKEUP_BYTES: u64 = 64 << 10;
+/// Records never wake the reader: a wakeup costs the traced call an IPI and the reader a
+/// context switch per record. The reader drains the ring on a short timer instead.
 const BPF_RB_NO_WAKEUP: u64 = 1;
-const BPF_RB_FORCE_WAKEUP: u64 = 2;
-const BPF_RB_AVAIL_DATA: u64 = 0;
-
-#[inline(always)]
-fn wakeup_flag() -> u64 {
-    if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    }
-}
 
 // Offsets into syscalls:sys_enter_* / sys_exit_* records (see their `format` files).
 const TP_ARGS: usize = 16;
@@ -118,7 +167,6 @@ enter_programs! {
 
 /// The exit record's layout is the same for every syscall (the return value), so one program
 /// serves them all.
-
 #[tracepoint]
 pub fn sys_exit_ipc(ctx: TracePointContext) -> u32 {
     let _ = try_ipc_exit(&ctx);
@@ -141,12 +189,11 @@ pub fn ipc_switch(ctx: BtfTracePointContext) -> u32 {
     if preempt & 0xff != 0 || prev_state != TASK_INTERRUPTIBLE {
         return 0;
     }
-    let tid = bpf_get_current_pid_tgid() as u32;
-    if let Some(f) = IN_FLIGHT.get_ptr_mut(tid) {
-        let f = unsafe { &mut *f };
-        if op_can_block(f.call.op) {
-            f.switched_out_ns = unsafe { bpf_ktime_get_ns() };
-            f.call.flags |= CALL_SWITCHED_OUT;
+    let prev: *mut task_struct = ctx.arg(1);
+    if let Some(p) = unsafe { PENDING.get(prev, false).as_mut() } {
+        if p.ts_ns != 0 && op_can_block(p.op) {
+            p.switched_out_ns = unsafe { bpf_ktime_get_ns() };
+            p.flags |= CALL_SWITCHED_OUT;
         }
     }
     0
@@ -155,20 +202,16 @@ pub fn ipc_switch(ctx: BtfTracePointContext) -> u32 {
 /// A sleeping caller is being woken: `current` is the waker.
 #[btf_tracepoint(function = "sched_waking")]
 pub fn ipc_waking(ctx: BtfTracePointContext) -> u32 {
-    let task: *const u8 = ctx.arg(0);
-    let Ok(tid) = (unsafe { read_kernel::<u32>(task, OFFSET_TASK_PID.load()) }) else {
-        return 0;
-    };
-    if let Some(f) = IN_FLIGHT.get_ptr_mut(tid) {
-        let f = unsafe { &mut *f };
-        if f.call.flags & CALL_SWITCHED_OUT != 0 {
+    let task: *mut task_struct = ctx.arg(0);
+    if let Some(p) = unsafe { PENDING.get(task, false).as_mut() } {
+        if p.ts_ns != 0 && p.flags & CALL_SWITCHED_OUT != 0 {
             let now = unsafe { bpf_ktime_get_ns() };
             let pid_tgid = bpf_get_current_pid_tgid();
-            f.call.blocked_ns += now.saturating_sub(f.switched_out_ns);
-            f.call.flags = (f.call.flags & !CALL_SWITCHED_OUT) | CALL_BLOCKED;
-            f.call.waker_pid = (pid_tgid >> 32) as u32;
-            f.call.waker_tid = pid_tgid as u32;
-            f.call.waker_comm = bpf_get_current_comm().unwrap_or_default();
+            p.blocked_ns += now.saturating_sub(p.switched_out_ns);
+            p.flags = (p.flags & !CALL_SWITCHED_OUT) | CALL_BLOCKED;
+            p.waker_pid = (pid_tgid >> 32) as u32;
+            p.waker_tid = pid_tgid as u32;
+            p.waker_comm = comm_of(unsafe { bpf_get_current_task_btf() } as *const u8);
         }
     }
     0
@@ -178,25 +221,29 @@ pub fn ipc_waking(ctx: BtfTracePointContext) -> u32 {
 pub fn ipc_fork(ctx: BtfTracePointContext) -> u32 {
     let parent: *const u8 = ctx.arg(0);
     let child: *const u8 = ctx.arg(1);
-    let (Ok(parent_tgid), Ok(child_tgid), Ok(child_pid)) = (unsafe {
+    let (parent_tgid, child_tgid, child_pid, child_start) = unsafe {
         (
-            read_kernel::<u32>(parent, OFFSET_TASK_TGID.load()),
-            read_kernel::<u32>(child, OFFSET_TASK_TGID.load()),
-            read_kernel::<u32>(child, OFFSET_TASK_PID.load()),
+            btf_read::<u32>(parent, OFFSET_TASK_TGID.load()),
+            btf_read::<u32>(child, OFFSET_TASK_TGID.load()),
+            btf_read::<u32>(child, OFFSET_TASK_PID.load()),
+            btf_read::<u64>(child, OFFSET_TASK_START_BOOTTIME.load()),
         )
-    }) else {
-        return 0;
     };
     // A new thread shares its process's mappings: only new processes matter.
     if child_pid == child_tgid && child_tgid != parent_tgid {
-        emit_process(PROCESS_FORK, parent_tgid, child_tgid);
+        emit_process(PROCESS_FORK, parent_tgid, child_tgid, child_start);
     }
     0
 }
 
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn ipc_exec(_ctx: BtfTracePointContext) -> u32 {
-    emit_process(PROCESS_EXEC, (bpf_get_current_pid_tgid() >> 32) as u32, 0);
+    emit_process(
+        PROCESS_EXEC,
+        (bpf_get_current_pid_tgid() >> 32) as u32,
+        0,
+        current_process_start(),
+    );
     0
 }
 
@@ -204,13 +251,18 @@ pub fn ipc_exec(_ctx: BtfTracePointContext) -> u32 {
 pub fn ipc_exit_process(ctx: BtfTracePointContext) -> u32 {
     let group_dead: u64 = ctx.arg(1);
     if group_dead & 0xff != 0 {
-        emit_process(PROCESS_EXIT, (bpf_get_current_pid_tgid() >> 32) as u32, 0);
+        emit_process(
+            PROCESS_EXIT,
+            (bpf_get_current_pid_tgid() >> 32) as u32,
+            0,
+            current_process_start(),
+        );
     }
     0
 }
 
 #[inline(always)]
-fn emit_process(event: u32, pid: u32, child_pid: u32) {
+fn emit_process(event: u32, pid: u32, child_pid: u32, start_ns: u64) {
     let Some(mut entry) = EVENTS.reserve::<ProcessEvent>(0) else {
         count(COUNTER_LOST);
         return;
@@ -221,105 +273,178 @@ fn emit_process(event: u32, pid: u32, child_pid: u32) {
         pid,
         child_pid,
         ts_ns: unsafe { bpf_ktime_get_ns() },
-        comm: bpf_get_current_comm().unwrap_or_default(),
+        start_ns,
+        comm: unsafe {
+            core::mem::transmute::<Comm, [u8; TASK_COMM_LEN]>(comm_of(
+                bpf_get_current_task_btf() as *const u8
+            ))
+        },
     });
-    entry.submit(wakeup_flag());
+    entry.submit(BPF_RB_NO_WAKEUP);
 }
 
+/// Enter: filter, then note the arguments and the time on the thread. Nothing else: what the
+/// record needs besides is read at exit, once, and only if the call is reported.
 #[inline(always)]
 fn try_ipc_enter<const NARGS: usize>(ctx: &TracePointContext, op: u32) -> Option<()> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
-    let tid = pid_tgid as u32;
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if tgid == EXCLUDE_TGID.load() || !pid_passes(tgid) {
         return None;
     }
-    let comm = bpf_get_current_comm().unwrap_or_default();
-    if !comm_passes(&comm) {
-        return None;
-    }
-    let mut args = [0u64; 6];
-    for (i, arg) in args.iter_mut().take(NARGS).enumerate() {
-        *arg = unsafe { ctx_read(ctx, TP_ARGS + 8 * i) };
-    }
-    // get calls are judged at exit, when their id is known.
-    if FILTER_OBJECTS.load() != 0 && !op_is_get(op) && !object_listed(FILTER_ID, op, args[0] as u32)
+    if FILTER_COMM_COUNT.load() != 0
+        && !comm_passes(comm_of(unsafe { bpf_get_current_task_btf() } as *const u8))
     {
         return None;
     }
-
-    let f = SCRATCH.get_ptr_mut(0)?;
-    let f = unsafe { &mut *f };
-    let c = &mut f.call;
-    f.switched_out_ns = 0;
-    c.kind = RECORD_CALL;
-    c.op = op;
-    c.pid = tgid;
-    c.tid = tid;
-    c.ipc_ns = current_ipc_ns();
-    c.flags = 0;
-    c.waker_pid = 0;
-    c.waker_tid = 0;
-    c.ts_ns = unsafe { bpf_ktime_get_ns() };
-    c.lat_ns = 0;
-    c.blocked_ns = 0;
-    c.ret = 0;
-    c.args = args;
-    c.timeout_ns = 0;
-    c.mtype = 0;
-    c.comm = comm;
-    c.waker_comm = [0; TASK_COMM_LEN];
-    c.sops = [SemBuf::default(); MAX_SOPS];
-    match op {
-        OP_SEMOP | OP_SEMTIMEDOP => {
-            read_sops(c, args[1] as *const SemBuf, args[2]);
-            if op == OP_SEMTIMEDOP && args[3] != 0 {
-                if let Ok(ts) = unsafe { bpf_probe_read_user(args[3] as *const [i64; 2]) } {
-                    c.timeout_ns = ts[0].wrapping_mul(1_000_000_000).wrapping_add(ts[1]);
-                    c.flags |= CALL_TIMEOUT;
-                }
-            }
+    let arg = |i: usize| {
+        if i < NARGS {
+            unsafe { ctx_read::<u64>(ctx, TP_ARGS + 8 * i) }
+        } else {
+            0
         }
-        OP_MSGSND => read_mtype(c),
-        _ => {}
+    };
+    let first = arg(0);
+    // get calls are judged at exit, when their id is known.
+    if FILTER_OBJECTS.load() != 0 && !op_is_get(op) && !object_listed(FILTER_ID, op, first as u32) {
+        return None;
     }
-    if IN_FLIGHT.insert(tid, &*f, 0).is_err() {
-        count(COUNTER_INFLIGHT_FULL);
+    let Some(p) = (unsafe { PENDING.get(bpf_get_current_task_btf(), true).as_mut() }) else {
+        count(COUNTER_UNTRACKED);
+        return None;
+    };
+    // Volatile stores: LLVM would turn the zero ones into a call to a byte-loop memset.
+    for (i, slot) in p.args.iter_mut().enumerate() {
+        unsafe { core::ptr::write_volatile(slot, if i == 0 { first } else { arg(i) }) };
     }
+    p.op = op;
+    p.flags = 0;
+    p.blocked_ns = 0;
+    p.ts_ns = unsafe { bpf_ktime_get_ns() };
     Some(())
 }
 
 #[inline(always)]
 fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
-    let tid = bpf_get_current_pid_tgid() as u32;
-    let f = IN_FLIGHT.get_ptr_mut(tid)?;
-    let f = unsafe { &mut *f };
-    let c = &mut f.call;
-    c.ret = unsafe { ctx_read(ctx, TP_RET) };
-    let now = unsafe { bpf_ktime_get_ns() };
-    c.lat_ns = now.saturating_sub(c.ts_ns);
-    if c.flags & CALL_SWITCHED_OUT != 0 {
-        // Woken without a sched_waking we saw (should not happen): count the sleep to now.
-        c.blocked_ns += now.saturating_sub(f.switched_out_ns);
-        c.flags = (c.flags & !CALL_SWITCHED_OUT) | CALL_BLOCKED;
+    let task = unsafe { bpf_get_current_task_btf() };
+    let p = unsafe { PENDING.get(task, false).as_mut() }?;
+    if p.ts_ns == 0 {
+        return None;
     }
-    let mut pass = true;
-    if op_is_get(c.op) && FILTER_OBJECTS.load() != 0 {
-        let key_listed = object_listed(FILTER_KEY, c.op, c.args[0] as u32);
-        pass = key_listed || (c.ret >= 0 && object_listed(FILTER_ID, c.op, c.ret as u32));
-        if key_listed && c.ret >= 0 {
+    let now = unsafe { bpf_ktime_get_ns() };
+    let ret: i64 = unsafe { ctx_read(ctx, TP_RET) };
+    let ts_ns = p.ts_ns;
+    p.ts_ns = 0;
+    let op = p.op;
+    if p.flags & CALL_SWITCHED_OUT != 0 {
+        // Woken without a sched_waking we saw (should not happen): count the sleep to now.
+        p.blocked_ns += now.saturating_sub(p.switched_out_ns);
+        p.flags = (p.flags & !CALL_SWITCHED_OUT) | CALL_BLOCKED;
+    }
+    if op_is_get(op) && FILTER_OBJECTS.load() != 0 {
+        let key_listed = object_listed(FILTER_KEY, op, p.args[0] as u32);
+        if key_listed && ret >= 0 {
             // Follow the object the key names from now on.
-            let k = object_filter_key(FILTER_ID, op_type(c.op), c.ret as u32);
+            let k = object_filter_key(FILTER_ID, op_type(op), ret as u32);
             let _ = OBJECT_FILTER.insert(k, 1, 0);
         }
+        if !key_listed && !(ret >= 0 && object_listed(FILTER_ID, op, ret as u32)) {
+            return None;
+        }
     }
-    if c.op == OP_MSGRCV && c.ret >= 0 {
-        read_mtype(c);
-    }
-    if pass && EVENTS.output::<IpcCall>(&*c, wakeup_flag()).is_err() {
+
+    let Some(mut entry) = EVENTS.reserve::<IpcCall>(0) else {
         count(COUNTER_LOST);
+        return None;
+    };
+    let c = entry.as_mut_ptr();
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let blocked = p.flags & CALL_BLOCKED != 0;
+    // SAFETY: `c` points at a reserved, writable IpcCall in the ring; every field is written,
+    // word by word: whole-array assignments become memset/memmove subprogram calls.
+    unsafe {
+        (*c).kind = RECORD_CALL;
+        (*c).op = op;
+        (*c).pid = (pid_tgid >> 32) as u32;
+        (*c).tid = pid_tgid as u32;
+        (*c).ipc_ns = ipc_ns_of(task as *const u8);
+        (*c).ts_ns = ts_ns;
+        (*c).lat_ns = now.saturating_sub(ts_ns);
+        (*c).blocked_ns = p.blocked_ns;
+        (*c).ret = ret;
+        (*c).args[0] = p.args[0];
+        (*c).args[1] = p.args[1];
+        (*c).args[2] = p.args[2];
+        (*c).args[3] = p.args[3];
+        (*c).args[4] = p.args[4];
+        (*c).args[5] = p.args[5];
+        // Volatile zero stores: LLVM would merge them into a call to a byte-loop memset.
+        core::ptr::write_volatile(addr_of_mut!((*c).timeout_ns), 0);
+        core::ptr::write_volatile(addr_of_mut!((*c).mtype), 0);
+        let waker_comm = addr_of_mut!((*c).waker_comm) as *mut Comm;
+        if blocked {
+            (*c).waker_pid = p.waker_pid;
+            (*c).waker_tid = p.waker_tid;
+            (*waker_comm)[0] = p.waker_comm[0];
+            (*waker_comm)[1] = p.waker_comm[1];
+        } else {
+            (*c).waker_pid = 0;
+            (*c).waker_tid = 0;
+            (*waker_comm)[0] = 0;
+            (*waker_comm)[1] = 0;
+        }
+        let comm = comm_of(task as *const u8);
+        let to = addr_of_mut!((*c).comm) as *mut Comm;
+        (*to)[0] = comm[0];
+        (*to)[1] = comm[1];
+        let mut flags = p.flags & CALL_BLOCKED;
+        // User memory is read into the stack first: with a ring-buffer (vmalloc) destination,
+        // hardened usercopy looks the address up in the vmap tree on every read.
+        let mut user = [0u64; 3];
+        for word in user.iter_mut() {
+            core::ptr::write_volatile(word, 0);
+        }
+        let buf = user.as_mut_ptr().cast();
+        match op {
+            OP_SEMOP | OP_SEMTIMEDOP => {
+                // The kernel needed all nsops entries readable, so the first ones read whole
+                // (constant sizes: the verifier wants the size bounded at the call).
+                let src = p.args[1] as *const _;
+                const S: u32 = core::mem::size_of::<SemBuf>() as u32;
+                let read = match p.args[2] {
+                    0 => -1,
+                    1 => read_user_into(buf, S, src),
+                    2 => read_user_into(buf, 2 * S, src),
+                    3 => read_user_into(buf, 3 * S, src),
+                    _ => read_user_into(buf, 4 * S, src),
+                };
+                if read == 0 {
+                    flags |= CALL_SOPS_READ;
+                }
+                if op == OP_SEMTIMEDOP && p.args[3] != 0 {
+                    let mut ts = core::mem::MaybeUninit::<[i64; 2]>::uninit();
+                    if read_user_into(ts.as_mut_ptr().cast(), 16, p.args[3] as *const _) == 0 {
+                        let [sec, nsec] = ts.assume_init();
+                        (*c).timeout_ns = sec.wrapping_mul(1_000_000_000).wrapping_add(nsec);
+                        flags |= CALL_TIMEOUT;
+                    }
+                }
+            }
+            // The message type is the first `long` of msgsnd's and msgrcv's buffer.
+            OP_MSGSND | OP_MSGRCV
+                if (op == OP_MSGSND || ret >= 0)
+                    && read_user_into(buf, 8, p.args[1] as *const _) == 0 =>
+            {
+                (*c).mtype = user[0] as i64;
+                user[0] = 0; // the buffer goes on to be the (unused) sops
+                flags |= CALL_MTYPE;
+            }
+            _ => {}
+        }
+        let sops = addr_of_mut!((*c).sops) as *mut [u8; 24];
+        core::ptr::write_unaligned(sops, core::mem::transmute::<[u64; 3], [u8; 24]>(user));
+        (*c).flags = flags;
     }
-    let _ = IN_FLIGHT.remove(tid);
+    entry.submit(BPF_RB_NO_WAKEUP);
     Some(())
 }
 
@@ -330,9 +455,9 @@ fn pid_passes(tgid: u32) -> bool {
 }
 
 #[inline(always)]
-fn comm_passes(comm: &[u8; TASK_COMM_LEN]) -> bool {
+fn comm_passes(comm: Comm) -> bool {
     let n = FILTER_COMM_COUNT.load() as usize;
-    n == 0 || (0..MAX_FILTER_COMMS).any(|i| i < n && global_at(&FILTER_COMMS, i) == *comm)
+    n == 0 || (0..MAX_FILTER_COMMS).any(|i| i < n && global_at(&FILTER_COMMS, i) == comm)
 }
 
 /// One element of an array global, without copying the whole array onto the small BPF stack.
@@ -348,56 +473,44 @@ fn object_listed(class: u64, op: u32, value: u32) -> bool {
     unsafe { OBJECT_FILTER.get(key) }.is_some()
 }
 
-/// Reads the first sembufs one by one, so that a short array at the end of a mapping still
-/// yields the entries that exist.
+/// task->nsproxy->ipc_ns->ns.inum, loaded through BTF pointers (0 while the task is exiting).
 #[inline(always)]
-fn read_sops(c: &mut IpcCall, sops: *const SemBuf, nsops: u64) {
-    for (i, slot) in c.sops.iter_mut().enumerate() {
-        if i as u64 >= nsops {
-            break;
-        }
-        match unsafe { bpf_probe_read_user(sops.wrapping_add(i)) } {
-            Ok(s) => *slot = s,
-            Err(_) => return,
-        }
-    }
-    c.flags |= CALL_SOPS_READ;
-}
-
-/// The message type is the first `long` of msgsnd's and msgrcv's buffer.
-#[inline(always)]
-fn read_mtype(c: &mut IpcCall) {
-    if let Ok(t) = unsafe { bpf_probe_read_user(c.args[1] as *const i64) } {
-        c.mtype = t;
-        c.flags |= CALL_MTYPE;
-    }
-}
-
-/// task->nsproxy->ipc_ns->ns.inum, with offsets from BTF; 0 if any read fails.
-#[inline(always)]
-fn current_ipc_ns() -> u32 {
-    let task = unsafe { bpf_get_current_task() } as *const u8;
+fn ipc_ns_of(task: *const u8) -> u32 {
     unsafe {
-        let Ok(nsproxy) = read_kernel::<*const u8>(task, OFFSET_TASK_NSPROXY.load()) else {
-            return 0;
-        };
-        let Ok(ipc_ns) = read_kernel::<*const u8>(nsproxy, OFFSET_NSPROXY_IPC_NS.load()) else {
-            return 0;
-        };
-        read_kernel::<u32>(ipc_ns, OFFSET_IPC_NS_INUM.load()).unwrap_or(0)
+        let nsproxy: *const u8 = btf_read(task, OFFSET_TASK_NSPROXY.load());
+        let ipc_ns: *const u8 = btf_read(nsproxy, OFFSET_NSPROXY_IPC_NS.load());
+        btf_read(ipc_ns, OFFSET_IPC_NS_INUM.load())
     }
 }
 
+/// A task's comm, loaded through its BTF pointer.
 #[inline(always)]
-unsafe fn read_kernel<T>(base: *const u8, offset: u32) -> Result<T, i64> {
-    unsafe { bpf_probe_read_kernel(base.wrapping_add(offset as usize) as *const T) }
-        .map_err(|e| e as i64)
+fn comm_of(task: *const u8) -> Comm {
+    let at = OFFSET_TASK_COMM.load();
+    unsafe { [btf_read(task, at), btf_read(task, at + 8)] }
 }
 
-/// Tracepoint records are directly readable context memory.
+/// The start of the current process (its group leader), CLOCK_BOOTTIME ns.
+#[inline(always)]
+fn current_process_start() -> u64 {
+    unsafe {
+        let task = bpf_get_current_task_btf() as *const u8;
+        let leader: *const u8 = btf_read(task, OFFSET_TASK_GROUP_LEADER.load());
+        btf_read(leader, OFFSET_TASK_START_BOOTTIME.load())
+    }
+}
+
+/// A field of a kernel struct behind a BTF pointer. The verifier checks the access against the
+/// kernel's BTF (the offset is a known constant) and the JIT guards it: a bad pointer reads 0.
+#[inline(always)]
+unsafe fn btf_read<T: Copy>(base: *const u8, offset: u32) -> T {
+    unsafe { core::ptr::read_volatile(base.wrapping_add(offset as usize) as *const T) }
+}
+
+/// Tracepoint records are directly readable context memory (fields 8-byte aligned).
 #[inline(always)]
 unsafe fn ctx_read<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
-    unsafe { core::ptr::read_unaligned((ctx.as_ptr() as *const u8).add(offset) as *const T) }
+    unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(offset) as *const T) }
 }
 
 #[inline(always)]
@@ -406,8 +519,6 @@ fn count(counter: u32) {
         unsafe { *n += 1 };
     }
 }
-
-use aya_ebpf::EbpfContext as _;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -13,6 +13,9 @@ pub struct KernelOffsets {
     pub task_pid: u32,
     pub task_tgid: u32,
     pub task_nsproxy: u32,
+    pub task_comm: u32,
+    pub task_group_leader: u32,
+    pub task_start_boottime: u32,
     pub nsproxy_ipc_ns: u32,
     pub ipc_ns_inum: u32,
 }
@@ -31,6 +34,9 @@ impl KernelOffsets {
             task_pid: btf.member_offset("task_struct", &["pid"])?,
             task_tgid: btf.member_offset("task_struct", &["tgid"])?,
             task_nsproxy: btf.member_offset("task_struct", &["nsproxy"])?,
+            task_comm: btf.member_offset("task_struct", &["comm"])?,
+            task_group_leader: btf.member_offset("task_struct", &["group_leader"])?,
+            task_start_boottime: btf.member_offset("task_struct", &["start_boottime"])?,
             nsproxy_ipc_ns: btf.member_offset("nsproxy", &["ipc_ns"])?,
             ipc_ns_inum: btf.member_offset("ipc_namespace", &["ns", "inum"])?,
         })
@@ -234,6 +240,8 @@ mod tests {
         assert_eq!(o.task_tgid, o.task_pid + 4);
         assert!(o.task_nsproxy > o.task_tgid);
         assert!(o.ipc_ns_inum > 0 && o.nsproxy_ipc_ns > 0);
+        // start_boottime directly follows start_time (both u64).
+        assert!(o.task_group_leader > o.task_tgid && o.task_start_boottime > o.task_tgid);
     }
 
     #[test]

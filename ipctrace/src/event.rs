@@ -526,6 +526,7 @@ mod tests {
             pid: 1,
             child_pid: 2,
             ts_ns: 3,
+            start_ns: 4,
             comm: *b"bash\0\0\0\0\0\0\0\0\0\0\0\0",
         };
         assert_eq!(

@@ -45,7 +45,7 @@ pub struct Counters {
 pub struct KernelCounts {
     /// Records dropped because the ring buffer was full.
     pub lost: u64,
-    /// Calls not tracked because too many were in flight at once.
+    /// Calls not tracked: the kernel had no memory for the thread's pending call.
     pub untracked: u64,
 }
 
@@ -61,7 +61,7 @@ impl Counters {
         };
         Ok(KernelCounts {
             lost: sum(common::COUNTER_LOST)?,
-            untracked: sum(common::COUNTER_INFLIGHT_FULL)?,
+            untracked: sum(common::COUNTER_UNTRACKED)?,
         })
     }
 }
@@ -134,7 +134,16 @@ impl Probe {
             .override_global("OFFSET_NSPROXY_IPC_NS", &offsets.nsproxy_ipc_ns, true)
             .override_global("OFFSET_IPC_NS_INUM", &offsets.ipc_ns_inum, true)
             .override_global("OFFSET_TASK_PID", &offsets.task_pid, true)
-            .override_global("OFFSET_TASK_TGID", &offsets.task_tgid, true);
+            .override_global("OFFSET_TASK_TGID", &offsets.task_tgid, true)
+            .override_global("OFFSET_TASK_COMM", &offsets.task_comm, true)
+            .override_global("OFFSET_TASK_GROUP_LEADER", &offsets.task_group_leader, true)
+            .override_global(
+                "OFFSET_TASK_START_BOOTTIME",
+                &offsets.task_start_boottime,
+                true,
+            )
+            // PENDING is task storage, which aya loads but has no user-space type for.
+            .allow_unsupported_maps();
         if let Some(bytes) = options.ring_bytes {
             loader.map_max_entries("EVENTS", bytes);
         }

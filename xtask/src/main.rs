@@ -133,6 +133,19 @@ fn test(extra: &[String]) -> Result<()> {
             .args(package_args())
             .args(["--all-targets", "--", "-D", "warnings"]),
     )?;
+    // The kernel programs build only for BPF, with the nightly (through rustup's proxy).
+    run_ok(
+        Command::new("cargo")
+            .args([
+                "+nightly",
+                "clippy",
+                "--release",
+                "--target",
+                "bpfel-unknown-none",
+            ])
+            .args(["-Z", "build-std=core", "--", "-D", "warnings"])
+            .current_dir(workspace_root().join("ipctrace-ebpf")),
+    )?;
     run_ok(cargo("test").args(package_args()).args(extra))
 }
 
