@@ -111,18 +111,18 @@ impl Probe {
         let filter_objects = filter.filters_objects() as u32;
         let self_tgid = std::process::id();
 
-        // The kernel's BTF (6 MB) is parsed three times: for our offsets, by aya's loader (its
-        // constructor always does), and for the tp_btf programs. In parallel, that costs one.
-        let (offsets, btf, mut loader) = std::thread::scope(|scope| {
+        // Memory: aya's loader parses the kernel's BTF in its constructor (about 18 MB for
+        // 30 ms) though our programs need no CO-RE relocation, so that parse is dropped at once;
+        // the tp_btf programs get a parse of their own later, in a thread, while the syscall
+        // programs load. Our offsets come from a lighter reader, meanwhile.
+        let (offsets, mut loader) = std::thread::scope(|scope| {
             let offsets = scope.spawn(KernelOffsets::from_running_kernel);
-            let btf = scope.spawn(Btf::from_sys_fs);
-            let loader = EbpfLoader::new();
-            let offsets = offsets.join().expect("BTF offsets thread");
-            let btf = btf.join().expect("BTF thread");
-            (offsets, btf, loader)
+            let mut loader = EbpfLoader::new();
+            loader.btf(None);
+            (offsets.join().expect("BTF offsets thread"), loader)
         });
         let offsets = offsets?;
-        let btf = btf.context("reading kernel BTF (/sys/kernel/btf/vmlinux)")?;
+        release_freed_memory();
         loader
             .override_global("EXCLUDE_TGID", &self_tgid, true)
             .override_global("FILTER_TGIDS", &pids, true)
@@ -197,34 +197,40 @@ impl Probe {
             }
             return Probe::finish(ebpf);
         }
-        let exit: &mut TracePoint = program_mut(&mut ebpf, "sys_exit_ipc")?.try_into()?;
-        exit.load().context("loading sys_exit_ipc")?;
-        for op in &ops {
-            attach_syscall(exit, &format!("sys_exit_{}", op.tracepoint()))?;
+        let mut btf_programs = Vec::new();
+        if options.waits && filter.kinds().iter().any(|k| *k != IpcKind::Shm) {
+            btf_programs.extend([
+                ("ipc_switch", "sched_switch"),
+                ("ipc_waking", "sched_waking"),
+            ]);
         }
-        for op in &ops {
-            let name = format!("sys_enter_{}", op.tracepoint());
-            let enter: &mut TracePoint = program_mut(&mut ebpf, &name)?.try_into()?;
-            enter.load().with_context(|| format!("loading {name}"))?;
-            attach_syscall(enter, &name)?;
+        if options.processes {
+            btf_programs.extend([
+                ("ipc_fork", "sched_process_fork"),
+                ("ipc_exec", "sched_process_exec"),
+                ("ipc_exit_process", "sched_process_exit"),
+            ]);
         }
-
-        let needs_btf = options.waits || options.processes;
-        if needs_btf {
-            let mut btf_programs = Vec::new();
-            if options.waits && filter.kinds().iter().any(|k| *k != IpcKind::Shm) {
-                btf_programs.extend([
-                    ("ipc_switch", "sched_switch"),
-                    ("ipc_waking", "sched_waking"),
-                ]);
+        std::thread::scope(|scope| -> Result<()> {
+            let btf = (!btf_programs.is_empty()).then(|| scope.spawn(Btf::from_sys_fs));
+            let exit: &mut TracePoint = program_mut(&mut ebpf, "sys_exit_ipc")?.try_into()?;
+            exit.load().context("loading sys_exit_ipc")?;
+            for op in &ops {
+                attach_syscall(exit, &format!("sys_exit_{}", op.tracepoint()))?;
             }
-            if options.processes {
-                btf_programs.extend([
-                    ("ipc_fork", "sched_process_fork"),
-                    ("ipc_exec", "sched_process_exec"),
-                    ("ipc_exit_process", "sched_process_exit"),
-                ]);
+            for op in &ops {
+                let name = format!("sys_enter_{}", op.tracepoint());
+                let enter: &mut TracePoint = program_mut(&mut ebpf, &name)?.try_into()?;
+                enter.load().with_context(|| format!("loading {name}"))?;
+                attach_syscall(enter, &name)?;
             }
+            let Some(btf) = btf else {
+                return Ok(());
+            };
+            let btf = btf
+                .join()
+                .expect("BTF thread")
+                .context("reading kernel BTF (/sys/kernel/btf/vmlinux)")?;
             for (program, tracepoint) in btf_programs {
                 let prog: &mut BtfTracePoint = program_mut(&mut ebpf, program)?.try_into()?;
                 prog.load(tracepoint, &btf)
@@ -232,7 +238,9 @@ impl Probe {
                 prog.attach()
                     .with_context(|| format!("attaching to tp_btf/{tracepoint}"))?;
             }
-        }
+            Ok(())
+        })?;
+        release_freed_memory();
         Probe::finish(ebpf)
     }
 
@@ -254,6 +262,13 @@ impl Probe {
             counters,
         })
     }
+}
+
+/// Hands the parsers' freed memory back to the kernel: glibc keeps it (in the parse threads'
+/// arenas, too) and it would count as ipctrace's resident memory for the whole session.
+fn release_freed_memory() {
+    // SAFETY: malloc_trim only walks glibc's own arenas.
+    unsafe { libc::malloc_trim(0) };
 }
 
 fn attach_syscall(program: &mut TracePoint, name: &str) -> Result<()> {
