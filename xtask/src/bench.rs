@@ -1,7 +1,6 @@
 //! `cargo xtask bench`: what tracing SysV IPC costs, ipctrace's commands against their floor,
 //! bpftrace and strace on four workloads in one run; report in target/bench/results.{md,json}.
 mod report;
-mod tracer;
 mod workloads;
 
 use std::fmt::Write as _;
@@ -13,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::ipc::Syscall;
+use crate::tracer::{self, json_u64, Banner};
 use report::Results;
-use tracer::Banner;
 pub use workloads::main as workload_main;
 use workloads::{Report, NAMES};
 
@@ -41,22 +41,6 @@ const STRACE_DIVISOR: u64 = 50;
 
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
 const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The 12 SysV IPC syscalls, for the bpftrace script.
-const SYSCALLS: [&str; 12] = [
-    "shmget",
-    "shmat",
-    "shmdt",
-    "shmctl",
-    "semget",
-    "semop",
-    "semtimedop",
-    "semctl",
-    "msgget",
-    "msgsnd",
-    "msgrcv",
-    "msgctl",
-];
 
 /// How a workload runs: untraced, under one of ipctrace's commands, under bpftrace or strace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,9 +272,9 @@ impl Tools {
 /// The latency histogram ipctrace lat would give, written the way a bpftrace user would.
 fn bpftrace_script() -> String {
     let probes = |dir: &str| {
-        SYSCALLS
+        Syscall::ALL
             .iter()
-            .map(|call| format!("tracepoint:syscalls:sys_{dir}_{call}"))
+            .map(|call| format!("tracepoint:syscalls:sys_{dir}_{}", call.name()))
             .collect::<Vec<_>>()
             .join(",\n")
     };
@@ -337,18 +321,6 @@ fn first_line(cmd: &mut Command) -> Option<String> {
     }
     let text = String::from_utf8_lossy(&out.stdout);
     Some(text.lines().next().unwrap_or("").trim().to_string())
-}
-
-/// The `"key": number` that follows `key` in a line of JSON (enough for the flat lines here).
-fn json_u64(text: &str, key: &str) -> Option<u64> {
-    let pattern = format!("\"{key}\":");
-    let at = text.find(&pattern)? + pattern.len();
-    let digits: String = text[at..]
-        .trim_start()
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
 }
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
@@ -782,9 +754,7 @@ fn summary_counts(path: &Path) -> (Option<u64>, Option<u64>) {
 fn machine(tools: &Tools, reps: usize) -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let model = cpu_model();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
+    let kernel = kernel_release();
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| meminfo_kib(&text, "MemTotal:"))
@@ -822,13 +792,20 @@ fn meminfo_kib(text: &str, label: &str) -> Option<u64> {
 }
 
 /// The 1, 5 and 15 minute load averages: others' work on a shared machine shows here.
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())
 }
 
-fn cpu_model() -> String {
+/// The running kernel's release, as `uname -r` prints it.
+pub(crate) fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+pub(crate) fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|text| {

@@ -1,7 +1,10 @@
 //! `cargo xtask <command>`: installs the toolchain pieces ipctrace needs and wraps the cargo
 //! invocations (build, run, test) so they always name host packages and never build ipctrace-ebpf.
 mod bench;
+mod ipc;
 mod setup;
+mod soak;
+mod tracer;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -22,6 +25,10 @@ commands:
                          setup, build release, then measure what tracing costs (ipctrace's
                          commands, their floor, bpftrace, strace; ~3 min, root); report in
                          target/bench/results.md and .json
+  soak [--minutes N] [--rate CALLS_PER_SEC]
+                         setup, build release, then run trace, lat and objects together for N
+                         minutes (default 10) under a mixed SysV IPC load (default 20000
+                         calls/s); fails if memory grows, anything is lost or the output is wrong
   help                   this text";
 
 /// The host-side packages. ipctrace-ebpf is left out on purpose: it only builds for
@@ -63,6 +70,13 @@ enum Cmd<'a> {
     BenchWorkload {
         args: &'a [String],
     },
+    Soak {
+        args: &'a [String],
+    },
+    /// Hidden: the soak's mixed load, run (and traced) in a child process.
+    SoakWorkload {
+        args: &'a [String],
+    },
 }
 
 /// `None` means the arguments make no sense: the caller prints the usage and exits 2.
@@ -84,6 +98,8 @@ fn parse(args: &[String]) -> Option<Cmd<'_>> {
         ("test", ["--", ..]) => Cmd::Test { args: &rest[1..] },
         ("bench", _) => Cmd::Bench { args: rest },
         ("bench-workload", _) => Cmd::BenchWorkload { args: rest },
+        ("soak", _) => Cmd::Soak { args: rest },
+        ("soak-workload", _) => Cmd::SoakWorkload { args: rest },
         _ => return None,
     })
 }
@@ -111,6 +127,8 @@ impl Cmd<'_> {
             }
             Cmd::Bench { args } => return bench::run(args),
             Cmd::BenchWorkload { args } => return bench::workload_main(args),
+            Cmd::Soak { args } => return soak::run(args),
+            Cmd::SoakWorkload { args } => return soak::workload_main(args),
         }
         Ok(ExitCode::SUCCESS)
     }
