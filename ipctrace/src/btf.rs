@@ -1,7 +1,7 @@
 //! Reads struct member offsets from the running kernel's BTF (/sys/kernel/btf/vmlinux).
 //! Rust eBPF programs have no CO-RE, so the loader passes these offsets in as globals.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 
 const BTF_MAGIC: u16 = 0xeb9f;
 const KIND_STRUCT: u32 = 4;
@@ -23,10 +23,12 @@ pub struct KernelOffsets {
 impl KernelOffsets {
     pub fn from_running_kernel() -> Result<Self> {
         let path = "/sys/kernel/btf/vmlinux";
-        let data = std::fs::read(path).with_context(|| {
-            format!("cannot read {path}: ipctrace needs a kernel built with BTF (CONFIG_DEBUG_INFO_BTF)")
-        })?;
-        Self::from_btf(&Btf::parse(&data)?)
+        let needs = "needs a kernel built with CONFIG_DEBUG_INFO_BTF=y";
+        let data = std::fs::read(path)
+            .map_err(|e| anyhow!("no kernel BTF: cannot read {path} ({e}): {needs}"))?;
+        let btf = Btf::parse(&data)
+            .map_err(|e| anyhow!("no kernel BTF: {path} is not usable ({e}): {needs}"))?;
+        Self::from_btf(&btf)
     }
 
     pub fn from_btf(btf: &Btf) -> Result<Self> {

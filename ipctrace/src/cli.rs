@@ -4,6 +4,8 @@
 use crate::filter::{parse_id, parse_key, parse_kind, Filter};
 use crate::model::shm_addresses::ShmAddressBook;
 use crate::model::waits::{GroupBy, Waits};
+use crate::output::Output;
+use crate::privileges::{self, Needs, User};
 use crate::probe::{Probe, ProbeOptions};
 use crate::session::{self, Schedule};
 use crate::syscalls::IpcKind;
@@ -12,6 +14,7 @@ use crate::views::trace::TraceView;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::Duration;
 
 const ABOUT: &str =
@@ -22,8 +25,17 @@ Examples:
   ipctrace trace --type sem -p 1234 # semaphore calls of process 1234
   ipctrace trace --key 0x5d00012a   # calls on the object with that key
   ipctrace trace --json --duration 10 > calls.jsonl
+  ipctrace trace --json --user nobody -o calls.jsonl   # attach as root, then trace as nobody
 
-Needs root, or CAP_BPF and CAP_PERFMON, on a kernel with BTF (/sys/kernel/btf/vmlinux).";
+Needs root, or CAP_BPF and CAP_PERFMON, on a kernel with BTF (/sys/kernel/btf/vmlinux) and
+syscall tracepoints (CONFIG_FTRACE_SYSCALLS).
+
+With --user USER it becomes USER once its programs are attached, /proc first read and its output
+open (as tcpdump -Z): no capabilities in any set and no way back to root, while the ring buffer
+and counters keep working. Later reads of /proc are USER's: attachments of other users'
+processes, values and queue sizes of objects USER may not read come from traced calls only, and
+32-bit processes of other users go unreported. --output FILE is created (or truncated) with mode
+0600 by the user who started ipctrace, whatever the umask.";
 
 #[derive(Debug, Parser)]
 #[command(name = "ipctrace", version, about = ABOUT, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
@@ -75,6 +87,12 @@ pub struct Common {
     /// One JSON object per line on stdout, nothing else.
     #[arg(long)]
     pub json: bool,
+    /// Write what would go to stdout to FILE instead (created or truncated, mode 0600).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Once attached, run as USER (a name or uid): no root, no capabilities (as tcpdump -Z).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
 }
 
 impl Common {
@@ -85,6 +103,34 @@ impl Common {
             kinds: self.kinds.clone(),
             ids: self.ids.clone(),
             keys: self.keys.clone(),
+        }
+    }
+
+    /// Settles, before anything loads, what the command needs: the privileges (one line naming
+    /// what is missing), the user to become once attached, and the output.
+    fn prepare(&self, tracing: bool) -> Result<Prepared> {
+        let user = self.user.as_deref().map(User::lookup).transpose()?;
+        privileges::check(Needs {
+            tracing,
+            switching_user: user.is_some(),
+        })?;
+        let out = Output::open(self.output.as_deref())?;
+        Ok(Prepared { user, out })
+    }
+}
+
+/// What a command settled before loading anything.
+struct Prepared {
+    user: Option<User>,
+    out: Output,
+}
+
+impl Prepared {
+    /// Called once everything privileged is done: programs attached, maps taken, /proc read.
+    fn drop_privileges(&self) -> Result<()> {
+        match &self.user {
+            Some(user) => user.drop_privileges(),
+            None => Ok(()),
         }
     }
 }
@@ -104,9 +150,11 @@ Examples:
   ipctrace lat 1 10                 # a histogram every second, ten times (as runqlat 1 10)
   ipctrace lat --by semnum --key 0x5d00012a
   ipctrace lat --type msg --by process   # msgsnd (queue full) and msgrcv (queue empty) waits
+  ipctrace lat --user nobody -o waits.txt 1 60   # attach as root, then run as nobody
 
 Only calls that really slept count as waits (the task switched out until another process
-released it); calls that found the semaphore free are counted as calls, not waits.";
+released it); calls that found the semaphore free are counted as calls, not waits.
+On privileges, --user and --output: ipctrace --help.";
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct LatArgs {
@@ -143,9 +191,11 @@ Examples:
   ipctrace objects --duration 10    # trace for 10 s: creators, last operations, then the table
   ipctrace objects --watch 2 --type sem   # the semaphore table every 2 s, with waiters
   ipctrace objects --json --key 0x5d00012a
+  ipctrace objects --watch 5 --user nobody -o objects.log   # root only to attach
 
 Without --duration or --watch nothing is traced: creators of segments come from the kernel's
-cpid, and semaphore sets and queues made before ipctrace looked show no creator.";
+cpid, and semaphore sets and queues made before ipctrace looked show no creator.
+On privileges, --user and --output: ipctrace --help.";
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct ObjectsArgs {
@@ -185,12 +235,14 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn trace(args: TraceArgs) -> Result<i32> {
     let filter = args.common.filter();
     filter.validate()?;
+    let prepared = args.common.prepare(true)?;
     let probe = attach(&filter)?;
-    let stdout = std::io::stdout().lock();
+    let shm_addresses = shm_addresses_now();
+    prepared.drop_privileges()?;
     let mut view = TraceView::new(
-        std::io::BufWriter::with_capacity(1 << 16, stdout),
+        std::io::BufWriter::with_capacity(1 << 16, prepared.out),
         args.common.json,
-        shm_addresses_now(),
+        shm_addresses,
         args.count,
     );
     let schedule = Schedule {
@@ -229,15 +281,17 @@ fn lat(args: LatArgs) -> Result<i32> {
     if count.is_some() && interval.is_none() {
         anyhow::bail!("--count needs --interval");
     }
+    let prepared = args.common.prepare(true)?;
     let probe = attach(&filter)?;
-    let stdout = std::io::stdout().lock();
+    let keys = known_keys(&filter.kinds());
+    prepared.drop_privileges()?;
     let mut view = LatView::new(
-        stdout,
+        prepared.out,
         args.common.json,
         Waits::new(by, filter.kinds()),
         count,
     );
-    for (kind, ns, id, key) in known_keys(&filter.kinds()) {
+    for (kind, ns, id, key) in keys {
         view.know_key(kind, ns, id, key);
     }
     let schedule = Schedule {
@@ -261,11 +315,14 @@ fn floor(common: Common) -> Result<i32> {
         }
     }
     let filter = common.filter();
+    filter.validate()?;
+    let prepared = common.prepare(true)?;
     let probe = Probe::attach(&ProbeOptions {
         filter: filter.clone(),
         floor: true,
         ..Default::default()
     })?;
+    prepared.drop_privileges()?;
     let schedule = Schedule {
         duration: common.duration,
         interval: None,
@@ -281,15 +338,12 @@ fn objects(args: ObjectsArgs) -> Result<i32> {
     let filter = args.common.filter();
     filter.validate()?;
     let kinds = filter.kinds();
-    let stdout = std::io::stdout().lock();
     let tracing = args.common.duration.is_some() || args.watch.is_some();
+    let prepared = args.common.prepare(tracing)?;
     if !tracing {
-        let mut view = ObjectsView::new(
-            stdout,
-            args.common.json,
-            Objects::seed_from_proc(&kinds)?,
-            filter,
-        );
+        let objects = Objects::seed_from_proc(&kinds)?;
+        prepared.drop_privileges()?;
+        let mut view = ObjectsView::new(prepared.out, args.common.json, objects, filter);
         return match view.print() {
             Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
             _ => Ok(0),
@@ -300,8 +354,9 @@ fn objects(args: ObjectsArgs) -> Result<i32> {
     // (stamped before the seed) only add names.
     let mut objects = Objects::seed_from_proc(&kinds)?;
     objects.set_partial_view(!filter.pids.is_empty() || !filter.comms.is_empty());
+    prepared.drop_privileges()?;
     let mut view =
-        ObjectsView::new(stdout, args.common.json, objects, filter.clone()).stamped(true);
+        ObjectsView::new(prepared.out, args.common.json, objects, filter.clone()).stamped(true);
     let schedule = Schedule {
         duration: args.common.duration,
         interval: args.watch,
@@ -417,6 +472,23 @@ mod tests {
         assert_eq!(t.common.ids, vec![32768]);
         assert_eq!(t.common.duration, Some(Duration::from_millis(500)));
         assert_eq!(t.count, Some(3));
+    }
+
+    #[test]
+    fn user_and_output_are_options_of_every_command() {
+        for command in ["trace", "lat", "objects"] {
+            let cli = parse(&[command, "--user", "nobody", "-o", "out.txt"]).unwrap();
+            let common = match cli.command {
+                Some(Command::Trace(a)) => a.common,
+                Some(Command::Lat(a)) => a.common,
+                Some(Command::Objects(a)) => a.common,
+                _ => panic!("{command}"),
+            };
+            assert_eq!(common.user.as_deref(), Some("nobody"));
+            assert_eq!(common.output, Some(PathBuf::from("out.txt")));
+        }
+        let cli = parse(&["--user", "65534", "--output", "x"]).unwrap();
+        assert_eq!(cli.trace.common.user.as_deref(), Some("65534"));
     }
 
     #[test]

@@ -7,6 +7,8 @@ pub mod cli;
 pub mod event;
 pub mod filter;
 pub mod model;
+pub mod output;
+pub mod privileges;
 pub mod probe;
 pub mod procfs;
 pub mod session;

@@ -1,5 +1,5 @@
-//! The loader: checks privileges, loads the embedded kernel programs with the filter and kernel
-//! offsets as read-only globals, attaches them, and hands out the ring buffer and the counters.
+//! The loader: loads the embedded kernel programs with the filter and kernel offsets as read-only
+//! globals, attaches them, and hands out the ring buffer and the counters.
 //! Dropping a `Probe` detaches every program and frees every map.
 
 use crate::btf::KernelOffsets;
@@ -7,7 +7,8 @@ use crate::filter::Filter;
 use crate::syscalls::{IpcKind, Op};
 use anyhow::{anyhow, bail, Context, Result};
 use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{BtfTracePoint, TracePoint};
+use aya::programs::trace_point::TracePointError;
+use aya::programs::{BtfTracePoint, ProgramError, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use ipctrace_common as common;
 
@@ -66,37 +67,9 @@ impl Counters {
     }
 }
 
-/// Fails with one clear line unless this process may load tracing programs.
-pub fn check_privileges() -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return Ok(());
-    }
-    const CAP_PERFMON: u32 = 38;
-    const CAP_BPF: u32 = 39;
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let effective = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    let missing: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
-        .into_iter()
-        .filter(|(bit, _)| effective & (1 << bit) == 0)
-        .map(|(_, name)| name)
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    bail!(
-        "ipctrace needs root, or the capabilities CAP_BPF and CAP_PERFMON (missing: {})",
-        missing.join(", ")
-    )
-}
-
 impl Probe {
+    /// Loads and attaches; the caller checked privileges (`privileges::check`).
     pub fn attach(options: &ProbeOptions) -> Result<Probe> {
-        check_privileges()?;
         options.filter.validate()?;
         let filter = &options.filter;
 
@@ -272,15 +245,25 @@ fn release_freed_memory() {
 }
 
 fn attach_syscall(program: &mut TracePoint, name: &str) -> Result<()> {
-    program.attach("syscalls", name).with_context(|| {
-        format!("attaching to tracepoint syscalls:{name} (needs CONFIG_FTRACE_SYSCALLS)")
-    })?;
-    Ok(())
+    match program.attach("syscalls", name) {
+        Ok(_) => Ok(()),
+        // tracefs is there (ensure_tracefs) but has no such event: the kernel was built without.
+        Err(ProgramError::TracePointError(TracePointError::FileError { filename, io_error }))
+            if io_error.kind() == std::io::ErrorKind::NotFound =>
+        {
+            bail!(
+                "no tracepoint syscalls:{name} ({} is missing): needs a kernel built with CONFIG_FTRACE_SYSCALLS=y",
+                filename.display()
+            )
+        }
+        Err(e) => Err(e).with_context(|| format!("attaching to tracepoint syscalls:{name}")),
+    }
 }
 
 /// Syscall tracepoints are attached through tracefs; a fresh boot may not have it mounted yet.
 fn ensure_tracefs() -> Result<()> {
     const TRACEFS: &str = "/sys/kernel/tracing";
+    // Where aya looks for it, in its order.
     let mounted = |p: &str| {
         std::fs::read_dir(p)
             .map(|mut d| d.next().is_some())
@@ -299,13 +282,18 @@ fn ensure_tracefs() -> Result<()> {
             std::ptr::null(),
         )
     };
-    if rc != 0 {
+    if rc == 0 {
+        return Ok(());
+    }
+    let error = std::io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::ENODEV) {
         bail!(
-            "tracefs is not mounted and mounting it failed ({}): run `mount -t tracefs nodev {TRACEFS}`",
-            std::io::Error::last_os_error()
+            "no tracefs in this kernel ({error}): needs a kernel built with CONFIG_FTRACE_SYSCALLS=y"
         );
     }
-    Ok(())
+    bail!(
+        "tracefs is not mounted at {TRACEFS} and mounting it failed ({error}): mount it with `mount -t tracefs nodev {TRACEFS}`"
+    )
 }
 
 fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {

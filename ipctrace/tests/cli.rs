@@ -1,6 +1,6 @@
 //! Runs the built `ipctrace` binary end to end: its --json stream for a Perl workload, its
-//! summary, clean stops by signal and --duration, and its errors for bad input and missing
-//! privileges.
+//! summary, clean stops by signal and --duration, and its errors for bad input, missing
+//! privileges, BTF or tracepoints; --user, --output, and no listening socket.
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -18,8 +18,14 @@ struct Tracer {
 
 impl Tracer {
     fn start(args: &[&str]) -> Tracer {
-        let mut child = Command::new(BIN)
-            .args(args)
+        let mut command = Command::new(BIN);
+        command.args(args);
+        Tracer::spawn(command)
+    }
+
+    /// Starts ipctrace as `command` runs it (which must exec it in place, keeping the pid).
+    fn spawn(mut command: Command) -> Tracer {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -457,28 +463,33 @@ fn every_exit_path_leaves_no_program_map_or_link_behind() {
         stop(&mut tracer);
         let status = tracer.child.wait().unwrap();
         assert_eq!(status.code(), Some(0), "{name}");
-        // The kernel frees programs and maps in deferred work after the last fd closes.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let left: Vec<(&str, u64)> = ["prog", "map", "link"]
-                .into_iter()
-                .flat_map(|kind| {
-                    let loaded = bpf_ids_loaded(kind);
-                    held.iter()
-                        .filter(move |(k, id)| *k == kind && loaded.contains(id))
-                        .copied()
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            if left.is_empty() {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{name}: left behind: {left:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        assert_all_freed(name, &held);
+    }
+}
+
+/// Waits until none of `held` (from `bpf_objects_of`) is loaded any more; fails after 5 s.
+fn assert_all_freed(name: &str, held: &[(&str, u64)]) {
+    // The kernel frees programs and maps in deferred work after the last fd closes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<(&str, u64)> = ["prog", "map", "link"]
+            .into_iter()
+            .flat_map(|kind| {
+                let loaded = bpf_ids_loaded(kind);
+                held.iter()
+                    .filter(move |(k, id)| *k == kind && loaded.contains(id))
+                    .copied()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if left.is_empty() {
+            return;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: left behind: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -513,25 +524,319 @@ fn bad_arguments_exit_2_without_a_panic() {
     );
 }
 
+/// The error of a run that had to fail: exit 1, nothing on stdout, one line on stderr, no panic.
+fn one_line_error(what: &str, out: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
+    assert!(out.stdout.is_empty(), "{what}: {:?}", out.stdout);
+    assert_eq!(stderr.lines().count(), 1, "{what}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+    stderr.trim_end().to_string()
+}
+
 #[test]
 fn without_privileges_one_line_naming_what_is_missing() {
+    let as_nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+            .args(args)
+            .output()
+            .expect("setpriv (util-linux)")
+    };
+    assert_eq!(
+        one_line_error("nobody", &as_nobody(&["trace"])),
+        "ipctrace: needs root, or the capabilities CAP_BPF and CAP_PERFMON \
+         (missing: CAP_BPF, CAP_PERFMON)"
+    );
+    assert_eq!(
+        one_line_error("nobody --user", &as_nobody(&["lat", "--user", "nobody"])),
+        "ipctrace: needs root, or the capabilities CAP_BPF, CAP_PERFMON, CAP_SETUID and \
+         CAP_SETGID (missing: CAP_BPF, CAP_PERFMON, CAP_SETUID, CAP_SETGID)"
+    );
+    // Capabilities decide, not the uid: root in a container may lack CAP_BPF.
     let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            BIN,
-            "trace",
-        ])
+        .args(["--bounding-set=-bpf", BIN, "trace"])
         .output()
-        .expect("setpriv (util-linux)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        .unwrap();
+    assert_eq!(
+        one_line_error("root without CAP_BPF", &out),
+        "ipctrace: needs root, or the capabilities CAP_BPF and CAP_PERFMON (missing: CAP_BPF)"
+    );
+}
+
+/// Runs `command` in a mount namespace of its own after `setup` (sh) changed what it sees of
+/// /sys, so the machine's own mounts stay as they are.
+fn in_mount_namespace(setup: &str, command: &[&str]) -> std::process::Output {
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-ec"])
+        .arg(format!("{setup}\nexec \"$@\""))
+        .arg("sh")
+        .args(command)
+        .output()
+        .expect("unshare (util-linux)")
+}
+
+#[test]
+fn missing_btf_or_tracepoints_are_one_line_naming_the_kernel_option() {
+    let ipctrace = [BIN, "trace", "--pid", "1", "--duration", "0.3"];
+    let out = in_mount_namespace("mount --bind /dev/null /sys/kernel/btf/vmlinux", &ipctrace);
+    assert_eq!(
+        one_line_error("empty BTF", &out),
+        "ipctrace: no kernel BTF: /sys/kernel/btf/vmlinux is not usable (not a little-endian \
+         BTF blob): needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+    );
+    let out = in_mount_namespace("mount -t tmpfs none /sys/kernel/btf", &ipctrace);
+    assert_eq!(
+        one_line_error("no BTF", &out),
+        "ipctrace: no kernel BTF: cannot read /sys/kernel/btf/vmlinux (No such file or \
+         directory (os error 2)): needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+    );
+    // tracefs without syscall events: a kernel without CONFIG_FTRACE_SYSCALLS.
+    let out = in_mount_namespace(
+        "mount -t tmpfs none /sys/kernel/tracing; mkdir /sys/kernel/tracing/events",
+        &ipctrace,
+    );
+    let line = one_line_error("no syscall tracepoints", &out);
     assert!(
-        stderr.contains("needs root")
-            && stderr.contains("CAP_BPF")
-            && stderr.contains("CAP_PERFMON"),
+        line.starts_with("ipctrace: no tracepoint syscalls:sys_")
+            && line
+                .ends_with("/id is missing): needs a kernel built with CONFIG_FTRACE_SYSCALLS=y"),
+        "{line}"
+    );
+    // No tracefs where aya looks (/sys/kernel/tracing, then /sys/kernel/debug/tracing): ipctrace
+    // mounts it, unless it may not (no CAP_SYS_ADMIN).
+    let hide_tracefs = "mount -t tmpfs none /sys/kernel/tracing
+        if [ -d /sys/kernel/debug/tracing ]; then mount -t tmpfs none /sys/kernel/debug/tracing; fi";
+    let out = in_mount_namespace(hide_tracefs, &ipctrace);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.starts_with("Tracing "),
         "{stderr}"
     );
+    let without_sys_admin = [&["setpriv", "--bounding-set=-sys_admin"][..], &ipctrace].concat();
+    let out = in_mount_namespace(hide_tracefs, &without_sys_admin);
+    assert_eq!(
+        one_line_error("no tracefs", &out),
+        "ipctrace: tracefs is not mounted at /sys/kernel/tracing and mounting it failed \
+         (Operation not permitted (os error 1)): mount it with \
+         `mount -t tracefs nodev /sys/kernel/tracing`"
+    );
+}
+
+#[test]
+fn an_unknown_user_is_one_line_before_anything_loads() {
+    let log = std::env::temp_dir().join(format!("ipctrace-strace-{}", std::process::id()));
+    for (spec, line) in [
+        (
+            "no-such-user-here",
+            "ipctrace: --user no-such-user-here: no such user",
+        ),
+        ("4123456789", "ipctrace: --user 4123456789: no such user"),
+        (
+            "root",
+            "ipctrace: --user root is root: name an unprivileged user to run as once attached",
+        ),
+    ] {
+        // strace writes its log to a file, so stderr is ipctrace's alone.
+        let out = Command::new("strace")
+            .args(["-f", "-qq", "-e", "trace=bpf,perf_event_open", "-o"])
+            .arg(&log)
+            .args([BIN, "trace", "--user", spec])
+            .output()
+            .expect("strace");
+        assert_eq!(one_line_error(spec, &out), line);
+        let calls = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            !calls.contains("bpf(") && !calls.contains("perf_event_open("),
+            "{calls}"
+        );
+    }
+    let _ = std::fs::remove_file(&log);
+}
+
+/// The fields of /proc/<pid>/status named, each as its text after the colon.
+fn status_fields(pid: u32, names: &[&str]) -> Vec<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    names
+        .iter()
+        .map(|name| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                .unwrap_or_else(|| panic!("no {name} in {status}"))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+fn id_of(user: &str, flag: &str) -> String {
+    let out = Command::new("id").args([flag, user]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn user_drops_every_privilege_once_attached_and_tracing_goes_on() {
+    use std::os::unix::fs::PermissionsExt;
+    let (uid, gid) = (id_of("nobody", "-u"), id_of("nobody", "-g"));
+    let file = std::env::temp_dir().join(format!("ipctrace-user-{}.jsonl", std::process::id()));
+    let mut perl = workload("sysv.pl", &[]);
+    let pid = perl.id().to_string();
+    // A umask that would leave the file open to all: it must still come out 0600.
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "umask 000 && exec \"$0\" \"$@\"", BIN])
+        .args(["trace", "--json", "--user", "nobody", "--duration", "3"])
+        .args(["--pid", &pid, "-o"])
+        .arg(&file);
+    let tracer = Tracer::spawn(command);
+    let tracer_pid = tracer.child.id();
+    let held = bpf_objects_of(tracer_pid);
+    assert!(held.iter().any(|(k, _)| *k == "prog"), "{held:?}");
+
+    let fields = [
+        "Uid",
+        "Gid",
+        "Groups",
+        "CapEff",
+        "CapPrm",
+        "CapBnd",
+        "NoNewPrivs",
+    ];
+    let status = status_fields(tracer_pid, &fields);
+    let all = |id: &str| [id; 4].join(" ");
+    assert_eq!(
+        status,
+        [
+            &all(&uid),
+            &all(&gid),
+            &id_of("nobody", "-G"),
+            "0000000000000000",
+            "0000000000000000",
+            "0000000000000000",
+            "1"
+        ],
+        "{fields:?}"
+    );
+    // Not dumpable: nobody's other processes cannot reach its BPF fds.
+    let peek = Command::new("setpriv")
+        .args(["--reuid", &uid, "--regid", &gid, "--clear-groups", "ls"])
+        .arg(format!("/proc/{tracer_pid}/fd"))
+        .output()
+        .unwrap();
+    assert!(!peek.status.success(), "nobody can list the tracer's fds");
+
+    perl.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert!(perl.wait().unwrap().success());
+    let (code, out, stderr) = tracer.finish();
+    assert_eq!(code, 0, "{stderr:?}");
+    assert_eq!(out, "", "--output takes what stdout would have shown");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600);
+    let written = std::fs::read_to_string(&file).unwrap();
+    let _ = std::fs::remove_file(&file);
+    let lines = json_lines(&written);
+    let (summary, calls) = lines.split_last().unwrap();
+    // Every call of the workload arrived through the ring buffer after the switch, and the
+    // counters were read as nobody for the summary.
+    assert_eq!(calls.len(), 16, "{written}");
+    assert!(calls.iter().all(|c| c["pid"] == perl.id()));
+    assert_eq!(summary["summary"]["events"], 16);
+    assert_eq!(summary["summary"]["lost"], 0);
+    assert_all_freed("--user nobody", &held);
+}
+
+#[test]
+fn output_file_holds_exactly_what_stdout_would() {
+    use std::os::unix::fs::PermissionsExt;
+    let key = 0x5d0e_0000 | (std::process::id() as i32 & 0xffff);
+    // SAFETY: creates a semaphore set that the end of the test removes.
+    let semid = unsafe { libc::semget(key, 2, libc::IPC_CREAT | 0o600) };
+    assert!(semid >= 0);
+    // The human table of a set nobody touches: nothing in it depends on the moment.
+    let args = ["objects", "--type", "sem", "--key", &format!("{key:#x}")];
+    let stdout = Command::new(BIN).args(args).output().unwrap();
+    let file = std::env::temp_dir().join(format!("ipctrace-output-{}", std::process::id()));
+    std::fs::write(
+        &file,
+        "an older, longer file that was readable by all\n".repeat(9),
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let to_file = Command::new("sh")
+        .args(["-c", "umask 000 && exec \"$0\" \"$@\"", BIN])
+        .args(args)
+        .arg("--output")
+        .arg(&file)
+        .output()
+        .unwrap();
+    // SAFETY: removes the set made above.
+    unsafe { libc::semctl(semid, 0, libc::IPC_RMID) };
+    assert!(stdout.status.success() && to_file.status.success());
+    assert!(to_file.stdout.is_empty());
+    let written = std::fs::read(&file).unwrap();
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o7777;
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        String::from_utf8_lossy(&written),
+        String::from_utf8_lossy(&stdout.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&written).contains(&format!(" {semid} ")),
+        "{written:?}"
+    );
+
+    let out = Command::new(BIN)
+        .args(["objects", "-o", "/nonexistent-dir/x"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        one_line_error("bad --output", &out),
+        "ipctrace: cannot write --output /nonexistent-dir/x: No such file or directory (os error 2)"
+    );
+}
+
+#[test]
+fn a_running_tracer_listens_on_no_socket() {
+    let unix_sockets = std::fs::read_to_string("/proc/net/unix").unwrap();
+    for args in [
+        &["trace", "--pid", "1"][..],
+        &["objects", "--watch", "1", "--pid", "1"],
+    ] {
+        let tracer = Tracer::start(args);
+        let pid = tracer.child.id();
+        // Read after the start: the tracer's sockets exist by now.
+        let unix_sockets =
+            std::fs::read_to_string("/proc/net/unix").unwrap_or(unix_sockets.clone());
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .flatten()
+        {
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            let target = target.to_string_lossy();
+            let Some(inode) = target
+                .strip_prefix("socket:[")
+                .and_then(|t| t.strip_suffix(']'))
+            else {
+                continue;
+            };
+            // Num RefCount Protocol Flags Type St Inode [Path]: the only sockets allowed are
+            // unnamed, connected Unix socket pairs (tokio's signal wakeup), never a listener.
+            let row: Vec<&str> = unix_sockets
+                .lines()
+                .map(|l| l.split_whitespace().collect::<Vec<&str>>())
+                .find(|f| f.get(6) == Some(&inode))
+                .unwrap_or_else(|| panic!("{args:?}: fd {target} is not a Unix socket"));
+            let listening = u32::from_str_radix(row[3], 16).unwrap() & 0x1_0000 != 0;
+            assert!(
+                !listening && row[5] == "03" && row.len() == 7,
+                "{args:?}: {target} is not an unnamed connected pair: {row:?}"
+            );
+        }
+        tracer.signal(libc::SIGINT);
+        let (code, _, _) = tracer.finish();
+        assert_eq!(code, 0);
+    }
 }
