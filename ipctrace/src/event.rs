@@ -78,24 +78,49 @@ pub struct Call {
     pub mtype: Option<i64>,
 }
 
-/// A process event the object model needs (shm mappings follow fork, exec and exit).
+/// A process event the object model needs (shm mappings follow fork, exec and exit). Start
+/// times are CLOCK_BOOTTIME ns: with the pid they name one process, since a reused pid starts later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProcessChange {
     Fork {
         ts_ns: u64,
         parent: u32,
         child: u32,
+        child_start_ns: u64,
         comm: Comm,
     },
     Exec {
         ts_ns: u64,
         pid: u32,
+        start_ns: u64,
         comm: Comm,
     },
     Exit {
         ts_ns: u64,
         pid: u32,
+        start_ns: u64,
     },
+}
+
+/// When a process started (CLOCK_BOOTTIME ns), as finely as its source knows it: the kernel
+/// programs to the nanosecond, /proc/<pid>/stat to a clock tick (rounded down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessStart {
+    pub ns: u64,
+    pub grain_ns: u64,
+}
+
+impl ProcessStart {
+    /// A start time the kernel programs read.
+    pub fn exact(ns: u64) -> ProcessStart {
+        ProcessStart { ns, grain_ns: 1 }
+    }
+
+    /// Whether two start times can be one process's: equal as finely as the coarser knows.
+    pub fn matches(self, other: ProcessStart) -> bool {
+        let grain = self.grain_ns.max(other.grain_ns).max(1);
+        self.ns / grain == other.ns / grain
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -157,16 +182,19 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                     ts_ns: r.ts_ns,
                     parent: r.pid,
                     child: r.child_pid,
+                    child_start_ns: r.start_ns,
                     comm,
                 },
                 common::PROCESS_EXEC => ProcessChange::Exec {
                     ts_ns: r.ts_ns,
                     pid: r.pid,
+                    start_ns: r.start_ns,
                     comm,
                 },
                 common::PROCESS_EXIT => ProcessChange::Exit {
                     ts_ns: r.ts_ns,
                     pid: r.pid,
+                    start_ns: r.start_ns,
                 },
                 other => return Err(DecodeError::UnknownKind(other << 8 | kind)),
             }))
@@ -535,6 +563,7 @@ mod tests {
                 ts_ns: 3,
                 parent: 1,
                 child: 2,
+                child_start_ns: 4,
                 comm: Comm::new("bash")
             })
         );

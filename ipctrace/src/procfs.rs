@@ -2,6 +2,7 @@
 //! /proc/sysvipc, who has which segment mapped (/proc/<pid>/maps), process names, IPC namespaces
 //! and semaphore values. The model is seeded from here at start and reconciled against it.
 
+use crate::event::ProcessStart;
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::io;
@@ -326,6 +327,8 @@ fn next_field<'a>(rest: &mut &'a str) -> Option<&'a str> {
 pub struct ProcessAttachments {
     pub pid: u32,
     pub comm: String,
+    /// None if it could not be read (the process is exiting).
+    pub start: Option<ProcessStart>,
     pub mappings: Vec<SysvMapping>,
 }
 
@@ -375,6 +378,7 @@ fn process_attachments(pid: u32) -> io::Result<Option<ProcessAttachments>> {
     Ok(Some(ProcessAttachments {
         pid,
         comm,
+        start: process_start(pid),
         mappings,
     }))
 }
@@ -590,10 +594,7 @@ fn read_sops(pid: u32, address: u64, nsops: usize) -> io::Result<Vec<crate::even
 /// When a process started, in seconds since the epoch: tells the process now holding a pid from
 /// an older one that had it.
 pub fn process_start_epoch(pid: u32) -> Option<i64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields count from the last ')'.
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    let ticks: u64 = after_comm.split_whitespace().nth(19)?.parse().ok()?;
+    let ticks = start_ticks(pid)?;
     let boot: i64 = fs::read_to_string("/proc/stat")
         .ok()?
         .lines()
@@ -601,9 +602,31 @@ pub fn process_start_epoch(pid: u32) -> Option<i64> {
         .trim()
         .parse()
         .ok()?;
+    Some(boot + (ticks * clock_tick_ns() / 1_000_000_000) as i64)
+}
+
+/// When a process started, since boot (the clock the kernel programs' start times count on), to
+/// the clock tick: with its pid, who the process is.
+pub fn process_start(pid: u32) -> Option<ProcessStart> {
+    let tick = clock_tick_ns();
+    Some(ProcessStart {
+        ns: start_ticks(pid)? * tick,
+        grain_ns: tick,
+    })
+}
+
+/// Field 22 of /proc/<pid>/stat: the start time in clock ticks since boot.
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields count from the last ')'.
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    after_comm.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn clock_tick_ns() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Some(boot + (ticks / hz) as i64)
+    1_000_000_000 / hz
 }
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {

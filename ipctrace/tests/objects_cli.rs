@@ -92,7 +92,7 @@ fn json_names_who_made_and_maps_our_segment() {
     // From /proc alone the creator is the kernel's cpid, named, with no time.
     assert_eq!(
         ours["creator"],
-        serde_json::json!({"pid": pid, "comm": our_comm(), "ts_ns": null})
+        serde_json::json!({"pid": pid, "comm": our_comm(), "ts_ns": null, "exited": null})
     );
     assert_eq!(
         ours["attached"],
@@ -177,6 +177,7 @@ fn while_tracing_the_creator_has_a_time_and_the_last_op_a_name() {
     let pid = std::process::id();
     assert_eq!(ours["creator"]["pid"], pid);
     assert!(ours["creator"]["ts_ns"].as_u64().unwrap() > 0, "{ours}");
+    assert_eq!(ours["creator"]["exited"], false, "we run on");
     assert_eq!(ours["last_op"]["op"], "semtimedop");
     assert_eq!(ours["last_op"]["pid"], pid);
     assert_eq!(ours["mode"], 0o640);

@@ -9,7 +9,7 @@ mod tests;
 
 pub use snapshot::KernelSnapshot;
 
-use crate::event::{Call, Comm, Event, ProcessChange};
+use crate::event::{Call, Comm, Event, ProcessChange, ProcessStart};
 use crate::model::shm_addresses::ShmAddressBook;
 use crate::procfs::SHM_DEST;
 use crate::syscalls::{self, IpcKind, Op};
@@ -32,17 +32,25 @@ pub struct Actor {
     pub comm: Option<Comm>,
     /// None when known only from the kernel (a segment's cpid), not from a call.
     pub ts_ns: Option<u64>,
+    /// Which of the pid's processes it was (see `Objects::exited`); None when known only from
+    /// the kernel.
+    pub process: Option<ProcessSerial>,
 }
 
 impl Actor {
-    fn of(call: &Call) -> Actor {
+    fn of(call: &Call, process: ProcessSerial) -> Actor {
         Actor {
             pid: call.pid,
             comm: Some(call.comm),
             ts_ns: Some(call.ts_ns),
+            process: Some(process),
         }
     }
 }
+
+/// The model's number for one process: a pid's successive processes have different ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcessSerial(u64);
 
 /// The last call that used or changed an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +61,7 @@ pub struct LastOp {
     pub op: Op,
     pub ts_ns: u64,
     pub errno: Option<i64>,
+    pub process: ProcessSerial,
 }
 
 /// A task the kernel names by a pid (a queue's last sender or receiver).
@@ -195,7 +204,8 @@ pub struct Queue {
 const MAX_FOLLOWED_MESSAGES: usize = 4096;
 /// SEMMSL: no set has more semaphores.
 const MAX_SEMS_PER_SET: usize = 32000;
-/// Beyond this, processes that hold nothing are forgotten first.
+/// Beyond this, processes that hold nothing are forgotten (and counted): only lost exit events
+/// leave the entries of gone processes behind.
 const MAX_PROCESSES: usize = 1 << 16;
 
 impl IpcObject {
@@ -222,12 +232,12 @@ impl IpcObject {
     }
 
     /// The object a successful get call returned; `created` when that call made it.
-    fn from_get(call: &Call, key: ObjectKey, created: bool) -> IpcObject {
+    fn from_get(call: &Call, caller: ProcessSerial, key: ObjectKey, created: bool) -> IpcObject {
         let mut o = IpcObject::new(key, call.key().unwrap_or(0), call.ts_ns);
         if !created {
             return o;
         }
-        o.creator = Some(Actor::of(call));
+        o.creator = Some(Actor::of(call, caller));
         o.mode = call.flags().map(|f| f as u32 & 0o777);
         match &mut o.state {
             ObjectState::Shm(seg) => {
@@ -373,9 +383,14 @@ impl Queue {
 }
 
 /// A process the model keeps a name for: it called, holds something, or descends from one that did.
-#[derive(Debug, Default)]
+/// Kept from its first call or its fork until its exit.
+#[derive(Debug)]
 struct ProcessEntry {
+    serial: ProcessSerial,
     comm: Option<Comm>,
+    /// Known once a process event or /proc told (calls do not carry it): a fork naming the pid
+    /// with another start is a new process, and this one is gone.
+    start: Option<ProcessStart>,
     /// Objects it is attached to, holds SEM_UNDO adjustments on, or waits on.
     objects: BTreeSet<ObjectKey>,
 }
@@ -396,6 +411,25 @@ pub struct Objects {
     unknown_values: BTreeSet<ObjectKey>,
     /// The namespace the snapshots come from (ours), once one was taken.
     own_ns: Option<u32>,
+    /// Processes dropped to keep `processes` bounded (their exits were lost).
+    forgotten_processes: u64,
+    /// Processes found gone when their pid came back (their exits were lost).
+    missed_exits: u64,
+    /// Processes entered so far: the next one's serial.
+    processes_seen: u64,
+}
+
+/// What the model holds, to show it stays bounded however many objects and processes come
+/// and go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Footprint {
+    pub objects: usize,
+    /// Processes with a name or holdings kept.
+    pub processes: usize,
+    /// Processes whose shm attachment addresses are kept.
+    pub address_books: usize,
+    /// Sets waiting for their values to be read from the kernel.
+    pub unknown_values: usize,
 }
 
 impl Objects {
@@ -436,6 +470,26 @@ impl Objects {
         self.processes.len()
     }
 
+    pub fn footprint(&self) -> Footprint {
+        Footprint {
+            objects: self.table.len(),
+            processes: self.processes.len(),
+            address_books: self.addresses.len(),
+            unknown_values: self.unknown_values.len(),
+        }
+    }
+
+    /// Processes forgotten to keep the model bounded: their exits were lost, and their names
+    /// with them.
+    pub fn forgotten_processes(&self) -> u64 {
+        self.forgotten_processes
+    }
+
+    /// Processes the model learnt were gone only when a new process took their pid.
+    pub fn missed_exits(&self) -> u64 {
+        self.missed_exits
+    }
+
     /// The processes believed to have segments of namespace `ns` mapped.
     pub fn attached_pids(&self, ns: u32) -> BTreeSet<u32> {
         self.table
@@ -472,9 +526,28 @@ impl Objects {
 
     fn process_mut(&mut self, pid: u32) -> &mut ProcessEntry {
         if self.processes.len() >= MAX_PROCESSES && !self.processes.contains_key(&pid) {
+            let before = self.processes.len();
             self.processes.retain(|_, p| !p.objects.is_empty());
+            self.forgotten_processes += (before - self.processes.len()) as u64;
         }
-        self.processes.entry(pid).or_default()
+        let seen = &mut self.processes_seen;
+        self.processes.entry(pid).or_insert_with(|| {
+            *seen += 1;
+            ProcessEntry {
+                serial: ProcessSerial(*seen),
+                comm: None,
+                start: None,
+                objects: BTreeSet::new(),
+            }
+        })
+    }
+
+    /// Whether the process an actor names is gone: the model saw it exit, or its pid taken by
+    /// another (or forgot it, past `MAX_PROCESSES`). None when the actor is known from the
+    /// kernel only.
+    pub fn exited(&self, pid: u32, process: Option<ProcessSerial>) -> Option<bool> {
+        let process = process?;
+        Some(self.processes.get(&pid).is_none_or(|p| p.serial != process))
     }
 
     fn index(&mut self, pid: u32, key: ObjectKey) {
@@ -507,7 +580,9 @@ impl Objects {
     pub fn apply_call(&mut self, call: &Call) {
         let kind = call.kind();
         let ns = call.ipc_ns;
-        self.process_mut(call.pid).comm = Some(call.comm);
+        let caller = self.process_mut(call.pid);
+        caller.comm = Some(call.comm);
+        let caller = caller.serial;
         let id = match call.op {
             Op::Shmat => {
                 self.addresses.apply_call(call);
@@ -527,7 +602,7 @@ impl Objects {
         // The kernel's numbers already hold what a call from before the last snapshot did.
         let fresh = self.fresh(key, call.ts_ns);
         if call.op.is_get() {
-            self.apply_get(call, key, fresh);
+            self.apply_get(call, caller, key, fresh);
         }
         if !self.table.contains_key(&key) {
             if !call.succeeded() || !fresh {
@@ -549,6 +624,7 @@ impl Objects {
                 op: call.op,
                 ts_ns: call.ts_ns,
                 errno: call.errno(),
+                process: caller,
             });
         }
         if !fresh {
@@ -572,7 +648,7 @@ impl Objects {
         match call.op {
             Op::Shmat => self.attach(key, call),
             Op::Shmdt => self.detach(key, call),
-            Op::Shmctl | Op::Semctl | Op::Msgctl => self.control(key, call),
+            Op::Shmctl | Op::Semctl | Op::Msgctl => self.control(key, call, caller),
             Op::Semop | Op::Semtimedop => self.semop(key, call),
             Op::Msgsnd => self.msgsnd(key, call),
             Op::Msgrcv => self.msgrcv(key, call),
@@ -581,7 +657,7 @@ impl Objects {
     }
 
     /// A successful get call: the object it returned, new or known.
-    fn apply_get(&mut self, call: &Call, key: ObjectKey, fresh: bool) {
+    fn apply_get(&mut self, call: &Call, caller: ProcessSerial, key: ObjectKey, fresh: bool) {
         if !call.succeeded() {
             return;
         }
@@ -605,7 +681,7 @@ impl Objects {
                     None => surely_new && o.key.kind != IpcKind::Shm,
                 };
                 if made_it {
-                    o.creator = Some(Actor::of(call));
+                    o.creator = Some(Actor::of(call, caller));
                 }
             }
             return;
@@ -621,7 +697,7 @@ impl Objects {
         }
         if !self.table.contains_key(&key) {
             let created = may_create && (surely_new || self.knows_every_object(key.ns, key.kind));
-            self.insert(IpcObject::from_get(call, key, created));
+            self.insert(IpcObject::from_get(call, caller, key, created));
         }
     }
 
@@ -700,7 +776,7 @@ impl Objects {
         }
     }
 
-    fn control(&mut self, key: ObjectKey, call: &Call) {
+    fn control(&mut self, key: ObjectKey, call: &Call, caller: ProcessSerial) {
         let Some(cmd) = call.cmd() else { return };
         let Some(object) = self.table.get_mut(&key) else {
             return;
@@ -715,7 +791,7 @@ impl Objects {
             (syscalls::IPC_RMID, _) => {
                 self.remove(key);
             }
-            (syscalls::IPC_SET, _) => object.changed_by = Some(Actor::of(call)),
+            (syscalls::IPC_SET, _) => object.changed_by = Some(Actor::of(call, caller)),
             (syscalls::SHM_LOCK, ObjectState::Shm(_)) => {
                 object.mode = object.mode.map(|m| m | syscalls::SHM_LOCKED)
             }
@@ -860,29 +936,84 @@ impl Objects {
     }
 
     pub fn apply_process(&mut self, change: &ProcessChange) {
+        // First who the event is about: what the model holds under its pid may be a
+        // predecessor's, gone unseen (its exit was lost).
+        match *change {
+            ProcessChange::Fork {
+                ts_ns,
+                child,
+                child_start_ns,
+                ..
+            } => {
+                // Only /proc can have told of the child before its fork, and with its start.
+                let start = ProcessStart::exact(child_start_ns);
+                self.forget_predecessor(ts_ns, child, |known| {
+                    known.is_none_or(|k| !k.matches(start))
+                });
+            }
+            ProcessChange::Exec {
+                ts_ns,
+                pid,
+                start_ns,
+                ..
+            } => {
+                // Calls do not tell their process's start: an entry without one is this process's.
+                let start = ProcessStart::exact(start_ns);
+                self.forget_predecessor(ts_ns, pid, |known| {
+                    known.is_some_and(|k| !k.matches(start))
+                });
+            }
+            ProcessChange::Exit { .. } => {}
+        }
         self.addresses.apply_process(change);
         match *change {
             ProcessChange::Fork {
                 ts_ns,
                 parent,
                 child,
+                child_start_ns,
                 comm,
-            } => self.fork(ts_ns, parent, child, comm),
-            ProcessChange::Exec { ts_ns, pid, comm } => {
+            } => self.fork(ts_ns, parent, child, child_start_ns, comm),
+            ProcessChange::Exec {
+                ts_ns,
+                pid,
+                start_ns,
+                comm,
+            } => {
                 if let Some(p) = self.processes.get_mut(&pid) {
                     p.comm = Some(comm);
+                    p.start = Some(ProcessStart::exact(start_ns));
                 }
                 // The old address space is gone; SEM_UNDO adjustments survive exec.
                 self.leave(ts_ns, pid, false);
             }
-            ProcessChange::Exit { ts_ns, pid } => {
+            // Whether this process or one before it under the pid whose exit was lost: whatever
+            // the pid held is gone.
+            ProcessChange::Exit { ts_ns, pid, .. } => {
                 self.leave(ts_ns, pid, true);
                 self.processes.remove(&pid);
             }
         }
     }
 
-    fn fork(&mut self, ts_ns: u64, parent: u32, child: u32, comm: Comm) {
+    /// A process event or /proc names a pid that the model holds for a process that `gone`
+    /// (given its start, if known) says is another: that one exited unseen (its exit event was
+    /// lost) before the pid was reused, and nothing of it may pass to the new process.
+    fn forget_predecessor(
+        &mut self,
+        ts_ns: u64,
+        pid: u32,
+        gone: impl Fn(Option<ProcessStart>) -> bool,
+    ) {
+        if self.processes.get(&pid).is_some_and(|p| gone(p.start)) {
+            self.missed_exits += 1;
+            self.leave(ts_ns, pid, true);
+            self.processes.remove(&pid);
+            self.addresses.forget(pid);
+        }
+    }
+
+    fn fork(&mut self, ts_ns: u64, parent: u32, child: u32, child_start_ns: u64, comm: Comm) {
         // Children of processes we know nothing of hold nothing we follow.
         let Some(p) = self.processes.get(&parent) else {
             return;
@@ -893,7 +1024,9 @@ impl Objects {
             .filter(|k| k.kind == IpcKind::Shm)
             .copied()
             .collect();
-        self.process_mut(child).comm = Some(comm);
+        let entry = self.process_mut(child);
+        entry.comm = Some(comm);
+        entry.start = Some(ProcessStart::exact(child_start_ns));
         for key in held {
             if !self.fresh(key, ts_ns) {
                 continue;

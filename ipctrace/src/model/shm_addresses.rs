@@ -38,6 +38,9 @@ impl ShmAddressBook {
                 if call.succeeded() {
                     if let Some(map) = self.by_process.get_mut(&call.pid) {
                         map.remove(&address);
+                        if map.is_empty() {
+                            self.by_process.remove(&call.pid);
+                        }
                     }
                 }
                 id
@@ -53,15 +56,22 @@ impl ShmAddressBook {
                     self.by_process.insert(child, map);
                 }
             }
-            ProcessChange::Exec { pid, .. } | ProcessChange::Exit { pid, .. } => {
-                self.by_process.remove(&pid);
-            }
+            ProcessChange::Exec { pid, .. } | ProcessChange::Exit { pid, .. } => self.forget(pid),
         }
     }
 
+    /// Drops what a process had mapped: it is gone, or its pid names another process now.
+    pub fn forget(&mut self, pid: u32) {
+        self.by_process.remove(&pid);
+    }
+
     /// The processes with at least one known attachment.
-    pub fn processes(&self) -> usize {
-        self.by_process.values().filter(|m| !m.is_empty()).count()
+    pub fn len(&self) -> usize {
+        self.by_process.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_process.is_empty()
     }
 }
 
@@ -82,6 +92,15 @@ mod tests {
     }
     fn shmdt(pid: u32, addr: u64, ret: i64) -> Call {
         Call::synthetic(Op::Shmdt, pid, "p", [addr, 0, 0, 0, 0, 0], ret, 2)
+    }
+    fn fork(parent: u32, child: u32) -> ProcessChange {
+        ProcessChange::Fork {
+            ts_ns: 0,
+            parent,
+            child,
+            child_start_ns: 5,
+            comm: Comm::new("p"),
+        }
     }
 
     #[test]
@@ -106,20 +125,28 @@ mod tests {
     fn children_inherit_and_exec_or_exit_forget() {
         let mut book = ShmAddressBook::default();
         book.apply_call(&shmat(10, 7, 0x2000));
-        book.apply_process(&ProcessChange::Fork {
-            ts_ns: 0,
-            parent: 10,
-            child: 20,
-            comm: Comm::new("p"),
-        });
+        book.apply_process(&fork(10, 20));
         assert_eq!(book.lookup(20, 0x2000), Some(7));
         book.apply_process(&ProcessChange::Exec {
             ts_ns: 0,
             pid: 20,
+            start_ns: 5,
             comm: Comm::new("q"),
         });
         assert_eq!(book.lookup(20, 0x2000), None);
-        book.apply_process(&ProcessChange::Exit { ts_ns: 0, pid: 10 });
-        assert_eq!(book.processes(), 0);
+        book.apply_process(&ProcessChange::Exit {
+            ts_ns: 0,
+            pid: 10,
+            start_ns: 1,
+        });
+        assert!(book.is_empty());
+    }
+
+    #[test]
+    fn a_detach_of_the_last_mapping_leaves_no_entry_behind() {
+        let mut book = ShmAddressBook::default();
+        book.apply_call(&shmat(40, 7, 0x3000));
+        book.apply_call(&shmdt(40, 0x3000, 0));
+        assert!(book.is_empty());
     }
 }

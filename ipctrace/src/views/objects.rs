@@ -104,10 +104,18 @@ impl<W: Write> ObjectsView<W> {
         }
         self.report()?;
         match totals {
+            // missed_exits: processes found gone when their pid came back; forgotten_processes:
+            // dropped to keep the model bounded. Both follow lost exit events.
             Some(t) if self.json => writeln!(
                 self.out,
-                "{{\"summary\": {{\"events\": {}, \"process_events\": {}, \"lost\": {}, \"untracked\": {}, \"malformed\": {}}}}}",
-                t.events, t.process_events, t.kernel.lost, t.kernel.untracked, t.malformed
+                "{{\"summary\": {{\"events\": {}, \"process_events\": {}, \"lost\": {}, \"untracked\": {}, \"malformed\": {}, \"missed_exits\": {}, \"forgotten_processes\": {}}}}}",
+                t.events,
+                t.process_events,
+                t.kernel.lost,
+                t.kernel.untracked,
+                t.malformed,
+                self.objects.missed_exits(),
+                self.objects.forgotten_processes()
             )?,
             Some(t) if t.kernel.lost > 0 => writeln!(
                 self.out,
@@ -158,7 +166,7 @@ pub fn shown(filter: &Filter, o: &IpcObject) -> bool {
 pub fn render_json(objects: &Objects, filter: &Filter, now_ns: u64) -> String {
     let mut out = String::new();
     for o in objects.iter().filter(|o| shown(filter, o)) {
-        out.push_str(&object_json(o, now_ns).to_string());
+        out.push_str(&object_json(objects, o, now_ns).to_string());
         out.push('\n');
     }
     out
@@ -175,17 +183,22 @@ fn task_json(task: Option<Task>) -> Value {
     )
 }
 
-pub fn object_json(o: &IpcObject, now_ns: u64) -> Value {
+/// One object as interface.md names its fields. `exited` (of an actor or the last op): the
+/// process has gone since, so its pid may name another now; null when the kernel alone told.
+pub fn object_json(objects: &Objects, o: &IpcObject, now_ns: u64) -> Value {
     let actor = |a: Option<crate::model::objects::Actor>| {
-        a.map_or(
-            Value::Null,
-            |a| json!({"pid": a.pid, "comm": comm_json(a.comm), "ts_ns": a.ts_ns}),
-        )
+        a.map_or(Value::Null, |a| {
+            json!({
+                "pid": a.pid, "comm": comm_json(a.comm), "ts_ns": a.ts_ns,
+                "exited": objects.exited(a.pid, a.process),
+            })
+        })
     };
     let last_op = o.last_op.map_or(Value::Null, |l| {
         json!({
             "pid": l.pid, "tid": l.tid, "comm": l.comm.as_str(), "op": l.op.name(), "ts_ns": l.ts_ns,
             "errno": l.errno.map(|e| syscalls::errno_name(e).map_or_else(|| format!("E{e}"), str::to_string)),
+            "exited": objects.exited(l.pid, Some(l.process)),
         })
     });
     let ops: serde_json::Map<String, Value> = o
@@ -669,7 +682,7 @@ mod tests {
         );
         assert_eq!(
             shm["creator"],
-            json!({"pid": 4, "comm": "postgres", "ts_ns": S})
+            json!({"pid": 4, "comm": "postgres", "ts_ns": S, "exited": false})
         );
         assert_eq!(
             (

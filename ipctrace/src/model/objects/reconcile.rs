@@ -149,6 +149,15 @@ impl Objects {
         let ns = snap.ns;
         let live: HashSet<i32> = table.segments.iter().map(|s| s.shmid).collect();
         self.drop_vanished(ns, IpcKind::Shm, &live);
+        // A pid that /proc shows started otherwise than the process the model holds under it
+        // is a new process's: the one held exited unseen.
+        for process in &table.mappings {
+            if let Some(start) = process.start {
+                self.forget_predecessor(table.taken_ns, process.pid, |known| {
+                    known.is_some_and(|k| !k.matches(start))
+                });
+            }
+        }
 
         // Who maps what: contiguous mappings of one segment are one attachment split apart.
         let mut mapped: HashMap<i32, BTreeMap<u32, ShmAttachment>> = HashMap::new();
@@ -205,6 +214,7 @@ impl Objects {
                     pid: seg.cpid,
                     comm: snap.creator_comm(seg.cpid, seg.ctime),
                     ts_ns: None,
+                    process: None,
                 });
             }
             let ObjectState::Shm(state) = &mut object.state else {
@@ -223,6 +233,14 @@ impl Objects {
             }
             state.attached = attached;
             self.reindex(key, before, &comms);
+        }
+        // Their starts, so that a fork event still in the ring buffer is known for theirs.
+        for process in &table.mappings {
+            if let (Some(entry), Some(start)) =
+                (self.processes.get_mut(&process.pid), process.start)
+            {
+                entry.start.get_or_insert(start);
+            }
         }
         self.synced.insert((ns, IpcKind::Shm), table.taken_ns);
     }

@@ -129,12 +129,46 @@ fn msgrcv(pid: u32, id: i32, buffer: u64, flags: u64, got: Option<(i64, i64)>, t
     c
 }
 
+/// The start time of the test's process `pid` (its first life: `reborn` gives another).
+fn start_of(pid: u32) -> u64 {
+    pid as u64 * 1_000
+}
+
 fn fork(parent: u32, child: u32, ts: u64) -> ProcessChange {
     ProcessChange::Fork {
         ts_ns: ts,
         parent,
         child,
+        child_start_ns: start_of(child),
         comm: Comm::new("parent"),
+    }
+}
+
+/// A new process under a pid that had another.
+fn reborn(parent: u32, child: u32, ts: u64) -> ProcessChange {
+    ProcessChange::Fork {
+        ts_ns: ts,
+        parent,
+        child,
+        child_start_ns: start_of(child) + ts,
+        comm: Comm::new("newborn"),
+    }
+}
+
+fn exec(pid: u32, comm: &str, ts: u64) -> ProcessChange {
+    ProcessChange::Exec {
+        ts_ns: ts,
+        pid,
+        start_ns: start_of(pid),
+        comm: Comm::new(comm),
+    }
+}
+
+fn exit(pid: u32, ts: u64) -> ProcessChange {
+    ProcessChange::Exit {
+        ts_ns: ts,
+        pid,
+        start_ns: start_of(pid),
     }
 }
 
@@ -270,7 +304,8 @@ fn the_get_call_that_made_an_object_is_its_creator() {
         Some(Actor {
             pid: 10,
             comm: Some(Comm::new("db")),
-            ts_ns: Some(100)
+            ts_ns: Some(100),
+            process: Some(ProcessSerial(1)),
         })
     );
     assert_eq!((set.ipc_key, set.mode), (0x1234, Some(0o640)));
@@ -339,7 +374,8 @@ fn objects_that_existed_at_start_have_no_creator_but_segments_have_their_cpid() 
         Some(Actor {
             pid: 55,
             comm: Some(Comm::new("postgres")),
-            ts_ns: None
+            ts_ns: None,
+            process: None,
         })
     );
     assert_eq!(seg.segment().unwrap().cpid, Some(55));
@@ -375,16 +411,12 @@ fn attachments_follow_shmat_shmdt_fork_exec_and_exit() {
     assert_eq!(maps_by_pid(&o, 7), [(10, 2), (20, 1), (21, 2)]);
     assert_eq!((segment(&o, 7).nattch, segment(&o, 7).lpid), (5, 20));
 
-    o.apply_process(&ProcessChange::Exec {
-        ts_ns: 7,
-        pid: 21,
-        comm: Comm::new("true"),
-    });
+    o.apply_process(&exec(21, "true", 7));
     assert_eq!(maps_by_pid(&o, 7), [(10, 2), (20, 1)]);
     assert_eq!((segment(&o, 7).nattch, segment(&o, 7).lpid), (3, 21));
     assert_eq!(o.comm_of(21), Some(Comm::new("true")));
 
-    o.apply_process(&ProcessChange::Exit { ts_ns: 8, pid: 20 });
+    o.apply_process(&exit(20, 8));
     assert_eq!(maps_by_pid(&o, 7), [(10, 2)]);
     assert_eq!((segment(&o, 7).nattch, segment(&o, 7).lpid), (2, 20));
     assert_eq!(o.comm_of(20), None, "exited processes leave the name map");
@@ -400,17 +432,13 @@ fn attachments_follow_shmat_shmdt_fork_exec_and_exit() {
 fn children_of_unknown_processes_are_not_followed() {
     let mut o = seeded();
     o.apply_process(&fork(1, 2, 1));
-    o.apply_process(&ProcessChange::Exec {
-        ts_ns: 2,
-        pid: 2,
-        comm: Comm::new("sh"),
-    });
+    o.apply_process(&exec(2, "sh", 2));
     assert_eq!(o.processes(), 0);
     apply(&mut o, &[msgget(30, 0, 0o600, 1, 3)]);
     o.apply_process(&fork(30, 31, 4));
     assert_eq!(o.processes(), 2);
-    o.apply_process(&ProcessChange::Exit { ts_ns: 5, pid: 31 });
-    o.apply_process(&ProcessChange::Exit { ts_ns: 6, pid: 30 });
+    o.apply_process(&exit(31, 5));
+    o.apply_process(&exit(30, 6));
     assert_eq!(o.processes(), 0);
 }
 
@@ -433,7 +461,7 @@ fn a_segment_removed_while_attached_lives_until_the_last_detach() {
 
     apply(&mut o, &[shmdt(10, 0x1000, 5)]);
     assert!(o.get(&key(IpcKind::Shm, 7)).unwrap().removed);
-    o.apply_process(&ProcessChange::Exit { ts_ns: 6, pid: 20 });
+    o.apply_process(&exit(20, 6));
     assert!(
         o.get(&key(IpcKind::Shm, 7)).is_none(),
         "the last detach destroyed it"
@@ -472,7 +500,7 @@ fn semop_sets_values_and_last_pids_and_undo_applies_at_exit() {
 
     // Exit takes back what pid 20 did with SEM_UNDO, and names it the last to change sem 1.
     apply(&mut o, &[semop(30, 4, &[(1, 1, 0)], 0, 5)]);
-    o.apply_process(&ProcessChange::Exit { ts_ns: 6, pid: 20 });
+    o.apply_process(&exit(20, 6));
     assert_eq!(values(&o, 4), [Some(1), Some(1), Some(0)]);
     let set = o.get(&key(IpcKind::Sem, 4)).unwrap().semaphores().unwrap();
     assert_eq!((set.sems[0].last_pid, set.sems[1].last_pid), (20, 20));
@@ -485,7 +513,7 @@ fn semop_sets_values_and_last_pids_and_undo_applies_at_exit() {
             setval(41, 4, 2, 9, 8),
         ],
     );
-    o.apply_process(&ProcessChange::Exit { ts_ns: 9, pid: 40 });
+    o.apply_process(&exit(40, 9));
     assert_eq!(values(&o, 4), [Some(1), Some(1), Some(9)]);
     let mut setall = ctl(Op::Semctl, 42, 4, 17, 10);
     setall.args[3] = 0x7fff_0000;
@@ -678,6 +706,7 @@ fn reconcile_corrects_counts_attachments_and_values() {
         ProcessAttachments {
             pid: 10,
             comm: "postgres".into(),
+            start: None,
             mappings: vec![
                 mapping(0x10000, 0x11000),
                 mapping(0x11000, 0x12000),
@@ -687,6 +716,7 @@ fn reconcile_corrects_counts_attachments_and_values() {
         ProcessAttachments {
             pid: 30,
             comm: "psql".into(),
+            start: None,
             mappings: vec![mapping(0x50000, 0x53000)],
         },
     ];
@@ -869,4 +899,269 @@ fn the_blocking_semaphore_is_the_first_operation_that_cannot_proceed() {
     // Unknown operations: only a set with one waited-on semaphore tells.
     assert_eq!(blocking_semaphore(&values[..2], &[]), Some((0, false)));
     assert_eq!(blocking_semaphore(&values, &[]), None);
+}
+
+#[test]
+fn a_reused_pid_is_not_its_predecessor() {
+    let mut o = seeded();
+    apply(
+        &mut o,
+        &[
+            shmget(10, 0x42, 4096, CREAT | 0o600, 7, 1),
+            shmat(10, "postgres", 7, 0x1000, 2),
+            semget(10, 0x43, 1, CREAT | 0o600, 8, 3),
+        ],
+    );
+    o.apply_process(&fork(10, 20, 4));
+    // Pid 20 holds a mapping, a SEM_UNDO adjustment and a name; then its exit event is lost.
+    apply(&mut o, &[semop(20, 8, &[(0, 1, 0x1000)], 0, 5)]);
+    assert_eq!(maps_by_pid(&o, 7), [(10, 1), (20, 1)]);
+    assert_eq!(o.comm_of(20), Some(Comm::new("worker")));
+
+    // A process nobody follows forks a new pid 20.
+    o.apply_process(&reborn(99, 20, 6));
+    assert_eq!(maps_by_pid(&o, 7), [(10, 1)], "the new pid 20 maps nothing");
+    assert_eq!(segment(&o, 7).nattch, 1);
+    assert_eq!(
+        values(&o, 8),
+        [Some(0)],
+        "the predecessor's exit undid its +1"
+    );
+    assert_eq!(o.comm_of(20), None, "nor does it inherit the name");
+    assert_eq!(o.missed_exits(), 1);
+    // Its shmdt at the predecessor's address detaches nothing of segment 7.
+    apply(&mut o, &[shmdt(20, 0x1000, 7)]);
+    assert_eq!(segment(&o, 7).nattch, 1);
+    // What the predecessor did stays its own: that process has exited, the pid's new one not.
+    let last = |o: &Objects, id| o.get(&key(IpcKind::Sem, id)).unwrap().last_op.unwrap();
+    assert_eq!(last(&o, 8).pid, 20);
+    assert_eq!(o.exited(20, Some(last(&o, 8).process)), Some(true));
+    let creator = o.get(&key(IpcKind::Shm, 7)).unwrap().creator.unwrap();
+    assert_eq!(o.exited(10, creator.process), Some(false));
+    apply(&mut o, &[ctl(Op::Semctl, 20, 8, 1, 8)]); // IPC_SET
+    assert_eq!(o.exited(20, Some(last(&o, 8).process)), Some(false));
+
+    // Forked by a followed process, the newcomer gets its parent's mappings, and its own name.
+    o.apply_process(&exit(20, 8));
+    assert_eq!(o.exited(20, Some(last(&o, 8).process)), Some(true));
+    o.apply_process(&reborn(10, 20, 9));
+    assert_eq!(maps_by_pid(&o, 7), [(10, 1), (20, 1)]);
+    assert_eq!(o.comm_of(20), Some(Comm::new("newborn")));
+    assert_eq!(o.missed_exits(), 1, "that exit was seen");
+
+    // An exec under a known pid with another start: the one held is gone too.
+    apply(&mut o, &[semop(20, 8, &[(0, 2, 0x1000)], 0, 10)]);
+    o.apply_process(&exec(20, "sh", 11));
+    assert_eq!(values(&o, 8), [Some(0)]);
+    assert_eq!(o.comm_of(20), None);
+    assert_eq!(o.missed_exits(), 2);
+
+    // A process known from its calls only (no start yet) is the one that execs.
+    apply(&mut o, &[semop(30, 8, &[(0, 1, 0x1000)], 0, 12)]);
+    o.apply_process(&exec(30, "sh", 13));
+    assert_eq!(o.comm_of(30), Some(Comm::new("sh")));
+    o.apply_process(&exit(30, 14));
+    assert_eq!(values(&o, 8), [Some(0)], "its SEM_UNDO survived the exec");
+    assert_eq!(o.missed_exits(), 2);
+}
+
+#[test]
+fn a_child_seen_in_proc_before_its_fork_event_is_that_child() {
+    let mut o = seeded();
+    apply(
+        &mut o,
+        &[
+            shmget(10, 0x42, 4096, CREAT | 0o600, 7, 1),
+            shmat(10, "postgres", 7, 0x1000, 2),
+        ],
+    );
+    // The child forked at 3; /proc is read at 5, before its fork event is handled.
+    let mut view = empty_view();
+    let shm = view.shm.as_mut().unwrap();
+    shm.taken_ns = 5;
+    shm.segments = vec![shm_seg(7, 0x42, 10, 2, 0o600)];
+    let mapping = SysvMapping {
+        start: 0x1000,
+        end: 0x2000,
+        shmid: 7,
+        key: 0x42,
+    };
+    let tick = 10_000_000;
+    shm.mappings = [10, 20]
+        .map(|pid| ProcessAttachments {
+            pid,
+            comm: "postgres".into(),
+            start: Some(ProcessStart {
+                ns: start_of(pid) / tick * tick,
+                grain_ns: tick,
+            }),
+            mappings: vec![mapping],
+        })
+        .to_vec();
+    o.reconcile(&view);
+    o.apply_process(&fork(10, 20, 3));
+    assert_eq!(maps_by_pid(&o, 7), [(10, 1), (20, 1)]);
+    assert_eq!(segment(&o, 7).nattch, 2);
+    assert_eq!(o.missed_exits(), 0);
+    apply(&mut o, &[shmdt(20, 0x1000, 6)]);
+    assert_eq!(maps_by_pid(&o, 7), [(10, 1)]);
+
+    // /proc showing another process under a pid the model holds: the held one is gone.
+    o.apply_process(&exit(20, 7));
+    o.apply_process(&reborn(10, 20, 8));
+    assert_eq!(maps_by_pid(&o, 7), [(10, 1), (20, 1)]);
+    let shm = view.shm.as_mut().unwrap();
+    shm.taken_ns = 10;
+    shm.mappings[1] = ProcessAttachments {
+        pid: 20,
+        comm: "psql".into(),
+        start: Some(ProcessStart {
+            ns: start_of(20) + 5 * tick,
+            grain_ns: tick,
+        }),
+        mappings: vec![SysvMapping {
+            start: 0x6000,
+            end: 0x7000,
+            ..mapping
+        }],
+    };
+    o.reconcile(&view);
+    assert_eq!(o.missed_exits(), 1);
+    assert_eq!(o.comm_of(20), Some(Comm::new("psql")));
+    assert_eq!(maps_by_pid(&o, 7), [(10, 1), (20, 1)]);
+    apply(&mut o, &[shmdt(20, 0x1000, 11)]);
+    assert_eq!(
+        maps_by_pid(&o, 7),
+        [(10, 1), (20, 1)],
+        "the predecessor's address is not the newcomer's"
+    );
+}
+
+#[test]
+fn churn_of_objects_and_processes_leaves_the_model_bounded() {
+    const OBJECTS: u32 = 100_000;
+    const PROCESSES: u32 = 10_000;
+    // Pids come back: 10_000 processes under 2_500 pids.
+    const PIDS: u32 = 2_500;
+    let mut o = seeded();
+    let parent = 10;
+    apply(
+        &mut o,
+        &[
+            shmget(parent, 0x42, 4096, CREAT | 0o600, 1, 1),
+            shmat(parent, "postgres", 1, 0x1000, 2),
+            semget(parent, 0x43, 1, CREAT | 0o600, 2, 3),
+        ],
+    );
+    let mut ts = 10;
+    let mut tick = || {
+        ts += 1;
+        ts
+    };
+    let mut peak = Footprint::default();
+    let mut feed = |o: &mut Objects, events: &[Event]| {
+        for e in events {
+            o.apply(e);
+            let now = o.footprint();
+            peak = Footprint {
+                objects: peak.objects.max(now.objects),
+                processes: peak.processes.max(now.processes),
+                address_books: peak.address_books.max(now.address_books),
+                unknown_values: peak.unknown_values.max(now.unknown_values),
+            };
+        }
+    };
+    let mut children = 0;
+    for i in 0..OBJECTS {
+        // Ids as the kernel hands them out: a slot and a sequence number that grows.
+        let id = (1_000 + i % 3 + (i / 3) * 32_768 % 0x7fff_0000) as i32;
+        let calls = match i % 3 {
+            0 => [
+                shmget(parent, 0, 4096, CREAT | 0o600, id as i64, tick()),
+                shmat(parent, "postgres", id, 0x9000, tick()),
+                shmdt(parent, 0x9000, tick()),
+                ctl(Op::Shmctl, parent, id, 0, tick()),
+            ],
+            1 => [
+                semget(parent, 0, 2, CREAT | 0o600, id as i64, tick()),
+                semop(parent, id, &[(1, 1, 0x1000)], 0, tick()),
+                semop(parent, id, &[(0, 1, 0)], 0, tick()),
+                ctl(Op::Semctl, parent, id, 0, tick()),
+            ],
+            _ => [
+                msgget(parent, 0, 0o600, id as i64, tick()),
+                msgsnd(parent, id, 64, 1, tick()),
+                msgrcv(parent, id, 64, 0, Some((1, 64)), tick()),
+                ctl(Op::Msgctl, parent, id, 0, tick()),
+            ],
+        };
+        feed(&mut o, &calls.map(Event::Call));
+        if i % (OBJECTS / PROCESSES) == 0 {
+            // A short-lived child: inherits the mapping, adds one of its own, takes the
+            // semaphore with SEM_UNDO, and exits without detaching or releasing.
+            let child = 1_000 + children % PIDS;
+            let start = tick();
+            feed(
+                &mut o,
+                &[
+                    Event::Process(ProcessChange::Fork {
+                        ts_ns: start,
+                        parent,
+                        child,
+                        child_start_ns: start,
+                        comm: Comm::new("worker"),
+                    }),
+                    Event::Call(shmat(child, "worker", 1, 0x7000, tick())),
+                    Event::Call(semop(child, 2, &[(0, 1, 0x1000)], 0, tick())),
+                    Event::Process(ProcessChange::Exit {
+                        ts_ns: tick(),
+                        pid: child,
+                        start_ns: start,
+                    }),
+                ],
+            );
+            children += 1;
+        }
+    }
+    println!(
+        "after {OBJECTS} objects and {children} processes: peak {peak:?}, now {:?}",
+        o.footprint()
+    );
+    assert_eq!(children, PROCESSES);
+    assert_eq!(
+        peak,
+        Footprint {
+            objects: 3,
+            processes: 2,
+            address_books: 2,
+            unknown_values: 0,
+        }
+    );
+    assert_eq!(
+        o.footprint(),
+        Footprint {
+            objects: 2,
+            processes: 1,
+            address_books: 1,
+            unknown_values: 0,
+        }
+    );
+    assert_eq!(maps_by_pid(&o, 1), [(parent, 1)]);
+    assert_eq!(segment(&o, 1).nattch, 1);
+    assert_eq!(values(&o, 2), [Some(0)], "every child's exit undid its +1");
+    assert_eq!((o.missed_exits(), o.forgotten_processes()), (0, 0));
+}
+
+#[test]
+fn processes_whose_exits_were_lost_are_forgotten_and_counted() {
+    let mut o = seeded();
+    apply(&mut o, &[semget(1, 0, 1, CREAT | 0o600, 5, 1)]);
+    apply(&mut o, &[semop(1, 5, &[(0, 1, 0x1000)], 0, 2)]);
+    let callers = MAX_PROCESSES as u32 + 1_000;
+    for pid in 2..callers {
+        apply(&mut o, &[ctl(Op::Semctl, pid, 5, 2, pid as u64)]);
+    }
+    assert!(o.processes() <= MAX_PROCESSES);
+    assert_eq!(o.forgotten_processes(), MAX_PROCESSES as u64 - 1);
+    assert_eq!(o.comm_of(1), Some(Comm::new("worker")), "holders are kept");
 }
