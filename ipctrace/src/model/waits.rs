@@ -46,8 +46,9 @@ pub struct WaitStats {
     pub timeouts: u64,
     pub interrupted: u64,
     pub removed: u64,
-    /// Blocked waits, nanoseconds, 3 significant digits.
-    pub hdr: Histogram<u64>,
+    /// Blocked waits, nanoseconds, 3 significant digits; made at the first (at 16 KiB and up,
+    /// not for each of the many keys whose calls all take the fast path).
+    pub hdr: Option<Histogram<u64>>,
     /// Blocked waits by power of two: slot s holds [2^(s-1), 2^s) ns (slot 0: 0).
     pub log2: [u64; LOG2_SLOTS],
     pub wakers: HashMap<Task, u64>,
@@ -63,7 +64,7 @@ impl Default for WaitStats {
             timeouts: 0,
             interrupted: 0,
             removed: 0,
-            hdr: Histogram::new(3).expect("3 significant digits is valid"),
+            hdr: None,
             log2: [0; LOG2_SLOTS],
             wakers: HashMap::new(),
             waiters: HashMap::new(),
@@ -87,19 +88,17 @@ pub fn log2_range(slot: usize) -> (u64, u64) {
 
 impl WaitStats {
     pub fn percentile(&self, q: f64) -> u64 {
-        if self.hdr.is_empty() {
-            0
-        } else {
-            self.hdr.value_at_quantile(q)
-        }
+        self.hdr
+            .as_ref()
+            .filter(|h| !h.is_empty())
+            .map_or(0, |h| h.value_at_quantile(q))
     }
 
     pub fn max(&self) -> u64 {
-        if self.hdr.is_empty() {
-            0
-        } else {
-            self.hdr.max()
-        }
+        self.hdr
+            .as_ref()
+            .filter(|h| !h.is_empty())
+            .map_or(0, |h| h.max())
     }
 
     /// Wakers, most first (ties by pid).
@@ -122,7 +121,10 @@ impl WaitStats {
         }
         self.blocked += 1;
         self.blocked_total_ns += call.blocked_ns;
-        let _ = self.hdr.record(call.blocked_ns.max(1));
+        let hdr = self
+            .hdr
+            .get_or_insert_with(|| Histogram::new(3).expect("3 significant digits is valid"));
+        let _ = hdr.record(call.blocked_ns.max(1));
         self.log2[log2_slot(call.blocked_ns).min(LOG2_SLOTS - 1)] += 1;
         let waiter = self
             .waiters
@@ -358,6 +360,23 @@ mod tests {
         let mut w = Waits::new(GroupBy::Object, vec![IpcKind::Msg]);
         w.record(&rcv);
         assert_eq!(w.stats.values().next().unwrap().blocked, 1);
+    }
+
+    #[test]
+    fn keys_whose_calls_never_block_hold_no_histogram() {
+        let mut w = Waits::new(GroupBy::Object, vec![IpcKind::Sem]);
+        for id in 0..100_000 {
+            w.record(&semop(10, id, 0, 0, None, 0));
+        }
+        assert!(w.stats.values().all(|s| s.hdr.is_none()));
+        let s = &w.stats[&WaitKey {
+            kind: IpcKind::Sem,
+            ipc_ns: 0,
+            id: 7,
+            semnum: None,
+            pid: None,
+        }];
+        assert_eq!((s.calls, s.percentile(0.5), s.max()), (1, 0, 0));
     }
 
     #[test]

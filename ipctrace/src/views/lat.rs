@@ -114,11 +114,11 @@ impl<W: Write> LatView<W> {
                 stats.interrupted,
                 stats.removed
             );
-            if stats.blocked == 0 {
+            let Some(hdr) = stats.hdr.as_ref().filter(|_| stats.blocked > 0) else {
                 let _ = writeln!(out, "    every call took the fast path");
                 continue;
-            }
-            log2_histogram(out, &stats.hdr);
+            };
+            log2_histogram(out, hdr);
             let _ = writeln!(
                 out,
                 "    p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
