@@ -175,3 +175,11 @@ pub fn sembuf(num: u16, op: i16, flg: i16) -> libc::sembuf {
 pub fn by_op(calls: &[Call], op: ipctrace::syscalls::Op) -> Vec<Call> {
     calls.iter().filter(|c| c.op == op).copied().collect()
 }
+
+/// The lines of a command's `--json` output, each parsed.
+pub fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
