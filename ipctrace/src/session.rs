@@ -9,8 +9,10 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::signal::unix::{signal, SignalKind};
 
-/// How often the ring buffer is drained when the kernel has not woken us.
-const DRAIN_EVERY: Duration = Duration::from_millis(20);
+/// How often the ring buffer is drained. The kernel side never wakes us (a wakeup would cost every
+/// traced call), so this bounds both the delay and the backlog: 10 ms at the highest rate one core
+/// drives (about 700k calls/s of 192-byte records) is 1.3 MB, a third of the 4 MiB ring.
+const DRAIN_EVERY: Duration = Duration::from_millis(10);
 
 /// Whether the session goes on after a view handled something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +84,6 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
     let mut ticker = schedule
         .interval
         .map(|i| tokio::time::interval_at(tokio::time::Instant::now() + i, i));
-    // The kernel side wakes us only once records pile up; a trickle is drained by this timer.
     let mut drain_timer = tokio::time::interval(DRAIN_EVERY);
     drain_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut totals = Totals {
