@@ -179,13 +179,13 @@ impl User {
                 io::Error::last_os_error()
             )
         };
-        // SAFETY: plain prctl and credential calls with valid arguments; `groups` outlives setgroups.
+        // SAFETY: credential calls with valid arguments; `groups` outlives setgroups.
         unsafe {
-            if libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0 {
+            if prctl(libc::PR_SET_KEEPCAPS, 0) != 0 {
                 return Err(fail("PR_SET_KEEPCAPS"));
             }
             // Nothing exec'd later may gain privileges (setuid binaries, file capabilities).
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            if prctl(libc::PR_SET_NO_NEW_PRIVS, 1) != 0 {
                 return Err(fail("PR_SET_NO_NEW_PRIVS"));
             }
             drop_bounding_set();
@@ -199,7 +199,7 @@ impl User {
                 return Err(fail("setresuid"));
             }
             // After the uid change, which resets it to the fs.suid_dumpable sysctl.
-            if libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 {
+            if prctl(libc::PR_SET_DUMPABLE, 0) != 0 {
                 return Err(fail("PR_SET_DUMPABLE"));
             }
         }
@@ -233,11 +233,25 @@ impl User {
                 self.name
             );
         }
-        // SAFETY: reads a flag of this process.
-        if unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        if prctl(libc::PR_GET_DUMPABLE, 0) != 0 {
             bail!("--user {}: still dumpable after the switch", self.name);
         }
         Ok(())
+    }
+}
+
+/// prctl(2) with one argument, the unused ones zero: all are unsigned longs to the kernel, which
+/// rejects garbage in them for some options.
+fn prctl(option: libc::c_int, arg: libc::c_ulong) -> libc::c_int {
+    // SAFETY: integer arguments only; no option used here takes a pointer.
+    unsafe {
+        libc::prctl(
+            option,
+            arg,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
     }
 }
 
@@ -245,8 +259,7 @@ impl User {
 /// the set stays, and no_new_privs already keeps an exec from using it.
 fn drop_bounding_set() {
     for cap in 0..64 {
-        // SAFETY: prctl with an integer argument.
-        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
+        if prctl(libc::PR_CAPBSET_DROP, cap) != 0 {
             break; // EINVAL past the last capability this kernel knows, or EPERM
         }
     }
