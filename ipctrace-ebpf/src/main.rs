@@ -58,7 +58,7 @@ static OFFSET_TASK_START_BOOTTIME: Global<u32> = Global::new(0);
 // ---- Maps. ----
 /// Completed calls and process events, to user space.
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 /// The call a thread is in, between sys_enter and sys_exit, kept on the thread itself: no
 /// shared table to fill up, no entry to delete, freed by the kernel when the thread exits.
 #[btf_map]

@@ -8,6 +8,7 @@ use crate::syscalls::{IpcKind, Op};
 use anyhow::{anyhow, bail, Context, Result};
 use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::trace_point::TracePointError;
+use aya::programs::trace_point::TracePointLink;
 use aya::programs::{BtfTracePoint, ProgramError, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use ipctrace_common as common;
@@ -22,7 +23,7 @@ pub struct ProbeOptions {
     pub waits: bool,
     /// Report fork/exec/exit (for shm attachments).
     pub processes: bool,
-    /// Ring buffer size in bytes (a power of two pages); None keeps the built-in 4 MiB.
+    /// Ring buffer size in bytes (a power of two pages); None keeps the built-in 8 MiB.
     pub ring_bytes: Option<u32>,
     /// Object ids that existing objects with a `--key` already have (from /proc/sysvipc).
     pub key_ids: Vec<(IpcKind, i32)>,
@@ -32,6 +33,8 @@ pub struct ProbeOptions {
 
 /// Attached kernel programs and their maps.
 pub struct Probe {
+    // Declared first, so dropped first: the links hold the programs, the object the rest.
+    _links: Links,
     _ebpf: Ebpf,
     pub events: RingBuf<MapData>,
     pub counters: Counters,
@@ -88,7 +91,8 @@ impl Probe {
         // 30 ms) though our programs need no CO-RE relocation, so that parse is dropped at once;
         // the tp_btf programs get a parse of their own later, in a thread, while the syscall
         // programs load. Our offsets come from a lean reader (6 MB, 7 ms), meanwhile. Startup
-        // peaks at about 27 MB either way; once attached, ipctrace keeps about 13 MB.
+        // peaks at about 27 MB either way; once attached, ipctrace keeps about 21 MB, 16 of
+        // them the ring buffer (8 MiB, its pages mapped twice).
         let (offsets, mut loader) = std::thread::scope(|scope| {
             let offsets = scope.spawn(KernelOffsets::from_running_kernel);
             let mut loader = EbpfLoader::new();
@@ -161,15 +165,22 @@ impl Probe {
         }
 
         ensure_tracefs()?;
+        let mut links = Links(Vec::new());
         let ops: Vec<Op> = filter.kinds().into_iter().flat_map(IpcKind::ops).collect();
         if options.floor {
             let noop: &mut TracePoint = program_mut(&mut ebpf, "noop")?.try_into()?;
             noop.load().context("loading noop")?;
             for op in &ops {
-                attach_syscall(noop, &format!("sys_enter_{}", op.tracepoint()))?;
-                attach_syscall(noop, &format!("sys_exit_{}", op.tracepoint()))?;
+                links.push(attach_syscall(
+                    noop,
+                    &format!("sys_enter_{}", op.tracepoint()),
+                )?);
+                links.push(attach_syscall(
+                    noop,
+                    &format!("sys_exit_{}", op.tracepoint()),
+                )?);
             }
-            return Probe::finish(ebpf);
+            return Probe::finish(ebpf, links);
         }
         let mut btf_programs = Vec::new();
         if options.waits && filter.kinds().iter().any(|k| *k != IpcKind::Shm) {
@@ -190,13 +201,16 @@ impl Probe {
             let exit: &mut TracePoint = program_mut(&mut ebpf, "sys_exit_ipc")?.try_into()?;
             exit.load().context("loading sys_exit_ipc")?;
             for op in &ops {
-                attach_syscall(exit, &format!("sys_exit_{}", op.tracepoint()))?;
+                links.push(attach_syscall(
+                    exit,
+                    &format!("sys_exit_{}", op.tracepoint()),
+                )?);
             }
             for op in &ops {
                 let name = format!("sys_enter_{}", op.tracepoint());
                 let enter: &mut TracePoint = program_mut(&mut ebpf, &name)?.try_into()?;
                 enter.load().with_context(|| format!("loading {name}"))?;
-                attach_syscall(enter, &name)?;
+                links.push(attach_syscall(enter, &name)?);
             }
             let Some(btf) = btf else {
                 return Ok(());
@@ -209,17 +223,19 @@ impl Probe {
                 let prog: &mut BtfTracePoint = program_mut(&mut ebpf, program)?.try_into()?;
                 prog.load(tracepoint, &btf)
                     .with_context(|| format!("loading {program} for tp_btf/{tracepoint}"))?;
-                prog.attach()
+                let id = prog
+                    .attach()
                     .with_context(|| format!("attaching to tp_btf/{tracepoint}"))?;
+                links.push(prog.take_link(id)?);
             }
             Ok(())
         })?;
         release_freed_memory();
-        Probe::finish(ebpf)
+        Probe::finish(ebpf, links)
     }
 
     /// Takes the maps user space reads; the rest stay with the object until it is dropped.
-    fn finish(mut ebpf: Ebpf) -> Result<Probe> {
+    fn finish(mut ebpf: Ebpf, links: Links) -> Result<Probe> {
         let events = RingBuf::try_from(
             ebpf.take_map("EVENTS")
                 .ok_or_else(|| anyhow!("no EVENTS map"))?,
@@ -231,10 +247,33 @@ impl Probe {
             )?,
         };
         Ok(Probe {
+            _links: links,
             _ebpf: ebpf,
             events,
             counters,
         })
+    }
+}
+
+/// The programs' attachments. Detaching one makes the kernel wait for an RCU grace period, about
+/// 25 ms here, so they are detached in parallel: `ipctrace trace` (29 of them) exits in tens of
+/// milliseconds instead of most of a second.
+struct Links(Vec<Box<dyn Send>>);
+
+impl Links {
+    fn push(&mut self, link: impl Send + 'static) {
+        self.0.push(Box::new(link));
+    }
+}
+
+impl Drop for Links {
+    fn drop(&mut self) {
+        std::thread::scope(|scope| {
+            for link in self.0.drain(..) {
+                // Where no thread can be had, the link is dropped (detached) right here.
+                let _ = std::thread::Builder::new().spawn_scoped(scope, move || drop(link));
+            }
+        });
     }
 }
 
@@ -245,9 +284,9 @@ fn release_freed_memory() {
     unsafe { libc::malloc_trim(0) };
 }
 
-fn attach_syscall(program: &mut TracePoint, name: &str) -> Result<()> {
+fn attach_syscall(program: &mut TracePoint, name: &str) -> Result<TracePointLink> {
     match program.attach("syscalls", name) {
-        Ok(_) => Ok(()),
+        Ok(id) => Ok(program.take_link(id)?),
         // tracefs is there (ensure_tracefs) but has no such event: the kernel was built without.
         Err(ProgramError::TracePointError(TracePointError::FileError { filename, io_error }))
             if io_error.kind() == std::io::ErrorKind::NotFound =>
