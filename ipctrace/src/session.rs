@@ -148,7 +148,11 @@ fn drain(
         match decode(&item) {
             Ok(event) => {
                 match event {
-                    Event::Call(_) => totals.events += 1,
+                    Event::Call(_) => {
+                        totals.events += 1;
+                        #[cfg(debug_assertions)]
+                        panic_if_asked();
+                    }
                     Event::Process(change) => {
                         totals.process_events += 1;
                         if let ProcessChange::Exec { pid, comm, .. } = change {
@@ -171,6 +175,16 @@ fn drain(
         }
     }
     sink.batch_done()
+}
+
+/// Test builds only: `IPCTRACE_FAILPOINT=panic` panics at the first call, so that a test can
+/// see that a panic, too, exits non-zero with one line and leaves no BPF object behind.
+#[cfg(debug_assertions)]
+fn panic_if_asked() {
+    static ASKED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ASKED.get_or_init(|| std::env::var_os("IPCTRACE_FAILPOINT").is_some_and(|v| v == "panic")) {
+        panic!("IPCTRACE_FAILPOINT=panic");
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

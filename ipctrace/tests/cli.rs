@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -62,7 +63,8 @@ impl Tracer {
             .read_to_string(&mut out)
             .unwrap();
         let status = self.child.wait().unwrap();
-        let rest: Vec<String> = self.stderr.try_iter().collect();
+        // Until the reader thread sees the pipe close: the last lines may still be on their way.
+        let rest: Vec<String> = self.stderr.iter().collect();
         (status.code().unwrap_or(-1), out, rest)
     }
 }
@@ -465,6 +467,38 @@ fn every_exit_path_leaves_no_program_map_or_link_behind() {
         assert_eq!(status.code(), Some(0), "{name}");
         assert_all_freed(name, &held);
     }
+}
+
+#[test]
+fn a_panic_or_sigkill_leaves_no_program_map_or_link_behind() {
+    // A panic (test builds panic at the first call when asked) unwinds and detaches; SIGKILL runs
+    // no code at all: the kernel's closing of the fds must free everything by itself.
+    let mut panicking = Command::new(BIN);
+    panicking
+        .args(["trace", "--comm", "perl"])
+        .env("IPCTRACE_FAILPOINT", "panic");
+    let mut tracer = Tracer::spawn(panicking);
+    let held = bpf_objects_of(tracer.child.id());
+    let mut perl = workload("sysv.pl", &[]);
+    perl.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    perl.wait().unwrap();
+    let (code, _, stderr) = tracer.finish();
+    assert_eq!(code, 101, "{stderr:?}");
+    assert_eq!(stderr.len(), 1, "{stderr:?}");
+    assert!(
+        stderr[0].starts_with("ipctrace: internal error: IPCTRACE_FAILPOINT=panic at ")
+            && stderr[0].ends_with("(a bug: please report it)"),
+        "{stderr:?}"
+    );
+    assert_all_freed("panic", &held);
+
+    let mut tracer = Tracer::start(&["trace", "--pid", "1"]);
+    let held = bpf_objects_of(tracer.child.id());
+    assert!(held.len() > 3, "{held:?}");
+    tracer.signal(libc::SIGKILL);
+    let status = tracer.child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert_all_freed("SIGKILL", &held);
 }
 
 /// Waits until none of `held` (from `bpf_objects_of`) is loaded any more; fails after 5 s.
