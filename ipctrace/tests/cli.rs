@@ -477,7 +477,7 @@ fn a_panic_or_sigkill_leaves_no_program_map_or_link_behind() {
     panicking
         .args(["trace", "--comm", "perl"])
         .env("IPCTRACE_FAILPOINT", "panic");
-    let mut tracer = Tracer::spawn(panicking);
+    let tracer = Tracer::spawn(panicking);
     let held = bpf_objects_of(tracer.child.id());
     let mut perl = workload("sysv.pl", &[]);
     perl.stdin.take().unwrap().write_all(b"go\n").unwrap();
