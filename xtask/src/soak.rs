@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -110,10 +111,13 @@ impl Summary {
     }
 }
 
-/// What `trace --json` streamed: successful and failed calls by pid and syscall.
+/// What `trace --json` streamed: the calls of processes named like the load's, by pid, syscall
+/// and result (pids are reused quickly, so a pid alone does not say a call was the load's), and
+/// how many calls of anyone else went by.
 #[derive(Default)]
 struct TracedCalls {
-    by_pid: HashMap<u32, [[u64; 2]; 12]>,
+    by_pid: HashMap<u32, CallCounts>,
+    others: u64,
     summary: Option<Summary>,
 }
 
@@ -132,6 +136,8 @@ struct LoadReport {
     loop_id: i64,
     segment_id: i64,
     visitors: u64,
+    /// Processes the load ran, its first included.
+    processes: usize,
     /// The load's first process, which made the long-lived objects and forked the rest.
     parent: u32,
     pids: BTreeSet<u32>,
@@ -160,9 +166,10 @@ impl LoadReport {
                 counts["failed"].as_u64().unwrap_or(0),
             ];
         }
-        let pids = v["pids"]
+        let pid_list = v["pids"]
             .as_array()
-            .context("no pids in the load's report")?
+            .context("no pids in the load's report")?;
+        let pids = pid_list
             .iter()
             .filter_map(|p| p.as_u64().map(|p| p as u32))
             .collect();
@@ -184,6 +191,7 @@ impl LoadReport {
             loop_id: i64_at("loop_id")?,
             segment_id: i64_at("segment_id")?,
             visitors: u64_at("visitors")?,
+            processes: pid_list.len(),
             parent: u64_at("parent")? as u32,
             pids,
             alive,
@@ -263,6 +271,10 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     // trace's stream goes through a pipe and is counted as it comes: ~300 bytes a call would
     // make gigabytes of file in ten minutes.
     let (stream, stream_in) = std::io::pipe().context("pipe")?;
+    // A megabyte of slack (the most an unprivileged pipe gets by default) so that a moment
+    // without CPU for the counter never stalls trace behind it.
+    // SAFETY: F_SETPIPE_SZ on a pipe we own; failing leaves the default 64 KiB.
+    unsafe { libc::fcntl(stream_in.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
     let lines = Arc::new(AtomicU64::new(0));
     let counter = {
         let lines = Arc::clone(&lines);
@@ -512,6 +524,10 @@ fn count_calls(stream: impl Read, lines: &AtomicU64) -> Result<TracedCalls> {
         ) else {
             bail!("trace printed a line that is not a call: {}", line.trim());
         };
+        if !json_str(&line, "comm").is_some_and(|c| c.starts_with(workload::COMM_PREFIX)) {
+            traced.others += 1;
+            continue;
+        }
         let failed = usize::from(json_str(&line, "errno").is_some());
         traced.by_pid.entry(pid as u32).or_default()[call.index()][failed] += 1;
     }
@@ -750,8 +766,7 @@ fn check_calls(report: &LoadReport, traced: &TracedCalls) -> Check {
         detail: if differ.is_empty() {
             format!(
                 "{} calls of the load's {} processes, each syscall's successes and failures alike",
-                traced_total,
-                report.pids.len()
+                traced_total, report.processes
             )
         } else {
             format!("differ (succeeded+failed): {}", differ.join(", "))
@@ -869,20 +884,15 @@ fn render(
          {} waits known to sleep, {} timed out",
         report.elapsed_s,
         total as f64 / report.elapsed_s.max(1e-9),
-        report.pids.len(),
+        report.processes,
         report.visitors,
         report.handoffs,
         report.timeouts
     );
-    let others: u64 = traced
-        .by_pid
-        .iter()
-        .filter(|(pid, _)| !report.pids.contains(pid))
-        .map(|(_, calls)| calls.iter().flatten().sum::<u64>())
-        .sum();
     let _ = writeln!(
         text,
-        "- other processes' calls traced meanwhile (the views see the whole machine): {others}"
+        "- other processes' calls traced meanwhile (the views see the whole machine): {}",
+        traced.others
     );
     let _ = writeln!(text);
     let _ = writeln!(

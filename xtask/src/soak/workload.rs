@@ -20,6 +20,10 @@ pub fn is_soak_key(key: i64) -> bool {
     (i64::from(KEY_BASE)..i64::from(KEY_BASE) + 0x1_0000).contains(&key)
 }
 
+/// Every process of the load has a name that starts so (`soak`, `soak-mutex`, ...): pids come
+/// round again quickly on a busy machine, names tell the load's calls from anyone else's.
+pub const COMM_PREFIX: &str = "soak";
+
 const LOOP_KEY: libc::key_t = KEY_BASE + 1;
 const MUTEX_KEY: libc::key_t = KEY_BASE + 2;
 const HANDOFF_KEY: libc::key_t = KEY_BASE + 3;
@@ -203,7 +207,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
     let rate: f64 = rate
         .parse()
         .with_context(|| format!("CALLS_PER_SEC must be a number, not {rate:?}"))?;
-    set_comm("soak");
+    set_comm(COMM_PREFIX);
     let tally = Tally::map()?;
     let started = Instant::now();
     let objects = LongLived::create(tally).context("creating the long-lived objects")?;
