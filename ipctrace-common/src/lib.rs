@@ -125,12 +125,19 @@ pub struct ProcessEvent {
 
 /// Indices of the per-CPU `COUNTERS` array.
 pub const COUNTER_LOST: u32 = 0; // records the ring buffer had no room for
-pub const COUNTER_UNTRACKED: u32 = 1; // calls not tracked: no per-thread storage could be had
+/// Calls or objects the kernel side could not keep track of: no per-thread storage for a call,
+/// or no room in the object filter for an object a `--key` names.
+pub const COUNTER_UNTRACKED: u32 = 1;
 pub const COUNTER_COUNT: u32 = 2;
 
 /// Classes of `OBJECT_FILTER` map keys: `(class << 32) | value`.
 pub const FILTER_ID: u64 = 1; // value: object id; class | ipc type in bits 40..
 pub const FILTER_KEY: u64 = 2; // value: IPC key
+/// `OBJECT_FILTER` values. The user's own `--id`/`--key` entries stay for the whole session; an
+/// object followed because a `--key` named it is forgotten when it is removed (IPC_RMID), so
+/// objects created and removed under a key never fill the map.
+pub const FILTER_ASKED: u8 = 1;
+pub const FILTER_FOLLOWED: u8 = 2;
 /// IPC types for filter keys.
 pub const TYPE_SHM: u64 = 0;
 pub const TYPE_SEM: u64 = 1;

@@ -7,7 +7,9 @@
 use core::ptr::{addr_of_mut, null_mut};
 
 use aya_ebpf::{
-    bindings::{bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE, task_struct, BPF_F_NO_PREALLOC},
+    bindings::{
+        bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE, task_struct, BPF_F_NO_PREALLOC, BPF_NOEXIST,
+    },
     helpers::{
         bpf_get_current_pid_tgid, bpf_ktime_get_ns,
         generated::{
@@ -63,7 +65,8 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 /// shared table to fill up, no entry to delete, freed by the kernel when the thread exits.
 #[btf_map]
 static PENDING: TaskStorage<Pending> = TaskStorage::new();
-/// Objects and keys that pass the `--id`/`--key` filter (see `object_filter_key`).
+/// Objects and keys that pass the `--id`/`--key` filter (see `object_filter_key`), valued
+/// FILTER_ASKED or FILTER_FOLLOWED.
 #[map]
 static OBJECT_FILTER: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);
 /// Per-CPU counts of what could not be handed over (COUNTER_*).
@@ -129,6 +132,8 @@ impl<T> TaskStorage<T> {
 }
 
 const TASK_INTERRUPTIBLE: u64 = 1;
+const IPC_RMID: u64 = 0;
+const EEXIST: i32 = 17;
 
 /// Records never wake the reader: a wakeup costs the traced call an IPI and the reader a
 /// context switch per record. The reader drains the ring on a short timer instead.
@@ -304,8 +309,13 @@ fn try_ipc_enter<const NARGS: usize>(ctx: &TracePointContext, op: u32) -> Option
         }
     };
     let first = arg(0);
-    // get calls are judged at exit, when their id is known.
-    if FILTER_OBJECTS.load() != 0 && !op_is_get(op) && !object_listed(FILTER_ID, op, first as u32) {
+    // get calls are judged at exit, when their id is known. shmdt names an address, not a
+    // segment: user space, which knows what is attached where, judges it.
+    if FILTER_OBJECTS.load() != 0
+        && !op_is_get(op)
+        && op != OP_SHMDT
+        && !object_listed(FILTER_ID, op, first as u32)
+    {
         return None;
     }
     let Some(p) = (unsafe { PENDING.get(bpf_get_current_task_btf(), true).as_mut() }) else {
@@ -340,15 +350,17 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
         p.blocked_ns += now.saturating_sub(p.switched_out_ns);
         p.flags = (p.flags & !CALL_SWITCHED_OUT) | CALL_BLOCKED;
     }
-    if op_is_get(op) && FILTER_OBJECTS.load() != 0 {
-        let key_listed = object_listed(FILTER_KEY, op, p.args[0] as u32);
-        if key_listed && ret >= 0 {
-            // Follow the object the key names from now on.
-            let k = object_filter_key(FILTER_ID, op_type(op), ret as u32);
-            let _ = OBJECT_FILTER.insert(k, 1, 0);
-        }
-        if !key_listed && !(ret >= 0 && object_listed(FILTER_ID, op, ret as u32)) {
-            return None;
+    if FILTER_OBJECTS.load() != 0 {
+        if op_is_get(op) {
+            let key_listed = object_listed(FILTER_KEY, op, p.args[0] as u32);
+            if key_listed && ret >= 0 {
+                follow_object(op, ret as u32);
+            }
+            if !key_listed && !(ret >= 0 && object_listed(FILTER_ID, op, ret as u32)) {
+                return None;
+            }
+        } else if ret == 0 {
+            forget_if_removed(op, &p.args);
         }
     }
 
@@ -471,6 +483,38 @@ fn global_at<T: Copy, const N: usize>(global: &'static Global<[T; N]>, i: usize)
 fn object_listed(class: u64, op: u32, value: u32) -> bool {
     let key = object_filter_key(class, op_type(op), value);
     unsafe { OBJECT_FILTER.get(key) }.is_some()
+}
+
+/// Follows from now on the object a listed key named at a get call. An id the user listed stays
+/// theirs (BPF_NOEXIST); a full map is counted, never silent.
+#[inline(always)]
+fn follow_object(op: u32, id: u32) {
+    let key = object_filter_key(FILTER_ID, op_type(op), id);
+    match OBJECT_FILTER.insert(key, FILTER_FOLLOWED, BPF_NOEXIST as u64) {
+        Ok(()) => {}
+        Err(e) if e == -EEXIST => {}
+        Err(_) => count(COUNTER_UNTRACKED),
+    }
+}
+
+/// After a successful ctl call: forgets an object followed because of a key once it is removed,
+/// so that objects made and removed under a key never fill the map (an id comes back only when
+/// its sequence number wraps). A removed segment still attached lives on, but only its shmdt
+/// calls are left, and those user space judges.
+#[inline(always)]
+fn forget_if_removed(op: u32, args: &[u64; 6]) {
+    let cmd = match op {
+        OP_SEMCTL => args[2],
+        OP_SHMCTL | OP_MSGCTL => args[1],
+        _ => return,
+    };
+    if cmd & 0xff != IPC_RMID {
+        return;
+    }
+    let key = object_filter_key(FILTER_ID, op_type(op), args[0] as u32);
+    if unsafe { OBJECT_FILTER.get(key) } == Some(&FILTER_FOLLOWED) {
+        let _ = OBJECT_FILTER.remove(key);
+    }
 }
 
 /// task->nsproxy->ipc_ns->ns.inum, loaded through BTF pointers (0 while the task is exiting).

@@ -237,7 +237,7 @@ fn trace(args: TraceArgs) -> Result<i32> {
     filter.validate()?;
     let prepared = args.common.prepare(true)?;
     let probe = attach(&filter)?;
-    let shm_addresses = shm_addresses_now();
+    let shm_addresses = shm_addresses_now(&filter);
     prepared.drop_privileges()?;
     let mut view = TraceView::new(
         std::io::BufWriter::with_capacity(1 << 16, prepared.out),
@@ -245,6 +245,9 @@ fn trace(args: TraceArgs) -> Result<i32> {
         shm_addresses,
         args.count,
     );
+    if filter.filters_objects() {
+        view = view.following_objects();
+    }
     let schedule = Schedule {
         duration: args.common.duration,
         interval: None,
@@ -393,13 +396,26 @@ fn ids_of_keys(filter: &Filter) -> Vec<(IpcKind, i32)> {
         .collect()
 }
 
-/// Where each process has segments attached now, so a shmdt of one names its segment.
-fn shm_addresses_now() -> ShmAddressBook {
+/// Where each process has segments attached now, so a shmdt of one names its segment. With
+/// `--id`/`--key`, only the segments they follow: the trace view reports no other's shmdt.
+fn shm_addresses_now(filter: &Filter) -> ShmAddressBook {
+    let followed = filter.filters_objects().then(|| {
+        let by_key = ids_of_keys(filter).into_iter();
+        let shm_by_key = by_key.filter_map(|(kind, id)| (kind == IpcKind::Shm).then_some(id));
+        filter
+            .ids
+            .iter()
+            .copied()
+            .chain(shm_by_key)
+            .collect::<Vec<_>>()
+    });
     let mut book = ShmAddressBook::default();
     if let Ok(scan) = crate::procfs::read_attachments() {
         for p in scan.processes {
             for m in p.mappings {
-                book.seed(p.pid, m.start, m.shmid);
+                if followed.as_ref().is_none_or(|ids| ids.contains(&m.shmid)) {
+                    book.seed(p.pid, m.start, m.shmid);
+                }
             }
         }
     }

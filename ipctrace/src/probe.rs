@@ -49,7 +49,8 @@ pub struct Counters {
 pub struct KernelCounts {
     /// Records dropped because the ring buffer was full.
     pub lost: u64,
-    /// Calls not tracked: the kernel had no memory for the thread's pending call.
+    /// Calls or objects the kernel could not keep track of: no memory for a thread's pending
+    /// call, or no room in the object filter for an object a `--key` names.
     pub untracked: u64,
 }
 
@@ -134,32 +135,24 @@ impl Probe {
                 ebpf.map_mut("OBJECT_FILTER")
                     .ok_or_else(|| anyhow!("no OBJECT_FILTER map"))?,
             )?;
-            let mut entries = Vec::new();
+            // Objects a key names now are followed like those it will name: until removed. They
+            // go in first, so that an id the user named too is overwritten as theirs.
+            let mut entries: Vec<_> = options
+                .key_ids
+                .iter()
+                .map(|(kind, id)| (common::FILTER_ID, *kind, *id, common::FILTER_FOLLOWED))
+                .collect();
             for kind in filter.kinds() {
                 for id in &filter.ids {
-                    entries.push(common::object_filter_key(
-                        common::FILTER_ID,
-                        kind.code(),
-                        *id as u32,
-                    ));
+                    entries.push((common::FILTER_ID, kind, *id, common::FILTER_ASKED));
                 }
                 for key in &filter.keys {
-                    entries.push(common::object_filter_key(
-                        common::FILTER_KEY,
-                        kind.code(),
-                        *key as u32,
-                    ));
+                    entries.push((common::FILTER_KEY, kind, *key, common::FILTER_ASKED));
                 }
             }
-            for (kind, id) in &options.key_ids {
-                entries.push(common::object_filter_key(
-                    common::FILTER_ID,
-                    kind.code(),
-                    *id as u32,
-                ));
-            }
-            for entry in entries {
-                map.insert(entry, 1, 0)
+            for (class, kind, value, why) in entries {
+                let key = common::object_filter_key(class, kind.code(), value as u32);
+                map.insert(key, why, 0)
                     .context("filling the object filter")?;
             }
         }

@@ -4,8 +4,13 @@
 
 mod support;
 
+use ipctrace::event::Event;
 use ipctrace::filter::Filter;
+use ipctrace::model::shm_addresses::ShmAddressBook;
+use ipctrace::probe::KernelCounts;
+use ipctrace::session::Sink;
 use ipctrace::syscalls::{IpcKind, Op};
+use ipctrace::views::trace::TraceView;
 use std::ptr;
 use support::*;
 
@@ -448,4 +453,154 @@ fn blocked_msgsnd_and_msgrcv_record_their_waker() {
     assert_eq!((rcv.op, rcv.ret), (Op::Msgrcv, 4));
     assert!(rcv.blocked_ns >= 40 * MS, "{rcv:?}");
     assert_eq!(rcv.waker.map(|w| w.pid), Some(spid));
+}
+
+#[test]
+fn key_churn_follows_every_object_the_key_names() {
+    // More objects of each kind than the kernel's object filter holds (1024): each is followed
+    // from its get call and forgotten once removed, so none crowds out the next.
+    const OBJECTS: usize = 1100;
+    let key = unique_key(5);
+    let child = spawn(c"it-key-churn", move || unsafe {
+        let create = libc::IPC_CREAT | libc::IPC_EXCL | 0o600;
+        for _ in 0..OBJECTS {
+            let sem = libc::semget(key, 1, create);
+            let shm = libc::shmget(key, 4096, create);
+            let q = libc::msgget(key, create);
+            if sem < 0 || shm < 0 || q < 0 {
+                return 1;
+            }
+            libc::semctl(sem, 0, libc::GETVAL);
+            let mut shm_ds: libc::shmid_ds = std::mem::zeroed();
+            libc::shmctl(shm, libc::IPC_STAT, &mut shm_ds);
+            let mut msg_ds: libc::msqid_ds = std::mem::zeroed();
+            libc::msgctl(q, libc::IPC_STAT, &mut msg_ds);
+            libc::semctl(sem, 0, libc::IPC_RMID);
+            libc::shmctl(shm, libc::IPC_RMID, ptr::null_mut());
+            libc::msgctl(q, libc::IPC_RMID, ptr::null_mut());
+        }
+        0
+    });
+    let t = trace(
+        &[child],
+        options(Filter {
+            keys: vec![key],
+            ..Default::default()
+        }),
+    );
+    assert_eq!(t.exit_codes, [0], "the child could not create its objects");
+    for (get, ctl) in [
+        (Op::Semget, Op::Semctl),
+        (Op::Shmget, Op::Shmctl),
+        (Op::Msgget, Op::Msgctl),
+    ] {
+        let ctls = by_op(&t.calls, ctl);
+        let removals = ctls.iter().filter(|c| c.cmd() == Some(0)).count();
+        assert_eq!(
+            (by_op(&t.calls, get).len(), ctls.len() - removals, removals),
+            (OBJECTS, OBJECTS, OBJECTS),
+            "{get:?}, {ctl:?} and its IPC_RMID calls"
+        );
+    }
+    assert_eq!(t.kernel, KernelCounts::default());
+}
+
+#[test]
+fn shmdt_of_a_followed_segment_passes_the_id_and_key_filters() {
+    let key = unique_key(6);
+    // SAFETY (all unsafe blocks below): plain SysV IPC syscalls on segments this test owns.
+    let followed = unsafe { libc::shmget(key, 4096, libc::IPC_CREAT | 0o600) };
+    let other = unsafe { libc::shmget(libc::IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o600) };
+    assert!(followed >= 0 && other >= 0);
+    let _cleanup = (Removal::shm(followed), Removal::shm(other));
+    let work = move || unsafe {
+        let id = libc::shmget(key, 0, 0); // with --key, this get makes the segment followed
+        let mine = libc::shmat(id, ptr::null(), 0);
+        let theirs = libc::shmat(other, ptr::null(), 0);
+        libc::shmdt(theirs);
+        libc::shmdt(mine);
+        0
+    };
+    let filters = [
+        Filter {
+            ids: vec![followed],
+            ..Default::default()
+        },
+        Filter {
+            keys: vec![key],
+            ..Default::default()
+        },
+    ];
+    for filter in filters {
+        let t = trace(&[spawn(c"it-shmdt", work)], options(filter.clone()));
+        let lines = reported_by_trace(&t);
+        let of = |op: &str| -> Vec<&serde_json::Value> {
+            lines.iter().filter(|l| l["op"] == op).collect()
+        };
+        let (attached, detached) = (of("shmat"), of("shmdt"));
+        assert_eq!(
+            (attached.len(), detached.len()),
+            (1, 1),
+            "{filter:?}: {lines:#?}"
+        );
+        assert_eq!(
+            (
+                &detached[0]["id"],
+                &detached[0]["shmaddr"],
+                &detached[0]["ret"]
+            ),
+            (&followed.into(), &attached[0]["ret"], &0.into()),
+            "{filter:?}"
+        );
+    }
+}
+
+/// What `ipctrace trace --json` with `--id`/`--key` reports of a traced workload (no segment
+/// was attached when it started).
+fn reported_by_trace(t: &Traced) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut view =
+        TraceView::new(&mut out, true, ShmAddressBook::default(), None).following_objects();
+    for call in &t.calls {
+        view.event(&Event::Call(*call));
+    }
+    drop(view);
+    json_lines(&out)
+}
+
+#[test]
+fn objects_the_object_filter_has_no_room_for_are_counted() {
+    // Removed by a process outside the --pid filter, the objects are never forgotten: the map
+    // fills, and what it cannot follow is counted.
+    const OBJECTS: usize = 1100;
+    let key = unique_key(7);
+    let child = spawn(c"it-key-full", move || unsafe {
+        for _ in 0..OBJECTS {
+            let sem = libc::semget(key, 1, libc::IPC_CREAT | libc::IPC_EXCL | 0o600);
+            if sem < 0 {
+                return 1;
+            }
+            libc::semctl(sem, 0, libc::GETVAL);
+            let remover = libc::fork();
+            if remover == 0 {
+                libc::semctl(sem, 0, libc::IPC_RMID);
+                libc::_exit(0);
+            }
+            libc::waitpid(remover, ptr::null_mut(), 0);
+        }
+        0
+    });
+    let t = trace(
+        &[child],
+        options(Filter {
+            keys: vec![key],
+            kinds: vec![IpcKind::Sem],
+            ..Default::default()
+        }),
+    );
+    assert_eq!(t.exit_codes, [0], "the child could not create its objects");
+    let followed = by_op(&t.calls, Op::Semctl).len();
+    assert_eq!(by_op(&t.calls, Op::Semget).len(), OBJECTS);
+    assert!(t.kernel.untracked > 0, "{:?}", t.kernel);
+    assert_eq!(followed as u64 + t.kernel.untracked, OBJECTS as u64);
 }

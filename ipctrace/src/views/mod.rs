@@ -6,7 +6,8 @@ pub mod objects;
 pub mod trace;
 
 /// The last line of every session: what was reported and what the kernel could not hand over
-/// (`lost`: ring buffer full; `untracked`: too many calls in flight; 32-bit processes seen).
+/// (`lost`: ring buffer full; `untracked`: no kernel memory for a call in flight or an object a
+/// `--key` names; 32-bit processes seen).
 pub fn summary(totals: &crate::session::Totals, json: bool) -> String {
     let k = &totals.kernel;
     if json {
@@ -18,7 +19,7 @@ pub fn summary(totals: &crate::session::Totals, json: bool) -> String {
     let mut s = format!("\n{} events, {} lost\n", totals.events, k.lost);
     if k.untracked > 0 || totals.malformed > 0 {
         s.push_str(&format!(
-            "{} calls untracked (too many in flight), {} malformed records\n",
+            "{} calls or objects untracked (no room in the kernel), {} malformed records\n",
             k.untracked, totals.malformed
         ));
     }

@@ -14,6 +14,8 @@ pub struct TraceView<W: Write> {
     json: bool,
     clock: WallClock,
     shm: ShmAddressBook,
+    /// `--id`/`--key` are on: see `following_objects`.
+    following_objects: bool,
     line: String,
     header_done: bool,
     /// Stop after this many calls (`--count`).
@@ -28,11 +30,20 @@ impl<W: Write> TraceView<W> {
             json,
             clock: WallClock::now(),
             shm,
+            following_objects: false,
             line: String::with_capacity(512),
             header_done: false,
             remaining: count,
             broken_pipe: false,
         }
+    }
+
+    /// With `--id`/`--key`: the kernel lets every shmdt through (it names an address, not a
+    /// segment) and `shm` knows only the followed segments' attachments, so a shmdt it cannot
+    /// resolve is of another segment and is not reported.
+    pub fn following_objects(mut self) -> Self {
+        self.following_objects = true;
+        self
     }
 
     /// True once stdout was closed by its reader (`ipctrace trace | head`).
@@ -378,6 +389,9 @@ impl<W: Write> Sink for TraceView<W> {
             }
         };
         let shmid = self.shm.apply_call(call);
+        if call.op == Op::Shmdt && shmid.is_none() && self.following_objects {
+            return Flow::Continue;
+        }
         self.line.clear();
         if self.json {
             self.json_line(call, shmid);
@@ -472,6 +486,28 @@ mod tests {
         let second: serde_json::Value = serde_json::from_str(out.lines().nth(1).unwrap()).unwrap();
         assert_eq!(second["id"], 9);
         assert_eq!(second["op"], "shmdt");
+    }
+
+    #[test]
+    fn with_an_object_filter_only_detaches_of_followed_segments_are_reported() {
+        let mut book = ShmAddressBook::default();
+        book.seed(5, 0x2000, 4); // followed, attached before the trace began
+        let mut view = TraceView::new(Vec::new(), true, book, None).following_objects();
+        let at = Call::synthetic(Op::Shmat, 5, "p", [9, 0, 0, 0, 0, 0], 0x1000, 1);
+        let dt = |addr| Call::synthetic(Op::Shmdt, 5, "p", [addr, 0, 0, 0, 0, 0], 0, 2);
+        for call in [at, dt(0x3000), dt(0x1000), dt(0x2000)] {
+            view.event(&Event::Call(call));
+        }
+        let lines: Vec<serde_json::Value> = String::from_utf8(view.out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let ids: Vec<(&str, i64)> = lines
+            .iter()
+            .map(|v| (v["op"].as_str().unwrap(), v["id"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(ids, [("shmat", 9), ("shmdt", 9), ("shmdt", 4)]);
     }
 
     #[test]
