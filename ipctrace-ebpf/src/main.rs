@@ -37,6 +37,10 @@ static FILTER_COMM_COUNT: Global<u32> = Global::new(0);
 /// Non-zero: only calls on objects (or get calls on keys) listed in OBJECT_FILTER pass.
 #[no_mangle]
 static FILTER_OBJECTS: Global<u32> = Global::new(0);
+/// Non-zero: read the sembufs, semtimedop's timeout and the mtype from the caller's memory (a
+/// user-memory read is the dearest thing a record costs; views that need none of them say 0).
+#[no_mangle]
+static READ_USER_MEMORY: Global<u32> = Global::new(1);
 // Struct offsets, read from the running kernel's BTF by user space (no CO-RE in Rust programs).
 // They live in frozen read-only data, so the verifier knows them as constants and lets the
 // programs load task_struct fields directly through BTF pointers (no probe-read helper calls).
@@ -416,7 +420,7 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
             core::ptr::write_volatile(word, 0);
         }
         let buf = user.as_mut_ptr().cast();
-        match op {
+        match if READ_USER_MEMORY.load() != 0 { op } else { 0 } {
             OP_SEMOP | OP_SEMTIMEDOP => {
                 // The kernel needed all nsops entries readable, so the first ones read whole
                 // (constant sizes: the verifier wants the size bounded at the call).

@@ -236,7 +236,7 @@ fn trace(args: TraceArgs) -> Result<i32> {
     let filter = args.common.filter();
     filter.validate()?;
     let prepared = args.common.prepare(true)?;
-    let probe = attach(&filter)?;
+    let probe = attach(&filter, with_processes())?;
     let shm_addresses = shm_addresses_now(&filter);
     prepared.drop_privileges()?;
     let mut view = TraceView::new(
@@ -285,7 +285,14 @@ fn lat(args: LatArgs) -> Result<i32> {
         anyhow::bail!("--count needs --interval");
     }
     let prepared = args.common.prepare(true)?;
-    let probe = attach(&filter)?;
+    // Waits need no process events, and no sembufs unless grouped by semaphore number.
+    let probe = attach(
+        &filter,
+        ProbeOptions {
+            skip_user_memory: !matches!(by, GroupBy::Semnum),
+            ..Default::default()
+        },
+    )?;
     let keys = known_keys(&filter.kinds());
     prepared.drop_privileges()?;
     let mut view = LatView::new(
@@ -352,7 +359,7 @@ fn objects(args: ObjectsArgs) -> Result<i32> {
             _ => Ok(0),
         };
     }
-    let probe = attach(&filter)?;
+    let probe = attach(&filter, with_processes())?;
     // Seeded once attached: what happens in between is in the kernel's numbers, and its events
     // (stamped before the seed) only add names.
     let mut objects = Objects::seed_from_proc(&kinds)?;
@@ -374,14 +381,23 @@ fn objects(args: ObjectsArgs) -> Result<i32> {
 
 /// Attaches the programs every tracing command uses: calls, waits and their wakers, and
 /// process events (shm attachments follow fork/exec/exit; exec reveals 32-bit processes).
-fn attach(filter: &Filter) -> Result<Probe> {
+/// What every view attaches: the calls `filter` passes and their waits; `view` adds what the
+/// view needs besides (process events, or leaving user memory unread).
+fn attach(filter: &Filter, view: ProbeOptions) -> Result<Probe> {
     Probe::attach(&ProbeOptions {
         filter: filter.clone(),
         waits: true,
-        processes: true,
         key_ids: ids_of_keys(filter),
-        ..Default::default()
+        ..view
     })
+}
+
+/// trace and objects follow processes (shm attachments are inherited, dropped at exec and exit).
+fn with_processes() -> ProbeOptions {
+    ProbeOptions {
+        processes: true,
+        ..Default::default()
+    }
 }
 
 /// The ids that objects with a `--key` have now, so calls on them pass the kernel filter too.

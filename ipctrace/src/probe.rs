@@ -27,6 +27,8 @@ pub struct ProbeOptions {
     pub ring_bytes: Option<u32>,
     /// Object ids that existing objects with a `--key` already have (from /proc/sysvipc).
     pub key_ids: Vec<(IpcKind, i32)>,
+    /// Leave the sembufs, timeouts and mtypes in the callers' memory (the view needs none).
+    pub skip_user_memory: bool,
     /// Attach programs that do nothing instead (the benchmark's floor).
     pub floor: bool,
 }
@@ -86,6 +88,7 @@ impl Probe {
         let pid_count = filter.pids.len() as u32;
         let comm_count = filter.comms.len() as u32;
         let filter_objects = filter.filters_objects() as u32;
+        let read_user_memory = !options.skip_user_memory as u32;
         let self_tgid = std::process::id();
 
         // Memory: aya's loader parses the kernel's BTF in its constructor (about 18 MB for
@@ -109,6 +112,7 @@ impl Probe {
             .override_global("FILTER_COMMS", &comms, true)
             .override_global("FILTER_COMM_COUNT", &comm_count, true)
             .override_global("FILTER_OBJECTS", &filter_objects, true)
+            .override_global("READ_USER_MEMORY", &read_user_memory, true)
             .override_global("OFFSET_TASK_NSPROXY", &offsets.task_nsproxy, true)
             .override_global("OFFSET_NSPROXY_IPC_NS", &offsets.nsproxy_ipc_ns, true)
             .override_global("OFFSET_IPC_NS_INUM", &offsets.ipc_ns_inum, true)

@@ -604,3 +604,46 @@ fn objects_the_object_filter_has_no_room_for_are_counted() {
     assert!(t.kernel.untracked > 0, "{:?}", t.kernel);
     assert_eq!(followed as u64 + t.kernel.untracked, OBJECTS as u64);
 }
+
+#[test]
+fn skipping_user_memory_leaves_sembufs_timeouts_and_mtypes_unread() {
+    // SAFETY (all unsafe blocks below): plain SysV IPC syscalls on objects this test owns.
+    let sem = unsafe { libc::semget(libc::IPC_PRIVATE, 1, libc::IPC_CREAT | 0o600) };
+    let msq = unsafe { libc::msgget(libc::IPC_PRIVATE, libc::IPC_CREAT | 0o600) };
+    assert!(sem >= 0 && msq >= 0);
+    let _cleanup = (Removal::sem(sem), Removal::msg(msq));
+    let run = |comm| {
+        spawn(comm, move || unsafe {
+            let mut up = [sembuf(0, 1, 0)];
+            let timeout = libc::timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            };
+            libc::syscall(libc::SYS_semtimedop, sem, up.as_mut_ptr(), 1, &timeout);
+            let message: [libc::c_long; 2] = [7, 0];
+            libc::msgsnd(msq, message.as_ptr().cast(), 8, 0);
+            0
+        })
+    };
+    let read = run(c"it-read");
+    let (pid, t) = (read.pid, trace(&[read], options(Filter::default())));
+    let [semtimedop, msgsnd] = t.of(pid)[..] else {
+        panic!("{:?}", t.of(pid))
+    };
+    assert_eq!(semtimedop.sops()[0].op, 1);
+    assert_eq!(semtimedop.timeout_ns, Some(1_000_000_000));
+    assert_eq!(msgsnd.mtype, Some(7));
+
+    let skipped = run(c"it-skip");
+    let pid = skipped.pid;
+    let mut skip = options(Filter::default());
+    skip.skip_user_memory = true;
+    let t = trace(&[skipped], skip);
+    let [semtimedop, msgsnd] = t.of(pid)[..] else {
+        panic!("{:?}", t.of(pid))
+    };
+    assert_eq!((semtimedop.nsops(), semtimedop.ret), (Some(1), 0));
+    assert!(semtimedop.sops().is_empty(), "{semtimedop:?}");
+    assert_eq!(semtimedop.timeout_ns, None);
+    assert_eq!((msgsnd.mtype, msgsnd.ret), (None, 0));
+}
