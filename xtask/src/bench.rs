@@ -1,5 +1,5 @@
-//! `cargo xtask bench`: what tracing SysV IPC costs, ipctrace's commands against their floor,
-//! bpftrace and strace on four workloads in one run; report in target/bench/results.{md,json}.
+//! `cargo xtask bench`: what tracing SysV IPC costs IPC calls and every other syscall, ipctrace's
+//! commands against their floor, bpftrace and strace in one run; report in target/bench/results.*.
 mod report;
 mod workloads;
 
@@ -25,12 +25,13 @@ const USAGE: &str = "usage: cargo xtask bench [--reps N] [--scale F]
 const DEFAULT_REPS: usize = 3;
 
 /// Iterations of each workload: about half a second untraced on the 2-core VM this was written
-/// on (semop ~600 ns a call), so a traced run stays within seconds.
+/// on (semop ~600 ns a call, getppid ~170 ns), so a traced run stays within seconds.
 fn iterations(workload: &str) -> u64 {
     match workload {
         "semop" => 400_000,
         "contended" => 30_000,
         "pingpong" => 55_000,
+        workloads::OTHER_SYSCALL => 3_000_000,
         _ => 55_000,
     }
 }
@@ -43,6 +44,8 @@ const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
 const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How a workload runs: untraced, under one of ipctrace's commands, under bpftrace or strace.
+/// RawSyscalls is bpftrace with empty programs on raw sys_enter/sys_exit, the only tracepoints
+/// that see 32-bit callers' ipc(2): what covering those would cost every syscall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Config {
     Untraced,
@@ -52,10 +55,11 @@ enum Config {
     Objects,
     FilteredOut,
     Bpftrace,
+    RawSyscalls,
     Strace,
 }
 
-const CONFIGS: [Config; 8] = [
+const CONFIGS: [Config; 9] = [
     Config::Untraced,
     Config::Floor,
     Config::Trace,
@@ -63,6 +67,7 @@ const CONFIGS: [Config; 8] = [
     Config::Objects,
     Config::FilteredOut,
     Config::Bpftrace,
+    Config::RawSyscalls,
     Config::Strace,
 ];
 
@@ -77,6 +82,7 @@ impl Config {
             Config::Objects => "ipctrace objects --watch 1 --json",
             Config::FilteredOut => "ipctrace trace --json --pid 1",
             Config::Bpftrace => "bpftrace latency hist",
+            Config::RawSyscalls => "bpftrace raw_syscalls (empty)",
             Config::Strace => "strace -f -e trace=%ipc",
         }
     }
@@ -90,6 +96,7 @@ impl Config {
             Config::Objects => "objects",
             Config::FilteredOut => "trace_pid1",
             Config::Bpftrace => "bpftrace",
+            Config::RawSyscalls => "bpftrace_raw_syscalls",
             Config::Strace => "strace",
         }
     }
@@ -97,7 +104,10 @@ impl Config {
     /// Tracers that deliver nothing per call to user space share one session across the
     /// workloads (see measure_shared).
     fn shared_session(self) -> bool {
-        matches!(self, Config::Floor | Config::FilteredOut | Config::Bpftrace)
+        matches!(
+            self,
+            Config::Floor | Config::FilteredOut | Config::Bpftrace | Config::RawSyscalls
+        )
     }
 
     fn ipctrace_args(self) -> Option<&'static [&'static str]> {
@@ -109,6 +119,14 @@ impl Config {
             Config::FilteredOut => &["trace", "--json", "--pid", "1"],
             _ => return None,
         })
+    }
+
+    fn bpftrace_script(self) -> Option<String> {
+        match self {
+            Config::Bpftrace => Some(bpftrace_latency_script()),
+            Config::RawSyscalls => Some(RAW_SYSCALLS_SCRIPT.into()),
+            _ => None,
+        }
     }
 }
 
@@ -223,10 +241,19 @@ impl Tools {
     fn unavailable(&self, config: Config) -> Option<String> {
         match config {
             Config::Objects => self.objects.clone().err(),
-            Config::Bpftrace => self.bpftrace.clone().err(),
+            Config::Bpftrace | Config::RawSyscalls => self.bpftrace.clone().err(),
             Config::Strace => self.strace.clone().err(),
             _ => None,
         }
+    }
+
+    /// Why `config` does not run `workload`, if it does not.
+    fn skipped(&self, workload: &str, config: Config) -> Option<String> {
+        if config == Config::Strace && workload == workloads::OTHER_SYSCALL {
+            // It would show strace's cost to its own tracee, not to the machine's other calls.
+            return Some("not run: strace slows only the processes it traces".into());
+        }
+        self.unavailable(config)
     }
 
     fn iterations(&self, workload: &str, config: Config) -> u64 {
@@ -255,9 +282,10 @@ impl Tools {
             };
             return Some((cmd, banner));
         }
-        if config == Config::Bpftrace {
+        if let Some(script) = config.bpftrace_script() {
             let mut cmd = Command::new("bpftrace");
-            cmd.arg("-e").arg(bpftrace_script());
+            // bpftrace 0.17 warns that it cannot set RLIMIT_MEMLOCK: harmless on kernels ≥ 5.11.
+            cmd.arg("-e").arg(script);
             // "Attaching N probes..." on stdout up to 0.20; newer ones say "Attached", on stderr.
             let banner = Banner {
                 text: "Attach",
@@ -269,8 +297,12 @@ impl Tools {
     }
 }
 
+/// Programs that do nothing on the tracepoints every syscall of every task passes.
+const RAW_SYSCALLS_SCRIPT: &str =
+    "tracepoint:raw_syscalls:sys_enter { } tracepoint:raw_syscalls:sys_exit { }";
+
 /// The latency histogram ipctrace lat would give, written the way a bpftrace user would.
-fn bpftrace_script() -> String {
+fn bpftrace_latency_script() -> String {
     let probes = |dir: &str| {
         Syscall::ALL
             .iter()
@@ -379,7 +411,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         }
         for workload in NAMES {
             for config in CONFIGS {
-                if config.shared_session() || tools.unavailable(config).is_some() {
+                if config.shared_session() || tools.skipped(workload, config).is_some() {
                     continue;
                 }
                 let started = Instant::now();
@@ -583,7 +615,7 @@ fn measure(tools: &Tools, workload: &str, config: Config) -> Result<Sample> {
 
 /// One session of `config`'s tracer, and each workload in turn under it. For the tracers that hand
 /// nothing per call to user space (floor, a filter that drops everything, bpftrace), one session
-/// serves all four: detaching ~24 tracepoints takes the kernel about a second, and per-workload
+/// serves all the workloads: detaching ~24 tracepoints takes the kernel about a second, and per-workload
 /// sessions would push the bench well past three minutes. Their CPU is split per workload from
 /// /proc/PID/stat; peak RSS, attach and exit times and the summary are the session's.
 fn measure_shared(tools: &Tools, config: Config) -> Vec<(&'static str, Result<Sample>, Duration)> {

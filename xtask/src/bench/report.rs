@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::workloads::NAMES;
-use super::{cpu_model, median, meminfo_kib, Cell, Config, Sample, Tools, STRACE_DIVISOR};
+use super::workloads::{NAMES, OTHER_SYSCALL};
+use super::{cpu_model, median, meminfo_kib, Cell, Config, Sample, Tools, CONFIGS, STRACE_DIVISOR};
 
 pub struct Results<'a> {
     pub tools: &'a Tools,
@@ -13,22 +13,49 @@ pub struct Results<'a> {
     pub idle: &'a [Result<Sample, String>],
 }
 
-/// One of the issue's targets, judged.
+/// One of the issue's targets, judged, or a number listed with them for information.
 pub struct Target {
     what: &'static str,
-    /// None: could not be judged (a measurement is missing); the text says why.
-    pass: Option<bool>,
+    verdict: Verdict,
     detail: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Pass,
+    Fail,
+    /// Could not be judged (a measurement is missing); the detail says why.
+    Unjudged,
+    /// Not a target: the detail is the whole line.
+    Info,
+}
+
+impl Verdict {
+    fn of(pass: bool) -> Verdict {
+        if pass {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::Unjudged => "N/A",
+            Verdict::Info => "INFO",
+        }
+    }
 }
 
 impl Target {
     fn line(&self) -> String {
-        let verdict = match self.pass {
-            Some(true) => "PASS",
-            Some(false) => "FAIL",
-            None => "N/A ",
-        };
-        format!("{verdict}  {}: {}", self.what, self.detail)
+        let verdict = format!("{:<4}", self.verdict.word());
+        match self.verdict {
+            Verdict::Info => format!("{verdict}  {}", self.detail),
+            _ => format!("{verdict}  {}: {}", self.what, self.detail),
+        }
     }
 }
 
@@ -43,6 +70,12 @@ impl Results<'_> {
     fn added(&self, workload: &str, config: Config) -> Option<f64> {
         let base = self.cell(workload, Config::Untraced)?.ns_per_call()?;
         Some(self.cell(workload, config)?.ns_per_call()? - base)
+    }
+
+    /// Added ns per call as the tables print it: "+404", or "—" when a median is missing.
+    fn added_text(&self, workload: &str, config: Config) -> String {
+        self.added(workload, config)
+            .map_or("—".into(), |a| format!("{a:+.0}"))
     }
 
     /// Added cost as a multiple of the floor's added cost; None when the floor added nothing
@@ -89,13 +122,17 @@ impl Results<'_> {
              to the workload, i.e. to ns/call); it is per million events delivered, or per \
              million calls made where no events are counted (marked *). lat traces semaphores \
              only (its default), so its msg and shm rows mostly show calls filtered in the kernel. \
+             getppid makes no IPC call: its rows are the syscall slow path alone, and any events \
+             on them are other processes' IPC calls (0 on a quiet machine), not losses. bpftrace raw_syscalls (empty): empty programs on \
+             raw_syscalls:sys_enter and sys_exit. \
              exit ms: from SIGINT to the tracer's exit, mostly the kernel detaching tracepoints. \
-             The floor, --pid 1 and bpftrace rows come from one tracer session per run that \
-             traced all four workloads in turn (saving a second of detaching each): their \
+             The floor, --pid 1 and both bpftrace rows come from one tracer session per run that \
+             traced every workload in turn (saving a second of detaching each): their \
              events, lost, peak RSS, attach and exit are that session's; their CPU is per \
              workload.\n",
         );
         md.push_str(&self.contamination());
+        md.push_str(&self.other_syscalls());
 
         md.push_str("\n## Zero loss at the highest rate one core drives\n\n");
         md.push_str("semop loop pinned to CPU 0, `ipctrace trace --json` pinned to CPU 1.\n\n");
@@ -143,6 +180,42 @@ impl Results<'_> {
                 }
             }
         }
+        md
+    }
+
+    /// What tracing IPC costs the calls it does not trace, and what covering 32-bit callers
+    /// would cost every call, in added ns per call over untraced.
+    fn other_syscalls(&self) -> String {
+        let w = OTHER_SYSCALL;
+        let mut md = String::from("\n## Cost to the machine's other syscalls\n\n");
+        let costs: Vec<String> = CONFIGS
+            .iter()
+            .filter(|&&c| !matches!(c, Config::Untraced | Config::RawSyscalls))
+            .filter(|&&c| self.tools.skipped(w, c).is_none())
+            .map(|&c| format!("{} {}", c.label(), self.added_text(w, c)))
+            .collect();
+        let _ = writeln!(
+            md,
+            "- **Cost to every other syscall ({w}):** {} ns a call untraced; ns added a call: {}. Any \
+             syscalls:* tracepoint attached sets TIF_SYSCALL_TRACEPOINT on every task, so every \
+             syscall on the machine takes the slow path, even with no program of its own.",
+            opt(
+                self.cell(w, Config::Untraced).and_then(Cell::ns_per_call),
+                0
+            ),
+            costs.join(", ")
+        );
+        let _ = writeln!(
+            md,
+            "- **Price of covering 32-bit callers (raw_syscalls):** empty programs on raw \
+             sys_enter/sys_exit add {} ns to {w} and {} ns to semop, against the ipctrace \
+             floor's {} and {}: only these see 32-bit callers' ipc(2), and they run on every \
+             syscall of every task.",
+            self.added_text(w, Config::RawSyscalls),
+            self.added_text("semop", Config::RawSyscalls),
+            self.added_text(w, Config::Floor),
+            self.added_text("semop", Config::Floor),
+        );
         md
     }
 
@@ -197,7 +270,7 @@ impl Results<'_> {
     fn row(&self, cell: &Cell) -> String {
         let label = cell.config.label();
         let w = cell.workload;
-        if let Some(why) = self.tools.unavailable(cell.config) {
+        if let Some(why) = self.tools.skipped(w, cell.config) {
             return format!("| {w} | {label} | {why} | | | | | | | | | |\n");
         }
         let Some(ns) = cell.ns_per_call() else {
@@ -222,8 +295,7 @@ impl Results<'_> {
         let added = if untraced {
             "—".into()
         } else {
-            self.added(w, cell.config)
-                .map_or("—".into(), |a| format!("{a:+.0}"))
+            self.added_text(w, cell.config)
         };
         let slowdown = base.map_or("—".into(), |b| format!("{:.2}×", ns / b));
         let vs_floor = match cell.config {
@@ -252,6 +324,7 @@ impl Results<'_> {
         let others = |config: Config| -> String {
             let parts: Vec<String> = NAMES[1..]
                 .iter()
+                .filter(|&&w| w != OTHER_SYSCALL)
                 .filter_map(|w| self.vs_floor(w, config).map(|r| format!("{w} {r:.2}×")))
                 .collect();
             if parts.is_empty() {
@@ -269,7 +342,7 @@ impl Results<'_> {
             ) {
                 (Some(r), Some(a), Some(f)) => Target {
                     what,
-                    pass: Some(r <= 1.3),
+                    verdict: Verdict::of(r <= 1.3),
                     detail: format!(
                         "{r:.2}× ({a:.0} vs {f:.0} ns added a call, semop loop){}",
                         others(config)
@@ -277,7 +350,7 @@ impl Results<'_> {
                 },
                 _ => Target {
                     what,
-                    pass: None,
+                    verdict: Verdict::Unjudged,
                     detail: detail_missing(),
                 },
             }
@@ -295,7 +368,7 @@ impl Results<'_> {
             ) {
                 (Some(t), Some(b)) if b > 0.0 => Target {
                     what,
-                    pass: Some(t / b <= 0.5),
+                    verdict: Verdict::of(t / b <= 0.5),
                     detail: format!(
                         "{:.2}× ({t:.0} vs {b:.0} ns added a call, semop loop)",
                         t / b
@@ -303,7 +376,7 @@ impl Results<'_> {
                 },
                 _ => Target {
                     what,
-                    pass: None,
+                    verdict: Verdict::Unjudged,
                     detail: self
                         .tools
                         .unavailable(Config::Bpftrace)
@@ -325,7 +398,7 @@ impl Results<'_> {
         targets.push(if losses.is_empty() || losses.iter().any(Option::is_none) {
             Target {
                 what,
-                pass: None,
+                verdict: Verdict::Unjudged,
                 detail: "a pinned run failed or printed no summary".into(),
             }
         } else {
@@ -338,7 +411,7 @@ impl Results<'_> {
                 .collect();
             Target {
                 what,
-                pass: Some(lost.iter().all(|&l| l == 0)),
+                verdict: Verdict::of(lost.iter().all(|&l| l == 0)),
                 detail: format!(
                     "lost {} of events {} in the {} runs",
                     join(&lost),
@@ -359,7 +432,7 @@ impl Results<'_> {
         targets.push(match median(attach.clone()) {
             Some(m) => Target {
                 what,
-                pass: Some(m <= 100.0),
+                verdict: Verdict::of(m <= 100.0),
                 detail: format!(
                     "median {m:.0} ms, worst {worst:.0} ms over {} starts (spawn to the Tracing line)",
                     attach.len()
@@ -367,7 +440,7 @@ impl Results<'_> {
             },
             None => Target {
                 what,
-                pass: None,
+                verdict: Verdict::Unjudged,
                 detail: "no ipctrace trace run succeeded".into(),
             },
         });
@@ -386,7 +459,7 @@ impl Results<'_> {
         targets.push(match idle(|s| s.rss_mb) {
             Some(mb) => Target {
                 what,
-                pass: Some(mb < 30.0),
+                verdict: Verdict::of(mb < 30.0),
                 detail: format!(
                     "{mb:.1} MB peak, {} MB resident after 1 s (ipctrace trace, nothing to trace)",
                     opt(idle(|s| s.rss_now_mb), 1)
@@ -394,7 +467,7 @@ impl Results<'_> {
             },
             None => Target {
                 what,
-                pass: None,
+                verdict: Verdict::Unjudged,
                 detail: "the idle runs failed".into(),
             },
         });
@@ -403,7 +476,38 @@ impl Results<'_> {
             "filtered out (--pid 1) adds ≤ 1.3× the floor's cost a call",
             Config::FilteredOut,
         ));
+        targets.push(self.raw_syscalls_info());
         targets
+    }
+
+    /// Not a target: what tracing raw sys_enter/sys_exit, the only way to see 32-bit callers'
+    /// ipc(2), would cost every syscall, next to what ipctrace's floor costs it.
+    fn raw_syscalls_info(&self) -> Target {
+        let what = "raw sys_enter/sys_exit with empty programs, for information";
+        let w = OTHER_SYSCALL;
+        let detail = match (
+            self.added(w, Config::RawSyscalls),
+            self.added(w, Config::Floor),
+        ) {
+            (Some(raw), Some(floor)) => format!(
+                "raw sys_enter/sys_exit with empty programs adds {raw:.0} ns to every syscall \
+                 ({w}), {} what ipctrace's floor adds ({floor:.0} ns): 32-bit callers are \
+                 reported, not traced",
+                self.vs_floor(w, Config::RawSyscalls)
+                    .map_or("against".into(), |r| format!("{r:.1}×"))
+            ),
+            _ => format!(
+                "{what}: {}",
+                self.tools
+                    .skipped(w, Config::RawSyscalls)
+                    .unwrap_or_else(|| format!("no untraced, floor or raw_syscalls median on {w}"))
+            ),
+        };
+        Target {
+            what,
+            verdict: Verdict::Info,
+            detail,
+        }
     }
 
     pub fn json(&self, targets: &[Target], reps: usize, elapsed: Duration) -> String {
@@ -478,7 +582,7 @@ impl Results<'_> {
                     string(c.workload),
                     string(c.config.slug()),
                     string(c.config.label()),
-                    self.tools.unavailable(c.config).map_or("null".into(), |s| string(&s)),
+                    self.tools.skipped(c.workload, c.config).map_or("null".into(), |s| string(&s)),
                     num(c.ns_per_call()),
                     num(self.added(c.workload, c.config)),
                     num(self.vs_floor(c.workload, c.config)),
@@ -495,9 +599,14 @@ impl Results<'_> {
             .iter()
             .map(|t| {
                 format!(
-                    "  {{\"target\": {}, \"pass\": {}, \"detail\": {}}}",
+                    "  {{\"target\": {}, \"verdict\": {}, \"pass\": {}, \"detail\": {}}}",
                     string(t.what),
-                    t.pass.map_or("null".into(), |p| p.to_string()),
+                    string(t.verdict.word()),
+                    match t.verdict {
+                        Verdict::Pass => "true",
+                        Verdict::Fail => "false",
+                        Verdict::Unjudged | Verdict::Info => "null",
+                    },
                     string(&t.detail)
                 )
             })

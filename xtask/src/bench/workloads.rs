@@ -1,5 +1,5 @@
 //! The programs the benchmark traces (`cargo xtask bench-workload NAME ITERS`): tight loops of SysV
-//! IPC calls made straight through libc, timed from inside so process start-up is never counted.
+//! IPC calls (and of getppid, the machine's other calls) through libc, timed from inside.
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -8,12 +8,15 @@ use anyhow::{bail, Context, Result};
 use crate::ipc::{fork_child, reap, Queue, Segment, SemSet, StartGate};
 
 /// The workloads, in the order the table shows them.
-pub const NAMES: [&str; 4] = ["semop", "contended", "pingpong", "shm"];
+pub const NAMES: [&str; 5] = ["semop", "contended", "pingpong", "shm", OTHER_SYSCALL];
+
+/// The workload that makes no IPC call: what tracing IPC costs every other syscall on the machine.
+pub const OTHER_SYSCALL: &str = "getppid";
 
 /// What one run of a workload reports on stdout, as one JSON line.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Report {
-    /// IPC calls made inside the timed region.
+    /// Syscalls made inside the timed region.
     pub calls: u64,
     pub elapsed_ns: u64,
     /// CPU (user + system) of the workload and every process it forked; lets a caller that only
@@ -54,6 +57,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         "contended" => contended(iters)?,
         "pingpong" => pingpong(iters)?,
         "shm" => shm(iters)?,
+        OTHER_SYSCALL => getppid(iters),
         _ => bail!("unknown workload {name:?}; one of {}", NAMES.join(", ")),
     };
     let report = Report {
@@ -152,6 +156,17 @@ fn shm(iters: u64) -> Result<(u64, u64)> {
         segment.attach_detach()?;
     }
     Ok((2 * iters, elapsed_ns(start)))
+}
+
+/// getppid, a syscall no IPC tracer has a program for: any syscalls:* tracepoint attached sets
+/// TIF_SYSCALL_TRACEPOINT on every task, so each call still takes the syscall slow path.
+fn getppid(iters: u64) -> (u64, u64) {
+    let start = Instant::now();
+    for _ in 0..iters {
+        // SAFETY: getppid takes no arguments and cannot fail. Called raw, as glibc could cache it.
+        unsafe { libc::syscall(libc::SYS_getppid) };
+    }
+    (iters, elapsed_ns(start))
 }
 
 fn elapsed_ns(start: Instant) -> u64 {
