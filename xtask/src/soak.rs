@@ -272,7 +272,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     // make gigabytes of file in ten minutes.
     let (stream, stream_in) = std::io::pipe().context("pipe")?;
     // A megabyte of slack (the most an unprivileged pipe gets by default) so that a moment
-    // without CPU for the counter never stalls trace behind it.
+    // without CPU for the drain below never stalls trace behind it.
     // SAFETY: F_SETPIPE_SZ on a pipe we own; failing leaves the default 64 KiB.
     unsafe { libc::fcntl(stream_in.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
     let lines = Arc::new(AtomicU64::new(0));
@@ -498,39 +498,63 @@ impl Drop for Load {
     }
 }
 
-/// Counts trace's calls by pid, syscall and result as they stream by. The stream is read with a
-/// few string searches a line, not a JSON parser: it comes at the load's full rate.
-fn count_calls(stream: impl Read, lines: &AtomicU64) -> Result<TracedCalls> {
+/// Counts trace's calls by pid, syscall and result as they stream by. One thread only drains the
+/// pipe into memory, so trace never waits on the counting (slower than trace's own formatting in
+/// a debug build, and starved of CPU on a busy machine): a burst queues up here instead of in
+/// trace's ring buffer. Lines are read with a few string searches, not a JSON parser.
+fn count_calls(stream: impl Read + Send + 'static, lines: &AtomicU64) -> Result<TracedCalls> {
+    let (tx, chunks) = mpsc::channel::<Vec<u8>>();
+    let drain = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut stream = stream;
+        loop {
+            let mut chunk = vec![0; 1 << 16];
+            let n = stream.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(());
+            }
+            chunk.truncate(n);
+            if tx.send(chunk).is_err() {
+                return Ok(());
+            }
+        }
+    });
     let mut traced = TracedCalls::default();
-    let mut reader = BufReader::with_capacity(1 << 16, stream);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader
-            .read_line(&mut line)
-            .context("reading trace's output")?
-            == 0
-        {
-            return Ok(traced);
+    let mut pending = String::new();
+    for chunk in chunks {
+        pending.push_str(std::str::from_utf8(&chunk).context("trace's output is not UTF-8")?);
+        let mut start = 0;
+        while let Some(end) = pending[start..].find('\n') {
+            count_line(&pending[start..start + end], &mut traced)?;
+            lines.fetch_add(1, Relaxed);
+            start += end + 1;
         }
-        lines.fetch_add(1, Relaxed);
-        if let Some(summary) = Summary::parse(&line) {
-            traced.summary = Some(summary);
-            continue;
-        }
-        let (Some(pid), Some(call)) = (
-            json_u64(&line, "pid"),
-            json_str(&line, "op").and_then(Syscall::from_name),
-        ) else {
-            bail!("trace printed a line that is not a call: {}", line.trim());
-        };
-        if !json_str(&line, "comm").is_some_and(|c| c.starts_with(workload::COMM_PREFIX)) {
-            traced.others += 1;
-            continue;
-        }
-        let failed = usize::from(json_str(&line, "errno").is_some());
-        traced.by_pid.entry(pid as u32).or_default()[call.index()][failed] += 1;
+        pending.drain(..start);
     }
+    drain
+        .join()
+        .map_err(|_| anyhow::anyhow!("the pipe drain panicked"))?
+        .context("reading trace's output")?;
+    Ok(traced)
+}
+
+fn count_line(line: &str, traced: &mut TracedCalls) -> Result<()> {
+    if let Some(summary) = Summary::parse(line) {
+        traced.summary = Some(summary);
+        return Ok(());
+    }
+    let (Some(pid), Some(call)) = (
+        json_u64(line, "pid"),
+        json_str(line, "op").and_then(Syscall::from_name),
+    ) else {
+        bail!("trace printed a line that is not a call: {}", line.trim());
+    };
+    if !json_str(line, "comm").is_some_and(|c| c.starts_with(workload::COMM_PREFIX)) {
+        traced.others += 1;
+        return Ok(());
+    }
+    let failed = usize::from(json_str(line, "errno").is_some());
+    traced.by_pid.entry(pid as u32).or_default()[call.index()][failed] += 1;
+    Ok(())
 }
 
 /// lat's summary and its counts per object (type, id), summed over every interval.
