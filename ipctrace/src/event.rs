@@ -326,6 +326,12 @@ impl Call {
         (self.op == Op::Semctl).then_some(self.args[3])
     }
 
+    /// Whether semtimedop was given a timeout: known from the pointer, even where the kernel
+    /// side did not read the timeout itself (see `timeout_ns`).
+    pub fn timed(&self) -> bool {
+        self.op == Op::Semtimedop && self.args[3] != 0
+    }
+
     pub fn nsops(&self) -> Option<u64> {
         self.op.is_semop().then_some(self.args[2])
     }

@@ -20,6 +20,8 @@ pub struct LatView<W: Write> {
     pub waits: Waits,
     /// IPC keys by object, from /proc/sysvipc at start and the get calls seen since.
     keys: HashMap<(IpcKind, u32, i32), i32>,
+    /// Objects removed since the last report: their keys go once the report has named them.
+    removed: Vec<(IpcKind, u32, i32)>,
     clock: WallClock,
     /// Intervals still to print (`--count`).
     remaining: Option<u64>,
@@ -33,6 +35,7 @@ impl<W: Write> LatView<W> {
             json,
             waits,
             keys: HashMap::new(),
+            removed: Vec::new(),
             clock: WallClock::now(),
             remaining: count,
             printed_any: false,
@@ -54,6 +57,9 @@ impl<W: Write> LatView<W> {
         self.out.write_all(text.as_bytes())?;
         self.out.flush()?;
         self.waits.clear();
+        for object in self.removed.drain(..) {
+            self.keys.remove(&object);
+        }
         self.printed_any = true;
         Ok(())
     }
@@ -317,9 +323,15 @@ impl<W: Write> Sink for LatView<W> {
 }
 
 impl<W: Write> LatView<W> {
+    /// Keeps the keys of the objects that exist: learnt from get calls, forgotten after the
+    /// report that follows their IPC_RMID, so that churning objects do not grow the map.
     fn learn_key(&mut self, call: &Call) {
         if let (Some(id), Some(key)) = (call.id(), call.key()) {
             self.know_key(call.kind(), call.ipc_ns, id, key);
+        } else if call.cmd() == Some(crate::syscalls::IPC_RMID) && call.succeeded() {
+            if let Some(id) = call.id() {
+                self.removed.push((call.kind(), call.ipc_ns, id));
+            }
         }
     }
 }
@@ -366,6 +378,35 @@ mod tests {
         }
         v.event(&Event::Call(blocked(7, 5, 0)));
         v
+    }
+
+    #[test]
+    fn keys_of_removed_objects_go_after_the_report_that_names_them() {
+        let mut v = LatView::new(
+            Vec::new(),
+            true,
+            Waits::new(GroupBy::Object, vec![IpcKind::Sem]),
+            None,
+        );
+        for id in 0..10_000 {
+            let get = Call::synthetic(Op::Semget, 7, "churn", [0x1234, 1, 0, 0, 0, 0], id, 1);
+            let mut wait = blocked(7, id as i32, 1_000);
+            wait.args[0] = id as u64;
+            let rmid = Call::synthetic(Op::Semctl, 7, "churn", [id as u64, 0, 0, 0, 0, 0], 0, 1);
+            for call in [get, wait, rmid] {
+                v.event(&Event::Call(call));
+            }
+            if id % 1000 == 999 {
+                v.report().unwrap();
+            }
+        }
+        assert!(v.keys.is_empty(), "{} keys kept", v.keys.len());
+        let out = String::from_utf8(v.out).unwrap();
+        let last = out.lines().last().unwrap();
+        assert!(
+            last.contains("\"id\": 9999,") && last.contains("\"key\": 4660,"),
+            "{last}"
+        );
     }
 
     #[test]
