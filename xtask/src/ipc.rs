@@ -115,12 +115,49 @@ fn checked(ret: libc::c_long) -> std::io::Result<libc::c_long> {
     Ok(ret)
 }
 
-/// A semaphore set. One this process created is removed when dropped (also on an error path);
-/// one opened by key is left alone.
-pub struct SemSet {
+/// What the three kinds of object share: the id, and whether dropping removes the object.
+struct Handle {
+    kind: Kind,
     id: libc::c_int,
     /// Removed when dropped: created here, and neither removed nor handed over yet.
     owned: Cell<bool>,
+}
+
+impl Handle {
+    /// From a get call's result: an object this process `created` (owned), or opened by key.
+    fn from_get(kind: Kind, ret: libc::c_int, created: bool) -> std::io::Result<Handle> {
+        Ok(Handle {
+            kind,
+            id: checked(ret.into())? as libc::c_int,
+            owned: Cell::new(created),
+        })
+    }
+
+    fn remove(&self) -> std::io::Result<()> {
+        remove(self.kind, self.id)?;
+        self.owned.set(false);
+        Ok(())
+    }
+
+    fn into_id(self) -> libc::c_int {
+        self.owned.set(false);
+        self.id
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // Forked children leave with _exit and never get here.
+        if self.owned.get() {
+            let _ = self.remove();
+        }
+    }
+}
+
+/// A semaphore set. One this process created is removed when dropped (also on an error path);
+/// one opened by key is left alone.
+pub struct SemSet {
+    handle: Handle,
 }
 
 impl SemSet {
@@ -135,30 +172,23 @@ impl SemSet {
     pub fn create(key: libc::key_t, nsems: libc::c_int) -> std::io::Result<SemSet> {
         // SAFETY: a plain syscall creating a set this process then owns.
         let id = unsafe { libc::semget(key, nsems, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
-        Ok(SemSet {
-            id: checked(id.into())? as libc::c_int,
-            owned: Cell::new(true),
-        })
+        Handle::from_get(Kind::Sem, id, true).map(|handle| SemSet { handle })
     }
 
     /// The set another process created under `key`.
     pub fn open(key: libc::key_t) -> std::io::Result<SemSet> {
         // SAFETY: a plain syscall that only looks the key up.
         let id = unsafe { libc::semget(key, 0, 0) };
-        Ok(SemSet {
-            id: checked(id.into())? as libc::c_int,
-            owned: Cell::new(false),
-        })
+        Handle::from_get(Kind::Sem, id, false).map(|handle| SemSet { handle })
     }
 
     pub fn id(&self) -> libc::c_int {
-        self.id
+        self.handle.id
     }
 
     /// Hands the object over: it outlives this handle, for someone else to remove.
     pub fn into_id(self) -> libc::c_int {
-        self.owned.set(false);
-        self.id
+        self.handle.into_id()
     }
 
     /// Adds `op` to semaphore 0, waiting as long as it takes.
@@ -171,7 +201,7 @@ impl SemSet {
     pub fn op_on(&self, num: u16, op: libc::c_short, flags: libc::c_short) -> std::io::Result<()> {
         let mut sop = sembuf(num, op, flags);
         // SAFETY: one valid sembuf.
-        checked(unsafe { libc::semop(self.id, &mut sop, 1) }.into()).map(drop)
+        checked(unsafe { libc::semop(self.handle.id, &mut sop, 1) }.into()).map(drop)
     }
 
     /// The semop syscall itself, which glibc no longer makes.
@@ -183,7 +213,7 @@ impl SemSet {
     ) -> std::io::Result<()> {
         let sop = sembuf(num, op, flags);
         // SAFETY: semop(id, one valid sembuf, 1).
-        checked(unsafe { libc::syscall(libc::SYS_semop, self.id, &sop, 1) }).map(drop)
+        checked(unsafe { libc::syscall(libc::SYS_semop, self.handle.id, &sop, 1) }).map(drop)
     }
 
     /// semtimedop: EAGAIN once `timeout` passes without the operation going through.
@@ -195,41 +225,42 @@ impl SemSet {
         };
         // SAFETY: semtimedop(id, one valid sembuf, 1, a valid timespec); the libc crate has no
         // wrapper for it.
-        checked(unsafe { libc::syscall(libc::SYS_semtimedop, self.id, &sop, 1, &timeout) })
+        checked(unsafe { libc::syscall(libc::SYS_semtimedop, self.handle.id, &sop, 1, &timeout) })
             .map(drop)
     }
 
     pub fn set_value(&self, num: u16, value: libc::c_int) -> std::io::Result<()> {
         // SAFETY: SETVAL takes the value as semctl's fourth argument.
-        checked(unsafe { libc::semctl(self.id, num.into(), libc::SETVAL, value) }.into()).map(drop)
+        checked(unsafe { libc::semctl(self.handle.id, num.into(), libc::SETVAL, value) }.into())
+            .map(drop)
     }
 
     /// How many processes wait for semaphore `num` to grow (GETNCNT).
     pub fn waiting(&self, num: u16) -> std::io::Result<u64> {
         // SAFETY: GETNCNT reads one count.
-        checked(unsafe { libc::semctl(self.id, num.into(), libc::GETNCNT) }.into())
+        checked(unsafe { libc::semctl(self.handle.id, num.into(), libc::GETNCNT) }.into())
             .map(|n| n as u64)
     }
 
     /// SETALL: `values` must have one entry per semaphore of the set.
     pub fn set_all(&self, values: &[libc::c_ushort]) -> std::io::Result<()> {
         // SAFETY: SETALL reads nsems values from the array, which the caller sized to the set.
-        checked(unsafe { libc::semctl(self.id, 0, libc::SETALL, values.as_ptr()) }.into()).map(drop)
+        checked(unsafe { libc::semctl(self.handle.id, 0, libc::SETALL, values.as_ptr()) }.into())
+            .map(drop)
     }
 
     /// GETALL: `values` must have room for one entry per semaphore of the set.
     pub fn get_all(&self, values: &mut [libc::c_ushort]) -> std::io::Result<()> {
         // SAFETY: GETALL writes nsems values into the array, which the caller sized to the set.
-        checked(unsafe { libc::semctl(self.id, 0, libc::GETALL, values.as_mut_ptr()) }.into())
-            .map(drop)
+        checked(
+            unsafe { libc::semctl(self.handle.id, 0, libc::GETALL, values.as_mut_ptr()) }.into(),
+        )
+        .map(drop)
     }
 
     /// IPC_RMID: every waiter returns EIDRM; a second removal fails with EINVAL.
     pub fn remove(&self) -> std::io::Result<()> {
-        // SAFETY: a plain syscall on an id.
-        checked(unsafe { libc::semctl(self.id, 0, libc::IPC_RMID) }.into())?;
-        self.owned.set(false);
-        Ok(())
+        self.handle.remove()
     }
 }
 
@@ -238,15 +269,6 @@ fn sembuf(num: u16, op: libc::c_short, flags: libc::c_short) -> libc::sembuf {
         sem_num: num,
         sem_op: op,
         sem_flg: flags,
-    }
-}
-
-impl Drop for SemSet {
-    fn drop(&mut self) {
-        // Forked children leave with _exit and never get here.
-        if self.owned.get() {
-            let _ = self.remove();
-        }
     }
 }
 
@@ -261,9 +283,7 @@ struct Message {
 
 /// A message queue; removed when dropped if this process created it.
 pub struct Queue {
-    id: libc::c_int,
-    /// Removed when dropped: created here, and neither removed nor handed over yet.
-    owned: Cell<bool>,
+    handle: Handle,
 }
 
 impl Queue {
@@ -276,30 +296,23 @@ impl Queue {
     pub fn create(key: libc::key_t) -> std::io::Result<Queue> {
         // SAFETY: a plain syscall creating a queue this process then owns.
         let id = unsafe { libc::msgget(key, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
-        Ok(Queue {
-            id: checked(id.into())? as libc::c_int,
-            owned: Cell::new(true),
-        })
+        Handle::from_get(Kind::Msg, id, true).map(|handle| Queue { handle })
     }
 
     /// The queue another process created under `key`.
     pub fn open(key: libc::key_t) -> std::io::Result<Queue> {
         // SAFETY: a plain syscall that only looks the key up.
         let id = unsafe { libc::msgget(key, 0) };
-        Ok(Queue {
-            id: checked(id.into())? as libc::c_int,
-            owned: Cell::new(false),
-        })
+        Handle::from_get(Kind::Msg, id, false).map(|handle| Queue { handle })
     }
 
     pub fn id(&self) -> libc::c_int {
-        self.id
+        self.handle.id
     }
 
     /// Hands the object over: it outlives this handle, for someone else to remove.
     pub fn into_id(self) -> libc::c_int {
-        self.owned.set(false);
-        self.id
+        self.handle.into_id()
     }
 
     /// Sends `text` (at most MESSAGE_MAX bytes) as a message of type `mtype`.
@@ -318,7 +331,7 @@ impl Queue {
         // SAFETY: the buffer holds an mtype followed by at least the `len` bytes the size names.
         let sent = unsafe {
             libc::msgsnd(
-                self.id,
+                self.handle.id,
                 (&message as *const Message).cast::<c_void>(),
                 len,
                 flags,
@@ -336,7 +349,7 @@ impl Queue {
         // SAFETY: room for an mtype and the MESSAGE_MAX bytes the size names.
         let got = unsafe {
             libc::msgrcv(
-                self.id,
+                self.handle.id,
                 (&mut message as *mut Message).cast::<c_void>(),
                 MESSAGE_MAX,
                 want,
@@ -350,7 +363,7 @@ impl Queue {
     pub fn stat(&self) -> std::io::Result<libc::msqid_ds> {
         // SAFETY: IPC_STAT fills the zeroed struct it is given.
         let mut ds: libc::msqid_ds = unsafe { std::mem::zeroed() };
-        checked(unsafe { libc::msgctl(self.id, libc::IPC_STAT, &mut ds) }.into())?;
+        checked(unsafe { libc::msgctl(self.handle.id, libc::IPC_STAT, &mut ds) }.into())?;
         Ok(ds)
     }
 
@@ -358,31 +371,18 @@ impl Queue {
     pub fn set(&self, ds: &libc::msqid_ds) -> std::io::Result<()> {
         let mut ds = *ds;
         // SAFETY: IPC_SET reads the struct it is given.
-        checked(unsafe { libc::msgctl(self.id, libc::IPC_SET, &mut ds) }.into()).map(drop)
+        checked(unsafe { libc::msgctl(self.handle.id, libc::IPC_SET, &mut ds) }.into()).map(drop)
     }
 
     /// IPC_RMID: every waiter returns EIDRM; a second removal fails with EINVAL.
     pub fn remove(&self) -> std::io::Result<()> {
-        // SAFETY: a plain syscall on an id.
-        checked(unsafe { libc::msgctl(self.id, libc::IPC_RMID, std::ptr::null_mut()) }.into())?;
-        self.owned.set(false);
-        Ok(())
-    }
-}
-
-impl Drop for Queue {
-    fn drop(&mut self) {
-        if self.owned.get() {
-            let _ = self.remove();
-        }
+        self.handle.remove()
     }
 }
 
 /// A shared memory segment; removed when dropped if this process created it.
 pub struct Segment {
-    id: libc::c_int,
-    /// Removed when dropped: created here, and neither removed nor handed over yet.
-    owned: Cell<bool>,
+    handle: Handle,
 }
 
 impl Segment {
@@ -395,36 +395,29 @@ impl Segment {
     pub fn create(key: libc::key_t, size: usize) -> std::io::Result<Segment> {
         // SAFETY: a plain syscall creating a segment this process then owns.
         let id = unsafe { libc::shmget(key, size, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
-        Ok(Segment {
-            id: checked(id.into())? as libc::c_int,
-            owned: Cell::new(true),
-        })
+        Handle::from_get(Kind::Shm, id, true).map(|handle| Segment { handle })
     }
 
     /// The segment another process created under `key`.
     pub fn open(key: libc::key_t) -> std::io::Result<Segment> {
         // SAFETY: a plain syscall that only looks the key up.
         let id = unsafe { libc::shmget(key, 0, 0) };
-        Ok(Segment {
-            id: checked(id.into())? as libc::c_int,
-            owned: Cell::new(false),
-        })
+        Handle::from_get(Kind::Shm, id, false).map(|handle| Segment { handle })
     }
 
     pub fn id(&self) -> libc::c_int {
-        self.id
+        self.handle.id
     }
 
     /// Hands the object over: it outlives this handle, for someone else to remove.
     pub fn into_id(self) -> libc::c_int {
-        self.owned.set(false);
-        self.id
+        self.handle.into_id()
     }
 
     /// Maps the segment where the kernel likes; nothing reads or writes the mapping.
     pub fn attach(&self) -> std::io::Result<*mut c_void> {
         // SAFETY: the kernel picks the address.
-        let addr = unsafe { libc::shmat(self.id, std::ptr::null(), 0) };
+        let addr = unsafe { libc::shmat(self.handle.id, std::ptr::null(), 0) };
         checked(addr as libc::c_long)?;
         Ok(addr)
     }
@@ -439,16 +432,13 @@ impl Segment {
     pub fn stat(&self) -> std::io::Result<libc::shmid_ds> {
         // SAFETY: IPC_STAT fills the zeroed struct it is given.
         let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
-        checked(unsafe { libc::shmctl(self.id, libc::IPC_STAT, &mut ds) }.into())?;
+        checked(unsafe { libc::shmctl(self.handle.id, libc::IPC_STAT, &mut ds) }.into())?;
         Ok(ds)
     }
 
     /// IPC_RMID: the segment goes once its last mapping does.
     pub fn remove(&self) -> std::io::Result<()> {
-        // SAFETY: a plain syscall on an id.
-        checked(unsafe { libc::shmctl(self.id, libc::IPC_RMID, std::ptr::null_mut()) }.into())?;
-        self.owned.set(false);
-        Ok(())
+        self.handle.remove()
     }
 }
 
@@ -456,14 +446,6 @@ impl Segment {
 pub fn detach(addr: *mut c_void) -> std::io::Result<()> {
     // SAFETY: unmapping an address shmat gave us; nothing refers to the mapping.
     checked(unsafe { libc::shmdt(addr) }.into()).map(drop)
-}
-
-impl Drop for Segment {
-    fn drop(&mut self) {
-        if self.owned.get() {
-            let _ = self.remove();
-        }
-    }
 }
 
 /// A pipe the forked children block on, so all of them start together once the timer runs.
