@@ -195,6 +195,9 @@ Examples:
 
 Without --duration or --watch nothing is traced: creators of segments come from the kernel's
 cpid, and semaphore sets and queues made before ipctrace looked show no creator.
+/proc/sysvipc lists ipctrace's own IPC namespace only: objects of other namespaces (containers)
+show once a traced call names them, labelled with their ipc_ns, and a note says when processes
+live in other namespaces. To list one's objects: nsenter --ipc --target PID ipctrace objects.
 On privileges, --user and --output: ipctrace --help.";
 
 #[derive(Debug, Args, Clone, Default)]
@@ -252,6 +255,7 @@ fn trace(args: TraceArgs) -> Result<i32> {
         duration: args.common.duration,
         interval: None,
         what: filter.describe(),
+        notes: Vec::new(),
     };
     let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
     if let Err(e) = view.finish(&totals) {
@@ -308,6 +312,7 @@ fn lat(args: LatArgs) -> Result<i32> {
         duration: args.common.duration,
         interval,
         what: format!("{} waits", filter.describe()),
+        notes: Vec::new(),
     };
     let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
     match view.finish(&totals) {
@@ -337,6 +342,7 @@ fn floor(common: Common) -> Result<i32> {
         duration: common.duration,
         interval: None,
         what: format!("{} with empty programs", filter.describe()),
+        notes: Vec::new(),
     };
     runtime()?.block_on(session::run(probe, schedule, &mut Nothing))?;
     Ok(0)
@@ -352,6 +358,9 @@ fn objects(args: ObjectsArgs) -> Result<i32> {
     let prepared = args.common.prepare(tracing)?;
     if !tracing {
         let objects = Objects::seed_from_proc(&kinds)?;
+        if let Some(note) = other_namespaces_note() {
+            eprintln!("{note}");
+        }
         prepared.drop_privileges()?;
         let mut view = ObjectsView::new(prepared.out, args.common.json, objects, filter);
         return match view.print() {
@@ -371,6 +380,7 @@ fn objects(args: ObjectsArgs) -> Result<i32> {
         duration: args.common.duration,
         interval: args.watch,
         what: format!("{} objects", filter.describe()),
+        notes: other_namespaces_note().into_iter().collect(),
     };
     let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
     match view.finish(Some(&totals)) {
@@ -381,6 +391,20 @@ fn objects(args: ObjectsArgs) -> Result<i32> {
 
 /// Attaches the programs every tracing command uses: calls, waits and their wakers, and
 /// process events (shm attachments follow fork/exec/exit; exec reveals 32-bit processes).
+/// Says so when processes live in other IPC namespaces (containers): /proc/sysvipc lists the
+/// objects of ipctrace's own namespace only, so theirs are known only from their traced calls.
+fn other_namespaces_note() -> Option<String> {
+    let (processes, namespaces) = crate::procfs::in_other_ipc_namespaces();
+    (processes > 0).then(|| {
+        format!(
+            "note: {processes} processes in {namespaces} other IPC namespace(s): /proc/sysvipc \
+             lists ipctrace's own only, so their objects show only once a traced call names \
+             them (with their ipc_ns); to list one's objects, run ipctrace in it: \
+             nsenter --ipc --target PID ipctrace objects"
+        )
+    })
+}
+
 /// What every view attaches: the calls `filter` passes and their waits; `view` adds what the
 /// view needs besides (process events, or leaving user memory unread).
 fn attach(filter: &Filter, view: ProbeOptions) -> Result<Probe> {

@@ -418,6 +418,24 @@ pub fn own_ipc_namespace() -> Option<u32> {
     ipc_namespace_at("/proc/self/ns/ipc")
 }
 
+/// Processes in IPC namespaces other than ours, and how many such namespaces: their objects are
+/// not in our /proc/sysvipc. Processes we may not look at are not counted.
+pub fn in_other_ipc_namespaces() -> (usize, usize) {
+    let Some(own) = own_ipc_namespace() else {
+        return (0, 0);
+    };
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return (0, 0);
+    };
+    let others: Vec<u32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(ipc_namespace_of)
+        .filter(|ns| *ns != own)
+        .collect();
+    let namespaces: std::collections::BTreeSet<u32> = others.iter().copied().collect();
+    (others.len(), namespaces.len())
+}
+
 fn ipc_namespace_at(path: &str) -> Option<u32> {
     parse_ipc_namespace_link(fs::read_link(path).ok()?.to_str()?)
 }

@@ -61,6 +61,8 @@ pub struct Schedule {
     pub interval: Option<Duration>,
     /// What the `Tracing ...` line says is traced.
     pub what: String,
+    /// Lines for stderr right after the `Tracing ...` line.
+    pub notes: Vec<String>,
 }
 
 /// Drives `sink` from `probe` until something stops it; the probe is detached on return.
@@ -77,6 +79,9 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
     let mut sighup = signal(SignalKind::hangup())?;
     // Only now can Ctrl-C end the session cleanly, so only now may scripts be told to go on.
     eprintln!("Tracing {}... Hit Ctrl-C to end.", schedule.what);
+    for note in &schedule.notes {
+        eprintln!("{note}");
+    }
     let compat = crate::abi::running_32bit();
     if let Some(warning) = crate::abi::warning(&compat) {
         eprintln!("{warning}");

@@ -237,3 +237,40 @@ fn the_table_from_proc_needs_no_privileges_tracing_does() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("needs root"), "{stderr}");
 }
+
+#[test]
+fn objects_say_when_other_ipc_namespaces_are_not_listed() {
+    // A process in an IPC namespace of its own, whose objects our /proc/sysvipc cannot show.
+    let mut other = Command::new("unshare")
+        .args(["--ipc", "sleep", "30"])
+        .spawn()
+        .expect("unshare (util-linux)");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let own = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+    while std::fs::read_link(format!("/proc/{}/ns/ipc", other.id())).ok() == Some(own.clone()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "unshare --ipc never moved"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let snapshot = Command::new(BIN).arg("objects").output().unwrap();
+    let traced = Command::new(BIN)
+        .args(["objects", "--duration", "0.2"])
+        .output()
+        .unwrap();
+    let _ = other.kill();
+    let _ = other.wait();
+    for (what, out) in [("snapshot", snapshot), ("traced", traced)] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{what}: {stderr}");
+        let note = stderr
+            .lines()
+            .find(|l| l.starts_with("note: "))
+            .unwrap_or_else(|| panic!("{what}: no note: {stderr}"));
+        assert!(
+            note.contains("other IPC namespace(s)") && note.contains("nsenter --ipc"),
+            "{what}: {note}"
+        );
+    }
+}
