@@ -4,7 +4,7 @@
 
 mod support;
 
-use ipctrace::event::Event;
+use ipctrace::event::{Event, SemOp};
 use ipctrace::filter::Filter;
 use ipctrace::model::shm_addresses::ShmAddressBook;
 use ipctrace::probe::KernelCounts;
@@ -646,4 +646,182 @@ fn skipping_user_memory_leaves_sembufs_timeouts_and_mtypes_unread() {
     assert!(semtimedop.sops().is_empty(), "{semtimedop:?}");
     assert_eq!(semtimedop.timeout_ns, None);
     assert_eq!((msgsnd.mtype, msgsnd.ret), (None, 0));
+}
+
+#[test]
+fn hostile_calls_are_traced_with_their_errors_and_tracing_goes_on() {
+    // SAFETY (all unsafe blocks below): SysV IPC syscalls on objects this test owns, given
+    // pointers that are null, unmapped or at the end of the child's own mapping: the kernel
+    // checks them, and the child writes only to the page it mapped.
+    let sem = unsafe { libc::semget(libc::IPC_PRIVATE, 1, libc::IPC_CREAT | 0o600) };
+    let msq = unsafe { libc::msgget(libc::IPC_PRIVATE, libc::IPC_CREAT | 0o600) };
+    assert!(sem >= 0 && msq >= 0);
+    let _cleanup = (Removal::sem(sem), Removal::msg(msq));
+    let key = unique_key(8) | i32::MIN; // above 0x7fff_ffff as a u32: a negative key_t
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    const HUGE_NSOPS: usize = 100_000; // above SEMOPM: E2BIG before the kernel reads a sembuf
+    let child = spawn(c"it-hostile", move || unsafe {
+        // Two pages, the second unmapped again: an address nothing is mapped at, and a last
+        // sembuf of the first page with nothing readable after it.
+        let base = libc::mmap(
+            ptr::null_mut(),
+            2 * page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if base == libc::MAP_FAILED || libc::munmap(base.cast::<u8>().add(page).cast(), page) != 0 {
+            return 1;
+        }
+        let unmapped = base.cast::<u8>().add(page);
+        let last = unmapped
+            .sub(size_of::<libc::sembuf>())
+            .cast::<libc::sembuf>();
+        last.write(sembuf(0, 1, 0));
+        for bad in [ptr::null_mut(), unmapped] {
+            libc::syscall(libc::SYS_semop, sem, bad, 1);
+            libc::syscall(
+                libc::SYS_semtimedop,
+                sem,
+                bad,
+                1,
+                ptr::null::<libc::timespec>(),
+            );
+        }
+        libc::syscall(libc::SYS_semop, sem, last, HUGE_NSOPS);
+        let mut wait = [sembuf(0, -1, libc::IPC_NOWAIT as i16)];
+        libc::syscall(libc::SYS_semtimedop, sem, wait.as_mut_ptr(), 1, unmapped);
+        let message: [libc::c_long; 2] = [3, 0];
+        for bad in [ptr::null_mut(), unmapped] {
+            libc::msgsnd(msq, bad.cast(), 8, 0);
+            libc::msgsnd(msq, message.as_ptr().cast(), 8, 0);
+            libc::msgrcv(msq, bad.cast(), 8, 0, libc::IPC_NOWAIT); // the message is dequeued
+        }
+        libc::semctl(-1, 0, libc::IPC_STAT, ptr::null_mut::<libc::semid_ds>());
+        libc::shmat(-5, ptr::null(), 0);
+        libc::msgctl(-7, libc::IPC_STAT, ptr::null_mut());
+        libc::semget(key, 1, libc::IPC_CREAT | libc::IPC_EXCL | 0o600);
+        // Tracing goes on: an ordinary semop, with the one sembuf the huge one named.
+        libc::syscall(libc::SYS_semop, sem, last, 1) as i32
+    });
+    let pid = child.pid;
+    let t = trace(&[child], options(Filter::default()));
+    let created = unsafe { libc::semget(key, 0, 0) };
+    let _cleanup_key = Removal::sem(created);
+    assert_eq!(t.exit_codes, [0], "the child's last semop failed");
+    let calls = t.of(pid);
+    let ops: Vec<Op> = calls.iter().map(|c| c.op).collect();
+    assert_eq!(
+        ops,
+        [
+            Op::Semop,
+            Op::Semtimedop,
+            Op::Semop,
+            Op::Semtimedop,
+            Op::Semop,
+            Op::Semtimedop,
+            Op::Msgsnd,
+            Op::Msgsnd,
+            Op::Msgrcv,
+            Op::Msgsnd,
+            Op::Msgsnd,
+            Op::Msgrcv,
+            Op::Semctl,
+            Op::Shmat,
+            Op::Msgctl,
+            Op::Semget,
+            Op::Semop
+        ],
+        "{calls:#?}"
+    );
+    let errors: Vec<Option<String>> = calls.iter().map(|c| c.errno_name()).collect();
+    let e = |name: &str| Some(name.to_string());
+    assert_eq!(
+        errors,
+        [
+            e("EFAULT"),
+            e("EFAULT"),
+            e("EFAULT"),
+            e("EFAULT"),
+            e("E2BIG"),
+            e("EFAULT"),
+            e("EFAULT"),
+            None,
+            e("EFAULT"),
+            e("EFAULT"),
+            None,
+            e("EFAULT"),
+            e("EINVAL"),
+            e("EINVAL"),
+            e("EINVAL"),
+            None,
+            None
+        ],
+        "{calls:#?}"
+    );
+
+    // The kernel side could not read the sembufs: none are made up.
+    for c in &calls[..4] {
+        assert_eq!((c.id(), c.nsops()), (Some(sem), Some(1)), "{c:?}");
+        assert!(c.sops().is_empty(), "{c:?}");
+        assert_eq!(c.timeout_ns, None, "{c:?}");
+    }
+    let huge = calls[4];
+    assert_eq!(huge.nsops(), Some(HUGE_NSOPS as u64));
+    assert!(
+        huge.sops().is_empty(),
+        "only one of the first MAX_SOPS sembufs was readable: {huge:?}"
+    );
+    let bad_timeout = calls[5];
+    assert_eq!(
+        bad_timeout.sops(),
+        [SemOp {
+            num: 0,
+            op: -1,
+            flg: libc::IPC_NOWAIT as i16
+        }]
+    );
+    assert!(bad_timeout.timed());
+    assert_eq!(bad_timeout.timeout_ns, None, "{bad_timeout:?}");
+
+    for (i, c) in calls[6..12].iter().enumerate() {
+        let expected = if i % 3 == 1 { Some(3) } else { None };
+        assert_eq!((c.id(), c.mtype), (Some(msq), expected), "{c:?}");
+    }
+
+    assert_eq!(
+        (calls[12].id(), calls[12].cmd_name().as_deref()),
+        (Some(-1), Some("IPC_STAT"))
+    );
+    assert_eq!(
+        (calls[13].id(), calls[13].shmaddr(), calls[13].ret),
+        (Some(-5), Some(0), -libc::EINVAL as i64)
+    );
+    assert_eq!(
+        (calls[14].id(), calls[14].cmd_name().as_deref()),
+        (Some(-7), Some("IPC_STAT"))
+    );
+
+    let semget = calls[15];
+    assert!(created >= 0, "the child's semget made no semaphore set");
+    assert_eq!(
+        (semget.key(), semget.id(), semget.semnum()),
+        (Some(key), Some(created), Some(1))
+    );
+
+    let ordinary = calls[16];
+    assert_eq!(
+        (ordinary.id(), ordinary.nsops(), ordinary.ret),
+        (Some(sem), Some(1), 0)
+    );
+    assert_eq!(
+        ordinary.sops(),
+        [SemOp {
+            num: 0,
+            op: 1,
+            flg: 0
+        }]
+    );
+    assert_eq!(t.kernel, KernelCounts::default());
 }
