@@ -138,6 +138,7 @@ impl<T> TaskStorage<T> {
 const TASK_INTERRUPTIBLE: u64 = 1;
 const IPC_RMID: u64 = 0;
 const EEXIST: i32 = 17;
+const E2BIG: i64 = 7;
 
 /// Records never wake the reader: a wakeup costs the traced call an IPI and the reader a
 /// context switch per record. The reader drains the ring on a short timer instead.
@@ -433,7 +434,9 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
                     3 => read_user_into(buf, 3 * S, src),
                     _ => read_user_into(buf, 4 * S, src),
                 };
-                if read == 0 {
+                // E2BIG: nsops was over the limit and the kernel read none of them, so what
+                // follows the caller's first sembuf need not be sembufs at all.
+                if read == 0 && ret != -E2BIG {
                     flags |= CALL_SOPS_READ;
                 }
                 if op == OP_SEMTIMEDOP && p.args[3] != 0 {
