@@ -7,12 +7,10 @@ mod support;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::ffi::{CStr, CString};
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::io::Read;
 use std::time::{Duration, Instant};
 use support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ipctrace");
 /// Objects created and removed (a third of each kind).
 const OBJECTS: usize = 30_000;
 /// Short-lived processes, each attaching a segment and taking a semaphore with SEM_UNDO.
@@ -132,17 +130,9 @@ fn churn_keeps_the_tracer_bounded_and_its_table_right() {
 
     // Traced until told to stop (or the test's time is up): no reconcile with /proc until
     // then, so the model alone must let go of what is removed and of who exits.
-    let mut tracer = Command::new(BIN)
-        .args(["objects", "--json", "--duration", "20"])
-        .args(comms.iter().flat_map(|c| ["--comm", c]))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(tracer.stderr.take().unwrap());
-    let mut first = String::new();
-    stderr.read_line(&mut first).unwrap();
-    assert!(first.starts_with("Tracing "), "{first}");
+    let mut args = vec!["objects", "--json", "--duration", "20"];
+    args.extend(comms.iter().flat_map(|c| ["--comm", &c[..]]));
+    let (mut tracer, mut stderr) = start_ipctrace(&args);
     std::thread::sleep(Duration::from_millis(200));
     let rss_before = status_kb(tracer.id(), "VmRSS");
 

@@ -2,12 +2,15 @@
 //! summary, clean stops by signal and --duration, and its errors for bad input, missing
 //! privileges, BTF or tracepoints; --user, --output, and no listening socket.
 
+mod support;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+use support::json_lines;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ipctrace");
 
@@ -84,12 +87,6 @@ fn workload(script: &str, args: &[&str]) -> Child {
         .expect("perl")
 }
 
-fn json_lines(out: &str) -> Vec<Value> {
-    out.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
 #[test]
 fn json_trace_of_a_perl_sysv_workload() {
     let mut perl = workload("sysv.pl", &[]);
@@ -110,7 +107,7 @@ fn json_trace_of_a_perl_sysv_workload() {
     let (code, out, stderr) = tracer.finish();
     assert_eq!(code, 0, "{stderr:?}");
 
-    let lines = json_lines(&out);
+    let lines = json_lines(out.as_bytes());
     let (summary, calls) = lines.split_last().unwrap();
     assert_eq!(
         summary["summary"]["events"].as_u64(),
@@ -184,7 +181,7 @@ fn duration_and_sigterm_end_cleanly_with_a_summary() {
     let tracer = Tracer::start(&["--json", "--duration", "0.3", "--pid", "1"]);
     let (code, out, _) = tracer.finish();
     assert_eq!(code, 0);
-    let lines = json_lines(&out);
+    let lines = json_lines(out.as_bytes());
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["summary"]["events"], 0);
 
@@ -239,7 +236,7 @@ fn lat_json_names_the_contended_semaphore_and_its_releaser() {
     tracer.signal(libc::SIGINT);
     let (code, out, _) = tracer.finish();
     assert_eq!(code, 0);
-    let lines = json_lines(&out);
+    let lines = json_lines(out.as_bytes());
     let sem0 = lines
         .iter()
         .find(|l| l["semnum"] == 0)
@@ -303,7 +300,7 @@ fn calls_in_another_ipc_namespace_carry_that_namespace() {
     std::thread::sleep(Duration::from_millis(200));
     tracer.signal(libc::SIGINT);
     let (_, out, _) = tracer.finish();
-    let lines = json_lines(&out);
+    let lines = json_lines(out.as_bytes());
     let (_, calls) = lines.split_last().unwrap();
     assert_eq!(calls.len(), 16);
     assert!(
@@ -363,7 +360,7 @@ fn thirty_two_bit_processes_are_reported_as_not_covered() {
     };
     assert!(warned(before.id()), "running at start: {stderr:?}");
     assert!(warned(during.id()), "exec'd while tracing: {stderr:?}");
-    let summary = json_lines(&out).pop().unwrap();
+    let summary = json_lines(out.as_bytes()).pop().unwrap();
     assert!(
         summary["summary"]["compat_processes"].as_u64().unwrap() >= 2,
         "{out}"
@@ -770,7 +767,7 @@ fn user_drops_every_privilege_once_attached_and_tracing_goes_on() {
     assert_eq!(mode, 0o600);
     let written = std::fs::read_to_string(&file).unwrap();
     let _ = std::fs::remove_file(&file);
-    let lines = json_lines(&written);
+    let lines = json_lines(written.as_bytes());
     let (summary, calls) = lines.split_last().unwrap();
     // Every call of the workload arrived through the ring buffer after the switch, and the
     // counters were read as nobody for the summary.

@@ -1,10 +1,13 @@
 //! Runs the built `ipctrace objects` end to end: its --json lines and its table for objects this
 //! test made, from /proc alone and while tracing.
 
+mod support;
+
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::io::Read;
+use std::process::Command;
 use std::time::Duration;
+use support::{json_lines, start_ipctrace};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ipctrace");
 
@@ -35,13 +38,6 @@ impl Drop for Segment {
             libc::shmctl(self.id, libc::IPC_RMID, std::ptr::null_mut());
         }
     }
-}
-
-fn json_lines(out: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
 }
 
 fn our_comm() -> String {
@@ -137,19 +133,8 @@ fn the_table_has_ipcs_headers_and_our_segment() {
 
 #[test]
 fn while_tracing_the_creator_has_a_time_and_the_last_op_a_name() {
-    let mut tracer = Command::new(BIN)
-        .args(["objects", "--json", "--type", "sem", "--duration", "1.5"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(tracer.stderr.take().unwrap());
-    let mut first = String::new();
-    stderr.read_line(&mut first).unwrap();
-    assert!(
-        first.starts_with("Tracing ") && first.trim_end().ends_with("Hit Ctrl-C to end."),
-        "{first}"
-    );
+    let (mut tracer, _stderr) =
+        start_ipctrace(&["objects", "--json", "--type", "sem", "--duration", "1.5"]);
     // SAFETY: plain SysV calls on a set this test owns (removed below).
     let id = unsafe { libc::semget(libc::IPC_PRIVATE, 2, libc::IPC_CREAT | 0o640) };
     assert!(id >= 0);

@@ -183,3 +183,28 @@ pub fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect()
 }
+
+/// Starts the built ipctrace with `args` (stdout and stderr piped) and waits for its
+/// `Tracing ... Hit Ctrl-C to end.` line; hands back the process and the rest of its stderr.
+pub fn start_ipctrace(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+) {
+    use std::io::BufRead;
+    let mut tracer = std::process::Command::new(env!("CARGO_BIN_EXE_ipctrace"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ipctrace");
+    let mut stderr = std::io::BufReader::new(tracer.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    assert!(
+        first.starts_with("Tracing ") && first.trim_end().ends_with("Hit Ctrl-C to end."),
+        "{first}"
+    );
+    (tracer, stderr)
+}
