@@ -239,8 +239,9 @@ fn trace(args: TraceArgs) -> Result<i32> {
     let filter = args.common.filter();
     filter.validate()?;
     let prepared = args.common.prepare(true)?;
-    let probe = attach(&filter, with_processes())?;
-    let shm_addresses = shm_addresses_now(&filter);
+    let key_ids = ids_of_keys(&filter);
+    let probe = attach(&filter, key_ids.clone(), with_processes())?;
+    let shm_addresses = shm_addresses_now(&filter, &key_ids);
     prepared.drop_privileges()?;
     let mut view = TraceView::new(
         std::io::BufWriter::with_capacity(1 << 16, prepared.out),
@@ -292,6 +293,7 @@ fn lat(args: LatArgs) -> Result<i32> {
     // Waits need no process events, and no sembufs unless grouped by semaphore number.
     let probe = attach(
         &filter,
+        ids_of_keys(&filter),
         ProbeOptions {
             skip_user_memory: !matches!(by, GroupBy::Semnum),
             ..Default::default()
@@ -368,7 +370,7 @@ fn objects(args: ObjectsArgs) -> Result<i32> {
             _ => Ok(0),
         };
     }
-    let probe = attach(&filter, with_processes())?;
+    let probe = attach(&filter, ids_of_keys(&filter), with_processes())?;
     // Seeded once attached: what happens in between is in the kernel's numbers, and its events
     // (stamped before the seed) only add names.
     let mut objects = Objects::seed_from_proc(&kinds)?;
@@ -389,8 +391,6 @@ fn objects(args: ObjectsArgs) -> Result<i32> {
     }
 }
 
-/// Attaches the programs every tracing command uses: calls, waits and their wakers, and
-/// process events (shm attachments follow fork/exec/exit; exec reveals 32-bit processes).
 /// Says so when processes live in other IPC namespaces (containers): /proc/sysvipc lists the
 /// objects of ipctrace's own namespace only, so theirs are known only from their traced calls.
 fn other_namespaces_note() -> Option<String> {
@@ -405,13 +405,14 @@ fn other_namespaces_note() -> Option<String> {
     })
 }
 
-/// What every view attaches: the calls `filter` passes and their waits; `view` adds what the
-/// view needs besides (process events, or leaving user memory unread).
-fn attach(filter: &Filter, view: ProbeOptions) -> Result<Probe> {
+/// What every view attaches: the calls `filter` passes (and those on `key_ids`, the objects its
+/// keys name now) and their waits; `view` adds what the view needs besides (process events, or
+/// leaving user memory unread).
+fn attach(filter: &Filter, key_ids: Vec<(IpcKind, i32)>, view: ProbeOptions) -> Result<Probe> {
     Probe::attach(&ProbeOptions {
         filter: filter.clone(),
         waits: true,
-        key_ids: ids_of_keys(filter),
+        key_ids,
         ..view
     })
 }
@@ -437,11 +438,12 @@ fn ids_of_keys(filter: &Filter) -> Vec<(IpcKind, i32)> {
 }
 
 /// Where each process has segments attached now, so a shmdt of one names its segment. With
-/// `--id`/`--key`, only the segments they follow: the trace view reports no other's shmdt.
-fn shm_addresses_now(filter: &Filter) -> ShmAddressBook {
+/// `--id`/`--key` (`key_ids`: the objects its keys name), only the segments they follow: the
+/// trace view reports no other's shmdt.
+fn shm_addresses_now(filter: &Filter, key_ids: &[(IpcKind, i32)]) -> ShmAddressBook {
     let followed = filter.filters_objects().then(|| {
-        let by_key = ids_of_keys(filter).into_iter();
-        let shm_by_key = by_key.filter_map(|(kind, id)| (kind == IpcKind::Shm).then_some(id));
+        let by_key = key_ids.iter();
+        let shm_by_key = by_key.filter_map(|&(kind, id)| (kind == IpcKind::Shm).then_some(id));
         filter
             .ids
             .iter()
