@@ -102,6 +102,9 @@ pub struct IpcCall {
     pub comm: [u8; TASK_COMM_LEN],
     pub waker_comm: [u8; TASK_COMM_LEN],
     pub sops: [SemBuf; MAX_SOPS],
+    /// The caller's real uid and gid (as the initial user namespace sees them).
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// Process lifecycle events the object model needs to follow shm attachments.
@@ -122,6 +125,10 @@ pub struct ProcessEvent {
     pub start_ns: u64,
     pub comm: [u8; TASK_COMM_LEN],
 }
+
+/// How many processes `trace -- CMD` can follow at once (CMD and its live descendants); a fork
+/// past that is counted in COUNTER_UNTRACKED.
+pub const MAX_FOLLOWED: u32 = 8192;
 
 /// Indices of the per-CPU `COUNTERS` array.
 pub const COUNTER_LOST: u32 = 0; // records the ring buffer had no room for
@@ -181,7 +188,7 @@ mod tests {
     #[test]
     fn record_layout_is_stable() {
         assert_eq!(core::mem::size_of::<SemBuf>(), 6);
-        assert_eq!(core::mem::size_of::<IpcCall>(), 184);
+        assert_eq!(core::mem::size_of::<IpcCall>(), 192);
         assert_eq!(core::mem::size_of::<ProcessEvent>(), 48);
     }
 }

@@ -11,7 +11,7 @@ use aya_ebpf::{
         bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE, task_struct, BPF_F_NO_PREALLOC, BPF_NOEXIST,
     },
     helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+        bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
         generated::{
             bpf_get_current_task_btf, bpf_probe_read_user as read_user_into, bpf_task_storage_get,
         },
@@ -61,6 +61,23 @@ static OFFSET_TASK_GROUP_LEADER: Global<u32> = Global::new(0);
 #[no_mangle]
 static OFFSET_TASK_START_BOOTTIME: Global<u32> = Global::new(0);
 
+// ---- Knobs of `trace -- CMD`, --failed, --min-lat and --min-blocked, set at load (0 = off). ----
+/// Non-zero: only processes in FOLLOWED pass, and a followed process's forks join it.
+#[no_mangle]
+static FOLLOW_FORKS: Global<u32> = Global::new(0);
+/// Zero: fork and exit only keep FOLLOWED up to date; no process records (lat needs none).
+#[no_mangle]
+static REPORT_PROCESSES: Global<u32> = Global::new(1);
+/// Non-zero: only calls that returned an error are reported.
+#[no_mangle]
+static ONLY_FAILED: Global<u32> = Global::new(0);
+/// Only calls that took at least this long, enter to exit.
+#[no_mangle]
+static MIN_LAT_NS: Global<u64> = Global::new(0);
+/// Only calls that were switched out waiting at least this long.
+#[no_mangle]
+static MIN_BLOCKED_NS: Global<u64> = Global::new(0);
+
 // ---- Maps. ----
 /// Completed calls and process events, to user space.
 #[map]
@@ -73,6 +90,10 @@ static PENDING: TaskStorage<Pending> = TaskStorage::new();
 /// FILTER_ASKED or FILTER_FOLLOWED.
 #[map]
 static OBJECT_FILTER: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);
+/// With FOLLOW_FORKS: the processes followed (tgid -> 1): the command's, put in by user space
+/// before it may run, then every process a followed one forks; each leaves at its exit.
+#[map]
+static FOLLOWED: HashMap<u32, u8> = HashMap::with_max_entries(MAX_FOLLOWED, 0);
 /// Per-CPU counts of what could not be handed over (COUNTER_*).
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
@@ -241,7 +262,10 @@ pub fn ipc_fork(ctx: BtfTracePointContext) -> u32 {
     };
     // A new thread shares its process's mappings: only new processes matter.
     if child_pid == child_tgid && child_tgid != parent_tgid {
-        emit_process(PROCESS_FORK, parent_tgid, child_tgid, child_start);
+        follow_fork(parent_tgid, child_tgid);
+        if REPORT_PROCESSES.load() != 0 {
+            emit_process(PROCESS_FORK, parent_tgid, child_tgid, child_start);
+        }
     }
     0
 }
@@ -261,14 +285,35 @@ pub fn ipc_exec(_ctx: BtfTracePointContext) -> u32 {
 pub fn ipc_exit_process(ctx: BtfTracePointContext) -> u32 {
     let group_dead: u64 = ctx.arg(1);
     if group_dead & 0xff != 0 {
-        emit_process(
-            PROCESS_EXIT,
-            (bpf_get_current_pid_tgid() >> 32) as u32,
-            0,
-            current_process_start(),
-        );
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        if FOLLOW_FORKS.load() != 0 {
+            let _ = FOLLOWED.remove(tgid);
+        }
+        if REPORT_PROCESSES.load() != 0 {
+            emit_process(PROCESS_EXIT, tgid, 0, current_process_start());
+        }
     }
     0
+}
+
+/// With FOLLOW_FORKS, a process forked by a followed one is followed from its first call. A
+/// full FOLLOWED is counted, never silent.
+#[inline(always)]
+fn follow_fork(parent_tgid: u32, child_tgid: u32) {
+    if FOLLOW_FORKS.load() == 0 || unsafe { FOLLOWED.get(parent_tgid) }.is_none() {
+        return;
+    }
+    if FOLLOWED.insert(child_tgid, 1, 0).is_err() {
+        count(COUNTER_UNTRACKED);
+    }
+}
+
+/// --failed, --min-lat, --min-blocked: judged at exit, once result and times are known.
+#[inline(always)]
+fn slow_or_failed_enough(ret: i64, lat_ns: u64, blocked_ns: u64) -> bool {
+    (ONLY_FAILED.load() == 0 || ret < 0)
+        && lat_ns >= MIN_LAT_NS.load()
+        && blocked_ns >= MIN_BLOCKED_NS.load()
 }
 
 #[inline(always)]
@@ -299,6 +344,9 @@ fn emit_process(event: u32, pid: u32, child_pid: u32, start_ns: u64) {
 fn try_ipc_enter<const NARGS: usize>(ctx: &TracePointContext, op: u32) -> Option<()> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if tgid == EXCLUDE_TGID.load() || !pid_passes(tgid) {
+        return None;
+    }
+    if FOLLOW_FORKS.load() != 0 && unsafe { FOLLOWED.get(tgid) }.is_none() {
         return None;
     }
     if FILTER_COMM_COUNT.load() != 0
@@ -368,6 +416,9 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
             forget_if_removed(op, &p.args);
         }
     }
+    if !slow_or_failed_enough(ret, now.saturating_sub(ts_ns), p.blocked_ns) {
+        return None;
+    }
 
     let Some(mut entry) = EVENTS.reserve::<IpcCall>(0) else {
         count(COUNTER_LOST);
@@ -384,6 +435,9 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
         (*c).pid = (pid_tgid >> 32) as u32;
         (*c).tid = pid_tgid as u32;
         (*c).ipc_ns = ipc_ns_of(task as *const u8);
+        let uid_gid = bpf_get_current_uid_gid();
+        (*c).uid = uid_gid as u32;
+        (*c).gid = (uid_gid >> 32) as u32;
         (*c).ts_ns = ts_ns;
         (*c).lat_ns = now.saturating_sub(ts_ns);
         (*c).blocked_ns = p.blocked_ns;

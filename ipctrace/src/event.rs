@@ -76,6 +76,9 @@ pub struct Call {
     pub timeout_ns: Option<i64>,
     /// msgsnd: the type sent; msgrcv: the type received.
     pub mtype: Option<i64>,
+    /// The caller's real uid and gid (an EACCES is about who asked).
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// A process event the object model needs (shm mappings follow fork, exec and exit). Start
@@ -240,6 +243,8 @@ impl Call {
             sops_read: r.flags & common::CALL_SOPS_READ != 0,
             timeout_ns: (r.flags & common::CALL_TIMEOUT != 0).then_some(r.timeout_ns),
             mtype: (r.flags & common::CALL_MTYPE != 0).then_some(r.mtype),
+            uid: r.uid,
+            gid: r.gid,
         })
     }
 
@@ -380,6 +385,8 @@ impl Call {
             sops_read: false,
             timeout_ns: None,
             mtype: None,
+            uid: 0,
+            gid: 0,
         }
     }
 
@@ -428,6 +435,8 @@ mod tests {
             comm,
             waker_comm: [0; 16],
             sops: [common::SemBuf::default(); common::MAX_SOPS],
+            uid: 1000,
+            gid: 100,
         }
     }
 
@@ -506,6 +515,7 @@ mod tests {
             (Some(65538), Some(0x1234), Some(3))
         );
         assert_eq!(c.flags(), Some(0o1600));
+        assert_eq!((c.uid, c.gid), (1000, 100), "who asked");
         let failed = record(
             common::OP_MSGGET,
             [0xffff_ffff_8000_0001, 0, 0, 0, 0, 0],
