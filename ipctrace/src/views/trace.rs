@@ -21,6 +21,8 @@ pub struct TraceView<W: Write> {
     /// Stop after this many calls (`--count`).
     remaining: Option<u64>,
     broken_pipe: bool,
+    /// A UID column first (`-U`, as bcc's opensnoop prints it).
+    uid_column: bool,
 }
 
 impl<W: Write> TraceView<W> {
@@ -35,7 +37,14 @@ impl<W: Write> TraceView<W> {
             header_done: false,
             remaining: count,
             broken_pipe: false,
+            uid_column: false,
         }
+    }
+
+    /// Human lines start with the caller's uid (JSON always has `uid` and `gid`).
+    pub fn with_uid_column(mut self, uid_column: bool) -> Self {
+        self.uid_column = uid_column;
+        self
     }
 
     /// With `--id`/`--key`: the kernel lets every shmdt through (it names an address, not a
@@ -81,6 +90,9 @@ impl<W: Write> TraceView<W> {
     fn human(&mut self, call: &Call, shmid: Option<i32>) {
         let line = &mut self.line;
         if !self.header_done {
+            if self.uid_column {
+                let _ = write!(line, "{:>6} ", "UID");
+            }
             let _ = writeln!(
                 line,
                 "{:<12} {:<15} {:>15} {:<10} {:<16} {:<34} {:>12} {:>9}",
@@ -109,6 +121,9 @@ impl<W: Write> TraceView<W> {
                 _ => call.ret.to_string(),
             },
         };
+        if self.uid_column {
+            let _ = write!(line, "{:>6} ", call.uid);
+        }
         let _ = write!(
             line,
             "{:<12} {:<15} {:>15} {:<10} {:<16} {:<34} {:>12} {:>9}",
@@ -148,6 +163,8 @@ impl<W: Write> TraceView<W> {
         j.int("pid", call.pid);
         j.int("tid", call.tid);
         j.str("comm", &call.comm.as_str());
+        j.int("uid", call.uid);
+        j.int("gid", call.gid);
         j.int("ipc_ns", call.ipc_ns);
         j.str("type", call.kind().name());
         j.str("op", call.op.name());
@@ -441,6 +458,8 @@ mod tests {
             }]);
         c.lat_ns = 5000;
         c.blocked_ns = 4000;
+        c.uid = 1000;
+        c.gid = 100;
         c.waker = Some(Waker {
             pid: 43,
             tid: 44,
@@ -459,6 +478,10 @@ mod tests {
         assert_eq!(v["blocked_ns"], 4000);
         assert_eq!(v["waker"]["pid"], 43);
         assert_eq!(v["waker"]["comm"], "holder");
+        assert_eq!(
+            (v["uid"].as_u64(), v["gid"].as_u64()),
+            (Some(1000), Some(100))
+        );
         for field in ["ts_ns", "pid", "tid", "ipc_ns", "ret", "lat_ns", "nsops"] {
             assert!(v[field].is_number(), "{field} missing in {out}");
         }
@@ -548,6 +571,22 @@ mod tests {
         let c = Call::synthetic(Op::Msgctl, 1, "x", [1, 2, 0, 0, 0, 0], 0, 1);
         assert_eq!(view.event(&Event::Call(c)), Flow::Continue);
         assert_eq!(view.event(&Event::Call(c)), Flow::Stop);
+    }
+
+    #[test]
+    fn uid_column_on_request() {
+        let mut c = Call::synthetic(Op::Semget, 42, "worker", [0, 1, 0, 0, 0, 0], -13, 1000);
+        c.uid = 65534;
+        let plain = render(false, &[c]);
+        assert!(plain.starts_with("TIME"), "{plain}");
+        let mut view = TraceView::new(Vec::new(), false, ShmAddressBook::default(), None)
+            .with_uid_column(true);
+        view.event(&Event::Call(c));
+        let text = String::from_utf8(view.out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("   UID TIME"), "{text}");
+        assert!(lines[1].starts_with(" 65534 "), "{text}");
+        assert!(lines[1].contains("EACCES"), "{text}");
     }
 
     #[test]
