@@ -26,6 +26,8 @@ pub struct LatView<W: Write> {
     /// Intervals still to print (`--count`).
     remaining: Option<u64>,
     printed_any: bool,
+    /// Histograms in milliseconds (`-m`, as bcc's tools take it).
+    milliseconds: bool,
 }
 
 impl<W: Write> LatView<W> {
@@ -39,7 +41,14 @@ impl<W: Write> LatView<W> {
             clock: WallClock::now(),
             remaining: count,
             printed_any: false,
+            milliseconds: false,
         }
+    }
+
+    /// Histogram buckets in milliseconds rather than microseconds (`-m`).
+    pub fn in_milliseconds(mut self, milliseconds: bool) -> Self {
+        self.milliseconds = milliseconds;
+        self
     }
 
     pub fn know_key(&mut self, kind: IpcKind, ipc_ns: u32, id: i32, key: i32) {
@@ -124,7 +133,7 @@ impl<W: Write> LatView<W> {
                 let _ = writeln!(out, "    every call took the fast path");
                 continue;
             };
-            log2_histogram(out, hdr);
+            log2_histogram(out, hdr, self.milliseconds);
             let _ = writeln!(
                 out,
                 "    p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
@@ -270,12 +279,12 @@ impl<W: Write> LatView<W> {
 
 /// bcc's log2 histogram: a unit header, one row per power of two of the unit from the lowest
 /// to the highest non-empty one, and a 40-column bar scaled to the largest count.
-pub fn log2_histogram(out: &mut String, hdr: &Histogram<u64>) {
+pub fn log2_histogram(out: &mut String, hdr: &Histogram<u64>, milliseconds: bool) {
     if hdr.is_empty() {
         return;
     }
-    // Microseconds unless the waits are long, as runqlat does with -m.
-    let (unit, div) = if hdr.max() >= 10_000_000_000 {
+    // Microseconds unless asked for milliseconds (-m, as runqlat) or the waits are long.
+    let (unit, div) = if milliseconds || hdr.max() >= 10_000_000_000 {
         ("msecs", 1_000_000)
     } else {
         ("usecs", 1_000)
@@ -428,6 +437,27 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("32 -> 63        : 1"), "{out}");
+        let mut ms = view(false).in_milliseconds(true);
+        ms.report().unwrap();
+        let out = String::from_utf8(ms.out).unwrap();
+        assert!(out.contains("msecs : count    distribution"), "{out}");
+        // 1.5, 2.1 and 2.2 ms fall in 1 -> 1 and 2 -> 3; 40 µs is 0 ms.
+        let row = |range: &str| {
+            let line = out.lines().find(|l| l.trim_start().starts_with(range));
+            line.map(|l| {
+                l.split(':')
+                    .nth(1)
+                    .unwrap()
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+            })
+        };
+        assert_eq!(
+            (row("2 -> 3 "), row("0 -> 0 ")),
+            (Some("2"), Some("1")),
+            "{out}"
+        );
         assert!(out.contains("released by: holder(99) 4"), "{out}");
         assert!(out.contains("top waiters: waiter(7) 4 waits"), "{out}");
         assert!(v.waits.stats.is_empty(), "a report starts a new interval");
