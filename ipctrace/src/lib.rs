@@ -13,4 +13,5 @@ pub mod probe;
 pub mod procfs;
 pub mod session;
 pub mod syscalls;
+pub mod users;
 pub mod views;

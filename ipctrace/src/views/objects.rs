@@ -20,7 +20,7 @@ pub struct ObjectsView<W: Write> {
     objects: Objects,
     /// Which objects to print (--type, --id, --key).
     filter: Filter,
-    /// User names by uid, for the OWNER column.
+    /// User names by uid, for the OWNER column: asked of NSS once per uid.
     users: HashMap<u32, String>,
     clock: WallClock,
     /// Put the time above each report (when tracing: reports repeat).
@@ -36,7 +36,7 @@ impl<W: Write> ObjectsView<W> {
             json,
             objects,
             filter,
-            users: read_users(),
+            users: HashMap::new(),
             clock: WallClock::now(),
             stamped: false,
             broken_pipe: false,
@@ -78,6 +78,8 @@ impl<W: Write> ObjectsView<W> {
     /// Prints the model as it is.
     pub fn print(&mut self) -> io::Result<()> {
         let now = clock_ns(libc::CLOCK_MONOTONIC) as u64;
+        let owners = self.objects.iter().filter_map(|o| o.owner.map(|w| w.uid));
+        know_user_names(&mut self.users, owners);
         let text = if self.json {
             render_json(&self.objects, &self.filter, now)
         } else {
@@ -573,18 +575,14 @@ pub fn render_tables(
     out
 }
 
-/// uid -> user name from /etc/passwd (empty when unreadable: OWNER shows numbers).
-fn read_users() -> HashMap<u32, String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    passwd
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split(':');
-            let name = fields.next()?;
-            let uid = fields.nth(1)?.parse().ok()?;
-            Some((uid, name.to_string()))
-        })
-        .collect()
+/// Adds the names of `uids` not yet in `users`, from the system's user database (NSS: LDAP,
+/// systemd and the like as well as /etc/passwd); a uid without a name stays a number.
+pub fn know_user_names(users: &mut HashMap<u32, String>, uids: impl Iterator<Item = u32>) {
+    for uid in uids {
+        if let std::collections::hash_map::Entry::Vacant(slot) = users.entry(uid) {
+            slot.insert(crate::users::user_name(uid).unwrap_or_else(|| uid.to_string()));
+        }
+    }
 }
 
 #[cfg(test)]
