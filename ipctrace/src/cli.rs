@@ -103,6 +103,7 @@ impl Common {
             kinds: self.kinds.clone(),
             ids: self.ids.clone(),
             keys: self.keys.clone(),
+            ..Default::default()
         }
     }
 
@@ -257,6 +258,7 @@ fn trace(args: TraceArgs) -> Result<i32> {
         interval: None,
         what: filter.describe(),
         notes: Vec::new(),
+        until_exit: None,
     };
     let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
     if let Err(e) = view.finish(&totals) {
@@ -315,6 +317,7 @@ fn lat(args: LatArgs) -> Result<i32> {
         interval,
         what: format!("{} waits", filter.describe()),
         notes: Vec::new(),
+        until_exit: None,
     };
     let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
     match view.finish(&totals) {
@@ -345,6 +348,7 @@ fn floor(common: Common) -> Result<i32> {
         interval: None,
         what: format!("{} with empty programs", filter.describe()),
         notes: Vec::new(),
+        until_exit: None,
     };
     runtime()?.block_on(session::run(probe, schedule, &mut Nothing))?;
     Ok(0)
@@ -383,6 +387,7 @@ fn objects(args: ObjectsArgs) -> Result<i32> {
         interval: args.watch,
         what: format!("{} objects", filter.describe()),
         notes: other_namespaces_note().into_iter().collect(),
+        until_exit: None,
     };
     let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
     match view.finish(Some(&totals)) {

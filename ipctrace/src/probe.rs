@@ -90,6 +90,11 @@ impl Probe {
         let filter_objects = filter.filters_objects() as u32;
         let read_user_memory = !options.skip_user_memory as u32;
         let self_tgid = std::process::id();
+        let follow_forks = filter.follow.is_some() as u32;
+        let report_processes = options.processes as u32;
+        let only_failed = filter.only_failed as u32;
+        let nanos = |d: Option<std::time::Duration>| d.map_or(0, |d| d.as_nanos() as u64);
+        let (min_lat_ns, min_blocked_ns) = (nanos(filter.min_lat), nanos(filter.min_blocked));
 
         // Memory: aya's loader parses the kernel's BTF in its constructor (about 18 MB for
         // 30 ms) though our programs need no CO-RE relocation, so that parse is dropped at once;
@@ -113,6 +118,11 @@ impl Probe {
             .override_global("FILTER_COMM_COUNT", &comm_count, true)
             .override_global("FILTER_OBJECTS", &filter_objects, true)
             .override_global("READ_USER_MEMORY", &read_user_memory, true)
+            .override_global("FOLLOW_FORKS", &follow_forks, true)
+            .override_global("REPORT_PROCESSES", &report_processes, true)
+            .override_global("ONLY_FAILED", &only_failed, true)
+            .override_global("MIN_LAT_NS", &min_lat_ns, true)
+            .override_global("MIN_BLOCKED_NS", &min_blocked_ns, true)
             .override_global("OFFSET_TASK_NSPROXY", &offsets.task_nsproxy, true)
             .override_global("OFFSET_NSPROXY_IPC_NS", &offsets.nsproxy_ipc_ns, true)
             .override_global("OFFSET_IPC_NS_INUM", &offsets.ipc_ns_inum, true)
@@ -161,6 +171,17 @@ impl Probe {
             }
         }
 
+        if let Some(pid) = filter.follow {
+            // The command is held before its exec until this is in: its first call passes.
+            let mut followed: HashMap<_, u32, u8> = HashMap::try_from(
+                ebpf.map_mut("FOLLOWED")
+                    .ok_or_else(|| anyhow!("no FOLLOWED map"))?,
+            )?;
+            followed
+                .insert(pid, 1, 0)
+                .context("following the command's pid")?;
+        }
+
         ensure_tracefs()?;
         let mut links = Links(Vec::new());
         let ops: Vec<Op> = filter.kinds().into_iter().flat_map(IpcKind::ops).collect();
@@ -186,12 +207,15 @@ impl Probe {
                 ("ipc_waking", "sched_waking"),
             ]);
         }
-        if options.processes {
+        if options.processes || filter.follow.is_some() {
+            // Following a command needs its forks and exits (FOLLOWED), reported or not.
             btf_programs.extend([
                 ("ipc_fork", "sched_process_fork"),
-                ("ipc_exec", "sched_process_exec"),
                 ("ipc_exit_process", "sched_process_exit"),
             ]);
+        }
+        if options.processes {
+            btf_programs.push(("ipc_exec", "sched_process_exec"));
         }
         std::thread::scope(|scope| -> Result<()> {
             let btf = (!btf_programs.is_empty()).then(|| scope.spawn(Btf::from_sys_fs));

@@ -40,6 +40,8 @@ pub enum StopReason {
     Duration,
     Signal(&'static str),
     View,
+    /// The command ipctrace ran (`-- CMD`) exited.
+    CommandExited,
 }
 
 /// The session's totals, for the final summary.
@@ -63,6 +65,8 @@ pub struct Schedule {
     pub what: String,
     /// Lines for stderr right after the `Tracing ...` line.
     pub notes: Vec<String>,
+    /// A pidfd: the session ends when that process exits (the command of `-- CMD`).
+    pub until_exit: Option<std::os::fd::RawFd>,
 }
 
 /// Drives `sink` from `probe` until something stops it; the probe is detached on return.
@@ -77,6 +81,15 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    let command_exit = match schedule.until_exit {
+        // SAFETY: the caller keeps the pidfd open for the whole session; AsyncFd only polls it.
+        Some(fd) => Some(
+            unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+                .map_err(std::io::Error::from)
+                .context("watching the command")?,
+        ),
+        None => None,
+    };
     // Only now can Ctrl-C end the session cleanly, so only now may scripts be told to go on.
     eprintln!("Tracing {}... Hit Ctrl-C to end.", schedule.what);
     for note in &schedule.notes {
@@ -108,6 +121,7 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
             _ = sigterm.recv() => break StopReason::Signal("SIGTERM"),
             _ = sighup.recv() => break StopReason::Signal("SIGHUP"),
             _ = sleep_until(deadline) => break StopReason::Duration,
+            _ = exited(command_exit.as_ref()) => break StopReason::CommandExited,
             _ = tick(&mut ticker) => None,
             _ = drain_timer.tick() => {
                 if drain(ring.get_mut(), sink, &mut totals) == Flow::Stop {
@@ -189,6 +203,16 @@ fn panic_if_asked() {
     static ASKED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     if *ASKED.get_or_init(|| std::env::var_os("IPCTRACE_FAILPOINT").is_some_and(|v| v == "panic")) {
         panic!("IPCTRACE_FAILPOINT=panic");
+    }
+}
+
+/// Resolves once the pidfd says its process exited; never without one.
+async fn exited(pidfd: Option<&AsyncFd<std::os::fd::RawFd>>) {
+    match pidfd {
+        Some(fd) => {
+            let _ = fd.readable().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
