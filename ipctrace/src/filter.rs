@@ -2,7 +2,7 @@
 //! follow, `--failed`, `--min-lat`, `--min-blocked`): parsed and checked here, then applied in
 //! the kernel by the loader. Values of one flag are alternatives; different flags must all match.
 
-use crate::syscalls::IpcKind;
+use crate::decoder::syscalls::IpcKind;
 use anyhow::{bail, Result};
 use ipctrace_common as common;
 use std::time::Duration;
