@@ -1,8 +1,6 @@
 //! The ipctrace binary: parse the command line, run the command, turn any error into one line
 //! on stderr and a non-zero exit (a panic, too: one line, exit 101, everything detached).
 
-use clap::Parser;
-
 fn main() {
     // One malloc arena: ipctrace runs on one thread once attached, and the arenas of the threads
     // that parse the kernel's BTF at startup would otherwise keep about 10 MB resident.
@@ -22,7 +20,7 @@ fn main() {
             .unwrap_or_default();
         eprintln!("ipctrace: internal error: {what}{place} (a bug: please report it)");
     }));
-    let cli = ipctrace::cli::Cli::parse();
+    let cli = ipctrace::cli::Cli::parse_or_exit();
     match ipctrace::cli::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

@@ -9,6 +9,29 @@ use support::Removal;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ipctrace");
 
+#[test]
+fn usage_errors_exit_2_like_any_bad_argument() {
+    let nine_pids: Vec<String> = (1..=9)
+        .flat_map(|p| ["--pid".to_string(), p.to_string()])
+        .collect();
+    let nine_pids: Vec<&str> = nine_pids.iter().map(String::as_str).collect();
+    for args in [
+        &nine_pids[..],
+        &["trace", "--comm", ""],
+        &["lat", "--count", "3"],
+        &["lat", "--type", "shm"],
+        &["objects", "--count", "2"],
+        &["trace", "--min-lat", "fast"],
+        &["trace", "--pid", "1", "--", "true"],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error:"), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
 /// Runs `command` in a mount namespace where /etc/passwd lists no user with the uid: only
 /// the rest of NSS (here systemd's module, which always knows root and nobody) can name it.
 fn without_passwd_entries(command: &[&str]) -> std::process::Output {

@@ -2,6 +2,7 @@
 //! view. What several commands wire the same way (attaching, what /proc says now) is here.
 
 pub mod floor;
+pub mod followed;
 pub mod lat;
 pub mod objects;
 pub mod trace;
@@ -10,7 +11,32 @@ use crate::decoder::syscalls::IpcKind;
 use crate::filter::Filter;
 use crate::loader::{Probe, ProbeOptions};
 use crate::model::shm_addresses::ShmAddressBook;
+use crate::session::StopReason;
 use anyhow::Result;
+use followed::FollowedCommand;
+
+/// ipctrace's exit code when it ran `-- CMD`: CMD's status once CMD exited. A session that
+/// ended first (--duration, a signal) leaves CMD running, and says so; a signal that reached
+/// CMD too (Ctrl-C goes to the whole foreground group) gives CMD's status after all.
+fn exit_code(command: Option<&mut FollowedCommand>, reason: StopReason) -> i32 {
+    let Some(command) = command else {
+        return 0;
+    };
+    if reason == StopReason::CommandExited {
+        return command.wait();
+    }
+    match command.exited_within(std::time::Duration::from_millis(200)) {
+        Some(status) => status,
+        None => {
+            eprintln!(
+                "ipctrace: {} (pid {}) still runs, no longer traced",
+                command.name(),
+                command.pid()
+            );
+            0
+        }
+    }
+}
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()

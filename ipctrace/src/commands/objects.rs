@@ -1,24 +1,37 @@
 //! `ipctrace objects`: every SysV object with who created it, has it mapped, touched it last and
 //! waits on it; at once from /proc, or traced for a while. Its options, help and wiring.
 
-use super::{attach, ids_of_keys, other_namespaces_note, runtime, with_processes};
-use crate::cli::{parse_seconds, Common};
+use super::followed::FollowedCommand;
+use super::{attach, exit_code, ids_of_keys, other_namespaces_note, runtime, with_processes};
+use crate::cli::{parse_seconds, Common, FollowArgs};
+use crate::decoder::syscalls::IpcKind;
+use crate::filter::parse_id;
+use crate::kernel_view::limits::IpcLimits;
+use crate::kernel_view::snapshot::KernelSnapshot;
 use crate::model::objects::Objects;
 use crate::session::{self, Schedule};
 use crate::views::objects::ObjectsView;
+use crate::views::objects::{know_user_names, limits::render_limits, orphans::render_orphans};
 use anyhow::Result;
 use clap::Args;
+use std::io::Write;
 use std::time::Duration;
 
 pub const OBJECTS_EXAMPLES: &str = "\
 Examples:
   ipctrace objects                  # every object now, from /proc (an ipcs -a that names names)
   ipctrace objects --duration 10    # trace for 10 s: creators, last operations, then the table
-  ipctrace objects --watch 2 --type sem   # the semaphore table every 2 s, with waiters
+  ipctrace objects 2 --type sem     # the semaphore table every 2 s, with waiters (-w 2 too)
+  ipctrace objects -s 5 3           # ipcs -s, traced: every 5 s, three times
+  ipctrace objects -i 229405        # one object in detail, as ipcs -i (per semaphore, per process)
+  ipctrace objects --limits         # each limit with what uses it now (ipcs -l and -u)
+  ipctrace objects --orphans        # segments nothing maps whose creator is gone (ipcrm them)
+  ipctrace objects -- ./app         # run app, then the objects as it left them
   ipctrace objects --json --key 0x5d00012a
   ipctrace objects --watch 5 --user nobody -o objects.log   # root only to attach
 
-Without --duration or --watch nothing is traced: creators of segments come from the kernel's
+-m, -s and -q choose shared memory, semaphores and queues as ipcs does (--type too).
+Without --duration, an interval or -- CMD nothing is traced: creators of segments come from the kernel's
 cpid, and semaphore sets and queues made before ipctrace looked show no creator.
 /proc/sysvipc lists ipctrace's own IPC namespace only: objects of other namespaces (containers)
 show once a traced call names them, labelled with their ipc_ns, and a note says when processes
@@ -29,17 +42,85 @@ On privileges, --user and --output: ipctrace --help.";
 pub struct ObjectsArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Trace, and print the table every SECS seconds (until --duration, Ctrl-C or SIGTERM).
-    #[arg(short = 'w', long, value_name = "SECS", value_parser = parse_seconds)]
+    /// Trace, and print the table every SECS seconds (until --duration, --count, Ctrl-C or SIGTERM).
+    #[arg(short = 'w', long, value_name = "SECS", value_parser = parse_seconds, conflicts_with = "interval_pos")]
     pub watch: Option<Duration>,
+    /// Stop after this many tables (needs an interval).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Interval in seconds, positional as in bcc's tools and vmstat (as --watch).
+    #[arg(value_name = "INTERVAL", value_parser = parse_seconds)]
+    pub interval_pos: Option<Duration>,
+    /// Number of tables, positional (as --count).
+    #[arg(value_name = "COUNT", conflicts_with = "count")]
+    pub count_pos: Option<u64>,
+    /// One object in detail, as ipcs -i: per semaphore its value, last pid, ncount, zcount and
+    /// waiters; a queue's counts; a segment's attachments with their addresses.
+    #[arg(short = 'i', long = "info", value_name = "ID", value_parser = parse_id)]
+    pub info: Option<i32>,
+    /// Each SysV IPC limit with what uses it now (ipcs -l and -u together); -u too.
+    #[arg(short = 'l', long, short_alias = 'u', conflicts_with_all = ["watch", "interval_pos", "info", "orphans", "duration", "command"])]
+    pub limits: bool,
+    /// Segments nothing has mapped whose creator is gone, with age, size and owner.
+    #[arg(long, conflicts_with_all = ["watch", "interval_pos", "info", "duration", "command"])]
+    pub orphans: bool,
+    /// Shared memory only (as ipcs -m; --type shm).
+    #[arg(short = 'm', long = "shm")]
+    pub shm: bool,
+    /// Semaphores only (as ipcs -s; --type sem).
+    #[arg(short = 's', long = "sem")]
+    pub sem: bool,
+    /// Message queues only (as ipcs -q; --type msg).
+    #[arg(short = 'q', long = "msg")]
+    pub msg: bool,
+    #[command(flatten)]
+    pub follow: FollowArgs,
+}
+
+impl ObjectsArgs {
+    /// A usage error clap cannot see (exit 2).
+    pub fn usage_problem(&self) -> Option<String> {
+        if self.count.is_some() && self.interval().is_none() {
+            return Some("--count needs an interval (--watch SECS, or INTERVAL)".into());
+        }
+        self.common.usage_problem()
+    }
+
+    fn interval(&self) -> Option<Duration> {
+        self.watch.or(self.interval_pos)
+    }
+
+    /// --type and ipcs's -m, -s, -q together.
+    fn kinds(&self) -> Vec<IpcKind> {
+        let mut kinds = self.common.kinds.clone();
+        for (asked, kind) in [
+            (self.shm, IpcKind::Shm),
+            (self.sem, IpcKind::Sem),
+            (self.msg, IpcKind::Msg),
+        ] {
+            if asked && !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        kinds
+    }
 }
 
 /// Runs `ipctrace objects`; the value is the exit code.
 pub fn run(args: ObjectsArgs) -> Result<i32> {
-    let filter = args.common.filter();
+    let mut filter = args.common.filter();
+    filter.kinds = args.kinds();
+    if let Some(id) = args.info {
+        filter.ids = vec![id];
+    }
     filter.validate()?;
     let kinds = filter.kinds();
-    let tracing = args.common.duration.is_some() || args.watch.is_some();
+    if args.limits || args.orphans {
+        return kernel_tables(&args, &kinds);
+    }
+    let interval = args.interval();
+    let tracing =
+        args.common.duration.is_some() || interval.is_some() || !args.follow.command.is_empty();
     let prepared = args.common.prepare(tracing)?;
     if !tracing {
         let objects = Objects::seed_from_proc(&kinds)?;
@@ -47,26 +128,72 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
             eprintln!("{note}");
         }
         prepared.drop_privileges()?;
-        let mut view = ObjectsView::new(prepared.out, args.common.json, objects, filter);
+        let mut view = ObjectsView::new(prepared.out, args.common.json, objects, filter)
+            .detailed(args.info.is_some());
+        if args.info.is_some() && !view.shows_any() {
+            anyhow::bail!("no object with id {}", args.info.unwrap_or_default());
+        }
         view.print()?;
         return Ok(0);
     }
+    let mut command = args.common.start_command(&args.follow.command)?;
+    filter.follow = command.as_ref().map(FollowedCommand::pid);
     let probe = attach(&filter, ids_of_keys(&filter), with_processes())?;
     // Seeded once attached: what happens in between is in the kernel's numbers, and its events
     // (stamped before the seed) only add names.
     let mut objects = Objects::seed_from_proc(&kinds)?;
-    objects.set_partial_view(!filter.pids.is_empty() || !filter.comms.is_empty());
+    objects.set_partial_view(
+        !filter.pids.is_empty() || !filter.comms.is_empty() || filter.follow.is_some(),
+    );
     prepared.drop_privileges()?;
-    let mut view =
-        ObjectsView::new(prepared.out, args.common.json, objects, filter.clone()).stamped(true);
+    let mut view = ObjectsView::new(prepared.out, args.common.json, objects, filter.clone())
+        .stamped(true)
+        .detailed(args.info.is_some())
+        .reports(args.count.or(args.count_pos));
     let schedule = Schedule {
         duration: args.common.duration,
-        interval: args.watch,
+        interval,
         what: format!("{} objects", filter.describe()),
         notes: other_namespaces_note().into_iter().collect(),
-        until_exit: None,
+        until_exit: command.as_ref().map(FollowedCommand::exit_fd),
     };
+    if let Some(command) = command.as_mut() {
+        command.release()?;
+    }
     let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
     view.finish(Some(&totals))?;
+    Ok(exit_code(command.as_mut(), totals.reason))
+}
+
+/// `--limits` and `--orphans`: what the kernel's tables say now, nothing traced.
+fn kernel_tables(args: &ObjectsArgs, kinds: &[IpcKind]) -> Result<i32> {
+    let prepared = args.common.prepare(false)?;
+    let snap = if args.orphans {
+        KernelSnapshot::read(&[IpcKind::Shm], &Default::default())?
+    } else {
+        KernelSnapshot::read(kinds, &Default::default())?
+    };
+    let limits = if args.limits {
+        Some(IpcLimits::read()?)
+    } else {
+        None
+    };
+    prepared.drop_privileges()?;
+    let text = match limits {
+        Some(limits) => render_limits(
+            &crate::model::limits::limit_uses(&limits, &snap),
+            args.common.json,
+        ),
+        None => {
+            let orphans = crate::model::orphans::orphans(&snap);
+            let mut users = std::collections::HashMap::new();
+            know_user_names(&mut users, orphans.iter().map(|s| s.uid));
+            let now_s = crate::clock::clock_ns(libc::CLOCK_REALTIME) as i64 / 1_000_000_000;
+            render_orphans(&orphans, now_s, &users, args.common.json)
+        }
+    };
+    let mut out = prepared.out;
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
     Ok(0)
 }

@@ -6,7 +6,7 @@ use std::fs;
 use std::io;
 
 /// One semaphore of a set as the kernel holds it now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SemValue {
     pub value: i32,
     /// The last process to operate on it (semop or SETVAL/SETALL); 0 if none has.

@@ -28,7 +28,15 @@ pub struct ObjectsView<W: Write> {
     stamped: bool,
     broken_pipe: bool,
     warned: bool,
+    /// Reports still to print (`--count`); the last one is `finish`'s.
+    remaining: Option<u64>,
+    /// `-i ID`: each object shown in detail rather than as a table row.
+    detailed: bool,
 }
+
+mod info;
+pub mod limits;
+pub mod orphans;
 
 impl<W: Write> ObjectsView<W> {
     pub fn new(out: W, json: bool, objects: Objects, filter: Filter) -> Self {
@@ -42,7 +50,26 @@ impl<W: Write> ObjectsView<W> {
             stamped: false,
             broken_pipe: false,
             warned: false,
+            remaining: None,
+            detailed: false,
         }
+    }
+
+    /// Ends the session after `count` reports (`--count`).
+    pub fn reports(mut self, count: Option<u64>) -> Self {
+        self.remaining = count;
+        self
+    }
+
+    /// Shows each object in detail (`-i ID`, as `ipcs -i`): per semaphore, per attachment.
+    pub fn detailed(mut self, detailed: bool) -> Self {
+        self.detailed = detailed;
+        self
+    }
+
+    /// Whether the filter shows any object now (`-i ID` of no object is an error).
+    pub fn shows_any(&self) -> bool {
+        self.objects.iter().any(|o| shown(&self.filter, o))
     }
 
     /// Puts the time above each table (for reports that repeat).
@@ -88,12 +115,24 @@ impl<W: Write> ObjectsView<W> {
             if self.stamped {
                 let _ = writeln!(text, "{}", self.clock.time_of_day(now));
             }
-            text.push_str(&render_tables(
-                &self.objects,
-                &self.filter,
-                now,
-                &self.users,
-            ));
+            if self.detailed {
+                let shown: Vec<&IpcObject> = self
+                    .objects
+                    .iter()
+                    .filter(|o| shown(&self.filter, o))
+                    .collect();
+                if shown.is_empty() {
+                    let _ = writeln!(text, "no object with id {}", join_ids(&self.filter));
+                }
+                text.push_str(&info::render_info(&shown, now, &self.users));
+            } else {
+                text.push_str(&render_tables(
+                    &self.objects,
+                    &self.filter,
+                    now,
+                    &self.users,
+                ));
+            }
             text
         };
         self.out.write_all(text.as_bytes())?;
@@ -144,6 +183,12 @@ impl<W: Write> Sink for ObjectsView<W> {
     }
 
     fn interval(&mut self, _counts: KernelCounts) -> Flow {
+        if let Some(left) = self.remaining.as_mut() {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                return Flow::Stop; // `finish` prints the last report
+            }
+        }
         match self.report() {
             Ok(()) => Flow::Continue,
             Err(e) => {
@@ -156,6 +201,11 @@ impl<W: Write> Sink for ObjectsView<W> {
             }
         }
     }
+}
+
+fn join_ids(filter: &Filter) -> String {
+    let ids: Vec<String> = filter.ids.iter().map(i32::to_string).collect();
+    ids.join(",")
 }
 
 /// Whether the filter asks for this object (--type, --id, --key; --pid and --comm choose calls).
