@@ -11,10 +11,12 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use serde::Serialize;
 
 use crate::ipc::Syscall;
-use crate::tracer::{self, json_u64, Banner};
-use report::Results;
+use crate::ipctrace_json::SummaryLine;
+use crate::tracer::{self, Banner};
+use report::{thousandths, Results};
 pub use workloads::main as workload_main;
 use workloads::{Report, NAMES};
 
@@ -130,9 +132,10 @@ impl Config {
     }
 }
 
-/// One run of one workload under one configuration.
-#[derive(Debug, Clone, Copy, Default)]
+/// One run of one workload under one configuration (as results.json lists it, too).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
 struct Sample {
+    #[serde(serialize_with = "thousandths")]
     ns_per_call: f64,
     calls: u64,
     /// From ipctrace's summary line; None for tracers that have none.
@@ -140,12 +143,17 @@ struct Sample {
     lost: Option<u64>,
     /// The collector's own CPU (user + system) seconds; programs in the kernel are charged to
     /// the traced process and show up in ns_per_call instead.
+    #[serde(serialize_with = "thousandths")]
     cpu_s: Option<f64>,
+    #[serde(serialize_with = "thousandths")]
     rss_mb: Option<f64>,
+    #[serde(serialize_with = "thousandths")]
     attach_ms: Option<f64>,
     /// From SIGINT to the tracer's exit.
+    #[serde(serialize_with = "thousandths")]
     exit_ms: Option<f64>,
     /// The idle run's resident set after a second (VmRSS), next to the peak.
+    #[serde(serialize_with = "thousandths")]
     rss_now_mb: Option<f64>,
     /// Tracing BPF programs someone else had loaded before or after the run (their tests,
     /// their tracers): they run on our calls too, so the run's numbers are not clean.
@@ -771,8 +779,8 @@ fn summary_counts(path: &Path) -> (Option<u64>, Option<u64>) {
         return (None, None);
     };
     for line in text.lines().rev() {
-        if line.contains("\"summary\"") {
-            return (json_u64(line, "events"), json_u64(line, "lost"));
+        if let Some(summary) = SummaryLine::parse(line) {
+            return (Some(summary.events), Some(summary.lost));
         }
         let words: Vec<&str> = line.split_whitespace().collect();
         if let [events, "events,", lost, "lost"] = words.as_slice() {

@@ -2,6 +2,7 @@
 //! invocations (build, run, test) so they always name host packages and never build ipctrace-ebpf.
 mod bench;
 mod ipc;
+mod ipctrace_json;
 mod setup;
 mod soak;
 mod tracer;

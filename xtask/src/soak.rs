@@ -16,10 +16,10 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde_json::Value;
 
 use crate::ipc::{Kind, Syscall};
-use crate::tracer::{self, json_str, json_u64, Banner, Tracer, Usage};
+use crate::ipctrace_json::{LatLine, ObjectsLine, Summary, TraceLine};
+use crate::tracer::{self, Banner, Tracer, Usage};
 pub use workload::main as workload_main;
 
 const USAGE: &str = "usage: cargo xtask soak [--minutes N] [--rate CALLS_PER_SEC]
@@ -90,27 +90,6 @@ struct Ended {
     summary: Option<Summary>,
 }
 
-/// The `{"summary": ...}` line each view ends its --json output with.
-#[derive(Debug, Clone, Copy)]
-struct Summary {
-    events: u64,
-    lost: u64,
-    untracked: u64,
-}
-
-impl Summary {
-    fn parse(line: &str) -> Option<Summary> {
-        if !line.starts_with("{\"summary\"") {
-            return None;
-        }
-        Some(Summary {
-            events: json_u64(line, "events")?,
-            lost: json_u64(line, "lost")?,
-            untracked: json_u64(line, "untracked")?,
-        })
-    }
-}
-
 /// What `trace --json` streamed: the calls of processes named like the load's, by pid, syscall
 /// and result (pids are reused quickly, so a pid alone does not say a call was the load's), and
 /// how many calls of anyone else went by.
@@ -147,54 +126,29 @@ struct LoadReport {
 
 impl LoadReport {
     fn parse(line: &str) -> Result<LoadReport> {
-        let v: Value = serde_json::from_str(line).context("the load's report is not JSON")?;
-        let u64_at = |key: &str| {
-            v[key]
-                .as_u64()
-                .with_context(|| format!("no {key} in the load's report"))
-        };
-        let i64_at = |key: &str| {
-            v[key]
-                .as_i64()
-                .with_context(|| format!("no {key} in the load's report"))
-        };
+        let wire: workload::Report =
+            serde_json::from_str(line).context("the load's report is not its JSON")?;
         let mut calls = [[0; 2]; 12];
-        for call in Syscall::ALL {
-            let counts = &v["calls"][call.name()];
-            calls[call.index()] = [
-                counts["ok"].as_u64().unwrap_or(0),
-                counts["failed"].as_u64().unwrap_or(0),
-            ];
+        for (call, outcomes) in wire.calls {
+            calls[call.index()] = [outcomes.ok, outcomes.failed];
         }
-        let pid_list = v["pids"]
-            .as_array()
-            .context("no pids in the load's report")?;
-        let pids = pid_list
-            .iter()
-            .filter_map(|p| p.as_u64().map(|p| p as u32))
-            .collect();
-        let alive = v["alive"]
-            .as_array()
-            .context("no alive objects in the load's report")?
-            .iter()
-            .filter_map(|o| {
-                let kind = Kind::from_name(o["type"].as_str()?)?;
-                Some(((kind, o["id"].as_i64()?), o["creator"].as_u64()? as u32))
-            })
-            .collect();
         Ok(LoadReport {
-            elapsed_s: u64_at("elapsed_ns")? as f64 / 1e9,
+            elapsed_s: wire.elapsed_ns as f64 / 1e9,
             calls,
-            handoffs: u64_at("handoffs")?,
-            timeouts: u64_at("timeouts")?,
-            handoff_id: i64_at("handoff_id")?,
-            loop_id: i64_at("loop_id")?,
-            segment_id: i64_at("segment_id")?,
-            visitors: u64_at("visitors")?,
-            processes: pid_list.len(),
-            parent: u64_at("parent")? as u32,
-            pids,
-            alive,
+            handoffs: wire.handoffs,
+            timeouts: wire.timeouts,
+            handoff_id: wire.handoff_id.into(),
+            loop_id: wire.loop_id.into(),
+            segment_id: wire.segment_id.into(),
+            visitors: wire.visitors as u64,
+            processes: wire.pids.len(),
+            parent: wire.parent,
+            pids: wire.pids.into_iter().collect(),
+            alive: wire
+                .alive
+                .into_iter()
+                .map(|o| ((o.kind, o.id.into()), o.creator))
+                .collect(),
         })
     }
 
@@ -501,7 +455,7 @@ impl Drop for Load {
 /// Counts trace's calls by pid, syscall and result as they stream by. One thread only drains the
 /// pipe into memory, so trace never waits on the counting (slower than trace's own formatting in
 /// a debug build, and starved of CPU on a busy machine): a burst queues up here instead of in
-/// trace's ring buffer. Lines are read with a few string searches, not a JSON parser.
+/// trace's ring buffer.
 fn count_calls(stream: impl Read + Send + 'static, lines: &AtomicU64) -> Result<TracedCalls> {
     let (tx, chunks) = mpsc::channel::<Vec<u8>>();
     let drain = std::thread::spawn(move || -> std::io::Result<()> {
@@ -538,22 +492,24 @@ fn count_calls(stream: impl Read + Send + 'static, lines: &AtomicU64) -> Result<
 }
 
 fn count_line(line: &str, traced: &mut TracedCalls) -> Result<()> {
-    if let Some(summary) = Summary::parse(line) {
+    let not_a_call = || format!("trace printed a line that is not a call: {}", line.trim());
+    let parsed: TraceLine = serde_json::from_str(line).with_context(not_a_call)?;
+    if let Some(summary) = parsed.summary {
         traced.summary = Some(summary);
         return Ok(());
     }
-    let (Some(pid), Some(call)) = (
-        json_u64(line, "pid"),
-        json_str(line, "op").and_then(Syscall::from_name),
-    ) else {
-        bail!("trace printed a line that is not a call: {}", line.trim());
+    let (Some(pid), Some(call)) = (parsed.pid, parsed.op) else {
+        bail!(not_a_call());
     };
-    if !json_str(line, "comm").is_some_and(|c| c.starts_with(workload::COMM_PREFIX)) {
+    if !parsed
+        .comm
+        .is_some_and(|c| c.starts_with(workload::COMM_PREFIX))
+    {
         traced.others += 1;
         return Ok(());
     }
-    let failed = usize::from(json_str(line, "errno").is_some());
-    traced.by_pid.entry(pid as u32).or_default()[call.index()][failed] += 1;
+    let failed = usize::from(parsed.errno.is_some());
+    traced.by_pid.entry(pid).or_default()[call.index()][failed] += 1;
     Ok(())
 }
 
@@ -564,22 +520,19 @@ fn read_lat(path: &Path) -> Result<(Option<Summary>, Waits)> {
     let mut summary = None;
     let mut waits: Waits = HashMap::new();
     for line in text.lines() {
-        if let Some(s) = Summary::parse(line) {
+        let parsed: LatLine = serde_json::from_str(line)
+            .with_context(|| format!("lat printed a line that is not its JSON: {line}"))?;
+        if let Some(s) = parsed.summary {
             summary = Some(s);
             continue;
         }
-        let v: Value = serde_json::from_str(line)
-            .with_context(|| format!("lat printed a line that is not JSON: {line}"))?;
-        let (Some(kind), Some(id)) = (
-            v["type"].as_str().and_then(Kind::from_name),
-            v["id"].as_i64(),
-        ) else {
+        let (Some(kind), Some(id)) = (parsed.kind, parsed.id) else {
             bail!("lat printed a line without type and id: {line}");
         };
         let totals = waits.entry((kind, id)).or_default();
-        totals.calls += v["calls"].as_u64().unwrap_or(0);
-        totals.blocked += v["blocked"].as_u64().unwrap_or(0);
-        totals.timeouts += v["timeouts"].as_u64().unwrap_or(0);
+        totals.calls += parsed.calls;
+        totals.blocked += parsed.blocked;
+        totals.timeouts += parsed.timeouts;
     }
     Ok((summary, waits))
 }
@@ -590,43 +543,32 @@ fn read_objects(path: &Path) -> Result<(Option<Summary>, Table)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut summary = None;
-    let mut last: Vec<Value> = Vec::new();
+    let mut last: Vec<ObjectsLine> = Vec::new();
     for line in text.lines() {
-        if let Some(s) = Summary::parse(line) {
+        let parsed: ObjectsLine = serde_json::from_str(line)
+            .with_context(|| format!("objects printed a line that is not its JSON: {line}"))?;
+        if let Some(s) = parsed.summary {
             summary = Some(s);
             continue;
         }
-        let v: Value = serde_json::from_str(line)
-            .with_context(|| format!("objects printed a line that is not JSON: {line}"))?;
         if last
             .first()
-            .is_some_and(|first| first["ts_ns"] != v["ts_ns"])
+            .is_some_and(|first| first.ts_ns != parsed.ts_ns)
         {
             last.clear();
         }
-        last.push(v);
+        last.push(parsed);
     }
-    let pids = |v: &Value| -> Vec<u32> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|p| p["pid"].as_u64())
-                    .map(|p| p as u32)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     let table = last
-        .iter()
-        .filter(|v| v["key"].as_i64().is_some_and(workload::is_soak_key))
-        .filter_map(|v| {
-            let kind = Kind::from_name(v["type"].as_str()?)?;
+        .into_iter()
+        .filter(|o| o.key.is_some_and(workload::is_soak_key))
+        .filter_map(|o| {
             let object = TableObject {
-                creator: v["creator"]["pid"].as_u64().map(|p| p as u32),
-                nattch: v["nattch"].as_u64(),
-                attached: pids(&v["attached"]),
+                creator: o.creator.and_then(|c| c.pid),
+                nattch: o.nattch,
+                attached: o.attached.iter().filter_map(|p| p.pid).collect(),
             };
-            Some(((kind, v["id"].as_i64()?), object))
+            Some(((o.kind?, o.id?), object))
         })
         .collect();
     Ok((summary, table))
@@ -972,4 +914,49 @@ fn render(
         let _ = writeln!(text, "- {verdict}  {}: {}", c.what, c.detail);
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loads_report_reads_back_as_it_was_written() {
+        let mut calls = BTreeMap::new();
+        calls.insert(Syscall::Semtimedop, workload::Outcomes { ok: 5, failed: 1 });
+        let wire = workload::Report {
+            elapsed_ns: 2_500_000_000,
+            calls,
+            handoffs: 7,
+            timeouts: 2,
+            handoff_id: 11,
+            loop_id: 12,
+            segment_id: 13,
+            visitors: 3,
+            parent: 100,
+            pids: vec![100, 101, 102],
+            alive: vec![workload::AliveObject {
+                kind: Kind::Shm,
+                id: 13,
+                creator: 100,
+            }],
+        };
+        let report = LoadReport::parse(&serde_json::to_string(&wire).unwrap()).unwrap();
+        assert_eq!(report.calls[Syscall::Semtimedop.index()], [5, 1]);
+        assert_eq!(report.total(), 6);
+        assert_eq!(report.elapsed_s, 2.5);
+        assert_eq!(
+            (report.handoff_id, report.loop_id, report.segment_id),
+            (11, 12, 13)
+        );
+        assert_eq!(
+            (report.processes, report.parent, report.visitors),
+            (3, 100, 3)
+        );
+        assert_eq!(report.alive.get(&(Kind::Shm, 13)), Some(&100));
+        assert!(
+            LoadReport::parse("{\"elapsed_ns\": 1}").is_err(),
+            "a report cut short"
+        );
+    }
 }

@@ -292,27 +292,3 @@ fn status_text(status: libc::c_int) -> String {
         format!("wait status {status}")
     }
 }
-
-/// The `"key": number` that follows `key` in a line of JSON: the first one, so enough for flat
-/// lines and for keys that come before any nested object's (ipctrace's summary and call lines).
-pub fn json_u64(text: &str, key: &str) -> Option<u64> {
-    let pattern = format!("\"{key}\":");
-    let at = text.find(&pattern)? + pattern.len();
-    let digits: String = text[at..]
-        .trim_start()
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
-}
-
-/// The `"key": "string"` that follows `key` in a line of JSON, the same way; None for null and
-/// for a string with escapes in it (no name this is used for has any).
-pub fn json_str<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    let pattern = format!("\"{key}\":");
-    let at = text.find(&pattern)? + pattern.len();
-    let value = text[at..].trim_start().strip_prefix('"')?;
-    let end = value.find('"')?;
-    let value = &value[..end];
-    (!value.contains('\\')).then_some(value)
-}
