@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::ipc::Syscall;
 use crate::ipctrace_json::SummaryLine;
+use crate::machine::{cpu_model, cpus, kernel_release, loadavg, memory_kib};
 use crate::tracer::{self, Banner};
 use report::{thousandths, Results};
 pub use workloads::main as workload_main;
@@ -372,12 +373,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         }
     };
     let began = Instant::now();
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("bench needs root: the tracers load BPF programs");
-    }
-    crate::setup::run()?;
-    crate::build(true)?;
+    crate::ready_to_trace("bench")?;
     let tools = Tools::find(scale)?;
     let machine = machine(&tools, reps);
     eprintln!("{machine}");
@@ -694,21 +690,11 @@ fn measure_pinned(tools: &Tools) -> Result<Sample> {
 /// `ipctrace trace` with nothing to trace for a second: what it costs just to be there.
 fn measure_idle(tools: &Tools) -> Result<Sample> {
     let (running, out) = start_tracer(tools, Config::Trace, None)?;
-    let attach_ms = running.attach_ms;
     std::thread::sleep(Duration::from_secs(1));
     let rss_now_mb = running.rss_now_mb();
-    let (usage, exit_ms) = running.stop()?;
-    let (events, lost) = summary_counts(&out);
-    let _ = std::fs::remove_file(&out);
     Ok(Sample {
-        events,
-        lost,
-        cpu_s: Some(usage.cpu_s),
-        rss_mb: Some(usage.maxrss_mb),
         rss_now_mb,
-        attach_ms: Some(attach_ms),
-        exit_ms: Some(exit_ms),
-        ..Sample::default()
+        ..stop_tracer(running, &out)?
     })
 }
 
@@ -736,13 +722,23 @@ fn traced(
     tracer_cpu: Option<usize>,
 ) -> Result<Sample> {
     let (running, out) = start_tracer(tools, config, tracer_cpu)?;
-    let attach_ms = running.attach_ms;
     // On a workload error the tracer is stopped as it is dropped.
     let (report, _) = run_workload(workload)?;
+    let session = stop_tracer(running, &out)?;
+    Ok(Sample {
+        ns_per_call: Sample::from_report(report).ns_per_call,
+        calls: report.calls,
+        ..session
+    })
+}
+
+/// Stops a tracer from start_tracer: its own figures and its summary's counts, no workload's.
+fn stop_tracer(running: tracer::Tracer, out: &Path) -> Result<Sample> {
+    let attach_ms = running.attach_ms;
     let (usage, exit_ms) = running.stop()?;
-    let (events, lost) = summary_counts(&out);
+    let (events, lost) = summary_counts(out);
     // trace --json writes ~300 bytes a call; there is no need to keep hundreds of MB around.
-    let _ = std::fs::remove_file(&out);
+    let _ = std::fs::remove_file(out);
     Ok(Sample {
         events,
         lost,
@@ -750,7 +746,7 @@ fn traced(
         rss_mb: Some(usage.maxrss_mb),
         attach_ms: Some(attach_ms),
         exit_ms: Some(exit_ms),
-        ..Sample::from_report(report)
+        ..Sample::default()
     })
 }
 
@@ -792,15 +788,12 @@ fn summary_counts(path: &Path) -> (Option<u64>, Option<u64>) {
 
 /// The header: what machine the numbers come from, and how they were taken.
 fn machine(tools: &Tools, reps: usize) -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpus = cpus();
     let model = cpu_model();
     let kernel = kernel_release();
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| meminfo_kib(&text, "MemTotal:"))
-        .map_or("unknown".into(), |kib| {
-            format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0)
-        });
+    let memory = memory_kib().map_or("unknown".into(), |kib| {
+        format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0)
+    });
     let mut text = String::from("# ipctrace benchmark\n\n## Machine\n\n");
     let _ = writeln!(text, "- CPUs: {cpus} × {model}");
     let _ = writeln!(text, "- kernel: {kernel}");
@@ -823,36 +816,4 @@ fn machine(tools: &Tools, reps: usize) -> String {
         iters.join(", ")
     );
     text
-}
-
-/// The number after `label` in /proc/meminfo's `MemTotal:  24683924 kB`.
-fn meminfo_kib(text: &str, label: &str) -> Option<u64> {
-    let line = text.lines().find(|l| l.starts_with(label))?;
-    line[label.len()..].split_whitespace().next()?.parse().ok()
-}
-
-/// The 1, 5 and 15 minute load averages: others' work on a shared machine shows here.
-pub(crate) fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// The running kernel's release, as `uname -r` prints it.
-pub(crate) fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-pub(crate) fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
 }

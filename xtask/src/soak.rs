@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::ipc::Kind;
 use crate::ipctrace_json::Summary;
@@ -197,12 +197,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("soak needs root: the tracers load BPF programs");
-    }
-    crate::setup::run()?;
-    crate::build(true)?;
+    crate::ready_to_trace("soak")?;
     let ipctrace = crate::target_dir().join("release/ipctrace");
     let out_dir = crate::target_dir().join("soak");
     std::fs::create_dir_all(&out_dir)
@@ -211,7 +206,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     if left > 0 {
         eprintln!("removed {left} objects an earlier soak left behind");
     }
-    let load_at_start = crate::bench::loadavg();
+    let load_at_start = crate::machine::loadavg();
     let seconds = minutes * 60.0;
 
     let observed = run::soak(&ipctrace, &out_dir, minutes, rate)?;

@@ -6,10 +6,8 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 use super::workloads::{NAMES, OTHER_SYSCALL};
-use super::{
-    cpu_model, kernel_release, median, meminfo_kib, Cell, Config, Sample, Tools, CONFIGS,
-    STRACE_DIVISOR,
-};
+use super::{median, Cell, Config, Sample, Tools, CONFIGS, STRACE_DIVISOR};
+use crate::machine::{cpu_model, cpus, kernel_release, memory_kib};
 
 pub struct Results<'a> {
     pub tools: &'a Tools,
@@ -527,11 +525,9 @@ impl<'a> Results<'a> {
         let tools = self.tools;
         let json = Json {
             machine: JsonMachine {
-                cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+                cpus: cpus(),
                 model: cpu_model(),
-                memory_kib: std::fs::read_to_string("/proc/meminfo")
-                    .ok()
-                    .and_then(|text| meminfo_kib(&text, "MemTotal:")),
+                memory_kib: memory_kib(),
                 kernel: kernel_release(),
                 ipctrace: &tools.ipctrace_version,
                 bpftrace: tools.bpftrace.as_deref().unwrap_or_else(|e| e),

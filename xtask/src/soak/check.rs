@@ -17,20 +17,13 @@ const HANDOFF_SEEN_SHARE: f64 = 0.98;
 
 /// Every verdict, in the order the report lists them.
 pub(super) fn all(observed: &Observed, warm_s: f64) -> Vec<Check> {
-    let Observed {
-        report,
-        ended,
-        traced,
-        waits,
-        table,
-        in_proc,
-    } = observed;
+    let report = &observed.report;
     vec![
-        check_memory(ended, warm_s),
-        check_losses(ended),
-        check_calls(report, traced),
-        check_waits(report, waits),
-        check_objects(report, in_proc, table),
+        check_memory(&observed.ended, warm_s),
+        check_losses(&observed.ended),
+        check_calls(report, &observed.traced),
+        check_waits(report, &observed.waits),
+        check_objects(report, &observed.in_proc, &observed.table),
     ]
 }
 

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use super::check::{traced_counts, warm_and_end};
 use super::{Asked, Check, Ended, Observed};
 use crate::ipc::Syscall;
+use crate::machine::cpus;
 
 /// Every sample, one line each: seconds, then RSS MB and CPU s of each view.
 pub(super) fn write_samples(path: &Path, ended: &[Ended]) -> Result<()> {
@@ -43,14 +44,14 @@ pub(super) fn render(asked: &Asked, observed: &Observed, checks: &[Check]) -> St
         ..
     } = observed;
     let mut text = String::new();
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpus = cpus();
     let _ = writeln!(text, "### Soak: {minutes} min at {rate} calls/s\n");
     let _ = writeln!(
         text,
         "- machine: {cpus} × {}, Linux {}; load average {load_at_start} at start, {} at the end",
-        crate::bench::cpu_model(),
-        crate::bench::kernel_release(),
-        crate::bench::loadavg()
+        crate::machine::cpu_model(),
+        crate::machine::kernel_release(),
+        crate::machine::loadavg()
     );
     let total = report.total();
     let _ = writeln!(

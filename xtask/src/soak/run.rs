@@ -12,6 +12,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use serde::de::DeserializeOwned;
 
 use super::{
     workload, Ended, LoadReport, ObjectId, Observed, Sample, Table, TableObject, TracedCalls, View,
@@ -311,16 +312,12 @@ fn count_line(line: &str, traced: &mut TracedCalls) -> Result<()> {
 
 /// lat's summary and its counts per object (type, id), summed over every interval.
 fn read_lat(path: &Path) -> Result<(Option<Summary>, Waits)> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut summary = None;
     let mut waits: Waits = HashMap::new();
-    for line in text.lines() {
-        let parsed: LatLine = serde_json::from_str(line)
-            .with_context(|| format!("lat printed a line that is not its JSON: {line}"))?;
+    for_each_line(path, "lat", |line, parsed: LatLine| {
         if let Some(s) = parsed.summary {
             summary = Some(s);
-            continue;
+            return Ok(());
         }
         let (Some(kind), Some(id)) = (parsed.kind, parsed.id) else {
             bail!("lat printed a line without type and id: {line}");
@@ -329,23 +326,20 @@ fn read_lat(path: &Path) -> Result<(Option<Summary>, Waits)> {
         totals.calls += parsed.calls;
         totals.blocked += parsed.blocked;
         totals.timeouts += parsed.timeouts;
-    }
+        Ok(())
+    })?;
     Ok((summary, waits))
 }
 
 /// objects' summary and its last table (the lines of its last report all carry its `ts_ns`),
 /// the load's objects only.
 fn read_objects(path: &Path) -> Result<(Option<Summary>, Table)> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut summary = None;
     let mut last: Vec<ObjectsLine> = Vec::new();
-    for line in text.lines() {
-        let parsed: ObjectsLine = serde_json::from_str(line)
-            .with_context(|| format!("objects printed a line that is not its JSON: {line}"))?;
+    for_each_line(path, "objects", |_, parsed: ObjectsLine| {
         if let Some(s) = parsed.summary {
             summary = Some(s);
-            continue;
+            return Ok(());
         }
         if last
             .first()
@@ -354,7 +348,8 @@ fn read_objects(path: &Path) -> Result<(Option<Summary>, Table)> {
             last.clear();
         }
         last.push(parsed);
-    }
+        Ok(())
+    })?;
     let table = last
         .into_iter()
         .filter(|o| o.key.is_some_and(workload::is_soak_key))
@@ -368,6 +363,22 @@ fn read_objects(path: &Path) -> Result<(Option<Summary>, Table)> {
         })
         .collect();
     Ok((summary, table))
+}
+
+/// Hands `each` every line of a view's `--json` file, with the line parsed as `T`.
+fn for_each_line<T: DeserializeOwned>(
+    path: &Path,
+    view: &str,
+    mut each: impl FnMut(&str, T) -> Result<()>,
+) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    for line in text.lines() {
+        let parsed = serde_json::from_str(line)
+            .with_context(|| format!("{view} printed a line that is not its JSON: {line}"))?;
+        each(line, parsed)?;
+    }
+    Ok(())
 }
 
 /// The load's objects the kernel lists in /proc/sysvipc: (kind, id) for each key in its range.
