@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 /// The twelve SysV IPC syscalls, by the names the tracepoints and `ipctrace trace` give them
 /// (serde spells them the same: `semop`, `msgrcv`).
 ///
-/// ipctrace's decoder has its own list (`Op`, in ipctrace's decoder/syscalls.rs); this one is kept
-/// apart on purpose: the bench and the soak count the calls their loads make, and check ipctrace's
-/// output against those counts, with nothing taken from the code under test.
+/// ipctrace's decoder has its own list (`Op`, in ipctrace/src/decoder/syscalls.rs); this one is
+/// kept apart on purpose: the bench and the soak count the calls their loads make and check
+/// ipctrace's output against those counts, so nothing of the code under test may decide what
+/// they count. (And xtask must build before `setup` has installed what ipctrace's build needs.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Syscall {
