@@ -420,3 +420,40 @@ fn progress(watched: &[Watched], started: Instant, minutes: f64, lines: u64) {
         rss.join(", ")
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipc::Syscall;
+
+    fn call(pid: u32, comm: &str, op: &str, errno: &str) -> String {
+        format!(
+            r#"{{"ts_ns": 1, "pid": {pid}, "tid": {pid}, "comm": "{comm}", "type": "sem", "op": "{op}", "id": 3, "ret": 0, "errno": {errno}, "waker": {{"pid": 9, "comm": "soak-poster"}}}}"#
+        )
+    }
+
+    #[test]
+    fn trace_lines_are_counted_by_pid_call_and_result_for_the_load_only() {
+        let mut traced = TracedCalls::default();
+        for line in [
+            call(40, "soak-loop", "semop", "null"),
+            call(40, "soak-loop", "semop", "null"),
+            call(40, "soak-loop", "semtimedop", r#""EAGAIN""#),
+            call(41, "postgres", "semop", "null"),
+            r#"{"summary": {"events": 4, "lost": 0, "untracked": 0, "malformed": 0}}"#.into(),
+        ] {
+            count_line(&line, &mut traced).unwrap();
+        }
+        let counts = traced.by_pid[&40];
+        assert_eq!(counts[Syscall::Semop.index()], [2, 0]);
+        assert_eq!(counts[Syscall::Semtimedop.index()], [0, 1]);
+        assert!(
+            !traced.by_pid.contains_key(&9),
+            "the waker's pid is not the caller's"
+        );
+        assert_eq!(traced.others, 1);
+        assert_eq!(traced.summary.map(|s| s.events), Some(4));
+        assert!(count_line(r#"{"deadlock": []}"#, &mut traced).is_err());
+        assert!(count_line("Tracing SysV IPC", &mut traced).is_err());
+    }
+}
