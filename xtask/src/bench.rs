@@ -285,11 +285,7 @@ impl Tools {
         if let Some(args) = config.ipctrace_args() {
             let mut cmd = Command::new(&self.ipctrace);
             cmd.args(args);
-            let banner = Banner {
-                text: "Tracing ",
-                on_stdout: false,
-            };
-            return Some((cmd, banner));
+            return Some((cmd, Banner::IPCTRACE));
         }
         if let Some(script) = config.bpftrace_script() {
             let mut cmd = Command::new("bpftrace");

@@ -59,6 +59,14 @@ pub struct Banner {
     pub on_stdout: bool,
 }
 
+impl Banner {
+    /// ipctrace's `Tracing ... Hit Ctrl-C to end.` on stderr, once every program is attached.
+    pub const IPCTRACE: Banner = Banner {
+        text: "Tracing ",
+        on_stdout: false,
+    };
+}
+
 /// Starts `cmd` and waits until a line it prints contains the banner. With the banner on stdout,
 /// stdout is read (and its lines kept with stderr's) instead of going where `cmd` sent it.
 /// `name` is what errors call it (a bpftrace command line holds a whole script).

@@ -115,11 +115,7 @@ fn start_views(ipctrace: &Path, out_dir: &Path, stream: PipeWriter) -> Result<Ve
             "trace" => cmd.stdout(stream.take().context("one trace view")?),
             _ => cmd.stdout(create(&output_path(out_dir, view))?),
         };
-        let banner = Banner {
-            text: "Tracing ",
-            on_stdout: false,
-        };
-        let tracer = tracer::start(view.label, cmd, banner, ATTACH_TIMEOUT)?;
+        let tracer = tracer::start(view.label, cmd, Banner::IPCTRACE, ATTACH_TIMEOUT)?;
         watched.push(Watched {
             view,
             tracer,
