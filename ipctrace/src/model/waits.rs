@@ -2,7 +2,7 @@
 //! how many really blocked and for how long (HDR and log2 histograms), how those waits ended
 //! (timeout, EINTR, EIDRM) and who released the waiters.
 
-use crate::decoder::syscalls::{IpcKind, Op};
+use crate::decoder::syscalls::{self, IpcKind, Op};
 use crate::decoder::{Call, Comm};
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
@@ -111,9 +111,9 @@ impl WaitStats {
     fn record(&mut self, call: &Call) {
         self.calls += 1;
         match call.errno() {
-            Some(11) if call.timed() && call.blocked_ns > 0 => self.timeouts += 1,
-            Some(4 | 512..=516) => self.interrupted += 1,
-            Some(43) => self.removed += 1,
+            Some(syscalls::EAGAIN) if call.timed() && call.blocked_ns > 0 => self.timeouts += 1,
+            Some(e) if syscalls::interrupted(e) => self.interrupted += 1,
+            Some(syscalls::EIDRM) => self.removed += 1,
             _ => {}
         }
         if call.blocked_ns == 0 {
@@ -136,7 +136,10 @@ impl WaitStats {
         waiter.0 += 1;
         waiter.1 += call.blocked_ns;
         // A timed-out wait was ended by a timer, not by a process.
-        if let Some(w) = call.waker.filter(|_| call.errno() != Some(11)) {
+        if let Some(w) = call
+            .waker
+            .filter(|_| call.errno() != Some(syscalls::EAGAIN))
+        {
             *self
                 .wakers
                 .entry(Task {
