@@ -69,7 +69,7 @@ impl<W: Write> LatView<W> {
             self.report()?;
         }
         self.out
-            .write_all(super::summary(totals, self.json).as_bytes())?;
+            .write_all(super::summary(totals, self.json, &[]).as_bytes())?;
         self.out.flush()
     }
 
