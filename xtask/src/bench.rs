@@ -686,11 +686,21 @@ fn measure_pinned(tools: &Tools) -> Result<Sample> {
 /// `ipctrace trace` with nothing to trace for a second: what it costs just to be there.
 fn measure_idle(tools: &Tools) -> Result<Sample> {
     let (running, out) = start_tracer(tools, Config::Trace, None)?;
+    let attach_ms = running.attach_ms;
     std::thread::sleep(Duration::from_secs(1));
     let rss_now_mb = running.rss_now_mb();
+    let (usage, exit_ms) = running.stop()?;
+    let (events, lost) = summary_counts(&out);
+    let _ = std::fs::remove_file(&out);
     Ok(Sample {
+        events,
+        lost,
+        cpu_s: Some(usage.cpu_s),
+        rss_mb: Some(usage.maxrss_mb),
         rss_now_mb,
-        ..stop_tracer(running, &out)?
+        attach_ms: Some(attach_ms),
+        exit_ms: Some(exit_ms),
+        ..Sample::default()
     })
 }
 
@@ -718,23 +728,13 @@ fn traced(
     tracer_cpu: Option<usize>,
 ) -> Result<Sample> {
     let (running, out) = start_tracer(tools, config, tracer_cpu)?;
+    let attach_ms = running.attach_ms;
     // On a workload error the tracer is stopped as it is dropped.
     let (report, _) = run_workload(workload)?;
-    let session = stop_tracer(running, &out)?;
-    Ok(Sample {
-        ns_per_call: Sample::from_report(report).ns_per_call,
-        calls: report.calls,
-        ..session
-    })
-}
-
-/// Stops a tracer from start_tracer: its own figures and its summary's counts, no workload's.
-fn stop_tracer(running: tracer::Tracer, out: &Path) -> Result<Sample> {
-    let attach_ms = running.attach_ms;
     let (usage, exit_ms) = running.stop()?;
-    let (events, lost) = summary_counts(out);
+    let (events, lost) = summary_counts(&out);
     // trace --json writes ~300 bytes a call; there is no need to keep hundreds of MB around.
-    let _ = std::fs::remove_file(out);
+    let _ = std::fs::remove_file(&out);
     Ok(Sample {
         events,
         lost,
@@ -742,7 +742,7 @@ fn stop_tracer(running: tracer::Tracer, out: &Path) -> Result<Sample> {
         rss_mb: Some(usage.maxrss_mb),
         attach_ms: Some(attach_ms),
         exit_ms: Some(exit_ms),
-        ..Sample::default()
+        ..Sample::from_report(report)
     })
 }
 

@@ -568,10 +568,36 @@ impl<'a> Results<'a> {
                 .collect(),
             elapsed_s: (elapsed.as_secs_f64() * 10.0).round() / 10.0,
         };
-        let mut text = serde_json::to_string_pretty(&json).expect("plain values serialize");
-        text.push('\n');
-        text
+        let mut json = serde_json::to_string_pretty(&json).expect("plain values serialize");
+        json.push('\n');
+        json
     }
+}
+
+fn opt(v: Option<f64>, decimals: usize) -> String {
+    v.map_or("—".into(), |v| format!("{v:.decimals$}"))
+}
+
+fn opt_u64(v: Option<u64>) -> String {
+    v.map_or("—".into(), |v| v.to_string())
+}
+
+fn join(values: &[u64]) -> String {
+    values
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// An error fit for a table cell: one line, no pipes.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .next()
+        .unwrap_or("")
+        .replace('|', "/")
+        .trim()
+        .to_string()
 }
 
 /// results.json: the figures of the tables, for scripts.
@@ -656,32 +682,6 @@ pub(super) fn thousandths<S: Serializer, T: Copy + Into<Option<f64>>>(
         .filter(|v: &f64| v.is_finite())
         .map(|v| (v * 1000.0).round() / 1000.0)
         .serialize(serializer)
-}
-
-fn opt(v: Option<f64>, decimals: usize) -> String {
-    v.map_or("—".into(), |v| format!("{v:.decimals$}"))
-}
-
-fn opt_u64(v: Option<u64>) -> String {
-    v.map_or("—".into(), |v| v.to_string())
-}
-
-fn join(values: &[u64]) -> String {
-    values
-        .iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// An error fit for a table cell: one line, no pipes.
-fn one_line(text: &str) -> String {
-    text.lines()
-        .next()
-        .unwrap_or("")
-        .replace('|', "/")
-        .trim()
-        .to_string()
 }
 
 #[cfg(test)]
