@@ -4,6 +4,7 @@
 pub mod floor;
 pub mod followed;
 pub mod lat;
+pub mod live;
 pub mod objects;
 pub mod trace;
 
@@ -11,20 +12,16 @@ use crate::decoder::syscalls::IpcKind;
 use crate::filter::Filter;
 use crate::loader::{Probe, ProbeOptions};
 use crate::model::shm_addresses::ShmAddressBook;
-use crate::session::StopReason;
 use anyhow::Result;
 use followed::FollowedCommand;
 
-/// ipctrace's exit code when it ran `-- CMD`: CMD's status once CMD exited. A session that
-/// ended first (--duration, a signal) leaves CMD running, and says so; a signal that reached
-/// CMD too (Ctrl-C goes to the whole foreground group) gives CMD's status after all.
-fn exit_code(command: Option<&mut FollowedCommand>, reason: StopReason) -> i32 {
+/// ipctrace's exit code when it ran `-- CMD`: CMD's status once CMD exited (the session ends
+/// then; a signal that stopped ipctrace reached CMD too when it came from the terminal). A
+/// session that ended first (--duration, a signal CMD survived) leaves CMD running, said so.
+fn exit_code(command: Option<&mut FollowedCommand>) -> i32 {
     let Some(command) = command else {
         return 0;
     };
-    if reason == StopReason::CommandExited {
-        return command.wait();
-    }
     match command.exited_within(std::time::Duration::from_millis(200)) {
         Some(status) => status,
         None => {

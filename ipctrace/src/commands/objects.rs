@@ -2,14 +2,16 @@
 //! waits on it; at once from /proc, or traced for a while. Its options, help and wiring.
 
 use super::followed::FollowedCommand;
+use super::live::LiveObjects;
 use super::{attach, exit_code, ids_of_keys, other_namespaces_note, runtime, with_processes};
 use crate::cli::{parse_seconds, Common, FollowArgs};
+use crate::clock::clock_ns;
 use crate::decoder::syscalls::IpcKind;
+use crate::decoder::Event;
 use crate::filter::parse_id;
 use crate::kernel_view::limits::IpcLimits;
 use crate::kernel_view::snapshot::KernelSnapshot;
-use crate::model::objects::Objects;
-use crate::session::{self, Schedule};
+use crate::session::{self, Flow, Schedule, Sink};
 use crate::views::objects::ObjectsView;
 use crate::views::objects::{know_user_names, limits::render_limits, orphans::render_orphans};
 use anyhow::Result;
@@ -123,17 +125,21 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
         args.common.duration.is_some() || interval.is_some() || !args.follow.command.is_empty();
     let prepared = args.common.prepare(tracing)?;
     if !tracing {
-        let objects = Objects::seed_from_proc(&kinds)?;
+        let live = LiveObjects::seed(&kinds)?;
         if let Some(note) = other_namespaces_note() {
             eprintln!("{note}");
         }
         prepared.drop_privileges()?;
-        let mut view = ObjectsView::new(prepared.out, args.common.json, objects, filter)
+        let mut view = ObjectsView::new(prepared.out, args.common.json, filter.clone())
             .detailed(args.info.is_some());
-        if args.info.is_some() && !view.shows_any() {
+        let shown = live
+            .objects()
+            .iter()
+            .any(|o| crate::views::objects::shown(&filter, o));
+        if args.info.is_some() && !shown {
             anyhow::bail!("no object with id {}", args.info.unwrap_or_default());
         }
-        view.print()?;
+        view.print(live.objects(), now_ns())?;
         return Ok(0);
     }
     let mut command = args.common.start_command(&args.follow.command)?;
@@ -141,15 +147,14 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
     let probe = attach(&filter, ids_of_keys(&filter), with_processes())?;
     // Seeded once attached: what happens in between is in the kernel's numbers, and its events
     // (stamped before the seed) only add names.
-    let mut objects = Objects::seed_from_proc(&kinds)?;
-    objects.set_partial_view(
+    let mut live = LiveObjects::seed(&kinds)?;
+    live.objects_mut().set_partial_view(
         !filter.pids.is_empty() || !filter.comms.is_empty() || filter.follow.is_some(),
     );
     prepared.drop_privileges()?;
-    let mut view = ObjectsView::new(prepared.out, args.common.json, objects, filter.clone())
+    let view = ObjectsView::new(prepared.out, args.common.json, filter.clone())
         .stamped(true)
-        .detailed(args.info.is_some())
-        .reports(args.count.or(args.count_pos));
+        .detailed(args.info.is_some());
     let schedule = Schedule {
         duration: args.common.duration,
         interval,
@@ -157,12 +162,76 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
         notes: other_namespaces_note().into_iter().collect(),
         until_exit: command.as_ref().map(FollowedCommand::exit_fd),
     };
+    let mut watch = Watch {
+        live,
+        view,
+        failed: None,
+        remaining: args.count.or(args.count_pos),
+    };
     if let Some(command) = command.as_mut() {
         command.release()?;
     }
-    let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
-    view.finish(Some(&totals))?;
-    Ok(exit_code(command.as_mut(), totals.reason))
+    let totals = runtime()?.block_on(session::run(probe, schedule, &mut watch))?;
+    if let Some(e) = watch.failed {
+        return Err(e.into());
+    }
+    watch.report()?;
+    watch.view.finish(watch.live.objects(), &totals)?;
+    Ok(exit_code(command.as_mut()))
+}
+
+/// The traced objects table: the model kept current, printed on every interval.
+struct Watch<W: Write> {
+    live: LiveObjects,
+    view: ObjectsView<W>,
+    /// Why printing stopped the session (a closed stdout among others).
+    failed: Option<std::io::Error>,
+    /// Reports still to print (`--count`); the last one is made after the session.
+    remaining: Option<u64>,
+}
+
+impl<W: Write> Watch<W> {
+    /// Corrects the model with the kernel's view, then prints it.
+    fn report(&mut self) -> std::io::Result<()> {
+        self.live.refresh();
+        self.view.print(self.live.objects(), now_ns())
+    }
+}
+
+impl<W: Write> Sink for Watch<W> {
+    fn compat_processes(&mut self, found: &[(u32, String)]) {
+        crate::views::say_compat_processes(found);
+    }
+
+    fn event(&mut self, event: &Event) -> Flow {
+        self.live.apply(event);
+        Flow::Continue
+    }
+
+    fn batch_done(&mut self) -> Flow {
+        self.live.batch_done();
+        Flow::Continue
+    }
+
+    fn interval(&mut self) -> Flow {
+        if let Some(left) = self.remaining.as_mut() {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                return Flow::Stop; // the last report follows the session
+            }
+        }
+        match self.report() {
+            Ok(()) => Flow::Continue,
+            Err(e) => {
+                self.failed = Some(e);
+                Flow::Stop
+            }
+        }
+    }
+}
+
+fn now_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC) as u64
 }
 
 /// `--limits` and `--orphans`: what the kernel's tables say now, nothing traced.

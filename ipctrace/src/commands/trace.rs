@@ -113,5 +113,5 @@ pub fn run(args: TraceArgs) -> Result<i32> {
     }
     let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
     view.finish(&totals)?;
-    Ok(exit_code(command.as_mut(), totals.reason))
+    Ok(exit_code(command.as_mut()))
 }
