@@ -251,8 +251,8 @@ pub fn ipc_fork(ctx: BtfTracePointContext) -> u32 {
     };
     // A new thread shares its process's mappings: only new processes matter.
     if child_pid == child_tgid && child_tgid != parent_tgid {
-        follow_fork(parent_tgid, child_tgid);
-        if REPORT_PROCESSES.load() != 0 {
+        let followed = follow_fork(parent_tgid, child_tgid);
+        if REPORT_PROCESSES.load() != 0 && followed {
             emit_process(PROCESS_FORK, parent_tgid, child_tgid, child_start);
         }
     }
@@ -261,12 +261,11 @@ pub fn ipc_fork(ctx: BtfTracePointContext) -> u32 {
 
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn ipc_exec(_ctx: BtfTracePointContext) -> u32 {
-    emit_process(
-        PROCESS_EXEC,
-        (bpf_get_current_pid_tgid() >> 32) as u32,
-        0,
-        current_process_start(),
-    );
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // Following a command, only its processes' records matter.
+    if FOLLOW_FORKS.load() == 0 || unsafe { FOLLOWED.get(tgid) }.is_some() {
+        emit_process(PROCESS_EXEC, tgid, 0, current_process_start());
+    }
     0
 }
 
@@ -275,10 +274,8 @@ pub fn ipc_exit_process(ctx: BtfTracePointContext) -> u32 {
     let group_dead: u64 = ctx.arg(1);
     if group_dead & 0xff != 0 {
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-        if FOLLOW_FORKS.load() != 0 {
-            let _ = FOLLOWED.remove(tgid);
-        }
-        if REPORT_PROCESSES.load() != 0 {
+        let followed = FOLLOW_FORKS.load() == 0 || FOLLOWED.remove(tgid).is_ok();
+        if REPORT_PROCESSES.load() != 0 && followed {
             emit_process(PROCESS_EXIT, tgid, 0, current_process_start());
         }
     }
@@ -286,15 +283,20 @@ pub fn ipc_exit_process(ctx: BtfTracePointContext) -> u32 {
 }
 
 /// With FOLLOW_FORKS, a process forked by a followed one is followed from its first call. A
-/// full FOLLOWED is counted, never silent.
+/// full FOLLOWED is counted, never silent. True when the fork concerns us (always, unless
+/// following a command whose processes the parent is not one of).
 #[inline(always)]
-fn follow_fork(parent_tgid: u32, child_tgid: u32) {
-    if FOLLOW_FORKS.load() == 0 || unsafe { FOLLOWED.get(parent_tgid) }.is_none() {
-        return;
+fn follow_fork(parent_tgid: u32, child_tgid: u32) -> bool {
+    if FOLLOW_FORKS.load() == 0 {
+        return true;
+    }
+    if unsafe { FOLLOWED.get(parent_tgid) }.is_none() {
+        return false;
     }
     if FOLLOWED.insert(child_tgid, 1, 0).is_err() {
         count(COUNTER_UNTRACKED);
     }
+    true
 }
 
 /// --failed, --min-lat, --min-blocked: judged at exit, once result and times are known.

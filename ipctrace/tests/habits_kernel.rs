@@ -88,6 +88,10 @@ fn trace_runs_a_command_and_follows_its_forks_from_the_first_call() {
     );
     let summary = lines.last().unwrap();
     assert_eq!(summary["summary"]["events"], 4, "{summary}");
+    // Process records too are the command's only (its execs, one fork, the exits), not the
+    // whole machine's.
+    let process_events = summary["summary"]["process_events"].as_u64().unwrap();
+    assert!((3..=8).contains(&process_events), "{summary}");
 }
 
 #[test]
