@@ -15,6 +15,10 @@ use tokio::signal::unix::{signal, SignalKind};
 /// the collector 60 ms of stalls (a /proc rescan, a busy machine) before anything is lost.
 const DRAIN_EVERY: Duration = Duration::from_millis(10);
 
+/// How often the kernel's loss counters are looked at, and so at most how often stderr hears
+/// of losses while they happen.
+const LOSS_WARNING_EVERY: Duration = Duration::from_secs(1);
+
 /// Whether the session goes on after a view handled something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -92,6 +96,9 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
         .map(|i| tokio::time::interval_at(tokio::time::Instant::now() + i, i));
     let mut drain_timer = tokio::time::interval(DRAIN_EVERY);
     drain_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut loss_timer = tokio::time::interval(LOSS_WARNING_EVERY);
+    loss_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut losses = LossWarning::default();
     let mut totals = Totals {
         events: 0,
         process_events: 0,
@@ -109,6 +116,12 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
             _ = sighup.recv() => break StopReason::Signal("SIGHUP"),
             _ = sleep_until(deadline) => break StopReason::Duration,
             _ = tick(&mut ticker) => None,
+            _ = loss_timer.tick() => {
+                if let Some(warning) = losses.check(counters.read()?) {
+                    eprintln!("{warning}");
+                }
+                continue;
+            }
             _ = drain_timer.tick() => {
                 if drain(ring.get_mut(), sink, &mut totals) == Flow::Stop {
                     break StopReason::View;
@@ -142,6 +155,37 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
     totals.kernel = counters.read()?;
     totals.reason = reason;
     Ok(totals)
+}
+
+/// Says on stderr, while it happens, that the kernel could not hand records over: the summary
+/// at the end says it too, but a person watching a live trace (or a script's log) should not
+/// learn only then that what scrolled by was incomplete.
+#[derive(Debug, Default)]
+struct LossWarning {
+    warned: KernelCounts,
+}
+
+impl LossWarning {
+    /// The warning for what was lost since the last one, if anything was.
+    fn check(&mut self, now: KernelCounts) -> Option<String> {
+        let calls = now.lost.saturating_sub(self.warned.lost);
+        let processes = now.lost_process.saturating_sub(self.warned.lost_process);
+        if calls == 0 && processes == 0 {
+            return None;
+        }
+        self.warned = now;
+        let mut what = Vec::new();
+        if calls > 0 {
+            what.push(format!("{calls} calls"));
+        }
+        if processes > 0 {
+            what.push(format!("{processes} process records"));
+        }
+        Some(format!(
+            "ipctrace: {} lost: the ring buffer was full (ipctrace could not keep up; narrow the trace with --pid, --type or --id)",
+            what.join(" and ")
+        ))
+    }
 }
 
 fn drain(
@@ -205,5 +249,34 @@ async fn tick(ticker: &mut Option<tokio::time::Interval>) {
             t.tick().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn losses_are_told_once_each_as_they_grow() {
+        let mut w = LossWarning::default();
+        let counts = |lost, lost_process| KernelCounts {
+            lost,
+            lost_process,
+            ..Default::default()
+        };
+        assert_eq!(w.check(counts(0, 0)), None);
+        let first = w.check(counts(120, 0)).unwrap();
+        assert!(first.starts_with("ipctrace: 120 calls lost: "), "{first}");
+        assert_eq!(w.check(counts(120, 0)), None, "nothing new, nothing said");
+        let second = w.check(counts(130, 4)).unwrap();
+        assert!(
+            second.starts_with("ipctrace: 10 calls and 4 process records lost: "),
+            "{second}"
+        );
+        let third = w.check(counts(130, 9)).unwrap();
+        assert!(
+            third.starts_with("ipctrace: 5 process records lost"),
+            "{third}"
+        );
     }
 }

@@ -112,7 +112,7 @@ impl WaitStats {
         self.calls += 1;
         match call.errno() {
             Some(11) if call.timed() && call.blocked_ns > 0 => self.timeouts += 1,
-            Some(4 | 512..=516) => self.interrupted += 1,
+            Some(4) => self.interrupted += 1,
             Some(43) => self.removed += 1,
             _ => {}
         }

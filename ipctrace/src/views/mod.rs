@@ -5,18 +5,32 @@ pub mod lat;
 pub mod objects;
 pub mod trace;
 
-/// The last line of every session: what was reported and what the kernel could not hand over
-/// (`lost`: ring buffer full; `untracked`: no kernel memory for a call in flight or an object a
-/// `--key` names; 32-bit processes seen).
+/// The last line of every session: what was reported and what the kernel could not hand over,
+/// calls and process records apart (`lost`: calls the ring buffer had no room for, so that
+/// `events + lost` is the calls made; `lost_process_events`: fork/exec/exit records;
+/// `untracked`: no kernel memory for a call in flight or an object a `--key` names; 32-bit
+/// processes seen).
 pub fn summary(totals: &crate::session::Totals, json: bool) -> String {
     let k = &totals.kernel;
     if json {
         return format!(
-            "{{\"summary\": {{\"events\": {}, \"lost\": {}, \"untracked\": {}, \"malformed\": {}, \"compat_processes\": {}}}}}\n",
-            totals.events, k.lost, k.untracked, totals.malformed, totals.compat_processes
+            "{{\"summary\": {{\"events\": {}, \"lost\": {}, \"process_events\": {}, \"lost_process_events\": {}, \"untracked\": {}, \"malformed\": {}, \"compat_processes\": {}}}}}\n",
+            totals.events,
+            k.lost,
+            totals.process_events,
+            k.lost_process,
+            k.untracked,
+            totals.malformed,
+            totals.compat_processes
         );
     }
-    let mut s = format!("\n{} events, {} lost\n", totals.events, k.lost);
+    let mut s = format!("\n{} calls, {} lost\n", totals.events, k.lost);
+    if k.lost_process > 0 {
+        s.push_str(&format!(
+            "{} process records (fork, exec, exit), {} lost: who has a segment mapped may be off\n",
+            totals.process_events, k.lost_process
+        ));
+    }
     if k.untracked > 0 || totals.malformed > 0 {
         s.push_str(&format!(
             "{} calls or objects untracked (no room in the kernel), {} malformed records\n",

@@ -108,19 +108,20 @@ impl<W: Write> ObjectsView<W> {
             // dropped to keep the model bounded. Both follow lost exit events.
             Some(t) if self.json => writeln!(
                 self.out,
-                "{{\"summary\": {{\"events\": {}, \"process_events\": {}, \"lost\": {}, \"untracked\": {}, \"malformed\": {}, \"missed_exits\": {}, \"forgotten_processes\": {}}}}}",
+                "{{\"summary\": {{\"events\": {}, \"process_events\": {}, \"lost\": {}, \"lost_process_events\": {}, \"untracked\": {}, \"malformed\": {}, \"missed_exits\": {}, \"forgotten_processes\": {}}}}}",
                 t.events,
                 t.process_events,
                 t.kernel.lost,
+                t.kernel.lost_process,
                 t.kernel.untracked,
                 t.malformed,
                 self.objects.missed_exits(),
                 self.objects.forgotten_processes()
             )?,
-            Some(t) if t.kernel.lost > 0 => writeln!(
+            Some(t) if t.kernel.lost + t.kernel.lost_process > 0 => writeln!(
                 self.out,
-                "warning: {} events lost: the kernel's numbers above are right, names may be missing",
-                t.kernel.lost
+                "warning: {} calls and {} process records lost: the kernel's numbers above are right, names may be missing",
+                t.kernel.lost, t.kernel.lost_process
             )?,
             _ => {}
         }

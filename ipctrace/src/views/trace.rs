@@ -2,7 +2,7 @@
 //! line (interface.md's names) for scripts, and a final summary line.
 
 use super::{human_bytes, human_duration, WallClock};
-use crate::event::{Call, Event};
+use crate::event::{Call, Event, SignalOutcome};
 use crate::model::shm_addresses::ShmAddressBook;
 use crate::session::{Flow, Sink, Totals};
 use crate::syscalls::{self, Op};
@@ -127,6 +127,13 @@ impl<W: Write> TraceView<W> {
                 let _ = write!(line, ", woken by {} {}", w.comm, w.pid);
             }
         }
+        if let Some(signal) = call.signal {
+            line.push_str(match signal {
+                SignalOutcome::Restarted => "  (a signal came; the kernel restarted the call)",
+                SignalOutcome::Interrupted => "  (a signal handler ran)",
+                SignalOutcome::ThreadExited => "  (the thread died of a signal in the call)",
+            });
+        }
     }
 
     /// One JSON object (interface.md's names). This is the hot path of `trace --json` (a
@@ -216,6 +223,11 @@ impl<W: Write> TraceView<W> {
                     }
                 }
             }
+        }
+        match call.signal {
+            Some(signal) => j.str("signal", signal.name()),
+            None if call.op.can_block() => j.null("signal"),
+            None => {}
         }
         if call.op.can_block() {
             j.int("blocked_ns", call.blocked_ns);
@@ -548,6 +560,47 @@ mod tests {
         let c = Call::synthetic(Op::Msgctl, 1, "x", [1, 2, 0, 0, 0, 0], 0, 1);
         assert_eq!(view.event(&Event::Call(c)), Flow::Continue);
         assert_eq!(view.event(&Event::Call(c)), Flow::Stop);
+    }
+
+    #[test]
+    fn what_a_signal_did_is_said_in_both_modes() {
+        let mut restarted = Call::synthetic(Op::Msgrcv, 1, "r", [3, 0x10, 64, 0, 0, 0], 5, 1);
+        restarted.signal = Some(SignalOutcome::Restarted);
+        let mut handled = Call::synthetic(Op::Msgrcv, 1, "r", [3, 0x10, 64, 0, 0, 0], -4, 2);
+        handled.signal = Some(SignalOutcome::Interrupted);
+        let plain = Call::synthetic(Op::Msgsnd, 1, "r", [3, 0x10, 5, 0, 0, 0], 0, 3);
+        let ctl = Call::synthetic(Op::Msgctl, 1, "r", [3, 2, 0, 0, 0, 0], 0, 4);
+        let json: Vec<serde_json::Value> = render(true, &[restarted, handled, plain, ctl])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(json[0]["signal"], "restarted");
+        assert_eq!(
+            (json[0]["ret"].as_i64(), &json[0]["errno"]),
+            (Some(5), &serde_json::Value::Null)
+        );
+        assert_eq!(
+            (json[1]["signal"].as_str(), json[1]["errno"].as_str()),
+            (Some("interrupted"), Some("EINTR"))
+        );
+        assert!(
+            json[2]["signal"].is_null(),
+            "calls that can block always say"
+        );
+        assert!(
+            json[3].get("signal").is_none(),
+            "others only when a signal came"
+        );
+        let human = render(false, &[restarted, handled]);
+        assert!(
+            human
+                .lines()
+                .nth(1)
+                .unwrap()
+                .ends_with("(a signal came; the kernel restarted the call)"),
+            "{human}"
+        );
+        assert!(human.lines().nth(2).unwrap().contains("EINTR"), "{human}");
     }
 
     #[test]
