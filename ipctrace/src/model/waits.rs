@@ -53,6 +53,9 @@ pub struct WaitStats {
     pub log2: [u64; LOG2_SLOTS],
     pub wakers: HashMap<Task, u64>,
     pub waiters: HashMap<Task, (u64, u64)>, // waits, total blocked ns
+    /// The process of the latest call, blocked or not: names a `--by process` key whose calls
+    /// all took the fast path.
+    pub last_caller: Option<Task>,
 }
 
 impl Default for WaitStats {
@@ -68,6 +71,7 @@ impl Default for WaitStats {
             log2: [0; LOG2_SLOTS],
             wakers: HashMap::new(),
             waiters: HashMap::new(),
+            last_caller: None,
         }
     }
 }
@@ -110,6 +114,10 @@ impl WaitStats {
 
     fn record(&mut self, call: &Call) {
         self.calls += 1;
+        self.last_caller = Some(Task {
+            pid: call.pid,
+            comm: call.comm,
+        });
         match call.errno() {
             Some(11) if call.timed() && call.blocked_ns > 0 => self.timeouts += 1,
             Some(4) => self.interrupted += 1,

@@ -4,7 +4,7 @@
 
 use super::{human_duration, WallClock};
 use crate::event::{Call, Event};
-use crate::model::waits::{log2_range, log2_slot, GroupBy, WaitKey, Waits, LOG2_SLOTS};
+use crate::model::waits::{log2_range, log2_slot, GroupBy, WaitKey, WaitStats, Waits, LOG2_SLOTS};
 use crate::probe::KernelCounts;
 use crate::session::{Flow, Sink, Totals};
 use crate::syscalls::IpcKind;
@@ -40,6 +40,11 @@ impl<W: Write> LatView<W> {
             remaining: count,
             printed_any: false,
         }
+    }
+
+    /// What was written (tests read it back).
+    pub fn into_output(self) -> W {
+        self.out
     }
 
     pub fn know_key(&mut self, kind: IpcKind, ipc_ns: u32, id: i32, key: i32) {
@@ -89,6 +94,15 @@ impl<W: Write> LatView<W> {
         s
     }
 
+    /// The object and, grouped by process, the waiter: what a key is, in one phrase.
+    fn key_name(&self, key: &WaitKey, stats: &WaitStats) -> String {
+        let mut s = self.object_name(key);
+        if let Some(pid) = key.pid {
+            let _ = write!(s, " waiter {}({pid})", caller_comm(stats, pid));
+        }
+        s
+    }
+
     fn human_report(&self, out: &mut String) {
         let now = self
             .clock
@@ -99,16 +113,7 @@ impl<W: Write> LatView<W> {
             return;
         }
         for (key, stats) in &hottest {
-            let mut head = self.object_name(key);
-            if let Some(pid) = key.pid {
-                let comm = stats
-                    .waiters
-                    .keys()
-                    .find(|t| t.pid == pid)
-                    .map(|t| t.comm.to_string())
-                    .unwrap_or_default();
-                let _ = write!(head, " waiter {comm}({pid})");
-            }
+            let head = self.key_name(key, stats);
             let pct = (100 * stats.blocked).checked_div(stats.calls).unwrap_or(0);
             let _ = writeln!(
                 out,
@@ -152,7 +157,7 @@ impl<W: Write> LatView<W> {
             .map(|(k, s)| {
                 format!(
                     "{} {}",
-                    self.object_name(k),
+                    self.key_name(k, s),
                     human_duration(s.blocked_total_ns)
                 )
             })
@@ -222,14 +227,8 @@ impl<W: Write> LatView<W> {
                 );
             }
             if let Some(pid) = key.pid {
-                let comm = s
-                    .waiters
-                    .keys()
-                    .find(|t| t.pid == pid)
-                    .map(|t| t.comm.to_string())
-                    .unwrap_or_default();
                 let _ = write!(out, ", \"pid\": {pid}, \"comm\": ");
-                json_str(out, &comm);
+                json_str(out, &caller_comm(s, pid));
             }
             let _ = write!(
                 out,
@@ -268,8 +267,21 @@ impl<W: Write> LatView<W> {
     }
 }
 
+/// The command of the process a `--by process` key is about, from its calls.
+fn caller_comm(stats: &WaitStats, pid: u32) -> String {
+    stats
+        .waiters
+        .keys()
+        .chain(&stats.last_caller)
+        .find(|t| t.pid == pid)
+        .map(|t| t.comm.to_string())
+        .unwrap_or_default()
+}
+
 /// bcc's log2 histogram: a unit header, one row per power of two of the unit from the lowest
-/// to the highest non-empty one, and a 40-column bar scaled to the largest count.
+/// to the highest non-empty one, and a 40-column bar scaled to the largest count. As bcc does,
+/// a bar is the count's share of 40 rounded down: a bucket of 50 next to one of 1,528 gets one
+/// star, a bucket of 1 there none, so bars compare as the counts do.
 pub fn log2_histogram(out: &mut String, hdr: &Histogram<u64>) {
     if hdr.is_empty() {
         return;
@@ -290,7 +302,7 @@ pub fn log2_histogram(out: &mut String, hdr: &Histogram<u64>) {
     let _ = writeln!(out, "    {unit:>20} : count    distribution");
     for (slot, count) in slots.iter().enumerate().take(last + 1).skip(first) {
         let (lo, hi) = log2_range(slot);
-        let bar = "*".repeat(((count * 40).div_ceil(max.max(1))).min(40) as usize);
+        let bar = "*".repeat((count * 40 / max.max(1)).min(40) as usize);
         let _ = writeln!(out, "    {lo:>10} -> {hi:<10}: {count:<8} |{bar:<40}|");
     }
 }
@@ -463,6 +475,27 @@ mod tests {
         for f in ["p90_ns", "p99_ns", "p999_ns"] {
             assert!(j[f].is_u64(), "{f}");
         }
+    }
+
+    #[test]
+    fn bars_are_scaled_down_as_bcc_does() {
+        let mut hdr = Histogram::<u64>::new(3).unwrap();
+        hdr.record_n(3_000, 1_528).unwrap(); // 2 -> 3 usecs
+        hdr.record_n(100_000, 50).unwrap(); // 64 -> 127
+        hdr.record(1_000_000).unwrap(); // 512 -> 1023
+        let mut out = String::new();
+        log2_histogram(&mut out, &hdr);
+        let bar = |lo: &str| {
+            let line = out
+                .lines()
+                .find(|l| l.trim_start().starts_with(lo))
+                .unwrap_or_else(|| panic!("{out}"));
+            line.split('|').nth(1).unwrap().trim_end().len()
+        };
+        assert_eq!(bar("2 ->"), 40, "{out}");
+        assert_eq!(bar("64 ->"), 1, "50 of 1528 is 1.3 stars: {out}");
+        assert_eq!(bar("512 ->"), 0, "1 of 1528 is no star: {out}");
+        assert_eq!(bar("4 ->"), 0, "{out}");
     }
 
     #[test]
