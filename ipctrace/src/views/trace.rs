@@ -83,7 +83,7 @@ impl<W: Write> TraceView<W> {
         if !self.header_done {
             let _ = writeln!(
                 line,
-                "{:<12} {:<15} {:>15} {:<10} {:<16} {:<34} {:>12} {:>9}",
+                "{:<12} {:<15} {:>15} {:<10} {:<16} {:<40} {:>12} {:>9}",
                 "TIME", "COMM", "PID/TID", "OP", "OBJECT", "ARGS", "RESULT", "LAT"
             );
             self.header_done = true;
@@ -93,13 +93,10 @@ impl<W: Write> TraceView<W> {
         } else {
             format!("{}/{}", call.pid, call.tid)
         };
-        let object = match (call.id().or(shmid), call.key()) {
-            (Some(id), Some(key)) if key != 0 => {
-                format!("{} {} key {:#x}", call.kind(), id, key as u32)
-            }
-            (Some(id), _) => format!("{} {}", call.kind(), id),
-            (None, Some(key)) if key != 0 => format!("{} key {:#x}", call.kind(), key as u32),
-            (None, _) => format!("{} -", call.kind()),
+        // The id alone ("sem 2147483647" fits the column); a get call's key is an argument.
+        let object = match call.id().or(shmid) {
+            Some(id) => format!("{} {}", call.kind(), id),
+            None => format!("{} -", call.kind()),
         };
         let result = match call.errno_name() {
             Some(name) => name,
@@ -109,15 +106,22 @@ impl<W: Write> TraceView<W> {
                 _ => call.ret.to_string(),
             },
         };
+        // Long arguments borrow RESULT's leading spaces, so that RESULT and LAT stay in line.
+        let args = args_text(call);
+        let result_width = 12usize
+            .saturating_sub(args.chars().count().saturating_sub(40))
+            .max(result.len());
         let _ = write!(
             line,
-            "{:<12} {:<15} {:>15} {:<10} {:<16} {:<34} {:>12} {:>9}",
-            self.clock.time_of_day(call.ts_ns),
+            "{:<12} {:<15} {:>15} {:<10} {:<16} {:<40} {:>result_width$} {:>9}",
+            // Lines come as calls return: TIME is when this one returned (JSON's ts_ns is
+            // when it was made), so that the column reads in order.
+            self.clock.time_of_day(call.ts_ns + call.lat_ns),
             call.comm.as_str(),
             pid_tid,
             call.op.name(),
             object,
-            args_text(call),
+            args,
             result,
             human_duration(call.lat_ns)
         );
@@ -330,10 +334,14 @@ pub fn args_text(call: &Call) -> String {
             .map(|f| syscalls::flags_text(call.op, f))
             .unwrap_or_default()
     };
+    let key = || match call.key() {
+        Some(0) | None => "IPC_PRIVATE".to_string(),
+        Some(k) => format!("key={:#x}", k as u32),
+    };
     match call.op {
-        Op::Shmget => format!("size={} {}", human_bytes(call.args[1]), flags()),
-        Op::Semget => format!("nsems={} {}", call.args[1] as i32, flags()),
-        Op::Msgget => flags(),
+        Op::Shmget => format!("{} size={} {}", key(), human_bytes(call.args[1]), flags()),
+        Op::Semget => format!("{} nsems={} {}", key(), call.args[1] as i32, flags()),
+        Op::Msgget => format!("{} {}", key(), flags()),
         Op::Shmat => {
             let addr = if call.args[1] == 0 {
                 "NULL".to_string()
@@ -536,13 +544,66 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert!(lines[0].starts_with("TIME"), "{out}");
         assert!(
-            lines[1].contains("sem 32769 key 0x1234")
-                && lines[1].contains("nsems=2 IPC_CREAT|0600"),
+            lines[1].contains("sem 32769 ")
+                && lines[1].contains("key=0x1234 nsems=2 IPC_CREAT|0600"),
             "{out}"
         );
         assert!(
             lines[2].contains("sem[1] -1 IPC_NOWAIT|SEM_UNDO") && lines[2].contains("EAGAIN"),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn columns_stay_in_line_with_keys_and_large_ids() {
+        let calls = [
+            Call::synthetic(
+                Op::Semget,
+                7,
+                "db",
+                [0x5d00_0101, 2, 0o1600, 0, 0, 0],
+                262207,
+                1,
+            ),
+            Call::synthetic(
+                Op::Shmget,
+                7,
+                "db",
+                [0x7fff_ffff, 1 << 30, 0o1600, 0, 0, 0],
+                2147483647,
+                2,
+            ),
+            Call::synthetic(Op::Msgget, 7, "db", [0, 0o1600, 0, 0, 0, 0], 5, 3),
+            Call::synthetic(Op::Msgctl, 7, "db", [5, 0, 0, 0, 0, 0], 0, 4),
+        ];
+        let out = render(false, &calls);
+        let lines: Vec<&str> = out.lines().collect();
+        let result_end = lines[0].find("RESULT").unwrap() + "RESULT".len();
+        for line in &lines[1..] {
+            let before: String = line.chars().take(result_end).collect();
+            assert!(
+                before.ends_with(char::is_alphanumeric)
+                    && line.chars().nth(result_end) == Some(' '),
+                "RESULT ends in its column: {line:?} at {result_end}: {out}"
+            );
+        }
+        assert!(
+            lines[2].contains("shm 2147483647 ") && lines[2].contains("key=0x7fffffff size=1.0GiB"),
+            "{out}"
+        );
+        assert!(lines[3].contains("IPC_PRIVATE IPC_CREAT|0600"), "{out}");
+    }
+
+    #[test]
+    fn time_is_when_the_call_returned() {
+        let mut slow = Call::synthetic(Op::Msgrcv, 7, "rx", [5, 0, 8, 0, 0, 0], 8, 1_000_000_000);
+        slow.lat_ns = 2_500_000_000;
+        let view = TraceView::new(Vec::new(), false, ShmAddressBook::default(), None);
+        let expected = view.clock.time_of_day(3_500_000_000);
+        let out = render(false, &[slow]);
+        assert!(
+            out.lines().nth(1).unwrap().starts_with(&expected),
+            "{expected}: {out}"
         );
     }
 
