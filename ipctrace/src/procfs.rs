@@ -505,6 +505,15 @@ pub fn read_msgmnb() -> Option<u64> {
         .ok()
 }
 
+/// A segment's count of mappings now (shm_nattch), from IPC_STAT: one call, where reading
+/// /proc/sysvipc/shm lists every segment.
+pub fn shm_nattch(shmid: i32) -> io::Result<u64> {
+    // SAFETY: shmid_ds is plain integers, valid zeroed; IPC_STAT writes one shmid_ds into it.
+    let mut stat: libc::shmid_ds = unsafe { std::mem::zeroed() };
+    check(unsafe { libc::shmctl(shmid, libc::IPC_STAT, &mut stat) })?;
+    Ok(stat.shm_nattch as u64)
+}
+
 /// A queue's size limit in bytes (msg_qbytes): /proc/sysvipc/msg does not show it, IPC_STAT does.
 pub fn msg_qbytes(msqid: i32) -> io::Result<u64> {
     // SAFETY: msqid_ds is plain integers, valid zeroed; IPC_STAT writes one msqid_ds into it.

@@ -15,6 +15,10 @@ use tokio::signal::unix::{signal, SignalKind};
 /// the collector 60 ms of stalls (a /proc rescan, a busy machine) before anything is lost.
 const DRAIN_EVERY: Duration = Duration::from_millis(10);
 
+/// How many times a view may ask for the ring buffer to be drained again before an interval's
+/// report, while the kernel's view and the events disagree.
+const SETTLE_ROUNDS: usize = 4;
+
 /// How often the kernel's loss counters are looked at, and so at most how often stderr hears
 /// of losses while they happen.
 const LOSS_WARNING_EVERY: Duration = Duration::from_secs(1);
@@ -32,6 +36,15 @@ pub trait Sink {
     /// Called when the ring buffer is empty again: the moment to flush output.
     fn batch_done(&mut self) -> Flow {
         Flow::Continue
+    }
+    /// Called every `interval` before the ring buffer is drained one last time for it: the
+    /// moment to read the kernel's own view, so that the events of what changed while it was
+    /// read are applied before `interval` prints.
+    fn before_interval(&mut self) {}
+    /// Called after that drain: false asks for another drain (and call) before `interval`,
+    /// when the kernel's view and the events still disagree (a few times at most).
+    fn settled(&mut self) -> bool {
+        true
     }
     /// Called every `interval`, if the session has one.
     fn interval(&mut self, _counts: KernelCounts) -> Flow {
@@ -140,6 +153,17 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
             }
             None => {
                 if drain(ring.get_mut(), sink, &mut totals) == Flow::Stop {
+                    break StopReason::View;
+                }
+                sink.before_interval();
+                let mut flow = Flow::Continue;
+                for _ in 0..SETTLE_ROUNDS {
+                    flow = drain(ring.get_mut(), sink, &mut totals);
+                    if flow == Flow::Stop || sink.settled() {
+                        break;
+                    }
+                }
+                if flow == Flow::Stop {
                     break StopReason::View;
                 }
                 if sink.interval(counters.read()?) == Flow::Stop {

@@ -1028,9 +1028,7 @@ impl Objects {
         entry.comm = Some(comm);
         entry.start = Some(ProcessStart::exact(child_start_ns));
         for key in held {
-            if !self.fresh(key, ts_ns) {
-                continue;
-            }
+            let fresh = self.fresh(key, ts_ns);
             let Some(ObjectState::Shm(seg)) = self.table.get_mut(&key).map(|o| &mut o.state) else {
                 continue;
             };
@@ -1038,9 +1036,17 @@ impl Objects {
             let Some(mut inherited) = seg.attached.get(&parent).cloned() else {
                 continue;
             };
+            if !fresh {
+                // Already in the kernel's count. The maps scan before it may have passed the
+                // child's pid before it existed: the list gets what the count has.
+                if seg.attached.contains_key(&child) {
+                    continue;
+                }
+            } else {
+                seg.nattch += inherited.maps();
+                seg.lpid = parent;
+            }
             inherited.comm = Some(comm);
-            seg.nattch += inherited.maps();
-            seg.lpid = parent;
             seg.attached.insert(child, inherited);
             self.index(child, key);
         }

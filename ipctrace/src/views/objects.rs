@@ -65,6 +65,12 @@ impl<W: Write> ObjectsView<W> {
 
     /// Corrects the model with the kernel's view, then prints it.
     pub fn report(&mut self) -> io::Result<()> {
+        self.reconcile();
+        self.print()
+    }
+
+    /// Corrects the model with the kernel's view.
+    pub fn reconcile(&mut self) {
         if let Err(e) = self.objects.reconcile_from_proc(&self.filter.kinds()) {
             // The calls seen still say a lot; say once that the kernel's numbers are missing.
             if !self.warned {
@@ -72,7 +78,6 @@ impl<W: Write> ObjectsView<W> {
                 self.warned = true;
             }
         }
-        self.print()
     }
 
     /// Prints the model as it is.
@@ -141,8 +146,30 @@ impl<W: Write> Sink for ObjectsView<W> {
         Flow::Continue
     }
 
+    fn before_interval(&mut self) {
+        self.reconcile();
+    }
+
+    /// A fork's event comes a little after the kernel counted the child's mappings, and an
+    /// exit's a little before it stops counting them: a count read in between is ahead of the
+    /// list. Such segments are counted again, a moment later, once their events are in.
+    fn settled(&mut self) -> bool {
+        let short = self.objects.segments_short_of_count();
+        if short.is_empty() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        let taken_ns = clock_ns(libc::CLOCK_MONOTONIC) as u64;
+        for key in short {
+            if let Ok(nattch) = crate::procfs::shm_nattch(key.id) {
+                self.objects.recount_segment(key, nattch, taken_ns);
+            }
+        }
+        false
+    }
+
     fn interval(&mut self, _counts: KernelCounts) -> Flow {
-        match self.report() {
+        match self.print() {
             Ok(()) => Flow::Continue,
             Err(e) => {
                 if e.kind() == io::ErrorKind::BrokenPipe {

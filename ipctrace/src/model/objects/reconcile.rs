@@ -51,6 +51,35 @@ impl Objects {
         }
     }
 
+    /// Segments of our namespace whose kernel count exceeds the mappings listed: a process
+    /// forked or exited while the kernel's view was read, and its event is still on its way.
+    pub fn segments_short_of_count(&self) -> Vec<ObjectKey> {
+        let Some(ns) = self.own_ns else {
+            return Vec::new();
+        };
+        self.table
+            .values()
+            .filter(|o| o.key.ns == ns)
+            .filter(|o| {
+                o.segment().is_some_and(|s| {
+                    s.nattch > s.attached.values().map(ShmAttachment::maps).sum::<u64>()
+                })
+            })
+            .map(|o| o.key)
+            .collect()
+    }
+
+    /// Takes a segment's count of mappings as the kernel gave it at `taken_ns` (events from
+    /// before then are already in it).
+    pub fn recount_segment(&mut self, key: ObjectKey, nattch: u64, taken_ns: u64) {
+        if let Some(object) = self.table.get_mut(&key) {
+            if let ObjectState::Shm(seg) = &mut object.state {
+                seg.nattch = nattch;
+                object.refreshed_ns = taken_ns;
+            }
+        }
+    }
+
     /// Takes a set's values, last pids and waiter counts as the kernel gave them at `taken_ns`:
     /// calls from before then are already in them.
     pub fn refresh_sem_values(&mut self, key: ObjectKey, values: &[SemValue], taken_ns: u64) {

@@ -69,9 +69,14 @@ impl KernelSnapshot {
         let mut named: BTreeSet<u32> = BTreeSet::new();
         let mut creators: Vec<u32> = Vec::new();
         if kinds.contains(&IpcKind::Shm) {
-            let taken_ns = now_ns();
-            let segments = procfs::read_shm()?.objects;
+            // The maps first, then the counts, and the time after the counts: a process that
+            // forks or exits during the scan is then in the counts as it is after it, and its
+            // fork or exit event (older than `taken_ns`) brings the scanned list in line without
+            // counting it twice. Counts read first would keep those that exited mid-scan, and
+            // NATTCH would exceed the ATTACHED list until the next look.
             let scan = procfs::read_attachments()?;
+            let segments = procfs::read_shm()?.objects;
+            let taken_ns = now_ns();
             let mappings: Vec<ProcessAttachments> = scan
                 .processes
                 .into_iter()
