@@ -4,9 +4,9 @@
 
 mod support;
 
+use ipctrace::decoder::syscalls::IpcKind;
 use ipctrace::filter::Filter;
 use ipctrace::model::waits::{GroupBy, WaitKey, WaitStats, Waits};
-use ipctrace::syscalls::IpcKind;
 use support::*;
 
 const MS: u64 = 1_000_000;
@@ -238,7 +238,7 @@ fn msgsnd_on_a_full_queue_and_msgrcv_on_an_empty_one_block() {
 /// contention summary names the waiter of each key rather than listing one queue twice.
 #[test]
 fn by_process_every_key_names_its_process() {
-    use ipctrace::event::Event;
+    use ipctrace::decoder::Event;
     use ipctrace::session::Sink;
     use ipctrace::views::lat::LatView;
     let q = unsafe { libc::msgget(libc::IPC_PRIVATE, libc::IPC_CREAT | 0o600) };

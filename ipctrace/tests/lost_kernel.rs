@@ -5,7 +5,7 @@
 mod support;
 
 use ipctrace::filter::Filter;
-use ipctrace::probe::ProbeOptions;
+use ipctrace::loader::ProbeOptions;
 use std::io::{BufRead, Read};
 use std::time::{Duration, Instant};
 use support::*;
@@ -54,7 +54,8 @@ fn lost_calls_and_lost_process_records_are_counted_apart() {
         "calls seen plus calls lost is the calls made (lost process records apart: {})",
         t.kernel.lost_process
     );
-    assert!(t.kernel.lost_process >= 40, "{:?}", t.kernel);
+    // 20 forks and 20 exits; a few 56-byte process records may fit where no call record did.
+    assert!(t.kernel.lost_process >= 30, "{:?}", t.kernel);
 }
 
 #[test]

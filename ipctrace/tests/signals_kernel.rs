@@ -4,9 +4,9 @@
 
 mod support;
 
-use ipctrace::event::SignalOutcome;
+use ipctrace::decoder::syscalls::Op;
+use ipctrace::decoder::SignalOutcome;
 use ipctrace::filter::Filter;
-use ipctrace::syscalls::Op;
 use support::*;
 
 const MS: u64 = 1_000_000;

@@ -2,13 +2,14 @@
 //! has it mapped, touched it last and waits on it; or one JSON object per line (interface.md's
 //! names). While tracing it feeds the model and, with --watch, prints every interval.
 
-use super::{clock_ns, human_duration, WallClock};
-use crate::event::{Comm, Event};
+use super::human_duration;
+use crate::clock::{clock_ns, WallClock};
+use crate::decoder::syscalls::{self, IpcKind};
+use crate::decoder::{Comm, Event};
 use crate::filter::Filter;
+use crate::loader::KernelCounts;
 use crate::model::objects::{IpcObject, LastOp, ObjectState, Objects, Task};
-use crate::probe::KernelCounts;
 use crate::session::{Flow, Sink, Totals};
-use crate::syscalls::{self, IpcKind};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -150,22 +151,8 @@ impl<W: Write> Sink for ObjectsView<W> {
         self.reconcile();
     }
 
-    /// A fork's event comes a little after the kernel counted the child's mappings, and an
-    /// exit's a little before it stops counting them: a count read in between is ahead of the
-    /// list. Such segments are counted again, a moment later, once their events are in.
     fn settled(&mut self) -> bool {
-        let short = self.objects.segments_short_of_count();
-        if short.is_empty() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(1));
-        let taken_ns = clock_ns(libc::CLOCK_MONOTONIC) as u64;
-        for key in short {
-            if let Ok(nattch) = crate::procfs::shm_nattch(key.id) {
-                self.objects.recount_segment(key, nattch, taken_ns);
-            }
-        }
-        false
+        self.objects.recount_segments_ahead_of_list()
     }
 
     fn interval(&mut self, _counts: KernelCounts) -> Flow {
@@ -618,10 +605,10 @@ fn read_users() -> HashMap<u32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Call, SemOp};
-    use crate::model::objects::snapshot::{MsgTable, SemTable, ShmTable};
+    use crate::decoder::syscalls::Op;
+    use crate::decoder::{Call, SemOp};
+    use crate::kernel_view::snapshot::{MsgTable, SemTable, ShmTable};
     use crate::model::objects::KernelSnapshot;
-    use crate::syscalls::Op;
 
     const S: u64 = 1_000_000_000;
 
