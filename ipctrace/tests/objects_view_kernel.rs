@@ -70,3 +70,133 @@ fn nattch_never_exceeds_the_attached_list_under_fork_churn() {
         ours.len()
     );
 }
+
+/// `n` children that attach `shmid` and stay until the test is done with them.
+fn attachers(shmid: i32, n: usize) -> Vec<Child> {
+    (0..n)
+        .map(|_| {
+            // SAFETY (the child): shmat and usleep only.
+            spawn(c"it-attacher", move || unsafe {
+                if libc::shmat(shmid, std::ptr::null(), 0) as isize == -1 {
+                    return 1;
+                }
+                libc::usleep(3_000_000);
+                0
+            })
+        })
+        .collect()
+}
+
+fn objects_table(shmid: i32, stdout: std::process::Stdio, wide: bool) -> std::process::Child {
+    let id = shmid.to_string();
+    let mut args = vec!["objects", "--type", "shm", "--id", &id];
+    if wide {
+        args.push("--wide");
+    }
+    std::process::Command::new(env!("CARGO_BIN_EXE_ipctrace"))
+        .args(&args)
+        .stdout(stdout)
+        .spawn()
+        .unwrap()
+}
+
+/// The row of `shmid` in an objects table.
+fn row_of(table: &str, shmid: i32) -> String {
+    table
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(&shmid.to_string()))
+        .unwrap_or_else(|| panic!("no row for {shmid}: {table}"))
+        .to_string()
+}
+
+#[test]
+fn attached_lists_fit_the_terminal_and_are_whole_in_a_pipe() {
+    // SAFETY: a private segment this test owns.
+    let shmid = unsafe { libc::shmget(libc::IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o600) };
+    assert!(shmid >= 0);
+    let _cleanup = Removal::shm(shmid);
+    let children = attachers(shmid, 14);
+    for c in &children {
+        c.release();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    // A pipe: every name.
+    let out = objects_table(shmid, std::process::Stdio::piped(), false)
+        .wait_with_output()
+        .unwrap();
+    let row = row_of(&String::from_utf8_lossy(&out.stdout), shmid);
+    assert!(row.contains(" 14: it-attacher("), "{row}");
+    for c in &children {
+        assert!(row.contains(&format!("it-attacher({})", c.pid)), "{row}");
+    }
+
+    // A terminal 100 columns wide: the count, the names that fit, how many more.
+    let (mut master, mut slave) = (0, 0);
+    let size = libc::winsize {
+        ws_row: 50,
+        ws_col: 100,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two descriptors we then own.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(rc, 0);
+    use std::os::fd::FromRawFd;
+    // SAFETY: the descriptors openpty gave are ours alone.
+    let (master, slave) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    };
+    let read_terminal = |wide: bool| {
+        let slave = slave.try_clone().unwrap();
+        let mut tracer = objects_table(shmid, std::process::Stdio::from(slave), wide);
+        assert!(tracer.wait().unwrap().success());
+        // What it wrote waits in the terminal: read it without blocking.
+        let mut text = Vec::new();
+        let mut buf = [0u8; 65536];
+        use std::io::Read;
+        // SAFETY: sets O_NONBLOCK on our own descriptor.
+        unsafe {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&master);
+            libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
+        }
+        while let Ok(n) = (&master).read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            text.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&text).replace('\r', "")
+    };
+    let row = row_of(&read_terminal(false), shmid);
+    assert!(
+        row.chars().count() <= 100,
+        "{} wide: {row}",
+        row.chars().count()
+    );
+    assert!(row.contains(" 14: it-attach"), "{row}");
+    let listed = row.matches("it-attach").count();
+    assert!(
+        (1..14).contains(&listed) && row.contains(&format!(",+{} ", 14 - listed)),
+        "{row}"
+    );
+    let row = row_of(&read_terminal(true), shmid);
+    assert_eq!(row.matches("it-attacher(").count(), 14, "--wide: {row}");
+
+    for c in &children {
+        // SAFETY: ends our own children early.
+        unsafe { libc::kill(c.pid as i32, libc::SIGKILL) };
+        c.wait();
+    }
+}

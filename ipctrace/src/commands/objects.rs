@@ -23,6 +23,8 @@ cpid, and semaphore sets and queues made before ipctrace looked show no creator.
 /proc/sysvipc lists ipctrace's own IPC namespace only: objects of other namespaces (containers)
 show once a traced call names them, labelled with their ipc_ns, and a note says when processes
 live in other namespaces. To list one's objects: nsenter --ipc --target PID ipctrace objects.
+On a terminal, ATTACHED and WAITERS give the count and as many names as fit the width (then
++N for the rest); with --wide, or when the output is a pipe or a file, every name.
 On privileges, --user and --output: ipctrace --help.";
 
 #[derive(Debug, Args, Clone, Default)]
@@ -32,6 +34,10 @@ pub struct ObjectsArgs {
     /// Trace, and print the table every SECS seconds (until --duration, Ctrl-C or SIGTERM).
     #[arg(short = 'w', long, value_name = "SECS", value_parser = parse_seconds)]
     pub watch: Option<Duration>,
+    /// Cut nothing: every attached process and waiter, however wide the lines (as when the
+    /// output is not a terminal).
+    #[arg(long)]
+    pub wide: bool,
 }
 
 /// Runs `ipctrace objects`; the value is the exit code.
@@ -47,7 +53,9 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
             eprintln!("{note}");
         }
         prepared.drop_privileges()?;
-        let mut view = ObjectsView::new(prepared.out, args.common.json, objects, filter);
+        let width = table_width(&args, &prepared.out);
+        let mut view =
+            ObjectsView::new(prepared.out, args.common.json, objects, filter).width(width);
         view.print()?;
         return Ok(0);
     }
@@ -57,8 +65,10 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
     let mut objects = Objects::seed_from_proc(&kinds)?;
     objects.set_partial_view(!filter.pids.is_empty() || !filter.comms.is_empty());
     prepared.drop_privileges()?;
-    let mut view =
-        ObjectsView::new(prepared.out, args.common.json, objects, filter.clone()).stamped(true);
+    let width = table_width(&args, &prepared.out);
+    let mut view = ObjectsView::new(prepared.out, args.common.json, objects, filter.clone())
+        .stamped(true)
+        .width(width);
     let schedule = Schedule {
         duration: args.common.duration,
         interval: args.watch,
@@ -68,4 +78,13 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
     let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
     view.finish(Some(&totals))?;
     Ok(0)
+}
+
+/// The width to fit tables into: the terminal's, unless --wide (or no terminal) asks for all.
+fn table_width(args: &ObjectsArgs, out: &crate::views::output::Output) -> Option<usize> {
+    if args.wide {
+        None
+    } else {
+        out.terminal_width()
+    }
 }
