@@ -6,11 +6,9 @@ use super::human_duration;
 use crate::clock::WallClock;
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::{Call, Event};
-use crate::loader::KernelCounts;
-use crate::model::waits::{log2_range, log2_slot, GroupBy, WaitKey, WaitStats, Waits, LOG2_SLOTS};
+use crate::model::waits::{log2_range, GroupBy, WaitKey, WaitStats, Waits};
 use crate::session::{Flow, Sink, Totals};
 use crate::views::trace::json_str;
-use hdrhistogram::Histogram;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -126,11 +124,11 @@ impl<W: Write> LatView<W> {
                 stats.interrupted,
                 stats.removed
             );
-            let Some(hdr) = stats.hdr.as_ref().filter(|_| stats.blocked > 0) else {
+            if stats.blocked == 0 {
                 let _ = writeln!(out, "    every call took the fast path");
                 continue;
-            };
-            log2_histogram(out, hdr);
+            }
+            log2_histogram(out, stats);
             let _ = writeln!(
                 out,
                 "    p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
@@ -247,7 +245,12 @@ impl<W: Write> LatView<W> {
             );
             out.push_str(", \"hist\": [");
             let mut first = true;
-            for (slot, count) in s.log2.iter().enumerate().filter(|(_, c)| **c > 0) {
+            for (slot, count) in s
+                .log2_buckets(1)
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c > 0)
+            {
                 let (lo, hi) = log2_range(slot);
                 let sep = if first { "" } else { ", " };
                 first = false;
@@ -283,20 +286,17 @@ fn caller_comm(stats: &WaitStats, pid: u32) -> String {
 /// to the highest non-empty one, and a 40-column bar scaled to the largest count. As bcc does,
 /// a bar is the count's share of 40 rounded down: a bucket of 50 next to one of 1,528 gets one
 /// star, a bucket of 1 there none, so bars compare as the counts do.
-pub fn log2_histogram(out: &mut String, hdr: &Histogram<u64>) {
-    if hdr.is_empty() {
+pub fn log2_histogram(out: &mut String, stats: &WaitStats) {
+    if stats.blocked == 0 {
         return;
     }
     // Microseconds unless the waits are long, as runqlat does with -m.
-    let (unit, div) = if hdr.max() >= 10_000_000_000 {
+    let (unit, div) = if stats.max() >= 10_000_000_000 {
         ("msecs", 1_000_000)
     } else {
         ("usecs", 1_000)
     };
-    let mut slots = [0u64; LOG2_SLOTS + 1];
-    for v in hdr.iter_recorded() {
-        slots[log2_slot(v.value_iterated_to() / div)] += v.count_at_value();
-    }
+    let slots = stats.log2_buckets(div);
     let first = slots.iter().position(|c| *c > 0).unwrap_or(0);
     let last = slots.iter().rposition(|c| *c > 0).unwrap_or(0);
     let max = *slots.iter().max().unwrap_or(&1);
@@ -317,7 +317,11 @@ impl<W: Write> Sink for LatView<W> {
         Flow::Continue
     }
 
-    fn interval(&mut self, _counts: KernelCounts) -> Flow {
+    fn compat_processes(&mut self, found: &[(u32, String)]) {
+        super::say_compat_processes(found);
+    }
+
+    fn interval(&mut self) -> Flow {
         if self.report().is_err() {
             return Flow::Stop;
         }
@@ -480,12 +484,15 @@ mod tests {
 
     #[test]
     fn bars_are_scaled_down_as_bcc_does() {
-        let mut hdr = Histogram::<u64>::new(3).unwrap();
-        hdr.record_n(3_000, 1_528).unwrap(); // 2 -> 3 usecs
-        hdr.record_n(100_000, 50).unwrap(); // 64 -> 127
-        hdr.record(1_000_000).unwrap(); // 512 -> 1023
+        let mut waits = Waits::new(GroupBy::Object, vec![IpcKind::Sem]);
+        let waited = [(3_000, 1_528), (100_000, 50), (1_000_000, 1)]; // 2, 64 and 512 usecs
+        for (ns, n) in waited {
+            for _ in 0..n {
+                waits.record(&blocked(7, 5, ns));
+            }
+        }
         let mut out = String::new();
-        log2_histogram(&mut out, &hdr);
+        log2_histogram(&mut out, waits.stats.values().next().unwrap());
         let bar = |lo: &str| {
             let line = out
                 .lines()
@@ -507,7 +514,7 @@ mod tests {
             Waits::new(GroupBy::Object, vec![IpcKind::Sem]),
             Some(2),
         );
-        assert_eq!(v.interval(KernelCounts::default()), Flow::Continue);
-        assert_eq!(v.interval(KernelCounts::default()), Flow::Stop);
+        assert_eq!(v.interval(), Flow::Continue);
+        assert_eq!(v.interval(), Flow::Stop);
     }
 }
