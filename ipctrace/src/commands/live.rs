@@ -79,7 +79,21 @@ impl LiveObjects {
     /// Reads the kernel's view again and corrects the model with it; a failure is said once on
     /// stderr and the model goes on from the calls.
     pub fn refresh(&mut self) {
-        if let Err(e) = reconcile(&mut self.objects, &self.kinds) {
+        let kinds = self.kinds.clone();
+        self.refresh_kinds(&kinds);
+    }
+
+    /// `refresh` for those of `kinds` this reads.
+    pub fn refresh_kinds(&mut self, kinds: &[IpcKind]) {
+        let kinds: Vec<IpcKind> = kinds
+            .iter()
+            .copied()
+            .filter(|k| self.kinds.contains(k))
+            .collect();
+        if kinds.is_empty() {
+            return;
+        }
+        if let Err(e) = reconcile(&mut self.objects, &kinds) {
             if !self.warned {
                 eprintln!("ipctrace: not reconciled with the kernel's view: {e:#}");
                 self.warned = true;

@@ -5,6 +5,7 @@ use super::live::LiveObjects;
 use super::{attach, ids_of_keys, other_namespaces_note, runtime, with_processes};
 use crate::cli::{parse_seconds, Common};
 use crate::clock::clock_ns;
+use crate::decoder::syscalls::IpcKind;
 use crate::decoder::Event;
 use crate::session::{self, Flow, Schedule, Sink};
 use crate::views::objects::ObjectsView;
@@ -132,17 +133,20 @@ impl<W: Write> Sink for Watch<W> {
         Flow::Continue
     }
 
-    /// The kernel's view is read before the last drain of the interval, so that the events of
-    /// what changed while it was read are in the model when it is printed.
+    /// Segments are read before the last drain of the interval, so that the fork and exit
+    /// events of what changed while their maps were scanned are in the list when it is printed.
     fn before_interval(&mut self) {
-        self.live.refresh();
+        self.live.refresh_kinds(&[IpcKind::Shm]);
     }
 
     fn settled(&mut self) -> bool {
         self.live.recount_segments_ahead_of_list()
     }
 
+    /// Sets and queues are read last: their waiters are the kernel's now (the events say when a
+    /// wait ends, never when one begins).
     fn interval(&mut self) -> Flow {
+        self.live.refresh_kinds(&[IpcKind::Sem, IpcKind::Msg]);
         match self.view.print(self.live.objects(), now_ns()) {
             Ok(()) => Flow::Continue,
             Err(e) => {

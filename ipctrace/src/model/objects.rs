@@ -598,8 +598,11 @@ impl Objects {
             return;
         }
         let key = ObjectKey { ns, kind, id };
-        // The kernel's numbers already hold what a call from before the last snapshot did.
-        let fresh = self.fresh(key, call.ts_ns);
+        // The kernel's numbers already hold what a call from before the last snapshot did. A
+        // call takes effect by its return (a blocked semop when woken, just before): judged by
+        // its start, one that slept across the snapshot would count as in it, and the model's
+        // values would drift from the kernel's by each such -1.
+        let fresh = self.fresh(key, call.ts_ns + call.lat_ns);
         if call.op.is_get() {
             self.apply_get(call, caller, key, fresh);
         }

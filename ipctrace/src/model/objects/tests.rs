@@ -903,6 +903,23 @@ fn the_blocking_semaphore_is_the_first_operation_that_cannot_proceed() {
 }
 
 #[test]
+fn a_waiter_seen_asleep_after_its_mutex_read_free_waits_where_the_kernel_counts() {
+    use super::reconcile::blocking_semaphore;
+    let op = |num, op| SemOp { num, op, flg: 0 };
+    // Read as free (1) with 11 waiting: the holder gave it back between the reads, and the
+    // thread the walk then found asleep still waits on it.
+    let free = [sem_value(1, 0, 11, 0)];
+    assert_eq!(blocking_semaphore(&free, &[op(0, -1)]), Some((0, false)));
+    // Nobody counted there: it is not waiting on this set at all (being woken).
+    let idle = [sem_value(1, 0, 0, 0), sem_value(0, 0, 0, 2)];
+    assert_eq!(blocking_semaphore(&idle, &[op(0, -1)]), None);
+    assert_eq!(
+        blocking_semaphore(&idle, &[op(0, -1), op(1, 0)]),
+        Some((1, true))
+    );
+}
+
+#[test]
 fn a_reused_pid_is_not_its_predecessor() {
     let mut o = seeded();
     apply(
