@@ -80,18 +80,12 @@ impl<W: Write> ObjectsView<W> {
         if self.json {
             // missed_exits: processes found gone when their pid came back; forgotten_processes:
             // dropped to keep the model bounded. Both follow lost exit events.
-            writeln!(
-                self.out,
-                "{{\"summary\": {{\"events\": {}, \"process_events\": {}, \"lost\": {}, \"lost_process_events\": {}, \"untracked\": {}, \"malformed\": {}, \"missed_exits\": {}, \"forgotten_processes\": {}}}}}",
-                totals.events,
-                totals.process_events,
-                totals.kernel.lost,
-                totals.kernel.lost_process,
-                totals.kernel.untracked,
-                totals.malformed,
-                objects.missed_exits(),
-                objects.forgotten_processes()
-            )?;
+            let extra = [
+                ("missed_exits", objects.missed_exits()),
+                ("forgotten_processes", objects.forgotten_processes()),
+            ];
+            self.out
+                .write_all(super::summary(totals, true, &extra).as_bytes())?;
         } else if totals.kernel.lost + totals.kernel.lost_process > 0 {
             writeln!(
                 self.out,
@@ -114,8 +108,7 @@ pub fn shown(filter: &Filter, o: &IpcObject) -> bool {
 pub fn render_json(objects: &Objects, filter: &Filter, now_ns: u64) -> String {
     let mut out = String::new();
     for o in objects.iter().filter(|o| shown(filter, o)) {
-        out.push_str(&object_json(objects, o, now_ns).to_string());
-        out.push('\n');
+        super::json_line(&mut out, &object_json(objects, o, now_ns));
     }
     out
 }

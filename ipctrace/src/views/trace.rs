@@ -70,7 +70,7 @@ impl<W: Write> TraceView<W> {
             return Ok(());
         }
         self.out
-            .write_all(super::summary(totals, self.json).as_bytes())?;
+            .write_all(super::summary(totals, self.json, &[]).as_bytes())?;
         self.out.flush()
     }
 
