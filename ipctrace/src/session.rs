@@ -174,9 +174,9 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
             }
         }
     };
-    // Calls that completed before the stop are still reported.
+    // Calls that completed before the stop are still reported, every one.
     if stop != Stop::View {
-        drain(ring.get_mut(), sink, &mut totals);
+        drain_for(ring.get_mut(), sink, &mut totals, None);
     }
     totals.kernel = counters.read()?;
     Ok(totals)
@@ -213,12 +213,32 @@ impl LossWarning {
     }
 }
 
+/// How long one drain hands records over before the session looks around again: under a load
+/// it cannot keep up with, the ring never empties, and signals, the deadline, the interval and
+/// the loss warning must still be seen to. (The clock is read every 256 records.)
+const DRAIN_BUDGET: Duration = Duration::from_millis(50);
+
 fn drain(
     ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
     sink: &mut dyn Sink,
     totals: &mut Totals,
 ) -> Flow {
-    while let Some(item) = ring.next() {
+    drain_for(ring, sink, totals, Some(DRAIN_BUDGET))
+}
+
+/// `drain`, for `budget` at most (None: until the ring is empty).
+fn drain_for(
+    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    sink: &mut dyn Sink,
+    totals: &mut Totals,
+    budget: Option<Duration>,
+) -> Flow {
+    let started = std::time::Instant::now();
+    for n in 0u64.. {
+        if n % 256 == 255 && budget.is_some_and(|b| started.elapsed() >= b) {
+            break;
+        }
+        let Some(item) = ring.next() else { break };
         match decode(&item) {
             Ok(event) => {
                 match event {
