@@ -189,7 +189,7 @@ fn duration_and_sigterm_end_cleanly_with_a_summary() {
     tracer.signal(libc::SIGTERM);
     let (code, out, _) = tracer.finish();
     assert_eq!(code, 0);
-    assert!(out.contains("0 events, 0 lost"), "{out}");
+    assert!(out.contains("0 calls, 0 lost"), "{out}");
 }
 
 #[test]
@@ -215,7 +215,7 @@ fn human_output_names_the_call_in_words() {
         "{out}"
     );
     assert!(!out.contains("msgsnd"), "--type sem shows no queue calls");
-    assert!(out.contains("6 events, 0 lost"), "{out}");
+    assert!(out.contains("6 calls, 0 lost"), "{out}");
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! What only semctl and msgctl tell: each semaphore's value, last pid and waiter counts, and a
-//! queue's size limit (/proc/sysvipc shows neither).
+//! What only semctl, msgctl and shmctl tell: each semaphore's value, last pid and waiter counts,
+//! a queue's size limit (/proc/sysvipc shows neither), one segment's count without the table.
 
 use super::check;
 use std::fs;
@@ -63,6 +63,15 @@ pub fn read_msgmnb() -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// A segment's count of mappings now (shm_nattch), from IPC_STAT: one call, where reading
+/// /proc/sysvipc/shm lists every segment.
+pub fn shm_nattch(shmid: i32) -> io::Result<u64> {
+    // SAFETY: shmid_ds is plain integers, valid zeroed; IPC_STAT writes one shmid_ds into it.
+    let mut stat: libc::shmid_ds = unsafe { std::mem::zeroed() };
+    check(unsafe { libc::shmctl(shmid, libc::IPC_STAT, &mut stat) })?;
+    Ok(stat.shm_nattch as u64)
 }
 
 /// A queue's size limit in bytes (msg_qbytes): /proc/sysvipc/msg does not show it, IPC_STAT does.

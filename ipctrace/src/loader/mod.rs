@@ -51,8 +51,10 @@ pub struct Counters {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KernelCounts {
-    /// Records dropped because the ring buffer was full.
+    /// Call records dropped because the ring buffer was full.
     pub lost: u64,
+    /// Process fork/exec/exit records dropped because the ring buffer was full.
+    pub lost_process: u64,
     /// Calls or objects the kernel could not keep track of: no memory for a thread's pending
     /// call, or no room in the object filter for an object a `--key` names.
     pub untracked: u64,
@@ -70,6 +72,7 @@ impl Counters {
         };
         Ok(KernelCounts {
             lost: sum(common::COUNTER_LOST)?,
+            lost_process: sum(common::COUNTER_LOST_PROCESS)?,
             untracked: sum(common::COUNTER_UNTRACKED)?,
         })
     }
@@ -169,6 +172,19 @@ impl Probe {
                 let enter: &mut TracePoint = program_mut(&mut ebpf, &name)?.try_into()?;
                 enter.load().with_context(|| format!("loading {name}"))?;
                 links.push(attach_syscall(enter, &name)?);
+            }
+            // A call that returned a restart code is finished by what happens on the way back
+            // to user space: a signal handler (EINTR) or the thread's exit.
+            for (program, category, tracepoint) in [
+                ("ipc_signal", "signal", "signal_deliver"),
+                ("ipc_thread_exit", "sched", "sched_process_exit"),
+            ] {
+                let prog: &mut TracePoint = program_mut(&mut ebpf, program)?.try_into()?;
+                prog.load().with_context(|| format!("loading {program}"))?;
+                let id = prog
+                    .attach(category, tracepoint)
+                    .with_context(|| format!("attaching to tracepoint {category}:{tracepoint}"))?;
+                links.push(prog.take_link(id)?);
             }
             let Some(btf) = btf else {
                 return Ok(());
