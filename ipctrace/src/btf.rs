@@ -3,9 +3,13 @@
 
 use anyhow::{anyhow, bail, Result};
 
+/// The running kernel's BTF.
+pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+
 const BTF_MAGIC: u16 = 0xeb9f;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
+const KIND_TYPEDEF: u32 = 8;
 
 /// The kernel offsets the programs need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,12 +26,13 @@ pub struct KernelOffsets {
 
 impl KernelOffsets {
     pub fn from_running_kernel() -> Result<Self> {
-        let path = "/sys/kernel/btf/vmlinux";
-        let needs = "needs a kernel built with CONFIG_DEBUG_INFO_BTF=y";
-        let data = std::fs::read(path)
-            .map_err(|e| anyhow!("no kernel BTF: cannot read {path} ({e}): {needs}"))?;
-        let btf = Btf::parse(&data)
-            .map_err(|e| anyhow!("no kernel BTF: {path} is not usable ({e}): {needs}"))?;
+        let data = std::fs::read(VMLINUX).map_err(|e| anyhow!("cannot read {VMLINUX} ({e})"))?;
+        Self::from_vmlinux(&data)
+    }
+
+    /// From the kernel's BTF blob, as `requirements::check` read it.
+    pub fn from_vmlinux(data: &[u8]) -> Result<Self> {
+        let btf = Btf::parse(data).map_err(|e| anyhow!("{VMLINUX} is not usable ({e})"))?;
         Self::from_btf(&btf)
     }
 
@@ -167,6 +172,15 @@ impl<'a> Btf<'a> {
         &rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())]
     }
 
+    /// Whether a typedef of this name exists (the kernel emits `btf_trace_<tracepoint>` ones for
+    /// the tracepoints tp_btf programs attach to).
+    pub fn has_typedef(&self, name: &str) -> bool {
+        self.starts
+            .iter()
+            .filter_map(|&at| self.type_at(at as usize).ok())
+            .any(|t| t.kind == KIND_TYPEDEF && self.name(t.name_off) == name.as_bytes())
+    }
+
     fn struct_named(&self, name: &str) -> Option<Type> {
         self.starts
             .iter()
@@ -246,6 +260,16 @@ mod tests {
         assert!(o.ipc_ns_inum > 0 && o.nsproxy_ipc_ns > 0);
         // start_boottime directly follows start_time (both u64).
         assert!(o.task_group_leader > o.task_tgid && o.task_start_boottime > o.task_tgid);
+    }
+
+    #[test]
+    fn the_running_kernel_has_the_typedefs_of_tp_btf() {
+        let data = std::fs::read(VMLINUX).unwrap();
+        let btf = Btf::parse(&data).unwrap();
+        assert!(btf.has_typedef("btf_trace_sched_switch"));
+        assert!(!btf.has_typedef("btf_trace_no_such_tracepoint"));
+        // A struct of that name is not a typedef.
+        assert!(!btf.has_typedef("task_struct"));
     }
 
     #[test]

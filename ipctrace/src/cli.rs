@@ -17,6 +17,13 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// `ipctrace --version`: the release and the commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("IPCTRACE_COMMIT"),
+    ")"
+);
 const ABOUT: &str =
     "Trace Linux System V IPC (shared memory, semaphores, message queues) with eBPF.";
 const EXAMPLES: &str = "\
@@ -38,7 +45,7 @@ processes, values and queue sizes of objects USER may not read come from traced 
 0600 by the user who started ipctrace, whatever the umask.";
 
 #[derive(Debug, Parser)]
-#[command(name = "ipctrace", version, about = ABOUT, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
+#[command(name = "ipctrace", version = VERSION, about = ABOUT, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -61,6 +68,11 @@ pub enum Command {
     /// For benchmarks: the same syscall tracepoints with programs that do nothing.
     #[command(hide = true)]
     Floor(Common),
+    /// Print a shell completion script: `ipctrace completions bash > /etc/bash_completion.d/ipctrace`.
+    Completions(crate::completions::CompletionsArgs),
+    /// Write the man pages (the release tarball has them).
+    #[command(hide = true)]
+    Manpages(crate::completions::ManpagesArgs),
 }
 
 /// Options every tracing command shares.
@@ -225,6 +237,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Lat(args)) => lat(args),
         Some(Command::Objects(args)) => objects(args),
         Some(Command::Floor(common)) => floor(common),
+        Some(Command::Completions(args)) => crate::completions::completions(args),
+        Some(Command::Manpages(args)) => crate::completions::manpages(args),
         None => trace(cli.trace),
     }
 }

@@ -4,6 +4,7 @@
 pub mod abi;
 pub mod btf;
 pub mod cli;
+pub mod completions;
 pub mod event;
 pub mod filter;
 pub mod model;
@@ -11,6 +12,7 @@ pub mod output;
 pub mod privileges;
 pub mod probe;
 pub mod procfs;
+pub mod requirements;
 pub mod session;
 pub mod syscalls;
 pub mod views;

@@ -12,6 +12,7 @@ use aya::programs::trace_point::TracePointLink;
 use aya::programs::{BtfTracePoint, ProgramError, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use ipctrace_common as common;
+use std::path::PathBuf;
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipctrace-ebpf"));
 
@@ -97,13 +98,16 @@ impl Probe {
         // programs load. Our offsets come from a lean reader (6 MB, 7 ms), meanwhile. Startup
         // peaks at about 27 MB either way; once attached, ipctrace keeps about 21 MB, 16 of
         // them the ring buffer (8 MiB, its pages mapped twice).
+        let tracefs = ensure_tracefs()?;
+        let vmlinux = crate::requirements::check(&tracefs)?;
         let (offsets, mut loader) = std::thread::scope(|scope| {
-            let offsets = scope.spawn(KernelOffsets::from_running_kernel);
+            let offsets = scope.spawn(|| KernelOffsets::from_vmlinux(&vmlinux));
             let mut loader = EbpfLoader::new();
             loader.btf(None);
             (offsets.join().expect("BTF offsets thread"), loader)
         });
         let offsets = offsets?;
+        drop(vmlinux);
         release_freed_memory();
         loader
             .override_global("EXCLUDE_TGID", &self_tgid, true)
@@ -161,7 +165,6 @@ impl Probe {
             }
         }
 
-        ensure_tracefs()?;
         let mut links = Links(Vec::new());
         let ops: Vec<Op> = filter.kinds().into_iter().flat_map(IpcKind::ops).collect();
         if options.floor {
@@ -276,10 +279,14 @@ impl Drop for Links {
 }
 
 /// Hands the parsers' freed memory back to the kernel: glibc keeps it (in the parse threads'
-/// arenas, too) and it would count as ipctrace's resident memory for the whole session.
+/// arenas, too) and it would count as ipctrace's resident memory for the whole session. musl's
+/// malloc (the static build) unmaps large freed blocks at once and has no such call.
 fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only walks glibc's own arenas.
-    unsafe { libc::malloc_trim(0) };
+    unsafe {
+        libc::malloc_trim(0)
+    };
 }
 
 fn attach_syscall(program: &mut TracePoint, name: &str) -> Result<TracePointLink> {
@@ -299,7 +306,8 @@ fn attach_syscall(program: &mut TracePoint, name: &str) -> Result<TracePointLink
 }
 
 /// Syscall tracepoints are attached through tracefs; a fresh boot may not have it mounted yet.
-fn ensure_tracefs() -> Result<()> {
+/// Returns where it is mounted.
+fn ensure_tracefs() -> Result<PathBuf> {
     const TRACEFS: &str = "/sys/kernel/tracing";
     // Where aya looks for it, in its order.
     let mounted = |p: &str| {
@@ -307,8 +315,10 @@ fn ensure_tracefs() -> Result<()> {
             .map(|mut d| d.next().is_some())
             .unwrap_or(false)
     };
-    if mounted(TRACEFS) || mounted("/sys/kernel/debug/tracing") {
-        return Ok(());
+    for place in [TRACEFS, "/sys/kernel/debug/tracing"] {
+        if mounted(place) {
+            return Ok(PathBuf::from(place));
+        }
     }
     // SAFETY: all arguments are valid NUL-terminated strings.
     let rc = unsafe {
@@ -321,7 +331,7 @@ fn ensure_tracefs() -> Result<()> {
         )
     };
     if rc == 0 {
-        return Ok(());
+        return Ok(PathBuf::from(TRACEFS));
     }
     let error = std::io::Error::last_os_error();
     if error.raw_os_error() == Some(libc::ENODEV) {
