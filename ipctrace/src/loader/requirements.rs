@@ -3,7 +3,7 @@
 //! verifier log. Features are probed (distribution kernels backport them), never read off
 //! `uname -r`.
 
-use crate::btf::{Btf, VMLINUX};
+use super::btf::{KernelBtf, VMLINUX};
 use anyhow::{bail, Result};
 use aya::maps::MapType;
 use aya::programs::ProgramType;
@@ -18,7 +18,7 @@ const TP_BTF_PROBE: &str = "btf_trace_sched_switch";
 pub fn check(tracefs: &Path) -> Result<Vec<u8>> {
     let mut missing = Vec::new();
     let vmlinux = match std::fs::read(VMLINUX) {
-        Ok(data) => match Btf::parse(&data) {
+        Ok(data) => match KernelBtf::parse(&data) {
             Ok(btf) => {
                 if !btf.has_typedef(TP_BTF_PROBE) {
                     missing.push(format!(

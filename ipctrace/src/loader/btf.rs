@@ -11,33 +11,18 @@ const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 const KIND_TYPEDEF: u32 = 8;
 
-/// The kernel offsets the programs need.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KernelOffsets {
-    pub task_pid: u32,
-    pub task_tgid: u32,
-    pub task_nsproxy: u32,
-    pub task_comm: u32,
-    pub task_group_leader: u32,
-    pub task_start_boottime: u32,
-    pub nsproxy_ipc_ns: u32,
-    pub ipc_ns_inum: u32,
+pub use ipctrace_common::KernelOffsets;
+
+/// The offsets the programs need, from the kernel's BTF blob (`vmlinux`, as
+/// `requirements::check` read it and found usable).
+pub fn offsets_from_vmlinux(vmlinux: &[u8]) -> Result<KernelOffsets> {
+    let btf = KernelBtf::parse(vmlinux).map_err(|e| anyhow!("{VMLINUX} is not usable ({e})"))?;
+    offsets_from(&btf)
 }
 
-impl KernelOffsets {
-    pub fn from_running_kernel() -> Result<Self> {
-        let data = std::fs::read(VMLINUX).map_err(|e| anyhow!("cannot read {VMLINUX} ({e})"))?;
-        Self::from_vmlinux(&data)
-    }
-
-    /// From the kernel's BTF blob, as `requirements::check` read it.
-    pub fn from_vmlinux(data: &[u8]) -> Result<Self> {
-        let btf = Btf::parse(data).map_err(|e| anyhow!("{VMLINUX} is not usable ({e})"))?;
-        Self::from_btf(&btf)
-    }
-
-    pub fn from_btf(btf: &Btf) -> Result<Self> {
-        Ok(Self {
+fn offsets_from(btf: &KernelBtf) -> Result<KernelOffsets> {
+    {
+        Ok(KernelOffsets {
             task_pid: btf.member_offset("task_struct", &["pid"])?,
             task_tgid: btf.member_offset("task_struct", &["tgid"])?,
             task_nsproxy: btf.member_offset("task_struct", &["nsproxy"])?,
@@ -69,7 +54,7 @@ struct Type {
 /// Just enough of a BTF blob to resolve struct member offsets. It borrows the blob and keeps
 /// only where each type starts (4 bytes a type, 0.6 MB for a kernel): ipctrace's memory peaks
 /// while it starts, and a full parse would be most of that peak.
-pub struct Btf<'a> {
+pub struct KernelBtf<'a> {
     section: &'a [u8], // the raw type section
     strings: &'a [u8],
     starts: Vec<u32>, // index = type id - 1 (id 0 is void)
@@ -82,7 +67,7 @@ fn u32_at(data: &[u8], at: usize) -> Result<u32> {
     Ok(u32::from_le_bytes(bytes.try_into().expect("4 bytes")))
 }
 
-impl<'a> Btf<'a> {
+impl<'a> KernelBtf<'a> {
     pub fn parse(data: &'a [u8]) -> Result<Self> {
         let magic = data.get(0..2).map(|b| u16::from_le_bytes([b[0], b[1]]));
         if magic != Some(BTF_MAGIC) {
@@ -253,7 +238,7 @@ mod tests {
 
     #[test]
     fn offsets_from_the_running_kernel() {
-        let o = KernelOffsets::from_running_kernel().unwrap();
+        let o = offsets_from_vmlinux(&std::fs::read(VMLINUX).unwrap()).unwrap();
         // tgid directly follows pid in task_struct; inum sits past ns_common's first members.
         assert_eq!(o.task_tgid, o.task_pid + 4);
         assert!(o.task_nsproxy > o.task_tgid);
@@ -265,7 +250,7 @@ mod tests {
     #[test]
     fn the_running_kernel_has_the_typedefs_of_tp_btf() {
         let data = std::fs::read(VMLINUX).unwrap();
-        let btf = Btf::parse(&data).unwrap();
+        let btf = KernelBtf::parse(&data).unwrap();
         assert!(btf.has_typedef("btf_trace_sched_switch"));
         assert!(!btf.has_typedef("btf_trace_no_such_tracepoint"));
         // A struct of that name is not a typedef.
@@ -274,7 +259,9 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        assert!(Btf::parse(b"").is_err());
-        assert!(Btf::parse(&[0x9f, 0xeb, 1, 0, 24, 0, 0, 0, 0, 0, 0, 0, 255, 255, 0, 0]).is_err());
+        assert!(KernelBtf::parse(b"").is_err());
+        assert!(
+            KernelBtf::parse(&[0x9f, 0xeb, 1, 0, 24, 0, 0, 0, 0, 0, 0, 0, 255, 255, 0, 0]).is_err()
+        );
     }
 }
