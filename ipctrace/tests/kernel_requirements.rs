@@ -92,6 +92,32 @@ fn missing_btf_or_syscall_tracepoints_are_one_line_naming_the_kernel_option() {
     );
 }
 
+#[test]
+fn capabilities_without_one_to_read_tracefs_are_one_line_saying_which() {
+    // Not root, with CAP_BPF and CAP_PERFMON: tracefs (mode 0700) stays closed.
+    let as_nobody_with = |caps: &str| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(format!("--inh-caps={caps}"))
+            .arg(format!("--ambient-caps={caps}"))
+            .args(TRACE)
+            .output()
+            .expect("setpriv (util-linux)")
+    };
+    let out = as_nobody_with("+bpf,+perfmon");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        "ipctrace: cannot read tracefs at /sys/kernel/tracing (Permission denied (os error 13)): \
+         needs root, or CAP_DAC_READ_SEARCH besides CAP_BPF and CAP_PERFMON"
+    );
+    let out = as_nobody_with("+bpf,+perfmon,+dac_read_search");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.starts_with("Tracing "), "{stderr}");
+}
+
 /// A copy of the kernel's BTF in which the typedef tp_btf programs attach by is renamed (same
 /// length, so the blob stays valid): a kernel from before tp_btf, as far as the check can tell.
 fn btf_without_tp_btf() -> std::path::PathBuf {

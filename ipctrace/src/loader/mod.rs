@@ -294,14 +294,15 @@ fn attach_syscall(program: &mut TracePoint, name: &str) -> Result<TracePointLink
 fn ensure_tracefs() -> Result<PathBuf> {
     const TRACEFS: &str = "/sys/kernel/tracing";
     // Where aya looks for it, in its order.
-    let mounted = |p: &str| {
-        std::fs::read_dir(p)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(false)
-    };
     for place in [TRACEFS, "/sys/kernel/debug/tracing"] {
-        if mounted(place) {
-            return Ok(PathBuf::from(place));
+        match std::fs::read_dir(place).map(|mut dir| dir.next().is_some()) {
+            Ok(true) => return Ok(PathBuf::from(place)),
+            // tracefs is root's alone (mode 0700): CAP_BPF and CAP_PERFMON do not open it.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+                "cannot read tracefs at {place} ({e}): needs root, or CAP_DAC_READ_SEARCH \
+                 besides CAP_BPF and CAP_PERFMON"
+            ),
+            _ => {}
         }
     }
     // SAFETY: all arguments are valid NUL-terminated strings.

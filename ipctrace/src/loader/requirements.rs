@@ -73,7 +73,7 @@ pub fn check(tracefs: &Path) -> Result<Vec<u8>> {
     {
         missing.push(
             "tracepoint programs may not use BPF task storage (bpf_task_storage_get): needs \
-             Linux 5.12 or later"
+             Linux 5.13 or later (5.11 and 5.12 allow it to LSM programs only)"
                 .to_string(),
         );
     }
