@@ -138,6 +138,45 @@ fn the_tarball_holds_a_static_binary_its_docs_and_checksums_that_hold() {
 }
 
 #[test]
+fn the_deb_installs_the_same_binary_man_pages_and_completions() {
+    let deb = tarball().with_file_name(format!("ipctrace_{}_amd64.deb", env!("CARGO_PKG_VERSION")));
+    let field = |name: &str| run_ok(Command::new("dpkg-deb").arg("--field").arg(&deb).arg(name));
+    assert_eq!(field("Package").trim(), "ipctrace");
+    assert_eq!(field("Version").trim(), env!("CARGO_PKG_VERSION"));
+    assert_eq!(field("Architecture").trim(), "amd64");
+    assert_eq!(
+        field("Depends").trim(),
+        "",
+        "a static binary depends on nothing"
+    );
+    let into = std::env::temp_dir().join(format!("ipctrace-deb-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&into);
+    run_ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&into));
+    for file in [
+        "usr/share/man/man1/ipctrace.1.gz",
+        "usr/share/man/man1/ipctrace-objects.1.gz",
+        "usr/share/bash-completion/completions/ipctrace",
+        "usr/share/zsh/vendor-completions/_ipctrace",
+        "usr/share/fish/vendor_completions.d/ipctrace.fish",
+        "usr/share/doc/ipctrace/LICENSE-MIT",
+    ] {
+        assert!(into.join(file).is_file(), "{file} missing from the .deb");
+    }
+    let installed = std::fs::read(into.join("usr/bin/ipctrace")).unwrap();
+    assert!(
+        installed == std::fs::read(unpacked().join("ipctrace")).unwrap(),
+        "the .deb's binary differs from the tarball's"
+    );
+    let page = run_ok(
+        Command::new("man")
+            .args(["-l", "-P", "cat"])
+            .arg(into.join("usr/share/man/man1/ipctrace.1.gz")),
+    );
+    assert!(page.contains("SYNOPSIS"), "{page}");
+    let _ = std::fs::remove_dir_all(&into);
+}
+
+#[test]
 fn its_man_pages_render_and_its_bash_completion_completes() {
     let dir = unpacked();
     let page = run_ok(

@@ -1,6 +1,7 @@
 //! `cargo xtask dist`: what an SRE copies to a host. A static (musl), stripped ipctrace with its
 //! kernel programs embedded, its shell completions and man pages, the README, the JSON contract,
-//! the licences and checksums, in target/dist/ipctrace-<version>-x86_64-linux.tar.gz.
+//! the licences and checksums, in target/dist/ipctrace-<version>-x86_64-linux.tar.gz (and the
+//! same as ipctrace_<version>_amd64.deb where dpkg-deb is).
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -74,7 +75,12 @@ pub fn run() -> Result<PathBuf> {
             .args(["--use-compress-program=gzip -n", "-cf", &tarball, &name])
             .current_dir(&dist),
     )?;
-    let sums = stdout_of(Command::new("sha256sum").arg(&tarball).current_dir(&dist))?;
+    let mut released = vec![tarball.clone()];
+    // A .deb as well where dpkg-deb is (every Debian and Ubuntu host): same files, FHS places.
+    if Command::new("dpkg-deb").arg("--version").output().is_ok() {
+        released.push(build_deb(&dist, &stage, &version)?);
+    }
+    let sums = stdout_of(Command::new("sha256sum").args(&released).current_dir(&dist))?;
     std::fs::write(dist.join("SHA256SUMS"), sums)?;
     let tarball = dist.join(tarball);
     let size = std::fs::metadata(&tarball)?.len();
@@ -85,6 +91,85 @@ pub fn run() -> Result<PathBuf> {
         dist.join("SHA256SUMS").display()
     );
     Ok(tarball)
+}
+
+/// ipctrace_<version>_amd64.deb from the staged tarball directory: the binary in /usr/bin, man
+/// pages, completions where bash-completion, zsh and fish look, the docs and licences. It depends
+/// on nothing: the binary is static.
+fn build_deb(dist: &Path, stage: &Path, version: &str) -> Result<String> {
+    let root = dist.join("deb-root");
+    if root.exists() {
+        std::fs::remove_dir_all(&root)?;
+    }
+    let places = [
+        ("ipctrace", "usr/bin/ipctrace", 0o755),
+        (
+            "completions/ipctrace.bash",
+            "usr/share/bash-completion/completions/ipctrace",
+            0o644,
+        ),
+        (
+            "completions/_ipctrace",
+            "usr/share/zsh/vendor-completions/_ipctrace",
+            0o644,
+        ),
+        (
+            "completions/ipctrace.fish",
+            "usr/share/fish/vendor_completions.d/ipctrace.fish",
+            0o644,
+        ),
+        ("README.md", "usr/share/doc/ipctrace/README.md", 0o644),
+        ("interface.md", "usr/share/doc/ipctrace/interface.md", 0o644),
+        ("LICENSE-MIT", "usr/share/doc/ipctrace/LICENSE-MIT", 0o644),
+        (
+            "LICENSE-APACHE",
+            "usr/share/doc/ipctrace/LICENSE-APACHE",
+            0o644,
+        ),
+        ("LICENSE-GPL2", "usr/share/doc/ipctrace/LICENSE-GPL2", 0o644),
+    ];
+    for (from, to, mode) in places {
+        let to = root.join(to);
+        std::fs::create_dir_all(to.parent().expect("a directory"))?;
+        copy(&stage.join(from), &to, mode)?;
+    }
+    let man = root.join("usr/share/man/man1");
+    std::fs::create_dir_all(&man)?;
+    for page in std::fs::read_dir(stage.join("man"))? {
+        let page = page?.path();
+        let name = page.file_name().expect("a file name").to_string_lossy();
+        let gzipped = stdout_of(Command::new("gzip").args(["-9", "-n", "-c"]).arg(&page))?;
+        std::fs::write(man.join(format!("{name}.gz")), gzipped)?;
+    }
+    std::fs::create_dir_all(root.join("DEBIAN"))?;
+    let size_kib = stdout_of(Command::new("du").args(["-sk", "usr"]).current_dir(&root))?;
+    let size_kib = String::from_utf8_lossy(&size_kib);
+    std::fs::write(
+        root.join("DEBIAN/control"),
+        format!(
+            "Package: ipctrace\n\
+             Version: {version}\n\
+             Architecture: amd64\n\
+             Maintainer: The ipctrace developers\n\
+             Installed-Size: {}\n\
+             Section: utils\n\
+             Priority: optional\n\
+             Description: trace Linux System V IPC (shared memory, semaphores, queues) with eBPF\n \
+             Every shmget/shmat/semop/msgsnd/... call attributed to a process, real semaphore\n \
+             waits told from the fast path with the process that released each waiter, and\n \
+             the live ipcs: who created, maps, waits on each object. Static binary.\n",
+            size_kib.split_whitespace().next().unwrap_or("0")
+        ),
+    )?;
+    let deb = format!("ipctrace_{version}_amd64.deb");
+    run_ok(
+        Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-Zgzip", "--build"])
+            .arg(&root)
+            .arg(dist.join(&deb))
+            .env("SOURCE_DATE_EPOCH", commit_time().to_string()),
+    )?;
+    Ok(deb)
 }
 
 /// Copies with the mode given, not the source's (a read-only checkout makes read-only files).

@@ -24,6 +24,7 @@ commands:
                          ARGS (ARGS go to cargo test as they are: `test -- FILTER -- --nocapture`)
   dist                   setup, then build target/dist/ipctrace-VERSION-x86_64-linux.tar.gz: a
                          static (musl) binary, completions, man pages, README, licences, SHA256SUMS
+                         (and ipctrace_VERSION_amd64.deb where dpkg-deb is)
   bench [--reps N] [--scale F]
                          setup, build release, then measure what tracing costs (ipctrace's
                          commands, their floor, bpftrace, strace; ~3 min, root); report in
