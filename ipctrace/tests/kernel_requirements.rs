@@ -116,6 +116,30 @@ fn capabilities_without_one_to_read_tracefs_are_one_line_saying_which() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.starts_with("Tracing "), "{stderr}");
+
+    // The same three as file capabilities (`setcap`, as the README shows): any user may trace.
+    let dir = std::env::temp_dir().join(format!("ipctrace-setcap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("ipctrace");
+    std::fs::copy(BIN, &copy).unwrap();
+    let status = Command::new("setcap")
+        .arg("cap_bpf,cap_perfmon,cap_dac_read_search+ep")
+        .arg(&copy)
+        .status()
+        .expect("setcap (libcap2-bin)");
+    assert!(status.success());
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&copy)
+        .args(&TRACE[1..])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.starts_with("Tracing "),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A copy of the kernel's BTF in which the typedef tp_btf programs attach by is renamed (same

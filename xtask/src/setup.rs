@@ -43,9 +43,14 @@ fn musl_target() -> Result<()> {
     run_ok(Command::new("rustup").args(["target", "add", target]))
 }
 
-/// Commands the dist test calls, with the Debian package that has each. Checked by command, not
+/// Commands the dist and capability tests call, with the Debian package that has each. Checked by command, not
 /// package status: a container's man-db is often left half-configured yet `man` works.
-const TOOLS: [(&str, &str); 3] = [("file", "file"), ("man", "man-db"), ("bash", "bash")];
+const TOOLS: [(&str, &str); 4] = [
+    ("file", "file"),
+    ("man", "man-db"),
+    ("bash", "bash"),
+    ("setcap", "libcap2-bin"),
+];
 
 fn tools() -> Result<()> {
     let on_path = |command: &str| {
