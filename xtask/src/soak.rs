@@ -877,7 +877,7 @@ fn check_objects(report: &LoadReport, in_proc: &BTreeSet<ObjectId>, table: &Tabl
     }
 }
 
-/// The figures as markdown, ready for the README.
+/// The figures as markdown, ready for docs/performance.md.
 fn render(
     asked: &Asked,
     report: &LoadReport,
