@@ -51,7 +51,10 @@ pub enum Command {
     /// For benchmarks: the same syscall tracepoints with programs that do nothing.
     #[command(hide = true)]
     Floor(Common),
-    /// Print a shell completion script: `ipctrace completions bash > /etc/bash_completion.d/ipctrace`.
+    /// Print a shell completion script (bash, zsh, fish).
+    #[command(
+        after_help = "Example:\n  ipctrace completions bash > /etc/bash_completion.d/ipctrace"
+    )]
     Completions(CompletionsArgs),
     /// Write the man pages (the release tarball has them).
     #[command(hide = true)]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, Args, Clone)]
 pub struct CompletionsArgs {
-    /// The shell to complete for: bash, zsh, fish, elvish or powershell.
+    /// The shell to complete for.
     #[arg(value_name = "SHELL")]
     pub shell: clap_complete::Shell,
 }
