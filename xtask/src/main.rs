@@ -3,6 +3,8 @@
 mod bench;
 mod dist;
 mod ipc;
+mod ipctrace_json;
+mod machine;
 mod setup;
 mod soak;
 mod tracer;
@@ -142,6 +144,17 @@ impl Cmd<'_> {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// What the bench and the soak do before measuring: their tracers load BPF programs, so they need
+/// root, and they run the release ipctrace, so it is built first.
+pub(crate) fn ready_to_trace(command: &str) -> Result<()> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("{command} needs root: the tracers load BPF programs");
+    }
+    setup::run()?;
+    build(true)
 }
 
 fn build(release: bool) -> Result<()> {
