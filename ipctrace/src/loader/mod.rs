@@ -4,6 +4,7 @@
 
 pub mod btf;
 pub mod privileges;
+pub mod requirements;
 
 use crate::decoder::syscalls::{IpcKind, Op};
 use crate::filter::Filter;
@@ -14,6 +15,7 @@ use aya::programs::trace_point::TracePointLink;
 use aya::programs::{BtfTracePoint, ProgramError, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use ipctrace_common as common;
+use std::path::PathBuf;
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipctrace-ebpf"));
 
@@ -88,13 +90,16 @@ impl Probe {
         // programs load. Our offsets come from a lean reader (6 MB, 7 ms), meanwhile. Startup
         // peaks at about 27 MB either way; once attached, ipctrace keeps about 21 MB, 16 of
         // them the ring buffer (8 MiB, its pages mapped twice).
+        let tracefs = ensure_tracefs()?;
+        let vmlinux = requirements::check(&tracefs)?;
         let (offsets, mut loader) = std::thread::scope(|scope| {
-            let offsets = scope.spawn(btf::offsets_of_running_kernel);
+            let offsets = scope.spawn(|| btf::offsets_from_vmlinux(&vmlinux));
             let mut loader = EbpfLoader::new();
             loader.btf(None);
             (offsets.join().expect("BTF offsets thread"), loader)
         });
         let config = kernel_config(options, offsets?);
+        drop(vmlinux);
         release_freed_memory();
         loader
             .override_global("CONFIG", &config, true)
@@ -134,7 +139,6 @@ impl Probe {
             }
         }
 
-        ensure_tracefs()?;
         let mut links = Links(Vec::new());
         let ops: Vec<Op> = filter.kinds().into_iter().flat_map(IpcKind::ops).collect();
         if options.floor {
@@ -275,10 +279,14 @@ impl Drop for Links {
 }
 
 /// Hands the parsers' freed memory back to the kernel: glibc keeps it (in the parse threads'
-/// arenas, too) and it would count as ipctrace's resident memory for the whole session.
+/// arenas, too) and it would count as ipctrace's resident memory for the whole session. musl's
+/// malloc (the static build) unmaps large freed blocks at once and has no such call.
 fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only walks glibc's own arenas.
-    unsafe { libc::malloc_trim(0) };
+    unsafe {
+        libc::malloc_trim(0)
+    };
 }
 
 fn attach_syscall(program: &mut TracePoint, name: &str) -> Result<TracePointLink> {
@@ -298,16 +306,20 @@ fn attach_syscall(program: &mut TracePoint, name: &str) -> Result<TracePointLink
 }
 
 /// Syscall tracepoints are attached through tracefs; a fresh boot may not have it mounted yet.
-fn ensure_tracefs() -> Result<()> {
+/// Returns where it is mounted.
+fn ensure_tracefs() -> Result<PathBuf> {
     const TRACEFS: &str = "/sys/kernel/tracing";
     // Where aya looks for it, in its order.
-    let mounted = |p: &str| {
-        std::fs::read_dir(p)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(false)
-    };
-    if mounted(TRACEFS) || mounted("/sys/kernel/debug/tracing") {
-        return Ok(());
+    for place in [TRACEFS, "/sys/kernel/debug/tracing"] {
+        match std::fs::read_dir(place).map(|mut dir| dir.next().is_some()) {
+            Ok(true) => return Ok(PathBuf::from(place)),
+            // tracefs is root's alone (mode 0700): CAP_BPF and CAP_PERFMON do not open it.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+                "cannot read tracefs at {place} ({e}): needs root, or CAP_DAC_READ_SEARCH \
+                 besides CAP_BPF and CAP_PERFMON"
+            ),
+            _ => {}
+        }
     }
     // SAFETY: all arguments are valid NUL-terminated strings.
     let rc = unsafe {
@@ -320,7 +332,7 @@ fn ensure_tracefs() -> Result<()> {
         )
     };
     if rc == 0 {
-        return Ok(());
+        return Ok(PathBuf::from(TRACEFS));
     }
     let error = std::io::Error::last_os_error();
     if error.raw_os_error() == Some(libc::ENODEV) {
