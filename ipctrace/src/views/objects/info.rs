@@ -86,7 +86,7 @@ fn segment(out: &mut String, s: &Segment) {
                 n => format!("{start:#x} ({n} maps)"),
             })
             .collect();
-        table.rows.push(vec![
+        table.push_text(vec![
             pid.to_string(),
             a.comm.map_or("?".to_string(), |c| c.to_string()),
             a.maps().to_string(),
@@ -94,7 +94,7 @@ fn segment(out: &mut String, s: &Segment) {
         ]);
     }
     out.push('\n');
-    table.render(out);
+    table.render(out, None);
 }
 
 fn semaphores(out: &mut String, s: &SemaphoreSet, now_ns: u64) {
@@ -115,7 +115,7 @@ fn semaphores(out: &mut String, s: &SemaphoreSet, now_ns: u64) {
             0 => "-".to_string(),
             pid => who(pid, sem.last_comm),
         };
-        table.rows.push(vec![
+        table.push_text(vec![
             num.to_string(),
             sem.value.map_or("?".to_string(), |v| v.to_string()),
             sem.ncount.to_string(),
@@ -124,7 +124,7 @@ fn semaphores(out: &mut String, s: &SemaphoreSet, now_ns: u64) {
         ]);
     }
     out.push('\n');
-    table.render(out);
+    table.render(out, None);
     let mut waits = String::new();
     for (num, sem) in s.sems.iter().enumerate() {
         for w in &sem.waiters {

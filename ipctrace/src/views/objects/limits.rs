@@ -61,7 +61,7 @@ pub fn render_limits(uses: &[LimitUse], json: bool) -> String {
         if u.fraction().is_some_and(|f| f >= NEAR) {
             what.push_str(" NEAR THE LIMIT");
         }
-        table.rows.push(vec![
+        table.push_text(vec![
             u.name.to_string(),
             amount(u.limit),
             u.used.map_or("-".to_string(), amount),
@@ -70,7 +70,7 @@ pub fn render_limits(uses: &[LimitUse], json: bool) -> String {
         ]);
     }
     let mut out = String::new();
-    table.render(&mut out);
+    table.render(&mut out, None);
     out
 }
 

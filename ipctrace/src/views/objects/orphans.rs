@@ -42,7 +42,7 @@ pub fn render_orphans(
     ]);
     let secs = |s: u64| ago(s.saturating_mul(1_000_000_000));
     for s in orphans {
-        table.rows.push(vec![
+        table.push_text(vec![
             format!("{:#010x}", s.key as u32),
             s.shmid.to_string(),
             users
@@ -62,7 +62,7 @@ pub fn render_orphans(
         out.push_str("no orphaned segments (every segment is mapped, or its creator runs)\n");
         return out;
     }
-    table.render(&mut out);
+    table.render(&mut out, None);
     let total: u64 = orphans.iter().map(|s| s.size).sum();
     out.push_str(&format!(
         "{} orphaned segment(s), {} in all; remove one with: ipcrm -m SHMID\n",
