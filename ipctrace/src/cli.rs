@@ -58,6 +58,9 @@ pub enum Command {
     /// Every SysV object now, with who created it, has it mapped, touched it last and waits on it.
     #[command(after_help = OBJECTS_EXAMPLES)]
     Objects(ObjectsArgs),
+    /// Live full-screen view: hottest semaphores, objects, queues, processes; alerts; q quits.
+    #[command(after_help = crate::commands::top::EXAMPLES)]
+    Top(crate::commands::top::TopArgs),
     /// For benchmarks: the same syscall tracepoints with programs that do nothing.
     #[command(hide = true)]
     Floor(Common),
@@ -108,7 +111,7 @@ impl Common {
 
     /// Settles, before anything loads, what the command needs: the privileges (one line naming
     /// what is missing), the user to become once attached, and the output.
-    fn prepare(&self, tracing: bool) -> Result<Prepared> {
+    pub(crate) fn prepare(&self, tracing: bool) -> Result<Prepared> {
         let user = self.user.as_deref().map(User::lookup).transpose()?;
         privileges::check(Needs {
             tracing,
@@ -120,14 +123,14 @@ impl Common {
 }
 
 /// What a command settled before loading anything.
-struct Prepared {
+pub(crate) struct Prepared {
     user: Option<User>,
     out: Output,
 }
 
 impl Prepared {
     /// Called once everything privileged is done: programs attached, maps taken, /proc read.
-    fn drop_privileges(&self) -> Result<()> {
+    pub(crate) fn drop_privileges(&self) -> Result<()> {
         match &self.user {
             Some(user) => user.drop_privileges(),
             None => Ok(()),
@@ -224,12 +227,13 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Trace(args)) => trace(args),
         Some(Command::Lat(args)) => lat(args),
         Some(Command::Objects(args)) => objects(args),
+        Some(Command::Top(args)) => crate::commands::top::run(args),
         Some(Command::Floor(common)) => floor(common),
         None => trace(cli.trace),
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
@@ -393,7 +397,7 @@ fn objects(args: ObjectsArgs) -> Result<i32> {
 
 /// Says so when processes live in other IPC namespaces (containers): /proc/sysvipc lists the
 /// objects of ipctrace's own namespace only, so theirs are known only from their traced calls.
-fn other_namespaces_note() -> Option<String> {
+pub(crate) fn other_namespaces_note() -> Option<String> {
     let (processes, namespaces) = crate::procfs::in_other_ipc_namespaces();
     (processes > 0).then(|| {
         format!(
@@ -408,7 +412,11 @@ fn other_namespaces_note() -> Option<String> {
 /// What every view attaches: the calls `filter` passes (and those on `key_ids`, the objects its
 /// keys name now) and their waits; `view` adds what the view needs besides (process events, or
 /// leaving user memory unread).
-fn attach(filter: &Filter, key_ids: Vec<(IpcKind, i32)>, view: ProbeOptions) -> Result<Probe> {
+pub(crate) fn attach(
+    filter: &Filter,
+    key_ids: Vec<(IpcKind, i32)>,
+    view: ProbeOptions,
+) -> Result<Probe> {
     Probe::attach(&ProbeOptions {
         filter: filter.clone(),
         waits: true,
@@ -418,7 +426,7 @@ fn attach(filter: &Filter, key_ids: Vec<(IpcKind, i32)>, view: ProbeOptions) -> 
 }
 
 /// trace and objects follow processes (shm attachments are inherited, dropped at exec and exit).
-fn with_processes() -> ProbeOptions {
+pub(crate) fn with_processes() -> ProbeOptions {
     ProbeOptions {
         processes: true,
         ..Default::default()
@@ -426,7 +434,7 @@ fn with_processes() -> ProbeOptions {
 }
 
 /// The ids that objects with a `--key` have now, so calls on them pass the kernel filter too.
-fn ids_of_keys(filter: &Filter) -> Vec<(IpcKind, i32)> {
+pub(crate) fn ids_of_keys(filter: &Filter) -> Vec<(IpcKind, i32)> {
     if filter.keys.is_empty() {
         return Vec::new();
     }

@@ -4,6 +4,7 @@
 pub mod abi;
 pub mod btf;
 pub mod cli;
+pub mod commands;
 pub mod event;
 pub mod filter;
 pub mod model;

@@ -33,6 +33,9 @@ pub trait Sink {
     fn interval(&mut self, _counts: KernelCounts) -> Flow {
         Flow::Continue
     }
+    /// Called once the session has stopped, before the programs are detached (which takes
+    /// about a second): a full-screen view gives the terminal back here.
+    fn stopped(&mut self) {}
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +142,7 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
     if reason != StopReason::View {
         drain(ring.get_mut(), sink, &mut totals);
     }
+    sink.stopped();
     totals.kernel = counters.read()?;
     totals.reason = reason;
     Ok(totals)

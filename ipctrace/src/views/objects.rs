@@ -346,7 +346,7 @@ fn cut(s: &str, width: usize) -> String {
 }
 
 /// `name(pid)`, or the pid alone when the name is unknown.
-fn who(pid: u32, comm: Option<Comm>) -> String {
+pub fn who(pid: u32, comm: Option<Comm>) -> String {
     match comm {
         Some(c) => format!("{c}({pid})"),
         None => pid.to_string(),
@@ -574,7 +574,7 @@ pub fn render_tables(
 }
 
 /// uid -> user name from /etc/passwd (empty when unreadable: OWNER shows numbers).
-fn read_users() -> HashMap<u32, String> {
+pub fn read_users() -> HashMap<u32, String> {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     passwd
         .lines()
