@@ -1,9 +1,8 @@
 //! `ipctrace top`: its arguments and help, and the wiring: the same probe as `objects --watch`
 //! (no kernel work of its own), the object model seeded from /proc, and the full-screen view.
 
-use crate::cli::{
-    attach, ids_of_keys, other_namespaces_note, parse_seconds, runtime, with_processes, Common,
-};
+use super::{attach, ids_of_keys, other_namespaces_note, runtime, with_processes};
+use crate::cli::{parse_seconds, Common};
 use crate::model::objects::Objects;
 use crate::session::{self, Schedule};
 use crate::views::top::{TopOptions, TopView};

@@ -2,9 +2,9 @@
 //! time blocked since the start and in the last interval (so a view can show rates), and the
 //! last few calls on each object. Plain state from calls; the caller says when an interval ends.
 
-use crate::event::{Call, Comm, Event, ProcessChange};
+use crate::decoder::syscalls::Op;
+use crate::decoder::{Call, Comm, Event, ProcessChange};
 use crate::model::objects::ObjectKey;
-use crate::syscalls::Op;
 use std::collections::{HashMap, VecDeque};
 
 /// The calls kept per object for its detail.
@@ -216,7 +216,7 @@ impl Activity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::syscalls::IpcKind;
+    use crate::decoder::syscalls::IpcKind;
 
     const S: u64 = 1_000_000_000;
 

@@ -10,14 +10,14 @@ pub mod terminal;
 #[cfg(test)]
 mod tests;
 
-use crate::event::Event;
+use crate::clock::{clock_ns, WallClock};
+use crate::decoder::Event;
 use crate::filter::Filter;
+use crate::loader::KernelCounts;
 use crate::model::activity::Activity;
 use crate::model::objects::Objects;
 use crate::model::waits::Waits;
-use crate::probe::KernelCounts;
 use crate::session::{Flow, Sink};
-use crate::views::{clock_ns, WallClock};
 use app::{App, Key};
 use crossterm::event::{self, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::backend::CrosstermBackend;
@@ -64,7 +64,7 @@ impl TopView {
     pub fn new(objects: Objects, options: TopOptions, users: HashMap<u32, String>) -> TopView {
         let now = now_ns();
         let mut kinds = options.filter.kinds();
-        kinds.retain(|k| *k != crate::syscalls::IpcKind::Shm);
+        kinds.retain(|k| *k != crate::decoder::syscalls::IpcKind::Shm);
         TopView {
             objects,
             waits: Waits::new(crate::model::waits::GroupBy::Semnum, kinds),

@@ -3,12 +3,12 @@
 //! app sorts, filters and scrolls these; rendering only lays them out.
 
 use super::sources::{self, Holder};
-use crate::event::Comm;
+use crate::decoder::Comm;
 use crate::filter::Filter;
+use crate::loader::KernelCounts;
 use crate::model::activity::Activity;
 use crate::model::objects::{IpcObject, ObjectKey, ObjectState, Objects, SemaphoreSet};
 use crate::model::waits::{log2_range, Task, WaitStats, Waits, LOG2_SLOTS};
-use crate::probe::KernelCounts;
 use crate::views::objects::{ago, shown, who};
 use crate::views::trace::args_text;
 use crate::views::{human_bytes, human_duration};
@@ -542,7 +542,10 @@ fn objects_table(m: &Models, now_ns: u64) -> Table {
         };
         let last = o.last_op.map_or("-".into(), |l| {
             let err = l.errno.map_or(String::new(), |e| {
-                format!(" {}", crate::syscalls::errno_name(e).unwrap_or("error"))
+                format!(
+                    " {}",
+                    crate::decoder::syscalls::errno_name(e).unwrap_or("error")
+                )
             });
             format!("{}{err} {}", l.op.name(), who(l.pid, Some(l.comm)))
         });
@@ -927,7 +930,7 @@ fn recent_lines(m: &Models, key: &ObjectKey, now_ns: u64, lines: &mut Vec<Detail
         return;
     };
     lines.push(heading("Last operations"));
-    let mut recent: Vec<&crate::event::Call> = a.recent.iter().collect();
+    let mut recent: Vec<&crate::decoder::Call> = a.recent.iter().collect();
     recent.sort_by_key(|c| std::cmp::Reverse(c.ts_ns));
     for c in recent {
         let result = match c.errno_name() {
@@ -1156,7 +1159,7 @@ fn process_detail(m: &Models, now_ns: u64, pid: u32) -> Option<Detail> {
         None => lines.push(text("none")),
     }
     // Its last calls, over the objects it used.
-    let mut calls: Vec<crate::event::Call> = m
+    let mut calls: Vec<crate::decoder::Call> = m
         .objects
         .iter()
         .filter_map(|o| m.activity.object(&o.key))

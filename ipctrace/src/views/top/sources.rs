@@ -1,7 +1,7 @@
 //! What `top` shows that another part of the model owns: who holds a semaphore and which
 //! processes are deadlocked. The one place that reads them, so the holders model plugs in here.
 
-use crate::event::Comm;
+use crate::decoder::Comm;
 use crate::model::objects::{ObjectKey, Objects};
 
 /// A process that holds units of a semaphore.
