@@ -244,6 +244,23 @@ fn top_in_a_real_terminal_shows_the_workload_and_gives_the_terminal_back() {
         "{screen}"
     );
 
+    // A narrower, shorter terminal: redrawn to its size, the least needed columns gone.
+    let resize = |w: &str, h: &str| {
+        let status = tmux.command(&["resize-window", "-x", w, "-y", h]).status();
+        assert!(status.unwrap().success());
+    };
+    resize("64", "16");
+    let screen = tmux.wait_for("a 64x16 screen", |s| {
+        s.lines().count() == 16 && s.lines().nth(15).is_some_and(|l| l.contains("q:quit"))
+    });
+    let header = screen.lines().nth(2).unwrap();
+    assert!(
+        header.contains("SEMID") && !header.contains("HOLDERS"),
+        "{screen}"
+    );
+    assert!(screen.lines().all(|l| l.chars().count() <= 64), "{screen}");
+    resize("100", "30");
+
     // Queues: the full queue, its sender; nobody receives.
     tmux.keys(&["3"]);
     let sender = format!("qsender({})", w.sender);

@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use crate::{describe, run_ok};
 
 /// What the build needs (LLVM 22 to build bpf-linker against the nightly's LLVM major) and what the
-/// tests call (bpftool, strace, perl).
-const APT_PACKAGES: [&str; 7] = [
+/// tests call (bpftool, strace, perl, and tmux: a real terminal for `ipctrace top`).
+const APT_PACKAGES: [&str; 8] = [
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
@@ -17,6 +17,7 @@ const APT_PACKAGES: [&str; 7] = [
     "bpftool",
     "strace",
     "perl",
+    "tmux",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

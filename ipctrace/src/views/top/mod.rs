@@ -58,6 +58,7 @@ pub struct TopView {
     /// Why the terminal could not be used, if it could not.
     failed: Option<io::Error>,
     warned: bool,
+    own_pid: u32,
 }
 
 impl TopView {
@@ -82,6 +83,7 @@ impl TopView {
             last_tick_ns: now,
             failed: None,
             warned: false,
+            own_pid: std::process::id(),
         }
     }
 
@@ -231,11 +233,15 @@ fn now_ns() -> u64 {
 impl Sink for TopView {
     fn event(&mut self, event: &Event) -> Flow {
         self.objects.apply(event);
-        self.activity.apply(event);
         if let Event::Call(call) = event {
-            self.waits.record(call);
             self.events_since_tick += 1;
+            // Our own semctl and msgctl calls (reading values each tick) are not the workload.
+            if call.pid == self.own_pid {
+                return Flow::Continue;
+            }
+            self.waits.record(call);
         }
+        self.activity.apply(event);
         Flow::Continue
     }
 

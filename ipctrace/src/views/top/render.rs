@@ -101,19 +101,38 @@ pub fn layout_columns(
         };
         shown.retain(|&i| i != worst);
     }
-    let wants: Vec<usize> = shown
-        .iter()
-        .map(|&i| {
-            let c = &columns[i];
-            let header = c.header.len() + usize::from(i == sorted);
-            let cells = rows
+    let want = |i: usize| {
+        let c = &columns[i];
+        let header = c.header.chars().count() + usize::from(i == sorted);
+        let cells = rows
+            .iter()
+            .map(|r| r.cells[i].chars().count())
+            .max()
+            .unwrap_or(0);
+        header.max(cells).clamp(c.min as usize, c.max as usize)
+    };
+    // A column that says nothing yet (every cell `?` or `-`: the model cannot tell) gives its
+    // room to the others' text before any of it is cut.
+    let says_nothing = |i: usize| {
+        columns[i].drop_order > 0
+            && !rows.is_empty()
+            && rows
                 .iter()
-                .map(|r| r.cells[i].chars().count())
-                .max()
-                .unwrap_or(0);
-            header.max(cells).clamp(c.min as usize, c.max as usize)
-        })
-        .collect();
+                .all(|r| matches!(r.cells[i].as_str(), "?" | "-" | ""))
+    };
+    let wanted = |shown: &[usize]| shown.iter().map(|&i| want(i)).sum::<usize>() + shown.len() - 1;
+    while shown.len() > 1 && wanted(&shown) > width {
+        let Some(quiet) = shown
+            .iter()
+            .copied()
+            .filter(|&i| says_nothing(i))
+            .max_by_key(|&i| columns[i].drop_order)
+        else {
+            break;
+        };
+        shown.retain(|&i| i != quiet);
+    }
+    let wants: Vec<usize> = shown.iter().map(|&i| want(i)).collect();
     let mut widths: Vec<usize> = shown.iter().map(|&i| columns[i].min as usize).collect();
     let mut spare = width.saturating_sub(needed(&shown));
     for (w, want) in widths.iter_mut().zip(&wants) {

@@ -1001,8 +1001,8 @@ fn object_detail(
             let waits = per_set.get(&o.key);
             lines.push(heading("Semaphores"));
             lines.push(text(format!(
-                "{:>4} {:>6} {:<22} {:>6} {:>6}  {:<24} {}",
-                "NUM", "VALUE", "LAST", "NCOUNT", "ZCOUNT", "HOLDERS", "WAITERS"
+                "{:>4} {:>6} {:>6} {:>6}  {:<20} {:<8} {}",
+                "NUM", "VALUE", "NCOUNT", "ZCOUNT", "LAST", "HOLDERS", "WAITERS (for how long)"
             )));
             for (num, sem) in set.sems.iter().enumerate() {
                 let waiters: Vec<String> = sem
@@ -1017,14 +1017,14 @@ fn object_detail(
                         )
                     })
                     .collect();
+                let last = if sem.last_pid == 0 {
+                    "-".into()
+                } else {
+                    who(sem.last_pid, sem.last_comm)
+                };
                 lines.push(text(format!(
-                    "{num:>4} {:>6} {:<22} {:>6} {:>6}  {:<24} {}",
+                    "{num:>4} {:>6} {:>6} {:>6}  {last:<20} {:<8} {}",
                     sem.value.map_or("?".into(), |v| v.to_string()),
-                    if sem.last_pid == 0 {
-                        "-".into()
-                    } else {
-                        who(sem.last_pid, sem.last_comm)
-                    },
                     sem.ncount,
                     sem.zcount,
                     holders_text(sources::holders(m.objects, o.key, num)),

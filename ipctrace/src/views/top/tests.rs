@@ -337,6 +337,12 @@ fn semaphores_come_hottest_first_on_80x24() {
         lines[23]
     );
     assert!(lines.iter().all(|l| l.chars().count() <= 80));
+    // HOLDERS says only `?` (the model cannot tell yet): where the rest would be cut, its room
+    // goes to the others (here the waker's name) first.
+    assert!(lines[2].contains("HOLDERS"), "{}", lines[2]);
+    let narrower = draw(&mut app, &screen, 74, 24, Theme { color: false });
+    assert!(!narrower[2].contains("HOLDERS"), "{}", narrower[2]);
+    assert!(narrower[3].ends_with("poster(200)"), "{}", narrower[3]);
 }
 
 #[test]
