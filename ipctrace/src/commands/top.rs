@@ -91,6 +91,6 @@ pub fn run(args: TopArgs) -> Result<i32> {
     if let Some(e) = failure {
         anyhow::bail!("drawing on the terminal: {e}");
     }
-    print!("{}", crate::views::summary(&totals, false).trim_start());
+    print!("{}", crate::views::summary(&totals, false));
     Ok(0)
 }
