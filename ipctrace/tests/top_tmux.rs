@@ -346,14 +346,16 @@ fn top_in_a_real_terminal_shows_the_workload_and_gives_the_terminal_back() {
     tmux.keys(&["q"]);
     tmux.assert_restored(0);
 
-    // SIGTERM gives the terminal back too (and top exits as the other commands do).
-    tmux.start_top(&pidfile, &format!("--stuck 1{keys}"), "");
-    tmux.wait_for("top again", |s| s.contains(&poster));
-    let pid = std::fs::read_to_string(&pidfile).unwrap();
-    let pid: i32 = pid.trim().parse().unwrap();
-    // SAFETY: a signal to the ipctrace this test started.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    tmux.assert_restored(0);
+    // SIGTERM and SIGHUP give the terminal back too (and top exits as the other commands do).
+    for signal in [libc::SIGTERM, libc::SIGHUP] {
+        tmux.start_top(&pidfile, &format!("--stuck 1{keys}"), "");
+        tmux.wait_for("top again", |s| s.contains(&poster));
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        let pid: i32 = pid.trim().parse().unwrap();
+        // SAFETY: a signal to the ipctrace this test started.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        tmux.assert_restored(0);
+    }
 
     // A panic restores the terminal before its one line. The failpoint (debug builds) panics
     // at the first call traced: a set made under a fourth key, once the screen is up.

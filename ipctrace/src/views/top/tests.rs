@@ -653,3 +653,45 @@ fn no_color_draws_without_colors() {
         assert_eq!(colored, color);
     }
 }
+
+#[test]
+fn details_of_a_segment_and_of_a_process() {
+    let w = world();
+    let segment = RowId::Object(ObjectKey {
+        ns: 0,
+        kind: IpcKind::Shm,
+        id: SEGMENT,
+    });
+    let mut app = App::default();
+    app.detail = Some(segment);
+    let all = text(&mut app, &screen_of(&w, Some(segment))).join("\n");
+    assert!(
+        all.contains("shm 65540") && all.contains("size 64.0KiB  nattch 3"),
+        "{all}"
+    );
+    assert!(all.contains("Attached (3 processes)"), "{all}");
+    for who in [
+        "shmparent(500) with 1 mappings",
+        "shmchild(501)",
+        "shmchild(502)",
+    ] {
+        assert!(all.contains(who), "{who}: {all}");
+    }
+    assert!(all.contains("shmget") && all.contains("shmat"), "{all}");
+    // A process: its rates, what it waits on, its last calls.
+    let worker = RowId::Process(100);
+    app.detail = Some(worker);
+    let all = text(&mut app, &screen_of(&w, Some(worker))).join("\n");
+    assert!(all.contains("process 100 worker"), "{all}");
+    assert!(
+        all.contains("since start: 21 calls, 0 errors, 20 waits, blocked 500ms"),
+        "{all}"
+    );
+    assert!(all.contains("semtimedop sem 32775"), "{all}");
+    // A row that went away has no detail: the table shows again.
+    let gone = RowId::Process(999);
+    app.detail = Some(gone);
+    let screen = screen_of(&w, Some(gone));
+    assert!(screen.detail.is_none());
+    assert!(text(&mut app, &screen)[2].starts_with("KEY"));
+}
