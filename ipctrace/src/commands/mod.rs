@@ -3,6 +3,7 @@
 
 pub mod floor;
 pub mod lat;
+pub mod live;
 pub mod objects;
 pub mod top;
 pub mod trace;

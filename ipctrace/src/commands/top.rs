@@ -1,13 +1,21 @@
 //! `ipctrace top`: its arguments and help, and the wiring: the same probe as `objects --watch`
 //! (no kernel work of its own), the object model seeded from /proc, and the full-screen view.
 
+use super::live::LiveObjects;
 use super::{attach, ids_of_keys, other_namespaces_note, runtime, with_processes};
 use crate::cli::{parse_seconds, Common};
-use crate::model::objects::Objects;
-use crate::session::{self, Schedule};
-use crate::views::top::{TopOptions, TopView};
+use crate::clock::clock_ns;
+use crate::decoder::Event;
+use crate::filter::Filter;
+use crate::loader::KernelCounts;
+use crate::model::activity::Activity;
+use crate::model::waits::{GroupBy, Waits};
+use crate::session::{self, Flow, Schedule, Sink};
+use crate::views::top::screen::Models;
+use crate::views::top::TopView;
 use anyhow::Result;
 use clap::Args;
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -63,34 +71,179 @@ pub fn run(args: TopArgs) -> Result<i32> {
     let probe = attach(&filter, ids_of_keys(&filter), with_processes())?;
     // Seeded once attached, as objects --watch does: what happens in between is in the
     // kernel's numbers, and its events only add names.
-    let mut objects = Objects::seed_from_proc(&kinds)?;
-    objects.set_partial_view(!filter.pids.is_empty() || !filter.comms.is_empty());
+    let mut live = LiveObjects::seed(&kinds)?;
+    live.objects_mut()
+        .set_partial_view(!filter.pids.is_empty() || !filter.comms.is_empty());
     prepared.drop_privileges()?;
-    let users = crate::views::objects::read_users();
-    let mut view = TopView::new(
-        objects,
-        TopOptions {
+    // Waits happen on semaphores and queues; shared memory never waits.
+    let wait_kinds = kinds
+        .iter()
+        .copied()
+        .filter(|k| *k != crate::decoder::syscalls::IpcKind::Shm);
+    let now = now_ns();
+    let mut top = Top {
+        shown: Shown {
+            live,
+            waits: Waits::new(GroupBy::Semnum, wait_kinds.collect()),
+            activity: Activity::new(now),
             filter: filter.clone(),
-            interval: args.interval,
-            stuck: args.stuck,
+            users: crate::views::objects::read_users(),
+            stuck_ns: args.stuck.as_nanos() as u64,
+            counts: KernelCounts::default(),
+            compat_processes: 0,
+            events_per_sec: 0.0,
         },
-        users,
-    );
+        view: TopView::new(args.interval),
+        events_since_tick: 0,
+        last_tick_ns: now,
+        own_pid: std::process::id(),
+        failed: None,
+    };
     let schedule = Schedule {
         duration: args.common.duration,
         interval: Some(args.interval),
         what: format!("{} for top", filter.describe()),
         notes: other_namespaces_note().into_iter().collect(),
     };
-    let totals = runtime()?.block_on(session::run(probe, schedule, &mut view));
-    let failure = view.failure();
+    let totals = runtime()?.block_on(session::run(probe, schedule, &mut top));
     // The terminal is back before anything else is said.
-    view.close();
-    drop(view);
+    top.view.close();
     let totals = totals?;
-    if let Some(e) = failure {
+    if let Some(e) = top.failed {
         anyhow::bail!("drawing on the terminal: {e}");
     }
     print!("{}", crate::views::summary(&totals, false));
     Ok(0)
+}
+
+/// The models top shows, kept current from the stream and the kernel's view.
+struct Shown {
+    live: LiveObjects,
+    waits: Waits,
+    activity: Activity,
+    /// Which objects to show (--type, --id, --key).
+    filter: Filter,
+    users: HashMap<u32, String>,
+    stuck_ns: u64,
+    counts: KernelCounts,
+    compat_processes: usize,
+    events_per_sec: f64,
+}
+
+impl Shown {
+    fn models(&self) -> Models<'_> {
+        Models {
+            objects: self.live.objects(),
+            waits: &self.waits,
+            activity: &self.activity,
+            counts: self.counts,
+            filter: &self.filter,
+            users: &self.users,
+            alive: &running,
+            stuck_ns: self.stuck_ns,
+            events_per_sec: self.events_per_sec,
+            compat_processes: self.compat_processes,
+        }
+    }
+}
+
+/// Whether a process runs now (a segment's creator known only by the kernel's cpid).
+fn running(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+struct Top {
+    shown: Shown,
+    view: TopView,
+    events_since_tick: u64,
+    last_tick_ns: u64,
+    /// ipctrace's own semctl and msgctl calls (reading values) are not the workload's.
+    own_pid: u32,
+    /// Why the terminal could not be drawn on, if it could not.
+    failed: Option<std::io::Error>,
+}
+
+impl Top {
+    fn fail(&mut self, e: std::io::Error) -> Flow {
+        self.failed = Some(e);
+        Flow::Stop
+    }
+}
+
+impl Sink for Top {
+    fn event(&mut self, event: &Event) -> Flow {
+        self.shown.live.apply(event);
+        if let Event::Call(call) = event {
+            self.events_since_tick += 1;
+            if call.pid == self.own_pid {
+                return Flow::Continue;
+            }
+            self.shown.waits.record(call);
+        }
+        self.shown.activity.apply(event);
+        Flow::Continue
+    }
+
+    fn batch_done(&mut self) -> Flow {
+        self.shown.live.batch_done();
+        let now = now_ns();
+        let first = !self.view.started();
+        if first {
+            self.view.refresh(&self.shown.models(), now);
+        }
+        let changed = match self.view.read_keys(&self.shown.models(), now) {
+            Ok(changed) => changed,
+            Err(e) => return self.fail(e),
+        };
+        if self.view.quit() {
+            self.view.close();
+            return Flow::Stop;
+        }
+        if first || changed {
+            if let Err(e) = self.view.draw() {
+                return self.fail(e);
+            }
+        }
+        Flow::Continue
+    }
+
+    fn wants_kernel_counts(&self) -> bool {
+        true
+    }
+
+    fn kernel_counts(&mut self, counts: KernelCounts) {
+        self.shown.counts = counts;
+    }
+
+    fn interval(&mut self) -> Flow {
+        self.shown.live.refresh();
+        let now = now_ns();
+        let objects = self.shown.live.objects();
+        self.shown.activity.tick(now, |k| objects.get(k).is_some());
+        let secs = now.saturating_sub(self.last_tick_ns) as f64 / 1e9;
+        if secs > 0.0 {
+            self.shown.events_per_sec = self.events_since_tick as f64 / secs;
+        }
+        self.events_since_tick = 0;
+        self.last_tick_ns = now;
+        self.view.refresh(&self.shown.models(), now);
+        match self.view.draw() {
+            Ok(()) => Flow::Continue,
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn compat_processes(&mut self, found: &[(u32, String)]) {
+        // On stderr, which top holds and prints once the terminal is back; and on the alert line.
+        crate::views::say_compat_processes(found);
+        self.shown.compat_processes += found.len();
+    }
+
+    fn stopped(&mut self) {
+        self.view.close();
+    }
+}
+
+fn now_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC) as u64
 }

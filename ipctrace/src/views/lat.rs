@@ -6,7 +6,6 @@ use super::human_duration;
 use crate::clock::WallClock;
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::{Call, Event};
-use crate::loader::KernelCounts;
 use crate::model::waits::{log2_range, log2_slot, GroupBy, WaitKey, Waits, LOG2_SLOTS};
 use crate::session::{Flow, Sink, Totals};
 use crate::views::trace::json_str;
@@ -305,7 +304,11 @@ impl<W: Write> Sink for LatView<W> {
         Flow::Continue
     }
 
-    fn interval(&mut self, _counts: KernelCounts) -> Flow {
+    fn compat_processes(&mut self, found: &[(u32, String)]) {
+        super::say_compat_processes(found);
+    }
+
+    fn interval(&mut self) -> Flow {
         if self.report().is_err() {
             return Flow::Stop;
         }
@@ -474,7 +477,7 @@ mod tests {
             Waits::new(GroupBy::Object, vec![IpcKind::Sem]),
             Some(2),
         );
-        assert_eq!(v.interval(KernelCounts::default()), Flow::Continue);
-        assert_eq!(v.interval(KernelCounts::default()), Flow::Stop);
+        assert_eq!(v.interval(), Flow::Continue);
+        assert_eq!(v.interval(), Flow::Stop);
     }
 }

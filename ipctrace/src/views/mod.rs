@@ -34,6 +34,36 @@ pub fn summary(totals: &crate::session::Totals, json: bool) -> String {
     s
 }
 
+/// The warning for 32-bit processes, if there are any: their calls are not traced.
+pub fn compat_warning(processes: &[(u32, String)]) -> Option<String> {
+    if processes.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = processes
+        .iter()
+        .take(8)
+        .map(|(pid, comm)| format!("{comm}({pid})"))
+        .collect();
+    let more = processes.len().saturating_sub(8);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "ipctrace: warning: {} 32-bit process(es) are not covered (their SysV IPC goes through ipc(2)): {}{more}",
+        processes.len(),
+        names.join(", ")
+    ))
+}
+
+/// Says on stderr that 32-bit processes are not covered (every view says it the same way).
+pub fn say_compat_processes(found: &[(u32, String)]) {
+    if let Some(warning) = compat_warning(found) {
+        eprintln!("{warning}");
+    }
+}
+
 /// A duration in the unit a person reads best: 850ns, 12.3µs, 1.08ms, 2.50s.
 pub fn human_duration(ns: u64) -> String {
     let f = ns as f64;
@@ -77,6 +107,16 @@ fn three_digits(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_32bit_warning_reads_well() {
+        assert_eq!(compat_warning(&[]), None);
+        let w = compat_warning(&[(7, "old".into())]).unwrap();
+        assert!(
+            w.ends_with("not covered (their SysV IPC goes through ipc(2)): old(7)"),
+            "{w}"
+        );
+    }
 
     #[test]
     fn durations_in_human_units() {

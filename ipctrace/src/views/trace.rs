@@ -47,11 +47,6 @@ impl<W: Write> TraceView<W> {
         self
     }
 
-    /// True once stdout was closed by its reader (`ipctrace trace | head`).
-    pub fn output_closed(&self) -> bool {
-        self.broken_pipe
-    }
-
     fn write_line(&mut self) -> Flow {
         self.line.push('\n');
         if let Err(e) = self.out.write_all(self.line.as_bytes()) {
@@ -381,6 +376,10 @@ pub fn args_text(call: &Call) -> String {
 }
 
 impl<W: Write> Sink for TraceView<W> {
+    fn compat_processes(&mut self, found: &[(u32, String)]) {
+        super::say_compat_processes(found);
+    }
+
     fn event(&mut self, event: &Event) -> Flow {
         let call = match event {
             Event::Call(call) => call,

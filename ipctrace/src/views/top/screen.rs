@@ -259,6 +259,8 @@ pub struct Models<'a> {
     /// A waiter or a queue with no receive this long is stuck.
     pub stuck_ns: u64,
     pub events_per_sec: f64,
+    /// 32-bit processes seen, whose calls are not traced.
+    pub compat_processes: usize,
 }
 
 impl Models<'_> {
@@ -890,6 +892,12 @@ fn alerts(m: &Models, now_ns: u64) -> Vec<Alert> {
         alerts.push(Alert {
             severity: Severity::Alert,
             text: format!("{} events lost (ring buffer full)", m.counts.lost),
+        });
+    }
+    if m.compat_processes > 0 {
+        alerts.push(Alert {
+            severity: Severity::Warn,
+            text: format!("{} 32-bit processes: not traced", m.compat_processes),
         });
     }
     if m.counts.untracked > 0 {

@@ -254,6 +254,7 @@ fn screen_of(w: &World, open: Option<RowId>) -> Screen {
         alive: &|pid| pid != 600,
         stuck_ns: 5 * S,
         events_per_sec: 41.0,
+        compat_processes: 0,
     };
     screen::build(&models, NOW, open)
 }
