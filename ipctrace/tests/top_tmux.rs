@@ -393,4 +393,11 @@ fn top_without_a_terminal_says_what_to_use_instead() {
         "{err}"
     );
     assert!(out.stdout.is_empty());
+    // --json and --output are for objects --watch, said as plainly.
+    for args in [&["top", "--json"][..], &["top", "-o", "/dev/null"]] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("objects --watch"), "{err}");
+    }
 }

@@ -247,3 +247,68 @@ impl Sink for Top {
 fn now_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC) as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{Cli, Command};
+    use crate::decoder::syscalls::IpcKind;
+    use clap::Parser;
+    use std::time::Duration;
+
+    #[test]
+    fn top_takes_the_shared_filters_an_interval_and_a_stuck_threshold() {
+        let cli = Cli::try_parse_from([
+            "ipctrace",
+            "top",
+            "-p",
+            "5",
+            "--comm",
+            "pg",
+            "--type",
+            "sem",
+            "--id",
+            "7",
+            "-k",
+            "0x10",
+            "--duration",
+            "3",
+            "--user",
+            "nobody",
+            "-i",
+            "0.5",
+            "--stuck",
+            "30",
+        ])
+        .unwrap();
+        let Some(Command::Top(top)) = cli.command else {
+            panic!("not top")
+        };
+        let f = top.common.filter();
+        assert_eq!(
+            (f.pids, f.comms, f.kinds, f.ids, f.keys),
+            (
+                vec![5],
+                vec!["pg".to_string()],
+                vec![IpcKind::Sem],
+                vec![7],
+                vec![0x10]
+            )
+        );
+        assert_eq!(top.common.duration, Some(Duration::from_secs(3)));
+        assert_eq!(top.common.user.as_deref(), Some("nobody"));
+        assert_eq!(
+            (top.interval, top.stuck),
+            (Duration::from_millis(500), Duration::from_secs(30))
+        );
+        let Some(Command::Top(top)) = Cli::try_parse_from(["ipctrace", "top"]).unwrap().command
+        else {
+            panic!("not top")
+        };
+        assert_eq!(
+            (top.interval, top.stuck),
+            (Duration::from_secs(1), Duration::from_secs(5))
+        );
+        let err = Cli::try_parse_from(["ipctrace", "top", "-i", "0"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+}
