@@ -6,10 +6,9 @@ use super::human_duration;
 use crate::clock::WallClock;
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::{Call, Event};
-use crate::model::waits::{log2_range, log2_slot, GroupBy, WaitKey, Waits, LOG2_SLOTS};
+use crate::model::waits::{log2_range, GroupBy, WaitKey, WaitStats, Waits};
 use crate::session::{Flow, Sink, Totals};
 use crate::views::trace::json_str;
-use hdrhistogram::Histogram;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -70,7 +69,7 @@ impl<W: Write> LatView<W> {
             self.report()?;
         }
         self.out
-            .write_all(super::summary(totals, self.json).as_bytes())?;
+            .write_all(super::summary(totals, self.json, &[]).as_bytes())?;
         self.out.flush()
     }
 
@@ -120,11 +119,11 @@ impl<W: Write> LatView<W> {
                 stats.interrupted,
                 stats.removed
             );
-            let Some(hdr) = stats.hdr.as_ref().filter(|_| stats.blocked > 0) else {
+            if stats.blocked == 0 {
                 let _ = writeln!(out, "    every call took the fast path");
                 continue;
-            };
-            log2_histogram(out, hdr);
+            }
+            log2_histogram(out, stats);
             let _ = writeln!(
                 out,
                 "    p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
@@ -247,7 +246,12 @@ impl<W: Write> LatView<W> {
             );
             out.push_str(", \"hist\": [");
             let mut first = true;
-            for (slot, count) in s.log2.iter().enumerate().filter(|(_, c)| **c > 0) {
+            for (slot, count) in s
+                .log2_buckets(1)
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c > 0)
+            {
                 let (lo, hi) = log2_range(slot);
                 let sep = if first { "" } else { ", " };
                 first = false;
@@ -270,20 +274,17 @@ impl<W: Write> LatView<W> {
 
 /// bcc's log2 histogram: a unit header, one row per power of two of the unit from the lowest
 /// to the highest non-empty one, and a 40-column bar scaled to the largest count.
-pub fn log2_histogram(out: &mut String, hdr: &Histogram<u64>) {
-    if hdr.is_empty() {
+pub fn log2_histogram(out: &mut String, stats: &WaitStats) {
+    if stats.blocked == 0 {
         return;
     }
     // Microseconds unless the waits are long, as runqlat does with -m.
-    let (unit, div) = if hdr.max() >= 10_000_000_000 {
+    let (unit, div) = if stats.max() >= 10_000_000_000 {
         ("msecs", 1_000_000)
     } else {
         ("usecs", 1_000)
     };
-    let mut slots = [0u64; LOG2_SLOTS + 1];
-    for v in hdr.iter_recorded() {
-        slots[log2_slot(v.value_iterated_to() / div)] += v.count_at_value();
-    }
+    let slots = stats.log2_buckets(div);
     let first = slots.iter().position(|c| *c > 0).unwrap_or(0);
     let last = slots.iter().rposition(|c| *c > 0).unwrap_or(0);
     let max = *slots.iter().max().unwrap_or(&1);

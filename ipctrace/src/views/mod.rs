@@ -9,14 +9,19 @@ pub mod trace;
 
 /// The last line of every session: what was reported and what the kernel could not hand over
 /// (`lost`: ring buffer full; `untracked`: no kernel memory for a call in flight or an object a
-/// `--key` names; 32-bit processes seen).
-pub fn summary(totals: &crate::session::Totals, json: bool) -> String {
+/// `--key` names; 32-bit processes seen), with what a view adds (`extra`, JSON only).
+pub fn summary(totals: &crate::session::Totals, json: bool, extra: &[(&str, u64)]) -> String {
     let k = &totals.kernel;
     if json {
-        return format!(
-            "{{\"summary\": {{\"events\": {}, \"lost\": {}, \"untracked\": {}, \"malformed\": {}, \"compat_processes\": {}}}}}\n",
-            totals.events, k.lost, k.untracked, totals.malformed, totals.compat_processes
+        let mut s = format!(
+            "{{\"summary\": {{\"events\": {}, \"process_events\": {}, \"lost\": {}, \"untracked\": {}, \"malformed\": {}, \"compat_processes\": {}",
+            totals.events, totals.process_events, k.lost, k.untracked, totals.malformed, totals.compat_processes
         );
+        for (name, value) in extra {
+            s.push_str(&format!(", \"{name}\": {value}"));
+        }
+        s.push_str("}}\n");
+        return s;
     }
     let mut s = format!("\n{} events, {} lost\n", totals.events, k.lost);
     if k.untracked > 0 || totals.malformed > 0 {

@@ -65,17 +65,12 @@ impl<W: Write> ObjectsView<W> {
         if self.json {
             // missed_exits: processes found gone when their pid came back; forgotten_processes:
             // dropped to keep the model bounded. Both follow lost exit events.
-            writeln!(
-                self.out,
-                "{{\"summary\": {{\"events\": {}, \"process_events\": {}, \"lost\": {}, \"untracked\": {}, \"malformed\": {}, \"missed_exits\": {}, \"forgotten_processes\": {}}}}}",
-                totals.events,
-                totals.process_events,
-                totals.kernel.lost,
-                totals.kernel.untracked,
-                totals.malformed,
-                objects.missed_exits(),
-                objects.forgotten_processes()
-            )?;
+            let extra = [
+                ("missed_exits", objects.missed_exits()),
+                ("forgotten_processes", objects.forgotten_processes()),
+            ];
+            self.out
+                .write_all(super::summary(totals, true, &extra).as_bytes())?;
         } else if totals.kernel.lost > 0 {
             writeln!(
                 self.out,

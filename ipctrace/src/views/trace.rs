@@ -70,7 +70,7 @@ impl<W: Write> TraceView<W> {
             return Ok(());
         }
         self.out
-            .write_all(super::summary(totals, self.json).as_bytes())?;
+            .write_all(super::summary(totals, self.json, &[]).as_bytes())?;
         self.out.flush()
     }
 
@@ -278,7 +278,7 @@ fn push_int(out: &mut String, v: impl itoa::Integer) {
 /// The waker of a blocked call; a call that ended by timing out was woken by a timer, not a
 /// process.
 fn waker_of(call: &Call) -> Option<crate::decoder::Waker> {
-    if call.errno() == Some(11) && call.timeout_ns.is_some() {
+    if call.errno() == Some(syscalls::EAGAIN) && call.timeout_ns.is_some() {
         return None;
     }
     call.waker
@@ -366,7 +366,11 @@ pub fn args_text(call: &Call) -> String {
                 Some(syscalls::SETVAL) => {
                     format!("{cmd} sem[{}]={}", call.args[1] as i32, call.args[3] as i32)
                 }
-                Some(12 | 11 | 14 | 15) => format!("{cmd} sem[{}]", call.args[1] as i32),
+                Some(
+                    syscalls::GETVAL | syscalls::GETPID | syscalls::GETNCNT | syscalls::GETZCNT,
+                ) => {
+                    format!("{cmd} sem[{}]", call.args[1] as i32)
+                }
                 _ => cmd,
             }
         }
