@@ -112,7 +112,7 @@ pub fn run(args: TopArgs) -> Result<i32> {
     if let Some(e) = top.failed {
         anyhow::bail!("drawing on the terminal: {e}");
     }
-    print!("{}", crate::views::summary(&totals, false));
+    print!("{}", crate::views::summary(&totals, false, &[]));
     Ok(0)
 }
 
