@@ -72,10 +72,7 @@ impl TopView {
     pub fn draw(&mut self) -> io::Result<()> {
         if self.terminal.is_none() {
             let guard = TerminalGuard::enter()?;
-            let backend = CrosstermBackend::new(BufWriter::with_capacity(1 << 16, io::stdout()));
-            let mut term = Terminal::new(backend)?;
-            term.clear()?;
-            self.terminal = Some((term, guard));
+            self.terminal = Some((blank_terminal()?, guard));
         }
         let clock = self.clock.time_of_day(self.screen.taken_ns)[..8].to_string();
         let interval = render::interval_text(self.interval);
@@ -103,8 +100,9 @@ impl TopView {
                 event::Event::Key(k) if k.kind != KeyEventKind::Release => {
                     let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
                     if ctrl && k.code == KeyCode::Char('l') {
+                        // Ctrl-L: everything drawn again on a blank screen.
                         if let Some((term, _)) = self.terminal.as_mut() {
-                            term.clear()?;
+                            *term = blank_terminal()?;
                         }
                     } else if let Some(key) = key_of(k) {
                         let detail = self.app.detail;
@@ -121,6 +119,18 @@ impl TopView {
         }
         Ok(changed)
     }
+}
+
+/// A blank screen and a terminal that knows it, so its first draw writes every cell. Not
+/// ratatui's `clear`, which asks the terminal where its cursor is: a pty with nothing behind
+/// it (or a slow serial line) never answers.
+fn blank_terminal() -> io::Result<Term> {
+    let mut backend = CrosstermBackend::new(BufWriter::with_capacity(1 << 16, io::stdout()));
+    crossterm::execute!(
+        backend,
+        crossterm::terminal::Clear(crossterm::terminal::ClearType::All)
+    )?;
+    Terminal::new(backend)
 }
 
 fn key_of(k: KeyEvent) -> Option<Key> {
