@@ -8,7 +8,7 @@ use crate::decoder::syscalls::IpcKind;
 use crate::decoder::{Call, Event};
 use crate::model::waits::{log2_range, GroupBy, WaitKey, WaitStats, Waits};
 use crate::session::{Flow, Sink, Totals};
-use crate::views::trace::json_str;
+use serde_json::json;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -202,23 +202,33 @@ impl<W: Write> LatView<W> {
     fn json_report(&self, out: &mut String) {
         let ts = crate::clock::clock_ns(libc::CLOCK_MONOTONIC);
         for (key, s) in self.waits.hottest() {
-            let _ = write!(
-                out,
-                "{{\"ts_ns\": {ts}, \"type\": \"{}\", \"id\": {}, \"ipc_ns\": {}",
-                key.kind, key.id, key.ipc_ns
-            );
-            match self.keys.get(&(key.kind, key.ipc_ns, key.id)) {
-                Some(k) => {
-                    let _ = write!(out, ", \"key\": {k}");
-                }
-                None => out.push_str(", \"key\": null"),
-            }
+            let mut line = json!({
+                "ts_ns": ts as u64,
+                "type": key.kind.name(),
+                "id": key.id,
+                "ipc_ns": key.ipc_ns,
+                "key": self.keys.get(&(key.kind, key.ipc_ns, key.id)),
+                "calls": s.calls,
+                "blocked": s.blocked,
+                "blocked_total_ns": s.blocked_total_ns,
+                "timeouts": s.timeouts,
+                "eintr": s.interrupted,
+                "eidrm": s.removed,
+                "p50_ns": s.percentile(0.5),
+                "p90_ns": s.percentile(0.9),
+                "p99_ns": s.percentile(0.99),
+                "p999_ns": s.percentile(0.999),
+                "max_ns": s.max(),
+                "hist": s.log2_buckets(1).iter().enumerate().filter(|(_, c)| **c > 0).map(|(slot, count)| {
+                    let (lo, hi) = log2_range(slot);
+                    json!({"lo_ns": lo, "hi_ns": hi, "count": count})
+                }).collect::<Vec<_>>(),
+                "wakers": s.top_wakers().iter().map(|(t, n)| {
+                    json!({"pid": t.pid, "comm": t.comm.to_string(), "count": n})
+                }).collect::<Vec<_>>(),
+            });
             if self.waits.by == GroupBy::Semnum {
-                let _ = write!(
-                    out,
-                    ", \"semnum\": {}",
-                    key.semnum.map_or("null".into(), |n| n.to_string())
-                );
+                line["semnum"] = json!(key.semnum);
             }
             if let Some(pid) = key.pid {
                 let comm = s
@@ -227,47 +237,10 @@ impl<W: Write> LatView<W> {
                     .find(|t| t.pid == pid)
                     .map(|t| t.comm.to_string())
                     .unwrap_or_default();
-                let _ = write!(out, ", \"pid\": {pid}, \"comm\": ");
-                json_str(out, &comm);
+                line["pid"] = json!(pid);
+                line["comm"] = json!(comm);
             }
-            let _ = write!(
-                out,
-                ", \"calls\": {}, \"blocked\": {}, \"blocked_total_ns\": {}, \"timeouts\": {}, \"eintr\": {}, \"eidrm\": {}",
-                s.calls, s.blocked, s.blocked_total_ns, s.timeouts, s.interrupted, s.removed
-            );
-            let _ = write!(
-                out,
-                ", \"p50_ns\": {}, \"p90_ns\": {}, \"p99_ns\": {}, \"p999_ns\": {}, \"max_ns\": {}",
-                s.percentile(0.5),
-                s.percentile(0.9),
-                s.percentile(0.99),
-                s.percentile(0.999),
-                s.max()
-            );
-            out.push_str(", \"hist\": [");
-            let mut first = true;
-            for (slot, count) in s
-                .log2_buckets(1)
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| **c > 0)
-            {
-                let (lo, hi) = log2_range(slot);
-                let sep = if first { "" } else { ", " };
-                first = false;
-                let _ = write!(
-                    out,
-                    "{sep}{{\"lo_ns\": {lo}, \"hi_ns\": {hi}, \"count\": {count}}}"
-                );
-            }
-            out.push_str("], \"wakers\": [");
-            for (i, (t, n)) in s.top_wakers().iter().enumerate() {
-                let sep = if i == 0 { "" } else { ", " };
-                let _ = write!(out, "{sep}{{\"pid\": {}, \"comm\": ", t.pid);
-                json_str(out, &t.comm.as_str());
-                let _ = write!(out, ", \"count\": {n}}}");
-            }
-            out.push_str("]}\n");
+            super::json_line(out, &line);
         }
     }
 }

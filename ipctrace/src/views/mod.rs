@@ -39,6 +39,49 @@ pub fn summary(totals: &crate::session::Totals, json: bool, extra: &[(&str, u64)
     s
 }
 
+/// A JSON value as one line in the layout every view prints (`{"a": 1, "b": [2, 3]}`, the
+/// same as trace's hand-written hot path), newline included.
+pub fn json_line(out: &mut String, value: &serde_json::Value) {
+    use serde::Serialize as _;
+    let mut buf = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, Spaced);
+    value.serialize(&mut ser).expect("a Value serializes");
+    out.push_str(std::str::from_utf8(&buf).expect("serde_json writes UTF-8"));
+    out.push('\n');
+}
+
+/// serde_json's compact output with a space after each `:` and `,`.
+struct Spaced;
+
+impl serde_json::ser::Formatter for Spaced {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        separate(w, first)
+    }
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        separate(w, first)
+    }
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+}
+
+/// `, ` before every element of an array or object but the first.
+fn separate<W: ?Sized + std::io::Write>(w: &mut W, first: bool) -> std::io::Result<()> {
+    if first {
+        Ok(())
+    } else {
+        w.write_all(b", ")
+    }
+}
+
 /// The warning for 32-bit processes, if there are any: their calls are not traced.
 pub fn compat_warning(processes: &[(u32, String)]) -> Option<String> {
     if processes.is_empty() {
@@ -112,6 +155,16 @@ fn three_digits(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_lines_are_spaced_like_trace_lines() {
+        let mut out = String::new();
+        json_line(
+            &mut out,
+            &serde_json::json!({"a": 1, "b": [2, 3], "c": {"d": null}}),
+        );
+        assert_eq!(out, "{\"a\": 1, \"b\": [2, 3], \"c\": {\"d\": null}}\n");
+    }
 
     #[test]
     fn the_32bit_warning_reads_well() {

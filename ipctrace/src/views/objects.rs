@@ -93,8 +93,7 @@ pub fn shown(filter: &Filter, o: &IpcObject) -> bool {
 pub fn render_json(objects: &Objects, filter: &Filter, now_ns: u64) -> String {
     let mut out = String::new();
     for o in objects.iter().filter(|o| shown(filter, o)) {
-        out.push_str(&object_json(objects, o, now_ns).to_string());
-        out.push('\n');
+        super::json_line(&mut out, &object_json(objects, o, now_ns));
     }
     out
 }
