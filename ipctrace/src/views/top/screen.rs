@@ -65,7 +65,7 @@ const fn col(header: &'static str, min: u16, max: u16, right: bool, drop_order: 
 
 pub const SEM_COLUMNS: &[Column] = &[
     col("KEY", 10, 10, false, 3),
-    col("SEMID", 5, 8, true, 0),
+    col("SEMID", 5, 10, true, 0),
     col("BLOCKED/s", 9, 10, true, 0),
     col("WAITS/s", 7, 8, true, 0),
     col("P99", 6, 7, true, 1),
@@ -78,7 +78,7 @@ pub const SEM_COLUMNS: &[Column] = &[
 pub const OBJECT_COLUMNS: &[Column] = &[
     col("TYPE", 4, 5, false, 0),
     col("KEY", 10, 10, false, 2),
-    col("ID", 5, 8, true, 0),
+    col("ID", 5, 10, true, 0),
     col("OWNER", 5, 8, false, 5),
     col("CREATOR", 7, 20, false, 1),
     col("ATT", 3, 3, true, 0),
@@ -89,7 +89,7 @@ pub const OBJECT_COLUMNS: &[Column] = &[
 
 pub const QUEUE_COLUMNS: &[Column] = &[
     col("KEY", 10, 10, false, 3),
-    col("MSQID", 5, 8, true, 0),
+    col("MSQID", 5, 10, true, 0),
     col("MSGS", 5, 6, true, 0),
     col("BYTES/QBYTES", 12, 22, false, 0),
     col("SND/s", 6, 7, true, 0),

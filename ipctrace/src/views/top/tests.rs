@@ -696,3 +696,24 @@ fn details_of_a_segment_and_of_a_process() {
     assert!(screen.detail.is_none());
     assert!(text(&mut app, &screen)[2].starts_with("KEY"));
 }
+
+#[test]
+fn ids_up_to_int_max_are_never_cut() {
+    let w = world();
+    let mut screen = screen_of(&w, None);
+    // Ids grow with the kernel's sequence number up to 2^31 - 1.
+    for table in &mut screen.tables {
+        for row in &mut table.rows {
+            let id = table.columns.iter().position(|c| c.header.ends_with("ID"));
+            if let Some(i) = id {
+                row.cells[i] = "2147483647".into();
+            }
+        }
+    }
+    let mut app = App::default();
+    for tab in ['1', '2', '3'] {
+        press(&mut app, &screen, &[Key::Char(tab)]);
+        let lines = text(&mut app, &screen);
+        assert!(lines[3].contains(" 2147483647 "), "{tab}: {lines:#?}");
+    }
+}
