@@ -5,6 +5,7 @@ use super::live::LiveObjects;
 use super::{attach, ids_of_keys, other_namespaces_note, runtime, with_processes};
 use crate::cli::{parse_seconds, Common};
 use crate::clock::clock_ns;
+use crate::decoder::syscalls::IpcKind;
 use crate::decoder::Event;
 use crate::filter::Filter;
 use crate::loader::KernelCounts;
@@ -76,10 +77,7 @@ pub fn run(args: TopArgs) -> Result<i32> {
         .set_partial_view(!filter.pids.is_empty() || !filter.comms.is_empty());
     prepared.drop_privileges()?;
     // Waits happen on semaphores and queues; shared memory never waits.
-    let wait_kinds = kinds
-        .iter()
-        .copied()
-        .filter(|k| *k != crate::decoder::syscalls::IpcKind::Shm);
+    let wait_kinds = kinds.iter().copied().filter(|k| *k != IpcKind::Shm);
     let now = now_ns();
     let mut top = Top {
         shown: Shown {
@@ -215,8 +213,18 @@ impl Sink for Top {
         self.shown.counts = counts;
     }
 
+    /// As objects --watch does: segments first, drained again while their counts are ahead
+    /// of the fork and exit events; sets and queues last, so their waiters are the kernel's now.
+    fn before_interval(&mut self) {
+        self.shown.live.refresh_kinds(&[IpcKind::Shm]);
+    }
+
+    fn settled(&mut self) -> bool {
+        self.shown.live.recount_segments_ahead_of_list()
+    }
+
     fn interval(&mut self) -> Flow {
-        self.shown.live.refresh();
+        self.shown.live.refresh_kinds(&[IpcKind::Sem, IpcKind::Msg]);
         let now = now_ns();
         let objects = self.shown.live.objects();
         self.shown.activity.tick(now, |k| objects.get(k).is_some());

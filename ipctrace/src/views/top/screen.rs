@@ -895,6 +895,13 @@ fn alerts(m: &Models, now_ns: u64) -> Vec<Alert> {
             text: format!("{} events lost (ring buffer full)", m.counts.lost),
         });
     }
+    if m.counts.lost_process > 0 {
+        // Forks, execs and exits: who has a segment mapped may be wrong until the next refresh.
+        alerts.push(Alert {
+            severity: Severity::Alert,
+            text: format!("{} process events lost", m.counts.lost_process),
+        });
+    }
     if m.compat_processes > 0 {
         alerts.push(Alert {
             severity: Severity::Warn,

@@ -234,10 +234,7 @@ fn world() -> World {
         objects,
         waits,
         activity,
-        counts: KernelCounts {
-            lost: 0,
-            untracked: 0,
-        },
+        counts: KernelCounts::default(),
         users: HashMap::from([(0, "root".to_string())]),
     }
 }
@@ -474,6 +471,7 @@ fn moving_selects_the_next_row_and_the_detail_follows() {
 fn the_alert_line_names_stuck_waiters_full_queues_orphans_and_losses() {
     let mut w = world();
     w.counts.lost = 17;
+    w.counts.lost_process = 2;
     let screen = screen_of(&w, None);
     let texts: Vec<&str> = screen.alerts.iter().map(|a| a.text.as_str()).collect();
     assert_eq!(
@@ -483,6 +481,7 @@ fn the_alert_line_names_stuck_waiters_full_queues_orphans_and_losses() {
             "queue 98304 full (2.0KiB/2.0KiB)",
             "orphan: shm 65541 4.0KiB, unattached, creator 600 gone",
             "17 events lost (ring buffer full)",
+            "2 process events lost",
         ]
     );
     let mut app = App::default();
