@@ -51,6 +51,9 @@ pub enum Command {
     /// Every SysV object now, with who created it, has it mapped, touched it last and waits on it.
     #[command(after_help = OBJECTS_EXAMPLES)]
     Objects(ObjectsArgs),
+    /// Live full-screen view: hottest semaphores, objects, queues, processes; alerts; q quits.
+    #[command(after_help = crate::commands::top::EXAMPLES)]
+    Top(crate::commands::top::TopArgs),
     /// For benchmarks: the same syscall tracepoints with programs that do nothing.
     #[command(hide = true)]
     Floor(Common),
@@ -213,6 +216,7 @@ impl Cli {
             Some(Command::Trace(a)) => a.usage_problem().map(|p| (Some("trace"), p)),
             Some(Command::Lat(a)) => a.usage_problem().map(|p| (Some("lat"), p)),
             Some(Command::Objects(a)) => a.usage_problem().map(|p| (Some("objects"), p)),
+            Some(Command::Top(a)) => a.common.usage_problem().map(|p| (Some("top"), p)),
             Some(Command::Floor(c)) => c.usage_problem().map(|p| (Some("floor"), p)),
             Some(Command::Completions(_) | Command::Manpages(_)) => None,
             None => self.trace.usage_problem().map(|p| (None, p)),
@@ -226,6 +230,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Trace(args)) => trace::run(args),
         Some(Command::Lat(args)) => lat::run(args),
         Some(Command::Objects(args)) => objects::run(args),
+        Some(Command::Top(args)) => crate::commands::top::run(args),
         Some(Command::Floor(common)) => floor::run(common),
         Some(Command::Completions(args)) => completions::completions(args),
         Some(Command::Manpages(args)) => completions::manpages(args),

@@ -50,9 +50,18 @@ pub trait Sink {
     fn interval(&mut self) -> Flow {
         Flow::Continue
     }
+    /// A view that shows losses as they happen (top's alert line) says so, and is handed the
+    /// kernel's counts before each `interval`; the others are spared reading per-CPU counters.
+    fn wants_kernel_counts(&self) -> bool {
+        false
+    }
+    fn kernel_counts(&mut self, _counts: KernelCounts) {}
     /// 32-bit processes found (at start, or exec'd since): their calls are not traced, which
     /// the view says.
     fn compat_processes(&mut self, found: &[(u32, String)]);
+    /// Called once the session has stopped, before the programs are detached (which takes
+    /// about a second): a full-screen view gives the terminal back here.
+    fn stopped(&mut self) {}
 }
 
 /// What ended the session: the view itself (--count, a closed stdout), or something outside it
@@ -181,6 +190,9 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
                 if flow == Flow::Stop {
                     break Stop::View;
                 }
+                if sink.wants_kernel_counts() {
+                    sink.kernel_counts(counters.read()?);
+                }
                 if sink.interval() == Flow::Stop {
                     break Stop::View;
                 }
@@ -191,6 +203,7 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
     if stop != Stop::View {
         drain_for(ring.get_mut(), sink, &mut totals, None);
     }
+    sink.stopped();
     totals.kernel = counters.read()?;
     Ok(totals)
 }

@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: what tracing SysV IPC costs IPC calls and every other syscall, ipctrace's
 //! commands against their floor, bpftrace and strace in one run; report in target/bench/results.*.
+mod pty;
 mod report;
 mod workloads;
 
@@ -56,18 +57,20 @@ enum Config {
     Trace,
     Lat,
     Objects,
+    Top,
     FilteredOut,
     Bpftrace,
     RawSyscalls,
     Strace,
 }
 
-const CONFIGS: [Config; 9] = [
+const CONFIGS: [Config; 10] = [
     Config::Untraced,
     Config::Floor,
     Config::Trace,
     Config::Lat,
     Config::Objects,
+    Config::Top,
     Config::FilteredOut,
     Config::Bpftrace,
     Config::RawSyscalls,
@@ -83,6 +86,8 @@ impl Config {
             Config::Lat => "ipctrace lat",
             // --json for its summary line: the human table only mentions losses when there are some.
             Config::Objects => "ipctrace objects --watch 1 --json",
+            // On a pseudo-terminal of its own, drawing every second.
+            Config::Top => "ipctrace top (80x24 pty)",
             Config::FilteredOut => "ipctrace trace --json --pid 1",
             Config::Bpftrace => "bpftrace latency hist",
             Config::RawSyscalls => "bpftrace raw_syscalls (empty)",
@@ -97,6 +102,7 @@ impl Config {
             Config::Trace => "trace",
             Config::Lat => "lat",
             Config::Objects => "objects",
+            Config::Top => "top",
             Config::FilteredOut => "trace_pid1",
             Config::Bpftrace => "bpftrace",
             Config::RawSyscalls => "bpftrace_raw_syscalls",
@@ -119,6 +125,7 @@ impl Config {
             Config::Trace => &["trace", "--json"],
             Config::Lat => &["lat"],
             Config::Objects => &["objects", "--watch", "1", "--json"],
+            Config::Top => &["top"],
             Config::FilteredOut => &["trace", "--json", "--pid", "1"],
             _ => return None,
         })
@@ -622,7 +629,7 @@ fn measure_shared(tools: &Tools, config: Config) -> Vec<(&'static str, Result<Sa
     let before = foreign_programs();
     let started = Instant::now();
     let session = start_tracer(tools, config, None);
-    let (running, out) = match session {
+    let (running, out, _) = match session {
         Ok(session) => session,
         Err(e) => {
             let took = started.elapsed();
@@ -685,7 +692,7 @@ fn measure_pinned(tools: &Tools) -> Result<Sample> {
 
 /// `ipctrace trace` with nothing to trace for a second: what it costs just to be there.
 fn measure_idle(tools: &Tools) -> Result<Sample> {
-    let (running, out) = start_tracer(tools, Config::Trace, None)?;
+    let (running, out, _) = start_tracer(tools, Config::Trace, None)?;
     let attach_ms = running.attach_ms;
     std::thread::sleep(Duration::from_secs(1));
     let rss_now_mb = running.rss_now_mb();
@@ -704,20 +711,27 @@ fn measure_idle(tools: &Tools) -> Result<Sample> {
     })
 }
 
-/// Starts the tracer of `config` with its stdout going to a file; returns both.
+/// Starts the tracer of `config` with its stdout going to a file; returns both, and for top
+/// the thread that copies its terminal's output there (done once top has exited).
 fn start_tracer(
     tools: &Tools,
     config: Config,
     cpu: Option<usize>,
-) -> Result<(tracer::Tracer, PathBuf)> {
+) -> Result<(tracer::Tracer, PathBuf, Option<std::thread::JoinHandle<()>>)> {
     let (mut cmd, banner) = tools.tracer(config).context("no tracer")?;
     let out = tools.out_dir.join(format!("{}.out", config.slug()));
-    cmd.stdout(File::create(&out).with_context(|| format!("cannot create {}", out.display()))?);
+    let file = File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut screen = None;
+    if config == Config::Top {
+        screen = Some(pty::give_terminal(&mut cmd, file)?);
+    } else {
+        cmd.stdout(file);
+    }
     if let Some(cpu) = cpu {
         tracer::pin(&mut cmd, cpu);
     }
     let running = tracer::start(config.label(), cmd, banner, ATTACH_TIMEOUT)?;
-    Ok((running, out))
+    Ok((running, out, screen))
 }
 
 /// Starts the tracer of `config`, runs `workload` once it is attached, stops the tracer.
@@ -727,11 +741,14 @@ fn traced(
     workload: Command,
     tracer_cpu: Option<usize>,
 ) -> Result<Sample> {
-    let (running, out) = start_tracer(tools, config, tracer_cpu)?;
+    let (running, out, screen) = start_tracer(tools, config, tracer_cpu)?;
     let attach_ms = running.attach_ms;
     // On a workload error the tracer is stopped as it is dropped.
     let (report, _) = run_workload(workload)?;
     let (usage, exit_ms) = running.stop()?;
+    if let Some(screen) = screen {
+        let _ = screen.join();
+    }
     let (events, lost) = summary_counts(&out);
     // trace --json writes ~300 bytes a call; there is no need to keep hundreds of MB around.
     let _ = std::fs::remove_file(&out);

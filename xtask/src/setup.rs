@@ -8,8 +8,9 @@ use anyhow::{bail, Context, Result};
 use crate::{describe, run_ok};
 
 /// What the build needs (LLVM 22 to build bpf-linker against the nightly's LLVM major) and what the
-/// tests call (bpftool, strace, perl; libnss-systemd names users /etc/passwd does not list).
-const APT_PACKAGES: [&str; 8] = [
+/// tests call (bpftool, strace, perl; libnss-systemd names users /etc/passwd does not list;
+/// tmux: a real terminal for `ipctrace top`).
+const APT_PACKAGES: [&str; 9] = [
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
@@ -18,6 +19,7 @@ const APT_PACKAGES: [&str; 8] = [
     "strace",
     "perl",
     "libnss-systemd",
+    "tmux",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

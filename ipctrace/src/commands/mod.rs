@@ -7,6 +7,7 @@ pub mod followed;
 pub mod lat;
 pub mod live;
 pub mod objects;
+pub mod top;
 pub mod trace;
 
 use crate::decoder::syscalls::IpcKind;

@@ -4,6 +4,7 @@
 pub mod lat;
 pub mod objects;
 pub mod output;
+pub mod top;
 pub mod trace;
 
 /// The last line of every session: what was reported and what the kernel could not hand over,

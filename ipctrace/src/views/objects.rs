@@ -398,7 +398,7 @@ fn cut(s: &str, width: usize) -> String {
 }
 
 /// `name(pid)`, or the pid alone when the name is unknown.
-fn who(pid: u32, comm: Option<Comm>) -> String {
+pub fn who(pid: u32, comm: Option<Comm>) -> String {
     match comm {
         Some(c) => format!("{c}({pid})"),
         None => pid.to_string(),

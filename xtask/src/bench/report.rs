@@ -479,8 +479,35 @@ impl<'a> Results<'a> {
             "filtered out (--pid 1) adds ≤ 1.3× the floor's cost a call",
             Config::FilteredOut,
         ));
+        targets.push(self.top_vs_objects());
         targets.push(self.raw_syscalls_info());
         targets
+    }
+
+    /// `top` attaches what `objects --watch` does and adds a screen: it may cost no more, within
+    /// the 10% two medians of the same thing differ by on this shared machine.
+    fn top_vs_objects(&self) -> Target {
+        let what = "ipctrace top costs ≤ objects --watch (added ns a call and collector CPU per M events, within 10%)";
+        let cpu = |c: Config| self.cell("semop", c)?.median(Sample::cpu_per_million);
+        match (
+            self.added("semop", Config::Top),
+            self.added("semop", Config::Objects),
+            cpu(Config::Top),
+            cpu(Config::Objects),
+        ) {
+            (Some(t), Some(o), Some(tc), Some(oc)) => Target {
+                what,
+                verdict: Verdict::of(t <= o * 1.1 && tc <= oc * 1.1),
+                detail: format!(
+                    "semop loop: {t:.0} vs {o:.0} ns added a call, {tc:.3} vs {oc:.3} CPU s per M events"
+                ),
+            },
+            _ => Target {
+                what,
+                verdict: Verdict::Unjudged,
+                detail: "no top or objects median on the semop loop".into(),
+            },
+        }
     }
 
     /// Not a target: what tracing raw sys_enter/sys_exit, the only way to see 32-bit callers'

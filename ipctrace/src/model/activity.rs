@@ -1,0 +1,336 @@
+//! Recent activity for `ipctrace top`: per process and per object, the calls, errors, waits and
+//! time blocked since the start and in the last interval (so a view can show rates), and the
+//! last few calls on each object. Plain state from calls; the caller says when an interval ends.
+
+use crate::decoder::syscalls::Op;
+use crate::decoder::{Call, Comm, Event, ProcessChange};
+use crate::model::objects::ObjectKey;
+use std::collections::{HashMap, VecDeque};
+
+/// The calls kept per object for its detail.
+pub const RECENT_CALLS: usize = 8;
+
+/// What is counted, per process and per object.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub calls: u64,
+    pub errors: u64,
+    /// Calls that really slept (the task switched out), and for how long in all.
+    pub waits: u64,
+    pub blocked_ns: u64,
+    /// Successful msgsnd and msgrcv calls.
+    pub sends: u64,
+    pub receives: u64,
+    /// msgsnd calls that slept: the queue was full.
+    pub blocked_sends: u64,
+}
+
+impl Counts {
+    fn add(&mut self, call: &Call) {
+        self.calls += 1;
+        if !call.succeeded() {
+            self.errors += 1;
+        }
+        if call.blocked_ns > 0 {
+            self.waits += 1;
+            self.blocked_ns += call.blocked_ns;
+            if call.op == Op::Msgsnd {
+                self.blocked_sends += 1;
+            }
+        }
+        if call.succeeded() {
+            match call.op {
+                Op::Msgsnd => self.sends += 1,
+                Op::Msgrcv => self.receives += 1,
+                _ => {}
+            }
+        }
+    }
+
+    fn since(&self, earlier: &Counts) -> Counts {
+        Counts {
+            calls: self.calls - earlier.calls,
+            errors: self.errors - earlier.errors,
+            waits: self.waits - earlier.waits,
+            blocked_ns: self.blocked_ns - earlier.blocked_ns,
+            sends: self.sends - earlier.sends,
+            receives: self.receives - earlier.receives,
+            blocked_sends: self.blocked_sends - earlier.blocked_sends,
+        }
+    }
+}
+
+/// Totals since the start, and what the last finished interval added.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub total: Counts,
+    pub last_interval: Counts,
+    at_last_tick: Counts,
+}
+
+impl Tally {
+    fn tick(&mut self) {
+        self.last_interval = self.total.since(&self.at_last_tick);
+        self.at_last_tick = self.total;
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProcessActivity {
+    pub comm: Comm,
+    pub tally: Tally,
+    /// Exited: kept until the interval it exited in was shown.
+    pub exited: bool,
+    exit_shown: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ObjectActivity {
+    pub tally: Tally,
+    /// The last calls on it, oldest first.
+    pub recent: VecDeque<Call>,
+    /// When a message was last received from it (a queue), and sent to it.
+    pub last_receive_ns: Option<u64>,
+    pub last_send_ns: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+pub struct Activity {
+    processes: HashMap<u32, ProcessActivity>,
+    objects: HashMap<ObjectKey, ObjectActivity>,
+    /// When the model began counting, and when the last interval ended.
+    started_ns: u64,
+    last_tick_ns: Option<u64>,
+    /// The length of the last finished interval.
+    interval_ns: u64,
+}
+
+impl Activity {
+    pub fn new(started_ns: u64) -> Activity {
+        Activity {
+            started_ns,
+            ..Default::default()
+        }
+    }
+
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::Call(call) => self.apply_call(call),
+            Event::Process(ProcessChange::Exit { pid, .. }) => {
+                if let Some(p) = self.processes.get_mut(pid) {
+                    p.exited = true;
+                }
+            }
+            Event::Process(_) => {}
+        }
+    }
+
+    pub fn apply_call(&mut self, call: &Call) {
+        let process = self
+            .processes
+            .entry(call.pid)
+            .or_insert_with(|| ProcessActivity {
+                comm: call.comm,
+                tally: Tally::default(),
+                exited: false,
+                exit_shown: false,
+            });
+        process.comm = call.comm;
+        process.tally.total.add(call);
+        // A shmdt names an address, not a segment: it counts for the process only.
+        let Some(id) = call.id().filter(|_| call.op != Op::Shmdt) else {
+            return;
+        };
+        let key = ObjectKey {
+            ns: call.ipc_ns,
+            kind: call.kind(),
+            id,
+        };
+        // A failed get call names no object.
+        if call.op.is_get() && !call.succeeded() {
+            return;
+        }
+        let object = self.objects.entry(key).or_default();
+        object.tally.total.add(call);
+        if object.recent.len() == RECENT_CALLS {
+            object.recent.pop_front();
+        }
+        object.recent.push_back(*call);
+        if call.succeeded() {
+            match call.op {
+                Op::Msgrcv => object.last_receive_ns = Some(call.ts_ns),
+                Op::Msgsnd => object.last_send_ns = Some(call.ts_ns),
+                _ => {}
+            }
+        }
+    }
+
+    /// Ends an interval at `now_ns`: its counts become `last_interval`, processes that exited
+    /// before it are forgotten, and so are objects `exists` says are gone.
+    pub fn tick(&mut self, now_ns: u64, exists: impl Fn(&ObjectKey) -> bool) {
+        self.interval_ns = now_ns.saturating_sub(self.last_tick_ns.unwrap_or(self.started_ns));
+        self.last_tick_ns = Some(now_ns);
+        // A process that exited was shown for the interval it exited in: nothing more to show.
+        self.processes.retain(|_, p| !p.exit_shown);
+        for p in self.processes.values_mut() {
+            p.exit_shown = p.exited;
+            p.tally.tick();
+        }
+        self.objects.retain(|k, _| exists(k));
+        for o in self.objects.values_mut() {
+            o.tally.tick();
+        }
+    }
+
+    /// Seconds the last finished interval lasted (0 before the first tick).
+    pub fn interval_secs(&self) -> f64 {
+        self.interval_ns as f64 / 1e9
+    }
+
+    /// When counting began (CLOCK_MONOTONIC).
+    pub fn started_ns(&self) -> u64 {
+        self.started_ns
+    }
+
+    pub fn process(&self, pid: u32) -> Option<&ProcessActivity> {
+        self.processes.get(&pid)
+    }
+
+    pub fn processes(&self) -> impl Iterator<Item = (u32, &ProcessActivity)> {
+        self.processes.iter().map(|(pid, p)| (*pid, p))
+    }
+
+    pub fn object(&self, key: &ObjectKey) -> Option<&ObjectActivity> {
+        self.objects.get(key)
+    }
+
+    /// Per second over the last interval.
+    pub fn rate(&self, count: u64) -> f64 {
+        if self.interval_ns == 0 {
+            return 0.0;
+        }
+        count as f64 * 1e9 / self.interval_ns as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decoder::syscalls::IpcKind;
+
+    const S: u64 = 1_000_000_000;
+
+    fn msgsnd(pid: u32, id: i32, ret: i64, ts: u64) -> Call {
+        Call::synthetic(
+            Op::Msgsnd,
+            pid,
+            "sender",
+            [id as u64, 0, 8, 0, 0, 0],
+            ret,
+            ts,
+        )
+    }
+
+    fn key(kind: IpcKind, id: i32) -> ObjectKey {
+        ObjectKey { ns: 0, kind, id }
+    }
+
+    #[test]
+    fn rates_are_the_last_interval_over_its_length() {
+        let mut a = Activity::new(0);
+        for i in 0..10 {
+            a.apply_call(&msgsnd(7, 3, 0, i));
+        }
+        a.apply_call(&msgsnd(7, 3, -11, 20));
+        a.tick(2 * S, |_| true);
+        let p = a.process(7).unwrap();
+        assert_eq!(p.tally.last_interval.calls, 11);
+        assert_eq!(p.tally.last_interval.errors, 1);
+        assert_eq!(a.rate(p.tally.last_interval.calls), 5.5);
+        let o = a.object(&key(IpcKind::Msg, 3)).unwrap();
+        assert_eq!((o.tally.last_interval.sends, o.last_send_ns), (10, Some(9)));
+        // The next interval sees only its own calls.
+        a.apply_call(&msgsnd(7, 3, 0, 3 * S));
+        a.tick(3 * S, |_| true);
+        let p = a.process(7).unwrap();
+        assert_eq!((p.tally.last_interval.calls, p.tally.total.calls), (1, 12));
+        assert_eq!(a.rate(p.tally.last_interval.calls), 1.0);
+    }
+
+    #[test]
+    fn blocked_time_counts_for_the_process_and_the_object() {
+        let mut a = Activity::new(0);
+        let mut c = Call::synthetic(Op::Semtimedop, 4, "w", [9, 0, 1, 0, 0, 0], 0, 5);
+        c.blocked_ns = 300_000_000;
+        a.apply_call(&c);
+        a.apply_call(&Call::synthetic(
+            Op::Semtimedop,
+            4,
+            "w",
+            [9, 0, 1, 0, 0, 0],
+            0,
+            6,
+        ));
+        a.tick(S, |_| true);
+        let o = a.object(&key(IpcKind::Sem, 9)).unwrap();
+        assert_eq!(
+            (
+                o.tally.last_interval.waits,
+                o.tally.last_interval.blocked_ns
+            ),
+            (1, 300_000_000)
+        );
+        assert_eq!(a.process(4).unwrap().tally.total.blocked_ns, 300_000_000);
+    }
+
+    #[test]
+    fn recent_calls_are_bounded_and_oldest_go_first() {
+        let mut a = Activity::new(0);
+        for ts in 0..20 {
+            a.apply_call(&msgsnd(1, 3, 0, ts));
+        }
+        let o = a.object(&key(IpcKind::Msg, 3)).unwrap();
+        assert_eq!(o.recent.len(), RECENT_CALLS);
+        assert_eq!(o.recent.front().unwrap().ts_ns, 20 - RECENT_CALLS as u64);
+        assert_eq!(o.recent.back().unwrap().ts_ns, 19);
+    }
+
+    #[test]
+    fn exited_processes_stay_one_interval_and_gone_objects_go() {
+        let mut a = Activity::new(0);
+        a.apply_call(&msgsnd(5, 3, 0, 1));
+        a.apply(&Event::Process(ProcessChange::Exit {
+            ts_ns: 2,
+            pid: 5,
+            start_ns: 0,
+        }));
+        a.tick(S, |_| true);
+        assert_eq!(a.process(5).unwrap().tally.last_interval.calls, 1);
+        a.tick(2 * S, |k| k.id != 3);
+        assert!(a.process(5).is_none());
+        assert!(a.object(&key(IpcKind::Msg, 3)).is_none());
+    }
+
+    #[test]
+    fn failed_gets_and_shmdt_name_no_object() {
+        let mut a = Activity::new(0);
+        a.apply_call(&Call::synthetic(
+            Op::Semget,
+            1,
+            "x",
+            [5, 1, 0, 0, 0, 0],
+            -2,
+            1,
+        ));
+        a.apply_call(&Call::synthetic(
+            Op::Shmdt,
+            1,
+            "x",
+            [0x1000, 0, 0, 0, 0, 0],
+            0,
+            2,
+        ));
+        assert_eq!(a.objects.len(), 0);
+        assert_eq!(a.process(1).unwrap().tally.total.calls, 2);
+    }
+}
