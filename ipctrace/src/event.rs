@@ -25,6 +25,11 @@ impl Comm {
     pub fn bytes(&self) -> [u8; common::TASK_COMM_LEN] {
         self.0
     }
+
+    /// A comm as the kernel hands it over (NUL-padded).
+    pub fn from_bytes(bytes: [u8; common::TASK_COMM_LEN]) -> Comm {
+        Comm(bytes)
+    }
 }
 
 impl fmt::Display for Comm {

@@ -11,6 +11,10 @@ pub mod output;
 pub mod privileges;
 pub mod probe;
 pub mod procfs;
+#[path = "decoder/sem_undo.rs"]
+pub mod sem_undo;
+#[path = "loader/sem_undo.rs"]
+pub mod sem_undo_reader;
 pub mod session;
 pub mod syscalls;
 pub mod views;
