@@ -1,8 +1,8 @@
 //! Runs one tracing session: drains the ring buffer in batches, decodes each record and hands it
 //! to the running view, until --duration, --count, Ctrl-C, SIGTERM, SIGHUP or a closed stdout.
 
-use crate::event::{decode, Event, ProcessChange};
-use crate::probe::{KernelCounts, Probe};
+use crate::decoder::{decode, Event, ProcessChange};
+use crate::loader::{KernelCounts, Probe};
 use anyhow::{Context, Result};
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
@@ -82,8 +82,8 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
     for note in &schedule.notes {
         eprintln!("{note}");
     }
-    let compat = crate::abi::running_32bit();
-    if let Some(warning) = crate::abi::warning(&compat) {
+    let compat = crate::kernel_view::abi::running_32bit();
+    if let Some(warning) = crate::kernel_view::abi::warning(&compat) {
         eprintln!("{warning}");
     }
     let deadline = schedule.duration.map(|d| tokio::time::Instant::now() + d);
@@ -161,11 +161,11 @@ fn drain(
                     Event::Process(change) => {
                         totals.process_events += 1;
                         if let ProcessChange::Exec { pid, comm, .. } = change {
-                            if crate::abi::is_32bit(pid) == Some(true) {
+                            if crate::kernel_view::abi::is_32bit(pid) == Some(true) {
                                 totals.compat_processes += 1;
                                 eprintln!(
                                     "{}",
-                                    crate::abi::warning(&[(pid, comm.to_string())])
+                                    crate::kernel_view::abi::warning(&[(pid, comm.to_string())])
                                         .unwrap_or_default()
                                 );
                             }

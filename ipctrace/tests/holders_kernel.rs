@@ -4,13 +4,13 @@
 
 mod support;
 
-use ipctrace::sem_undo::decode_sem_undo;
-use ipctrace::sem_undo_reader::SemUndoReader;
+use ipctrace::decoder::sem_undo::decode_sem_undo;
+use ipctrace::loader::sem_undo::SemUndoReader;
 use std::time::{Duration, Instant};
 use support::*;
 
 fn own_ns() -> u32 {
-    ipctrace::procfs::own_ipc_namespace().unwrap()
+    ipctrace::kernel_view::processes::own_ipc_namespace().unwrap()
 }
 
 /// A private set of `n` semaphores, each at `value`, removed when dropped.

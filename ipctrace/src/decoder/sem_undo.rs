@@ -1,7 +1,7 @@
 //! The SEM_UNDO reader's records -> plain values: per process and set, what the process took
 //! with SEM_UNDO (its exit will give it back), as the kernel itself keeps it.
 
-use crate::event::Comm;
+use crate::decoder::Comm;
 use ipctrace_common::{self as common, SemUndoRecord};
 
 /// One process's adjustments on one set, as the kernel keeps them (`struct sem_undo`).

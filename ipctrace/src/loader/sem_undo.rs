@@ -2,7 +2,7 @@
 //! `sem_undo_lists` task iterator (loaded once, attached only while it is read) and returns its
 //! raw records. This is the only place the kernel's per-process undo lists can be seen.
 
-use crate::btf::{KernelOffsets, SemUndoOffsets};
+use crate::loader::btf::{KernelOffsets, SemUndoOffsets};
 use anyhow::{anyhow, Context, Result};
 use aya::maps::HashMap;
 use aya::programs::Iter;
@@ -22,7 +22,7 @@ impl SemUndoReader {
     pub fn load() -> Result<SemUndoReader> {
         let path = "/sys/kernel/btf/vmlinux";
         let data = std::fs::read(path).with_context(|| format!("reading {path}"))?;
-        let lean = crate::btf::Btf::parse(&data)?;
+        let lean = crate::loader::btf::Btf::parse(&data)?;
         let offsets = KernelOffsets::from_btf(&lean)?;
         let undo = SemUndoOffsets::from_btf(&lean)?;
         drop(data);

@@ -2,15 +2,19 @@
 //! globals, attaches them, and hands out the ring buffer and the counters.
 //! Dropping a `Probe` detaches every program and frees every map.
 
-use crate::btf::KernelOffsets;
+pub mod btf;
+pub mod privileges;
+pub mod sem_undo;
+
+use crate::decoder::syscalls::{IpcKind, Op};
 use crate::filter::Filter;
-use crate::syscalls::{IpcKind, Op};
 use anyhow::{anyhow, bail, Context, Result};
 use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::trace_point::TracePointError;
 use aya::programs::trace_point::TracePointLink;
 use aya::programs::{BtfTracePoint, ProgramError, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
+use btf::KernelOffsets;
 use ipctrace_common as common;
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipctrace-ebpf"));
@@ -83,7 +87,7 @@ impl Probe {
         pids[..filter.pids.len()].copy_from_slice(&filter.pids);
         let mut comms = [[0u8; common::TASK_COMM_LEN]; common::MAX_FILTER_COMMS];
         for (slot, name) in comms.iter_mut().zip(&filter.comms) {
-            *slot = crate::event::Comm::new(name).bytes();
+            *slot = crate::decoder::Comm::new(name).bytes();
         }
         let pid_count = filter.pids.len() as u32;
         let comm_count = filter.comms.len() as u32;
