@@ -1,6 +1,8 @@
 //! The model: plain Rust state built from decoded events (no BPF, no printing), so all of its
 //! logic is unit-tested by feeding it events.
 
+pub mod deadlocks;
+pub mod holders;
 pub mod objects;
 pub mod shm_addresses;
 pub mod waits;
