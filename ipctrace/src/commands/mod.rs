@@ -2,6 +2,7 @@
 //! view. What several commands wire the same way (attaching, what /proc says now) is here.
 
 pub mod floor;
+pub mod hangs;
 pub mod lat;
 pub mod objects;
 pub mod trace;

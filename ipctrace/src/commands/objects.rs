@@ -1,8 +1,10 @@
 //! `ipctrace objects`: every SysV object with who created it, has it mapped, touched it last and
 //! waits on it; at once from /proc, or traced for a while. Its options, help and wiring.
 
+use super::hangs::{HangArgs, HangSources};
 use super::{attach, ids_of_keys, other_namespaces_note, runtime, with_processes};
 use crate::cli::{parse_seconds, Common};
+use crate::decoder::syscalls::IpcKind;
 use crate::model::objects::Objects;
 use crate::session::{self, Schedule};
 use crate::views::objects::ObjectsView;
@@ -32,6 +34,8 @@ pub struct ObjectsArgs {
     /// Trace, and print the table every SECS seconds (until --duration, Ctrl-C or SIGTERM).
     #[arg(short = 'w', long, value_name = "SECS", value_parser = parse_seconds)]
     pub watch: Option<Duration>,
+    #[command(flatten)]
+    pub hangs: HangArgs,
 }
 
 /// Runs `ipctrace objects`; the value is the exit code.
@@ -42,12 +46,16 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
     let tracing = args.common.duration.is_some() || args.watch.is_some();
     let prepared = args.common.prepare(tracing)?;
     if !tracing {
-        let objects = Objects::seed_from_proc(&kinds)?;
+        let mut objects = Objects::seed_from_proc(&kinds)?;
+        if kinds.contains(&IpcKind::Sem) {
+            HangSources::new(None).refresh(&mut objects, true);
+        }
         if let Some(note) = other_namespaces_note() {
             eprintln!("{note}");
         }
         prepared.drop_privileges()?;
-        let mut view = ObjectsView::new(prepared.out, args.common.json, objects, filter);
+        let mut view = ObjectsView::new(prepared.out, args.common.json, objects, filter)
+            .showing_hangs(args.hangs.stuck_ns(), Box::new(|_| {}));
         view.print()?;
         return Ok(0);
     }
@@ -56,9 +64,19 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
     // (stamped before the seed) only add names.
     let mut objects = Objects::seed_from_proc(&kinds)?;
     objects.set_partial_view(!filter.pids.is_empty() || !filter.comms.is_empty());
+    // Loaded while privileged; read at every report, holders shown waited on or not.
+    let sources = kinds
+        .contains(&IpcKind::Sem)
+        .then(|| HangSources::new(Some(&probe)));
     prepared.drop_privileges()?;
     let mut view =
         ObjectsView::new(prepared.out, args.common.json, objects, filter.clone()).stamped(true);
+    if let Some(mut sources) = sources {
+        view = view.showing_hangs(
+            args.hangs.stuck_ns(),
+            Box::new(move |objects| sources.refresh(objects, true)),
+        );
+    }
     let schedule = Schedule {
         duration: args.common.duration,
         interval: args.watch,

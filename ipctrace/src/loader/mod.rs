@@ -3,6 +3,7 @@
 //! Dropping a `Probe` detaches every program and frees every map.
 
 pub mod btf;
+pub mod pending;
 pub mod privileges;
 pub mod sem_undo;
 
@@ -78,6 +79,11 @@ impl Counters {
 }
 
 impl Probe {
+    /// A handle on the calls threads are in now, usable after the probe is handed to a session.
+    pub fn pending_calls(&self) -> Result<pending::PendingCalls> {
+        pending::PendingCalls::of(&self._ebpf)
+    }
+
     /// Loads and attaches; the caller checked privileges (`privileges::check`).
     pub fn attach(options: &ProbeOptions) -> Result<Probe> {
         options.filter.validate()?;

@@ -49,6 +49,9 @@ impl Deadlock {
     }
 }
 
+/// One step of a path through the graph: (holder reached, index of the wait followed, guessed).
+type Step = (u32, usize, bool);
+
 /// Past this many cycles, or processes in one, the search stops: a graph that big is not a
 /// deadlock an SRE reads link by link.
 const MAX_CYCLES: usize = 64;
@@ -57,7 +60,7 @@ const MAX_CYCLE_LEN: usize = 32;
 /// Every cycle of the graph `waits` make, once each.
 pub fn find_deadlocks(waits: &[WaitFor]) -> Vec<Deadlock> {
     // Edges: waiter -> holder, labelled with the semaphore waited on and whether guessed.
-    let mut edges: BTreeMap<u32, Vec<(u32, usize, bool)>> = BTreeMap::new();
+    let mut edges: BTreeMap<u32, Vec<Step>> = BTreeMap::new();
     for (i, w) in waits.iter().enumerate() {
         for &(holder, guessed) in &w.holders {
             edges.entry(w.pid).or_default().push((holder, i, guessed));
@@ -67,7 +70,7 @@ pub fn find_deadlocks(waits: &[WaitFor]) -> Vec<Deadlock> {
     let mut seen: BTreeSet<Vec<u32>> = BTreeSet::new();
     for &start in edges.keys() {
         // Cycles through nodes above `start` only: each is found from its lowest pid, once.
-        let mut path: Vec<(u32, usize, bool)> = Vec::new();
+        let mut path: Vec<Step> = Vec::new();
         walk(start, start, &edges, &mut path, &mut |cycle| {
             let pids: Vec<u32> = cycle.iter().map(|&(_, i, _)| waits[i].pid).collect();
             if found.len() >= MAX_CYCLES || !seen.insert(pids) {
@@ -97,9 +100,9 @@ pub fn find_deadlocks(waits: &[WaitFor]) -> Vec<Deadlock> {
 fn walk(
     start: u32,
     at: u32,
-    edges: &BTreeMap<u32, Vec<(u32, usize, bool)>>,
-    path: &mut Vec<(u32, usize, bool)>,
-    report: &mut dyn FnMut(&[(u32, usize, bool)]),
+    edges: &BTreeMap<u32, Vec<Step>>,
+    path: &mut Vec<Step>,
+    report: &mut dyn FnMut(&[Step]),
 ) {
     if path.len() >= MAX_CYCLE_LEN {
         return;

@@ -2,7 +2,7 @@
 //! has it mapped, touched it last and waits on it; or one JSON object per line (interface.md's
 //! names). While tracing it feeds the model and, with --watch, prints every interval.
 
-use super::human_duration;
+use super::{hangs, human_duration};
 use crate::clock::{clock_ns, WallClock};
 use crate::decoder::syscalls::{self, IpcKind};
 use crate::decoder::{Comm, Event};
@@ -28,7 +28,15 @@ pub struct ObjectsView<W: Write> {
     stamped: bool,
     broken_pipe: bool,
     warned: bool,
+    /// Waits longer than this are flagged (--stuck).
+    stuck_ns: u64,
+    /// Reads what the model needs besides /proc to name holders (the kernel's SEM_UNDO
+    /// lists), after each reconcile.
+    hangs: Option<HangReader>,
 }
+
+/// Hands the model what it needs besides /proc to name holders (the command's wiring).
+pub type HangReader = Box<dyn FnMut(&mut Objects)>;
 
 impl<W: Write> ObjectsView<W> {
     pub fn new(out: W, json: bool, objects: Objects, filter: Filter) -> Self {
@@ -42,7 +50,17 @@ impl<W: Write> ObjectsView<W> {
             stamped: false,
             broken_pipe: false,
             warned: false,
+            stuck_ns: 10_000_000_000,
+            hangs: None,
         }
+    }
+
+    /// Flags waits longer than `stuck_ns`, and has `hangs` hand the model the kernel's holders
+    /// after each reconcile.
+    pub fn showing_hangs(mut self, stuck_ns: u64, hangs: HangReader) -> Self {
+        self.stuck_ns = stuck_ns;
+        self.hangs = Some(hangs);
+        self
     }
 
     /// Puts the time above each table (for reports that repeat).
@@ -73,6 +91,9 @@ impl<W: Write> ObjectsView<W> {
                 self.warned = true;
             }
         }
+        if let Some(hangs) = self.hangs.as_mut() {
+            hangs(&mut self.objects);
+        }
         self.print()
     }
 
@@ -80,7 +101,7 @@ impl<W: Write> ObjectsView<W> {
     pub fn print(&mut self) -> io::Result<()> {
         let now = clock_ns(libc::CLOCK_MONOTONIC) as u64;
         let text = if self.json {
-            render_json(&self.objects, &self.filter, now)
+            render_json(&self.objects, &self.filter, now, self.stuck_ns)
         } else {
             let mut text = String::new();
             if self.stamped {
@@ -91,6 +112,7 @@ impl<W: Write> ObjectsView<W> {
                 &self.filter,
                 now,
                 &self.users,
+                self.stuck_ns,
             ));
             text
         };
@@ -164,11 +186,17 @@ pub fn shown(filter: &Filter, o: &IpcObject) -> bool {
 }
 
 /// One JSON object per line, as interface.md lists them.
-pub fn render_json(objects: &Objects, filter: &Filter, now_ns: u64) -> String {
+pub fn render_json(objects: &Objects, filter: &Filter, now_ns: u64, stuck_ns: u64) -> String {
     let mut out = String::new();
     for o in objects.iter().filter(|o| shown(filter, o)) {
-        out.push_str(&object_json(objects, o, now_ns).to_string());
+        out.push_str(&object_json(objects, o, now_ns, stuck_ns).to_string());
         out.push('\n');
+    }
+    if filter.kinds().contains(&IpcKind::Sem) {
+        for d in objects.deadlocks() {
+            out.push_str(&hangs::deadlock_json(&d).to_string());
+            out.push('\n');
+        }
     }
     out
 }
@@ -186,7 +214,7 @@ fn task_json(task: Option<Task>) -> Value {
 
 /// One object as interface.md names its fields. `exited` (of an actor or the last op): the
 /// process has gone since, so its pid may name another now; null when the kernel alone told.
-pub fn object_json(objects: &Objects, o: &IpcObject, now_ns: u64) -> Value {
+pub fn object_json(objects: &Objects, o: &IpcObject, now_ns: u64, stuck_ns: u64) -> Value {
     let actor = |a: Option<crate::model::objects::Actor>| {
         a.map_or(Value::Null, |a| {
             json!({
@@ -245,17 +273,17 @@ pub fn object_json(objects: &Objects, o: &IpcObject, now_ns: u64) -> Value {
                     let waiters: Vec<Value> = sem
                         .waiters
                         .iter()
-                        .map(|w| {
-                            json!({
-                                "pid": w.pid, "tid": w.tid, "comm": comm_json(w.comm),
-                                "since_ns": w.since_ns, "for_zero": w.for_zero,
-                            })
-                        })
+                        .map(|w| hangs::waiter_json(w, now_ns, stuck_ns))
+                        .collect();
+                    let holders: Vec<Value> = objects
+                        .holders(o.key, num)
+                        .iter()
+                        .map(hangs::holder_json)
                         .collect();
                     json!({
                         "num": num, "value": sem.value, "last_pid": sem.last_pid,
                         "last_comm": comm_json(sem.last_comm), "ncount": sem.ncount,
-                        "zcount": sem.zcount, "waiters": waiters,
+                        "zcount": sem.zcount, "waiters": waiters, "holders": holders,
                     })
                 })
                 .collect();
@@ -416,26 +444,42 @@ fn attached_text(s: &crate::model::objects::Segment) -> String {
     }
 }
 
-/// Waiters by semaphore: `worker(12)@1 >2s,db(9)@0=0` (`=0`: waits for zero; `>2s`: seen
-/// waiting that long); counts alone when the kernel counts waiters we could not name.
-fn waiters_text(s: &crate::model::objects::SemaphoreSet, now_ns: u64) -> String {
+/// Waiters by semaphore: `worker(12)@1 >2s,db(9)@0=0 450ms` (`=0`: waits for zero; `>2s`: seen
+/// waiting that long, its start unseen; `STUCK` past --stuck); counts alone when the kernel
+/// counts waiters we could not name.
+fn waiters_text(s: &crate::model::objects::SemaphoreSet, now_ns: u64, stuck_ns: u64) -> String {
     let mut parts = Vec::new();
     for (num, sem) in s.sems.iter().enumerate() {
         for w in &sem.waiters {
             let zero = if w.for_zero { "=0" } else { "" };
-            let mut part = format!("{}@{num}{zero}", who(w.pid, w.comm));
-            // The wait began before we first saw it: its age is a lower bound.
-            let waited = now_ns.saturating_sub(w.since_ns);
-            if waited >= 1_000_000_000 {
-                let _ = write!(part, " >{}", ago(waited));
-            }
-            parts.push(part);
+            let waited = hangs::wait_text(hangs::waited(w, now_ns), w.exact, stuck_ns);
+            parts.push(format!("{}@{num}{zero} {waited}", who(w.pid, w.comm)));
         }
         let unnamed = ((sem.ncount + sem.zcount) as usize).saturating_sub(sem.waiters.len());
         if unnamed > 0 {
             parts.push(format!("{unnamed} on {num}"));
         }
     }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(",")
+    }
+}
+
+/// Holders by semaphore: `sleeper(41)@0`, `pool(7)@2 x3 traced`, `db(9)@0 probably`.
+fn holders_text(objects: &Objects, o: &IpcObject, nsems: usize) -> String {
+    let parts: Vec<String> = (0..nsems)
+        .flat_map(|num| {
+            objects.holders(o.key, num).into_iter().map(move |h| {
+                let text = hangs::holder_text(&h);
+                match text.split_once(' ') {
+                    Some((name, rest)) => format!("{name}@{num} {rest}"),
+                    None => format!("{text}@{num}"),
+                }
+            })
+        })
+        .collect();
     if parts.is_empty() {
         "-".into()
     } else {
@@ -466,6 +510,7 @@ pub fn render_tables(
     filter: &Filter,
     now_ns: u64,
     users: &HashMap<u32, String>,
+    stuck_ns: u64,
 ) -> String {
     let shown: Vec<&IpcObject> = objects.iter().filter(|o| shown(filter, o)).collect();
     let namespaces: BTreeSet<u32> = shown.iter().map(|o| o.key.ns).collect();
@@ -509,7 +554,8 @@ pub fn render_tables(
                 ("NSEMS", 5, true),
                 ("CREATOR", 24, false),
                 ("VALUES", 24, false),
-                ("WAITERS", 40, false),
+                ("HOLDERS", 32, false),
+                ("WAITERS", 48, false),
                 ("LAST OP", 48, false),
             ]),
             IpcKind::Msg => columns.extend([
@@ -555,7 +601,8 @@ pub fn render_tables(
                     s.nsems.map_or("?".into(), |n| n.to_string()),
                     creator_text(o),
                     values_text(s),
-                    waiters_text(s, now_ns),
+                    holders_text(objects, o, s.sems.len()),
+                    waiters_text(s, now_ns, stuck_ns),
                 ]),
                 ObjectState::Msg(q) => row.extend([
                     q.cbytes.to_string(),
@@ -570,6 +617,12 @@ pub fn render_tables(
             table.rows.push(row);
         }
         table.render(&mut out);
+    }
+    if filter.kinds().contains(&IpcKind::Sem) {
+        for d in objects.deadlocks() {
+            out.push('\n');
+            out.push_str(&hangs::deadlock_text(&d));
+        }
     }
     out
 }
@@ -597,6 +650,7 @@ mod tests {
     use crate::model::objects::KernelSnapshot;
 
     const S: u64 = 1_000_000_000;
+    const STUCK: u64 = 10 * S;
 
     fn model() -> Objects {
         let mut o = Objects::new();
@@ -636,7 +690,7 @@ mod tests {
 
     #[test]
     fn json_lines_have_the_contract_fields() {
-        let text = render_json(&model(), &Filter::default(), 5 * S);
+        let text = render_json(&model(), &Filter::default(), 5 * S, STUCK);
         let lines: Vec<Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -701,7 +755,7 @@ mod tests {
             sem["sems"][1],
             json!({
                 "num": 1, "value": 2, "last_pid": 12, "last_comm": "worker", "ncount": 0,
-                "zcount": 0, "waiters": []
+                "zcount": 0, "waiters": [], "holders": []
             })
         );
         assert_eq!(sem["creator"]["comm"], "db");
@@ -720,7 +774,7 @@ mod tests {
     #[test]
     fn filters_choose_the_objects_printed() {
         let m = model();
-        let only = |f: Filter| render_json(&m, &f, 0).lines().count();
+        let only = |f: Filter| render_json(&m, &f, 0, STUCK).lines().count();
         assert_eq!(
             only(Filter {
                 kinds: vec![IpcKind::Sem],
@@ -754,7 +808,7 @@ mod tests {
 
     #[test]
     fn tables_read_like_ipcs_with_who_did_what() {
-        let text = render_tables(&model(), &Filter::default(), 5 * S, &HashMap::new());
+        let text = render_tables(&model(), &Filter::default(), 5 * S, &HashMap::new(), STUCK);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[1], "------ Shared Memory Segments ------", "{text}");
         assert!(
@@ -820,7 +874,7 @@ mod tests {
             kinds: vec![IpcKind::Shm],
             ..Default::default()
         };
-        let text = render_tables(&o, &filter, 2 * S, &HashMap::new());
+        let text = render_tables(&o, &filter, 2 * S, &HashMap::new(), STUCK);
         let lines: Vec<&str> = text.lines().skip(2).collect();
         assert_eq!(lines.len(), 202);
         let attached_at = lines[0].find("ATTACHED").unwrap();
