@@ -1,10 +1,12 @@
 //! `ipctrace lat`: wait-latency histograms per object, semaphore or waiting process, bcc-style.
 //! Its options, its help, and the wiring of loader, session, wait model and view.
 
+use super::hangs::{HangArgs, HangSources};
 use super::{attach, ids_of_keys, known_keys, runtime};
 use crate::cli::{parse_seconds, Common};
 use crate::decoder::syscalls::IpcKind;
 use crate::loader::ProbeOptions;
+use crate::model::objects::Objects;
 use crate::model::waits::{GroupBy, Waits};
 use crate::session::{self, Schedule};
 use crate::views::lat::LatView;
@@ -43,6 +45,8 @@ pub struct LatArgs {
     /// Number of intervals, positional as in bcc's tools.
     #[arg(value_name = "COUNT", conflicts_with = "count")]
     pub count_pos: Option<u64>,
+    #[command(flatten)]
+    pub hangs: HangArgs,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -86,6 +90,15 @@ pub fn run(args: LatArgs) -> Result<i32> {
         },
     )?;
     let keys = known_keys(&filter.kinds());
+    // Waits in progress and holders come from the kernel at each report (semaphores only);
+    // the reader is loaded while privileged.
+    let hangs = match filter.kinds().contains(&IpcKind::Sem) {
+        true => Some((
+            Objects::seed_from_proc(&[IpcKind::Sem])?,
+            HangSources::new(Some(&probe)),
+        )),
+        false => None,
+    };
     prepared.drop_privileges()?;
     let mut view = LatView::new(
         prepared.out,
@@ -93,6 +106,14 @@ pub fn run(args: LatArgs) -> Result<i32> {
         Waits::new(by, filter.kinds()),
         count,
     );
+    if let Some((objects, mut sources)) = hangs {
+        view = view.showing_hangs(
+            args.hangs.stuck_ns(),
+            filter.clone(),
+            objects,
+            Box::new(move |objects| sources.refresh(objects, false)),
+        );
+    }
     for (kind, ns, id, key) in keys {
         view.know_key(kind, ns, id, key);
     }

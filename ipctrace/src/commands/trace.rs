@@ -1,12 +1,16 @@
 //! `ipctrace trace` (also plain `ipctrace`): every SysV IPC call as it completes, one line or
 //! one JSON object each. Its options, its help, and the wiring of loader, session and view.
 
+use super::hangs::HangSources;
 use super::{attach, ids_of_keys, runtime, shm_addresses_now, with_processes};
 use crate::cli::Common;
+use crate::decoder::syscalls::IpcKind;
+use crate::model::objects::Objects;
 use crate::session::{self, Schedule};
 use crate::views::trace::TraceView;
 use anyhow::Result;
 use clap::Args;
+use std::time::Duration;
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -35,6 +39,10 @@ pub struct TraceArgs {
     pub count: Option<u64>,
 }
 
+/// How often trace looks for deadlocks: a /proc/sysvipc read and a semctl per set (and, when
+/// something waits, a scan of the threads asleep in semop and of the kernel's undo lists).
+const DEADLOCK_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// Runs `ipctrace trace`; the value is the exit code.
 pub fn run(args: TraceArgs) -> Result<i32> {
     let filter = args.common.filter();
@@ -43,6 +51,15 @@ pub fn run(args: TraceArgs) -> Result<i32> {
     let key_ids = ids_of_keys(&filter);
     let probe = attach(&filter, key_ids.clone(), with_processes())?;
     let shm_addresses = shm_addresses_now(&filter, &key_ids);
+    // Deadlocks are looked for every second, in the kernel's view of the semaphores; the
+    // reader of its SEM_UNDO lists is loaded while privileged.
+    let hangs = match filter.kinds().contains(&IpcKind::Sem) {
+        true => Some((
+            Objects::seed_from_proc(&[IpcKind::Sem])?,
+            HangSources::new(Some(&probe)),
+        )),
+        false => None,
+    };
     prepared.drop_privileges()?;
     let mut view = TraceView::new(
         std::io::BufWriter::with_capacity(1 << 16, prepared.out),
@@ -53,9 +70,16 @@ pub fn run(args: TraceArgs) -> Result<i32> {
     if filter.filters_objects() {
         view = view.following_objects();
     }
+    let deadlock_checks = hangs.is_some().then_some(DEADLOCK_CHECK_EVERY);
+    if let Some((objects, mut sources)) = hangs {
+        view = view.reporting_deadlocks(
+            objects,
+            Box::new(move |objects| sources.refresh(objects, false)),
+        );
+    }
     let schedule = Schedule {
         duration: args.common.duration,
-        interval: None,
+        interval: deadlock_checks,
         what: filter.describe(),
         notes: Vec::new(),
     };

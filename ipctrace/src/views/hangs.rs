@@ -120,6 +120,28 @@ pub fn deadlock_text(d: &Deadlock) -> String {
     out
 }
 
+/// The whole cycle on one line, for `trace`: `a(10) waits on semid 1 #0 (key ..) held by
+/// b(11) -> b(11) waits on semid 2 #0 (key ..) held by a(10)`.
+pub fn deadlock_line(d: &Deadlock) -> String {
+    let n = d.links.len();
+    let steps: Vec<String> = (0..n)
+        .map(|i| {
+            let (l, next) = (&d.links[i], &d.links[(i + 1) % n]);
+            format!(
+                "{} waits on {} held by {}",
+                who(l.pid, l.comm),
+                sem_text(l.waits),
+                who(next.pid, next.comm)
+            )
+        })
+        .collect();
+    format!(
+        "{}DEADLOCK: {}",
+        if d.possible { "POSSIBLE " } else { "" },
+        steps.join(" -> ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +177,11 @@ mod tests {
             "DEADLOCK: 2 processes waiting on each other\n  \
              a(10) waits on semid 1 #0 (key 0x0000002a), holds semid 2 #0 (key 0x0000002a)\n  \
              b(11) waits on semid 2 #0 (key 0x0000002a), holds semid 1 #0 (key 0x0000002a)\n"
+        );
+        assert_eq!(
+            deadlock_line(&d),
+            "DEADLOCK: a(10) waits on semid 1 #0 (key 0x0000002a) held by b(11) -> \
+             b(11) waits on semid 2 #0 (key 0x0000002a) held by a(10)"
         );
         let v = deadlock_json(&d);
         assert_eq!(v["deadlock"][1]["holds"]["id"], 1);

@@ -5,13 +5,19 @@
 use super::human_duration;
 use crate::clock::WallClock;
 use crate::decoder::syscalls::IpcKind;
+use crate::decoder::Comm;
 use crate::decoder::{Call, Event};
+use crate::filter::Filter;
 use crate::loader::KernelCounts;
-use crate::model::waits::{log2_range, log2_slot, GroupBy, WaitKey, Waits, LOG2_SLOTS};
+use crate::model::holders::Holder;
+use crate::model::objects::{ObjectKey, Objects, SemWaiter};
+use crate::model::waits::{log2_range, log2_slot, GroupBy, WaitKey, WaitStats, Waits, LOG2_SLOTS};
 use crate::session::{Flow, Sink, Totals};
+use crate::views::hangs;
+use crate::views::objects::{shown, HangReader};
 use crate::views::trace::json_str;
 use hdrhistogram::Histogram;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
@@ -27,6 +33,19 @@ pub struct LatView<W: Write> {
     /// Intervals still to print (`--count`).
     remaining: Option<u64>,
     printed_any: bool,
+    /// Semaphores as the kernel has them now (waiters, holders), read at each report.
+    now: Option<(Objects, HangReader)>,
+    /// Which of those to show: the objects and waiters the trace's filter passes.
+    now_filter: Filter,
+    stuck_ns: u64,
+}
+
+/// A key's waits still in progress (each with its semaphore number) and the holders of the
+/// semaphores they wait on.
+#[derive(Default)]
+struct InProgress {
+    waiting: Vec<(SemWaiter, usize)>,
+    holders: Vec<(Holder, usize)>,
 }
 
 impl<W: Write> LatView<W> {
@@ -40,7 +59,72 @@ impl<W: Write> LatView<W> {
             clock: WallClock::now(),
             remaining: count,
             printed_any: false,
+            now: None,
+            now_filter: Filter::default(),
+            stuck_ns: 10_000_000_000,
         }
+    }
+
+    /// Shows the waits in progress and the holders at each report: `objects` is kept as the
+    /// kernel has it (reconciled from /proc, then `reader` adds the kernel's holders).
+    pub fn showing_hangs(
+        mut self,
+        stuck_ns: u64,
+        filter: Filter,
+        objects: Objects,
+        reader: HangReader,
+    ) -> Self {
+        self.stuck_ns = stuck_ns;
+        self.now_filter = filter;
+        self.now = Some((objects, reader));
+        self
+    }
+
+    /// Re-reads the semaphores from the kernel (nothing when not showing hangs).
+    fn refresh_now(&mut self) {
+        if let Some((objects, reader)) = self.now.as_mut() {
+            if objects.reconcile_from_proc(&[IpcKind::Sem]).is_ok() {
+                reader(objects);
+            }
+        }
+    }
+
+    /// The waits in progress by this view's key, and their semaphores' holders.
+    fn in_progress(&self) -> BTreeMap<WaitKey, InProgress> {
+        let mut by_key: BTreeMap<WaitKey, InProgress> = BTreeMap::new();
+        let Some((objects, _)) = self.now.as_ref() else {
+            return by_key;
+        };
+        let filter = &self.now_filter;
+        let waiter_passes = |w: &SemWaiter| {
+            (filter.pids.is_empty() || filter.pids.contains(&w.pid))
+                && (filter.comms.is_empty()
+                    || w.comm
+                        .is_some_and(|c| filter.comms.iter().any(|n| Comm::new(n) == c)))
+        };
+        for o in objects.iter().filter(|o| shown(filter, o)) {
+            let Some(set) = o.semaphores() else { continue };
+            for (num, sem) in set.sems.iter().enumerate() {
+                for w in sem.waiters.iter().filter(|w| waiter_passes(w)) {
+                    let key = WaitKey {
+                        kind: IpcKind::Sem,
+                        ipc_ns: o.key.ns,
+                        id: o.key.id,
+                        semnum: (self.waits.by == GroupBy::Semnum).then_some(num as u16),
+                        pid: (self.waits.by == GroupBy::Process).then_some(w.pid),
+                    };
+                    let entry = by_key.entry(key).or_default();
+                    entry.waiting.push((*w, num));
+                    if !entry.holders.iter().any(|(_, n)| *n == num) {
+                        let key = ObjectKey { ..o.key };
+                        for h in objects.holders(key, num) {
+                            entry.holders.push((h, num));
+                        }
+                    }
+                }
+            }
+        }
+        by_key
     }
 
     pub fn know_key(&mut self, kind: IpcKind, ipc_ns: u32, id: i32, key: i32) {
@@ -49,6 +133,7 @@ impl<W: Write> LatView<W> {
 
     /// Prints what was gathered since the last report, then starts afresh.
     pub fn report(&mut self) -> io::Result<()> {
+        self.refresh_now();
         let mut text = String::new();
         if self.json {
             self.json_report(&mut text);
@@ -94,22 +179,92 @@ impl<W: Write> LatView<W> {
         let now = self
             .clock
             .time_of_day(crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64);
+        let now_ns = crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64;
         let hottest = self.waits.hottest();
-        if hottest.is_empty() {
+        let mut in_progress = self.in_progress();
+        if hottest.is_empty() && in_progress.is_empty() {
             let _ = writeln!(out, "{now}: no waits");
             return;
         }
         for (key, stats) in &hottest {
-            let mut head = self.object_name(key);
-            if let Some(pid) = key.pid {
-                let comm = stats
-                    .waiters
-                    .keys()
-                    .find(|t| t.pid == pid)
-                    .map(|t| t.comm.to_string())
-                    .unwrap_or_default();
-                let _ = write!(head, " waiter {comm}({pid})");
+            self.human_key(out, &now, key, stats);
+            if let Some(p) = in_progress.remove(key) {
+                self.human_in_progress(out, &p, now_ns);
             }
+        }
+        // Keys whose waits have all been going on since before this report: the hang itself.
+        for (key, p) in &in_progress {
+            let _ = writeln!(
+                out,
+                "\n{now} {}: no wait finished yet",
+                self.head(key, None)
+            );
+            self.human_in_progress(out, p, now_ns);
+        }
+        if let Some((objects, _)) = self.now.as_ref() {
+            for d in objects.deadlocks() {
+                out.push('\n');
+                out.push_str(&hangs::deadlock_text(&d));
+            }
+        }
+        if hottest.is_empty() {
+            return;
+        }
+        self.human_summary(out, &hottest);
+    }
+
+    /// The key's name, with the waiter for --by process.
+    fn head(&self, key: &WaitKey, stats: Option<&WaitStats>) -> String {
+        let mut head = self.object_name(key);
+        if let Some(pid) = key.pid {
+            let comm = stats
+                .and_then(|s| s.waiters.keys().find(|t| t.pid == pid))
+                .map(|t| t.comm.to_string())
+                .unwrap_or_default();
+            let _ = write!(head, " waiter {comm}({pid})");
+        }
+        head
+    }
+
+    /// `waiting now: a(1)@0 >3s, ...` and `held by: h(2)@0, ...`.
+    fn human_in_progress(&self, out: &mut String, p: &InProgress, now_ns: u64) {
+        let waiting: Vec<String> = p
+            .waiting
+            .iter()
+            .map(|(w, num)| {
+                let waited = hangs::wait_text(hangs::waited(w, now_ns), w.exact, self.stuck_ns);
+                let who = w
+                    .comm
+                    .map_or(w.pid.to_string(), |c| format!("{c}({})", w.pid));
+                format!("{who}@{num} {waited}")
+            })
+            .collect();
+        let _ = writeln!(out, "    waiting now: {}", waiting.join(", "));
+        let holders: Vec<String> = p
+            .holders
+            .iter()
+            .map(|(h, num)| {
+                let text = hangs::holder_text(h);
+                match text.split_once(' ') {
+                    Some((name, rest)) => format!("{name}@{num} {rest}"),
+                    None => format!("{text}@{num}"),
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "    held by: {}",
+            if holders.is_empty() {
+                "nobody known".into()
+            } else {
+                holders.join(", ")
+            }
+        );
+    }
+
+    fn human_key(&self, out: &mut String, now: &str, key: &WaitKey, stats: &WaitStats) {
+        {
+            let head = self.head(key, Some(stats));
             let pct = (100 * stats.blocked).checked_div(stats.calls).unwrap_or(0);
             let _ = writeln!(
                 out,
@@ -123,7 +278,7 @@ impl<W: Write> LatView<W> {
             );
             let Some(hdr) = stats.hdr.as_ref().filter(|_| stats.blocked > 0) else {
                 let _ = writeln!(out, "    every call took the fast path");
-                continue;
+                return;
             };
             log2_histogram(out, hdr);
             let _ = writeln!(
@@ -145,6 +300,9 @@ impl<W: Write> LatView<W> {
                 let _ = writeln!(out, "    released by: {}", wakers.join(", "));
             }
         }
+    }
+
+    fn human_summary(&self, out: &mut String, hottest: &[(&WaitKey, &WaitStats)]) {
         let _ = writeln!(out, "\nContention summary");
         let hot: Vec<String> = hottest
             .iter()
@@ -203,7 +361,33 @@ impl<W: Write> LatView<W> {
 
     fn json_report(&self, out: &mut String) {
         let ts = crate::clock::clock_ns(libc::CLOCK_MONOTONIC);
+        let mut in_progress = self.in_progress();
         for (key, s) in self.waits.hottest() {
+            let p = in_progress.remove(key);
+            self.json_key(out, ts, key, s, p.as_ref());
+        }
+        let none = WaitStats::default();
+        for (key, p) in &in_progress {
+            self.json_key(out, ts, key, &none, Some(p));
+        }
+        if let Some((objects, _)) = self.now.as_ref() {
+            for d in objects.deadlocks() {
+                out.push_str(&hangs::deadlock_json(&d).to_string());
+                out.push('\n');
+            }
+        }
+    }
+
+    /// One key's line; `p`: its waits in progress and their holders.
+    fn json_key(
+        &self,
+        out: &mut String,
+        ts: i128,
+        key: &WaitKey,
+        s: &WaitStats,
+        p: Option<&InProgress>,
+    ) {
+        {
             let _ = write!(
                 out,
                 "{{\"ts_ns\": {ts}, \"type\": \"{}\", \"id\": {}, \"ipc_ns\": {}",
@@ -264,7 +448,35 @@ impl<W: Write> LatView<W> {
                 json_str(out, &t.comm.as_str());
                 let _ = write!(out, ", \"count\": {n}}}");
             }
-            out.push_str("]}\n");
+            out.push(']');
+            if self.now.is_some() {
+                let now_ns = ts as u64;
+                let waiting: Vec<serde_json::Value> = p
+                    .iter()
+                    .flat_map(|p| &p.waiting)
+                    .map(|(w, num)| {
+                        let mut v = hangs::waiter_json(w, now_ns, self.stuck_ns);
+                        v["semnum"] = (*num).into();
+                        v
+                    })
+                    .collect();
+                let holders: Vec<serde_json::Value> = p
+                    .iter()
+                    .flat_map(|p| &p.holders)
+                    .map(|(h, num)| {
+                        let mut v = hangs::holder_json(h);
+                        v["semnum"] = (*num).into();
+                        v
+                    })
+                    .collect();
+                let _ = write!(
+                    out,
+                    ", \"waiting\": {}, \"holders\": {}",
+                    serde_json::Value::from(waiting),
+                    serde_json::Value::from(holders)
+                );
+            }
+            out.push_str("}\n");
         }
     }
 }

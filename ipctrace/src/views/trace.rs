@@ -1,12 +1,18 @@
 //! `ipctrace trace`: one line per completed call, aligned text for people or one JSON object per
 //! line (interface.md's names) for scripts, and a final summary line.
 
+use super::hangs;
 use super::{human_bytes, human_duration};
 use crate::clock::WallClock;
-use crate::decoder::syscalls::{self, Op};
+use crate::decoder::syscalls::{self, IpcKind, Op};
 use crate::decoder::{Call, Event};
+use crate::loader::KernelCounts;
+use crate::model::deadlocks::{Deadlock, SemName};
+use crate::model::objects::Objects;
 use crate::model::shm_addresses::ShmAddressBook;
 use crate::session::{Flow, Sink, Totals};
+use crate::views::objects::HangReader;
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
@@ -22,6 +28,16 @@ pub struct TraceView<W: Write> {
     /// Stop after this many calls (`--count`).
     remaining: Option<u64>,
     broken_pipe: bool,
+    /// Semaphores as the kernel has them, checked at each tick for deadlocks.
+    hangs: Option<Hangs>,
+}
+
+/// What `trace` keeps to report each deadlock once, when its cycle closes.
+struct Hangs {
+    objects: Objects,
+    reader: HangReader,
+    /// The cycles reported and still there.
+    reported: BTreeSet<Vec<(u32, SemName)>>,
 }
 
 impl<W: Write> TraceView<W> {
@@ -36,6 +52,7 @@ impl<W: Write> TraceView<W> {
             header_done: false,
             remaining: count,
             broken_pipe: false,
+            hangs: None,
         }
     }
 
@@ -50,6 +67,55 @@ impl<W: Write> TraceView<W> {
     /// True once stdout was closed by its reader (`ipctrace trace | head`).
     pub fn output_closed(&self) -> bool {
         self.broken_pipe
+    }
+
+    /// Reports deadlocks: at each tick `objects` is corrected from the kernel and `reader`
+    /// adds the kernel's holders; a cycle is printed once, when it first shows.
+    pub fn reporting_deadlocks(mut self, objects: Objects, reader: HangReader) -> Self {
+        self.hangs = Some(Hangs {
+            objects,
+            reader,
+            reported: BTreeSet::new(),
+        });
+        self
+    }
+
+    /// One line per cycle that closed since the last check.
+    fn check_deadlocks(&mut self) -> Flow {
+        let Some(h) = self.hangs.as_mut() else {
+            return Flow::Continue;
+        };
+        if h.objects.reconcile_from_proc(&[IpcKind::Sem]).is_err() {
+            return Flow::Continue;
+        }
+        (h.reader)(&mut h.objects);
+        let found = h.objects.deadlocks();
+        let now: BTreeSet<Vec<(u32, SemName)>> = found.iter().map(Deadlock::id).collect();
+        let new: Vec<&Deadlock> = found
+            .iter()
+            .filter(|d| !h.reported.contains(&d.id()))
+            .collect();
+        let mut lines = String::new();
+        for d in new {
+            if self.json {
+                lines.push_str(&hangs::deadlock_json(d).to_string());
+            } else {
+                let ts = self
+                    .clock
+                    .time_of_day(crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64);
+                let _ = write!(lines, "{ts} {}", hangs::deadlock_line(d));
+            }
+            lines.push('\n');
+        }
+        h.reported = now;
+        if let Err(e) = self
+            .out
+            .write_all(lines.as_bytes())
+            .and_then(|()| self.out.flush())
+        {
+            return self.fail(e);
+        }
+        Flow::Continue
     }
 
     fn write_line(&mut self) -> Flow {
@@ -382,6 +448,14 @@ pub fn args_text(call: &Call) -> String {
 
 impl<W: Write> Sink for TraceView<W> {
     fn event(&mut self, event: &Event) -> Flow {
+        if let Some(h) = self.hangs.as_mut() {
+            // The ledger of who took what follows the semaphore calls and the exits.
+            match event {
+                Event::Call(call) if call.kind() == IpcKind::Sem => h.objects.apply(event),
+                Event::Process(_) => h.objects.apply(event),
+                Event::Call(_) => {}
+            }
+        }
         let call = match event {
             Event::Call(call) => call,
             Event::Process(change) => {
@@ -416,6 +490,10 @@ impl<W: Write> Sink for TraceView<W> {
             Ok(()) => Flow::Continue,
             Err(e) => self.fail(e),
         }
+    }
+
+    fn interval(&mut self, _counts: KernelCounts) -> Flow {
+        self.check_deadlocks()
     }
 }
 
