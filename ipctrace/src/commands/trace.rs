@@ -73,6 +73,7 @@ pub fn run(args: TraceArgs) -> Result<i32> {
     let deadlock_checks = hangs.is_some().then_some(DEADLOCK_CHECK_EVERY);
     if let Some((objects, mut sources)) = hangs {
         view = view.reporting_deadlocks(
+            filter.clone(),
             objects,
             Box::new(move |objects| sources.refresh(objects, false)),
         );

@@ -14,7 +14,7 @@ use crate::model::objects::{ObjectKey, Objects, SemWaiter};
 use crate::model::waits::{log2_range, log2_slot, GroupBy, WaitKey, WaitStats, Waits, LOG2_SLOTS};
 use crate::session::{Flow, Sink, Totals};
 use crate::views::hangs;
-use crate::views::objects::{shown, HangReader};
+use crate::views::objects::{shown, shown_deadlocks, HangReader};
 use crate::views::trace::json_str;
 use hdrhistogram::Histogram;
 use std::collections::{BTreeMap, HashMap};
@@ -202,7 +202,7 @@ impl<W: Write> LatView<W> {
             self.human_in_progress(out, p, now_ns);
         }
         if let Some((objects, _)) = self.now.as_ref() {
-            for d in objects.deadlocks() {
+            for d in shown_deadlocks(objects, &self.now_filter) {
                 out.push('\n');
                 out.push_str(&hangs::deadlock_text(&d));
             }
@@ -371,7 +371,7 @@ impl<W: Write> LatView<W> {
             self.json_key(out, ts, key, &none, Some(p));
         }
         if let Some((objects, _)) = self.now.as_ref() {
-            for d in objects.deadlocks() {
+            for d in shown_deadlocks(objects, &self.now_filter) {
                 out.push_str(&hangs::deadlock_json(&d).to_string());
                 out.push('\n');
             }

@@ -8,7 +8,8 @@ use crate::decoder::syscalls::{self, IpcKind};
 use crate::decoder::{Comm, Event};
 use crate::filter::Filter;
 use crate::loader::KernelCounts;
-use crate::model::objects::{IpcObject, LastOp, ObjectState, Objects, Task};
+use crate::model::deadlocks::{Deadlock, SemName};
+use crate::model::objects::{IpcObject, LastOp, ObjectKey, ObjectState, Objects, Task};
 use crate::session::{Flow, Sink, Totals};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -185,6 +186,26 @@ pub fn shown(filter: &Filter, o: &IpcObject) -> bool {
         && (filter.keys.is_empty() || filter.keys.contains(&o.ipc_key))
 }
 
+/// The deadlocks the filter's objects are part of.
+pub fn shown_deadlocks(objects: &Objects, filter: &Filter) -> Vec<Deadlock> {
+    if !filter.kinds().contains(&IpcKind::Sem) {
+        return Vec::new();
+    }
+    let passes = |s: &SemName| {
+        let key = ObjectKey {
+            ns: s.ns,
+            kind: IpcKind::Sem,
+            id: s.id,
+        };
+        objects.get(&key).is_some_and(|o| shown(filter, o))
+    };
+    objects
+        .deadlocks()
+        .into_iter()
+        .filter(|d| d.links.iter().any(|l| passes(&l.waits) || passes(&l.holds)))
+        .collect()
+}
+
 /// One JSON object per line, as interface.md lists them.
 pub fn render_json(objects: &Objects, filter: &Filter, now_ns: u64, stuck_ns: u64) -> String {
     let mut out = String::new();
@@ -192,11 +213,9 @@ pub fn render_json(objects: &Objects, filter: &Filter, now_ns: u64, stuck_ns: u6
         out.push_str(&object_json(objects, o, now_ns, stuck_ns).to_string());
         out.push('\n');
     }
-    if filter.kinds().contains(&IpcKind::Sem) {
-        for d in objects.deadlocks() {
-            out.push_str(&hangs::deadlock_json(&d).to_string());
-            out.push('\n');
-        }
+    for d in shown_deadlocks(objects, filter) {
+        out.push_str(&hangs::deadlock_json(&d).to_string());
+        out.push('\n');
     }
     out
 }
@@ -618,11 +637,9 @@ pub fn render_tables(
         }
         table.render(&mut out);
     }
-    if filter.kinds().contains(&IpcKind::Sem) {
-        for d in objects.deadlocks() {
-            out.push('\n');
-            out.push_str(&hangs::deadlock_text(&d));
-        }
+    for d in shown_deadlocks(objects, filter) {
+        out.push('\n');
+        out.push_str(&hangs::deadlock_text(&d));
     }
     out
 }

@@ -6,12 +6,13 @@ use super::{human_bytes, human_duration};
 use crate::clock::WallClock;
 use crate::decoder::syscalls::{self, IpcKind, Op};
 use crate::decoder::{Call, Event};
+use crate::filter::Filter;
 use crate::loader::KernelCounts;
 use crate::model::deadlocks::{Deadlock, SemName};
 use crate::model::objects::Objects;
 use crate::model::shm_addresses::ShmAddressBook;
 use crate::session::{Flow, Sink, Totals};
-use crate::views::objects::HangReader;
+use crate::views::objects::{shown_deadlocks, HangReader};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -35,6 +36,8 @@ pub struct TraceView<W: Write> {
 /// What `trace` keeps to report each deadlock once, when its cycle closes.
 struct Hangs {
     objects: Objects,
+    /// The objects asked for (--type, --id, --key): deadlocks they are no part of are not shown.
+    filter: Filter,
     reader: HangReader,
     /// The cycles reported and still there.
     reported: BTreeSet<Vec<(u32, SemName)>>,
@@ -71,9 +74,15 @@ impl<W: Write> TraceView<W> {
 
     /// Reports deadlocks: at each tick `objects` is corrected from the kernel and `reader`
     /// adds the kernel's holders; a cycle is printed once, when it first shows.
-    pub fn reporting_deadlocks(mut self, objects: Objects, reader: HangReader) -> Self {
+    pub fn reporting_deadlocks(
+        mut self,
+        filter: Filter,
+        objects: Objects,
+        reader: HangReader,
+    ) -> Self {
         self.hangs = Some(Hangs {
             objects,
+            filter,
             reader,
             reported: BTreeSet::new(),
         });
@@ -89,7 +98,7 @@ impl<W: Write> TraceView<W> {
             return Flow::Continue;
         }
         (h.reader)(&mut h.objects);
-        let found = h.objects.deadlocks();
+        let found = shown_deadlocks(&h.objects, &h.filter);
         let now: BTreeSet<Vec<(u32, SemName)>> = found.iter().map(Deadlock::id).collect();
         let new: Vec<&Deadlock> = found
             .iter()
