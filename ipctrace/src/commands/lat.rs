@@ -2,16 +2,19 @@
 //! Its options, its help, and the wiring of loader, session, wait model and view.
 
 use super::hangs::{HangArgs, HangSources};
+use super::live::LiveObjects;
 use super::{attach, ids_of_keys, known_keys, runtime};
 use crate::cli::{parse_seconds, Common};
 use crate::decoder::syscalls::IpcKind;
+use crate::decoder::Event;
 use crate::loader::ProbeOptions;
-use crate::model::objects::Objects;
 use crate::model::waits::{GroupBy, Waits};
 use crate::session::{self, Schedule};
+use crate::session::{Flow, Sink};
 use crate::views::lat::LatView;
 use anyhow::Result;
 use clap::Args;
+use std::io::Write;
 use std::time::Duration;
 
 pub const LAT_EXAMPLES: &str = "\
@@ -92,11 +95,10 @@ pub fn run(args: LatArgs) -> Result<i32> {
     let keys = known_keys(&filter.kinds());
     // Waits in progress and holders come from the kernel at each report (semaphores only);
     // the reader is loaded while privileged.
-    let hangs = match filter.kinds().contains(&IpcKind::Sem) {
-        true => Some((
-            Objects::seed_from_proc(&[IpcKind::Sem])?,
-            HangSources::new(Some(&probe)),
-        )),
+    let live = match filter.kinds().contains(&IpcKind::Sem) {
+        true => Some(
+            LiveObjects::seed(&[IpcKind::Sem])?.with_hangs(HangSources::new(Some(&probe)), false),
+        ),
         false => None,
     };
     prepared.drop_privileges()?;
@@ -106,13 +108,8 @@ pub fn run(args: LatArgs) -> Result<i32> {
         Waits::new(by, filter.kinds()),
         count,
     );
-    if let Some((objects, mut sources)) = hangs {
-        view = view.showing_hangs(
-            args.hangs.stuck_ns(),
-            filter.clone(),
-            objects,
-            Box::new(move |objects| sources.refresh(objects, false)),
-        );
+    if live.is_some() {
+        view = view.showing_hangs(args.hangs.stuck_ns(), filter.clone());
     }
     for (kind, ns, id, key) in keys {
         view.know_key(kind, ns, id, key);
@@ -123,7 +120,36 @@ pub fn run(args: LatArgs) -> Result<i32> {
         what: format!("{} waits", filter.describe()),
         notes: Vec::new(),
     };
-    let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
-    view.finish(&totals)?;
+    let mut watch = LatWatch { live, view };
+    let totals = runtime()?.block_on(session::run(probe, schedule, &mut watch))?;
+    let LatWatch { mut live, mut view } = watch;
+    if let Some(live) = live.as_mut() {
+        live.refresh();
+    }
+    view.finish(&totals, live.as_ref().map(LiveObjects::objects))?;
     Ok(0)
+}
+
+/// The histograms, and the semaphores as the kernel has them (read again at each report) for
+/// the waits still in progress: the hang no finished wait shows.
+struct LatWatch<W: Write> {
+    live: Option<LiveObjects>,
+    view: LatView<W>,
+}
+
+impl<W: Write> Sink for LatWatch<W> {
+    fn event(&mut self, event: &Event) -> Flow {
+        self.view.event(event)
+    }
+
+    fn compat_processes(&mut self, found: &[(u32, String)]) {
+        self.view.compat_processes(found);
+    }
+
+    fn interval(&mut self) -> Flow {
+        if let Some(live) = self.live.as_mut() {
+            live.refresh();
+        }
+        self.view.tick(self.live.as_ref().map(LiveObjects::objects))
+    }
 }

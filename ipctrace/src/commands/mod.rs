@@ -4,6 +4,7 @@
 pub mod floor;
 pub mod hangs;
 pub mod lat;
+pub mod live;
 pub mod objects;
 pub mod trace;
 

@@ -2,14 +2,20 @@
 //! one JSON object each. Its options, its help, and the wiring of loader, session and view.
 
 use super::hangs::HangSources;
+use super::live::LiveObjects;
 use super::{attach, ids_of_keys, runtime, shm_addresses_now, with_processes};
 use crate::cli::Common;
 use crate::decoder::syscalls::IpcKind;
-use crate::model::objects::Objects;
+use crate::decoder::Event;
+use crate::filter::Filter;
+use crate::model::deadlocks::ReportedDeadlocks;
 use crate::session::{self, Schedule};
+use crate::session::{Flow, Sink};
+use crate::views::objects::shown_deadlocks;
 use crate::views::trace::TraceView;
 use anyhow::Result;
 use clap::Args;
+use std::io::Write;
 use std::time::Duration;
 
 pub const EXAMPLES: &str = "\
@@ -53,11 +59,10 @@ pub fn run(args: TraceArgs) -> Result<i32> {
     let shm_addresses = shm_addresses_now(&filter, &key_ids);
     // Deadlocks are looked for every second, in the kernel's view of the semaphores; the
     // reader of its SEM_UNDO lists is loaded while privileged.
-    let hangs = match filter.kinds().contains(&IpcKind::Sem) {
-        true => Some((
-            Objects::seed_from_proc(&[IpcKind::Sem])?,
-            HangSources::new(Some(&probe)),
-        )),
+    let live = match filter.kinds().contains(&IpcKind::Sem) {
+        true => Some(
+            LiveObjects::seed(&[IpcKind::Sem])?.with_hangs(HangSources::new(Some(&probe)), false),
+        ),
         false => None,
     };
     prepared.drop_privileges()?;
@@ -70,21 +75,66 @@ pub fn run(args: TraceArgs) -> Result<i32> {
     if filter.filters_objects() {
         view = view.following_objects();
     }
-    let deadlock_checks = hangs.is_some().then_some(DEADLOCK_CHECK_EVERY);
-    if let Some((objects, mut sources)) = hangs {
-        view = view.reporting_deadlocks(
-            filter.clone(),
-            objects,
-            Box::new(move |objects| sources.refresh(objects, false)),
-        );
-    }
+    let deadlock_checks = live.is_some().then_some(DEADLOCK_CHECK_EVERY);
     let schedule = Schedule {
         duration: args.common.duration,
         interval: deadlock_checks,
         what: filter.describe(),
         notes: Vec::new(),
     };
-    let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
-    view.finish(&totals)?;
+    let mut watch = TraceWatch {
+        live,
+        filter,
+        reported: ReportedDeadlocks::default(),
+        view,
+    };
+    let totals = runtime()?.block_on(session::run(probe, schedule, &mut watch))?;
+    watch.view.finish(&totals)?;
     Ok(0)
+}
+
+/// The call stream, and the semaphores as the kernel has them (their ledger fed by the calls),
+/// checked for deadlocks at each tick: a line when a cycle closes.
+struct TraceWatch<W: Write> {
+    live: Option<LiveObjects>,
+    filter: Filter,
+    reported: ReportedDeadlocks,
+    view: TraceView<W>,
+}
+
+impl<W: Write> Sink for TraceWatch<W> {
+    fn event(&mut self, event: &Event) -> Flow {
+        if let Some(live) = self.live.as_mut() {
+            match event {
+                Event::Call(call) if call.kind() != IpcKind::Sem => {}
+                _ => live.apply(event),
+            }
+        }
+        self.view.event(event)
+    }
+
+    fn batch_done(&mut self) -> Flow {
+        if let Some(live) = self.live.as_mut() {
+            live.batch_done();
+        }
+        self.view.batch_done()
+    }
+
+    fn compat_processes(&mut self, found: &[(u32, String)]) {
+        self.view.compat_processes(found);
+    }
+
+    fn interval(&mut self) -> Flow {
+        let Some(live) = self.live.as_mut() else {
+            return Flow::Continue;
+        };
+        live.refresh();
+        let found = shown_deadlocks(live.objects(), &self.filter);
+        for d in self.reported.closed_since(found) {
+            if self.view.deadlock(&d) == Flow::Stop {
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    }
 }

@@ -53,10 +53,9 @@ pub fn parse_syscall_line(line: &str) -> Option<(u64, [u64; 6])> {
 /// Every thread in IPC namespace `ns` (None: any) asleep in semop or semtimedop. Threads that
 /// vanish or whose files we may not read are skipped, as everywhere in /proc.
 pub fn blocked_semops(ns: Option<u32>) -> Vec<BlockedSemop> {
-    use ipctrace_common as common;
     let semop_nrs = [
-        common::SYSCALL_NR[crate::decoder::syscalls::Op::Semop.code() as usize] as u64,
-        common::SYSCALL_NR[crate::decoder::syscalls::Op::Semtimedop.code() as usize] as u64,
+        crate::decoder::syscalls::Op::Semop.syscall_nr(),
+        crate::decoder::syscalls::Op::Semtimedop.syscall_nr(),
     ];
     let mut blocked = Vec::new();
     let clock_offset = std::cell::LazyCell::new(sched_clock_offset);

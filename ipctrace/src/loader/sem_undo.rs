@@ -2,7 +2,7 @@
 //! `sem_undo_lists` task iterator (loaded once, attached only while it is read) and returns its
 //! raw records. This is the only place the kernel's per-process undo lists can be seen.
 
-use crate::loader::btf::{KernelOffsets, SemUndoOffsets};
+use crate::loader::btf::{self, SemUndoOffsets};
 use anyhow::{anyhow, Context, Result};
 use aya::maps::HashMap;
 use aya::programs::Iter;
@@ -22,21 +22,18 @@ impl SemUndoReader {
     pub fn load() -> Result<SemUndoReader> {
         let path = "/sys/kernel/btf/vmlinux";
         let data = std::fs::read(path).with_context(|| format!("reading {path}"))?;
-        let lean = crate::loader::btf::Btf::parse(&data)?;
-        let offsets = KernelOffsets::from_btf(&lean)?;
+        let lean = btf::KernelBtf::parse(&data)?;
         let undo = SemUndoOffsets::from_btf(&lean)?;
         drop(data);
+        let config = ipctrace_common::Config {
+            offsets: btf::offsets_of_running_kernel()?,
+            ..ipctrace_common::Config::DEFAULT
+        };
         let semadj_is_pointer = undo.semadj_is_pointer as u32;
         let mut loader = EbpfLoader::new();
         loader
             .btf(None)
-            .override_global("OFFSET_TASK_NSPROXY", &offsets.task_nsproxy, true)
-            .override_global("OFFSET_NSPROXY_IPC_NS", &offsets.nsproxy_ipc_ns, true)
-            .override_global("OFFSET_IPC_NS_INUM", &offsets.ipc_ns_inum, true)
-            .override_global("OFFSET_TASK_PID", &offsets.task_pid, true)
-            .override_global("OFFSET_TASK_TGID", &offsets.task_tgid, true)
-            .override_global("OFFSET_TASK_COMM", &offsets.task_comm, true)
-            .override_global("OFFSET_TASK_GROUP_LEADER", &offsets.task_group_leader, true)
+            .override_global("CONFIG", &config, true)
             .override_global("OFFSET_TASK_UNDO_LIST", &undo.task_undo_list, true)
             .override_global("OFFSET_UNDO_LIST_PROC", &undo.list_proc, true)
             .override_global("OFFSET_SEM_UNDO_LINK", &undo.undo_list_proc, true)

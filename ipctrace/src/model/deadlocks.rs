@@ -49,6 +49,26 @@ impl Deadlock {
     }
 }
 
+/// Which cycles were reported, so that each is reported once, when it closes (and again only
+/// if it comes back after it was gone).
+#[derive(Debug, Default)]
+pub struct ReportedDeadlocks {
+    open: BTreeSet<Vec<(u32, SemName)>>,
+}
+
+impl ReportedDeadlocks {
+    /// The cycles of `found` not there at the last look.
+    pub fn closed_since(&mut self, found: Vec<Deadlock>) -> Vec<Deadlock> {
+        let now: BTreeSet<Vec<(u32, SemName)>> = found.iter().map(Deadlock::id).collect();
+        let new = found
+            .into_iter()
+            .filter(|d| !self.open.contains(&d.id()))
+            .collect();
+        self.open = now;
+        new
+    }
+}
+
 /// One step of a path through the graph: (holder reached, index of the wait followed, guessed).
 type Step = (u32, usize, bool);
 
@@ -187,6 +207,16 @@ mod tests {
         waits[1].holders = vec![(1, true)];
         let found = find_deadlocks(&waits);
         assert!(found[0].possible);
+    }
+
+    #[test]
+    fn a_cycle_is_reported_when_it_closes_and_again_only_after_it_was_gone() {
+        let waits = [wait(20, sem(2, 0), &[10]), wait(10, sem(1, 0), &[20])];
+        let mut reported = ReportedDeadlocks::default();
+        assert_eq!(reported.closed_since(find_deadlocks(&waits)).len(), 1);
+        assert!(reported.closed_since(find_deadlocks(&waits)).is_empty());
+        assert!(reported.closed_since(Vec::new()).is_empty());
+        assert_eq!(reported.closed_since(find_deadlocks(&waits)).len(), 1);
     }
 
     #[test]

@@ -49,6 +49,15 @@ pub fn holder_text(h: &Holder) -> String {
     s
 }
 
+/// A holder of semaphore `num`: `sleeper(41)@0`, `pool(7)@2 x3 traced`.
+pub fn holder_at(h: &Holder, num: usize) -> String {
+    let text = holder_text(h);
+    match text.split_once(' ') {
+        Some((name, rest)) => format!("{name}@{num} {rest}"),
+        None => format!("{text}@{num}"),
+    }
+}
+
 /// How long a waiter has waited, and whether that is exact or a lower bound.
 pub fn waited(w: &SemWaiter, now_ns: u64) -> u64 {
     now_ns.saturating_sub(w.since_ns)

@@ -8,15 +8,13 @@ use crate::decoder::syscalls::IpcKind;
 use crate::decoder::Comm;
 use crate::decoder::{Call, Event};
 use crate::filter::Filter;
-use crate::loader::KernelCounts;
 use crate::model::holders::Holder;
-use crate::model::objects::{ObjectKey, Objects, SemWaiter};
-use crate::model::waits::{log2_range, log2_slot, GroupBy, WaitKey, WaitStats, Waits, LOG2_SLOTS};
+use crate::model::objects::{Objects, SemWaiter};
+use crate::model::waits::{log2_range, GroupBy, WaitKey, WaitStats, Waits};
 use crate::session::{Flow, Sink, Totals};
 use crate::views::hangs;
-use crate::views::objects::{shown, shown_deadlocks, HangReader};
-use crate::views::trace::json_str;
-use hdrhistogram::Histogram;
+use crate::views::objects::{shown, shown_deadlocks};
+use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -33,14 +31,12 @@ pub struct LatView<W: Write> {
     /// Intervals still to print (`--count`).
     remaining: Option<u64>,
     printed_any: bool,
-    /// Semaphores as the kernel has them now (waiters, holders), read at each report.
-    now: Option<(Objects, HangReader)>,
-    /// Which of those to show: the objects and waiters the trace's filter passes.
-    now_filter: Filter,
+    /// Which semaphores' waits in progress to show (the trace's filter), and when one is stuck.
+    hang_filter: Filter,
     stuck_ns: u64,
 }
 
-/// A key's waits still in progress (each with its semaphore number) and the holders of the
+/// A key's waits in progress (each with its semaphore number) and the holders of the
 /// semaphores they wait on.
 #[derive(Default)]
 struct InProgress {
@@ -59,43 +55,26 @@ impl<W: Write> LatView<W> {
             clock: WallClock::now(),
             remaining: count,
             printed_any: false,
-            now: None,
-            now_filter: Filter::default(),
+            hang_filter: Filter::default(),
             stuck_ns: 10_000_000_000,
         }
     }
 
-    /// Shows the waits in progress and the holders at each report: `objects` is kept as the
-    /// kernel has it (reconciled from /proc, then `reader` adds the kernel's holders).
-    pub fn showing_hangs(
-        mut self,
-        stuck_ns: u64,
-        filter: Filter,
-        objects: Objects,
-        reader: HangReader,
-    ) -> Self {
+    /// How the waits in progress handed to `report` are shown: those of the objects and
+    /// processes `filter` passes, STUCK past `stuck_ns`.
+    pub fn showing_hangs(mut self, stuck_ns: u64, filter: Filter) -> Self {
         self.stuck_ns = stuck_ns;
-        self.now_filter = filter;
-        self.now = Some((objects, reader));
+        self.hang_filter = filter;
         self
     }
 
-    /// Re-reads the semaphores from the kernel (nothing when not showing hangs).
-    fn refresh_now(&mut self) {
-        if let Some((objects, reader)) = self.now.as_mut() {
-            if objects.reconcile_from_proc(&[IpcKind::Sem]).is_ok() {
-                reader(objects);
-            }
-        }
-    }
-
     /// The waits in progress by this view's key, and their semaphores' holders.
-    fn in_progress(&self) -> BTreeMap<WaitKey, InProgress> {
+    fn in_progress(&self, objects: Option<&Objects>) -> BTreeMap<WaitKey, InProgress> {
         let mut by_key: BTreeMap<WaitKey, InProgress> = BTreeMap::new();
-        let Some((objects, _)) = self.now.as_ref() else {
+        let Some(objects) = objects else {
             return by_key;
         };
-        let filter = &self.now_filter;
+        let filter = &self.hang_filter;
         let waiter_passes = |w: &SemWaiter| {
             (filter.pids.is_empty() || filter.pids.contains(&w.pid))
                 && (filter.comms.is_empty()
@@ -116,8 +95,7 @@ impl<W: Write> LatView<W> {
                     let entry = by_key.entry(key).or_default();
                     entry.waiting.push((*w, num));
                     if !entry.holders.iter().any(|(_, n)| *n == num) {
-                        let key = ObjectKey { ..o.key };
-                        for h in objects.holders(key, num) {
+                        for h in objects.holders(o.key, num) {
                             entry.holders.push((h, num));
                         }
                     }
@@ -125,105 +103,6 @@ impl<W: Write> LatView<W> {
             }
         }
         by_key
-    }
-
-    pub fn know_key(&mut self, kind: IpcKind, ipc_ns: u32, id: i32, key: i32) {
-        self.keys.insert((kind, ipc_ns, id), key);
-    }
-
-    /// Prints what was gathered since the last report, then starts afresh.
-    pub fn report(&mut self) -> io::Result<()> {
-        self.refresh_now();
-        let mut text = String::new();
-        if self.json {
-            self.json_report(&mut text);
-        } else {
-            self.human_report(&mut text);
-        }
-        self.out.write_all(text.as_bytes())?;
-        self.out.flush()?;
-        self.waits.clear();
-        for object in self.removed.drain(..) {
-            self.keys.remove(&object);
-        }
-        self.printed_any = true;
-        Ok(())
-    }
-
-    /// The final report and, for people, what the kernel could not hand over.
-    pub fn finish(&mut self, totals: &Totals) -> io::Result<()> {
-        if !self.printed_any || !self.waits.stats.is_empty() {
-            self.report()?;
-        }
-        self.out
-            .write_all(super::summary(totals, self.json).as_bytes())?;
-        self.out.flush()
-    }
-
-    fn object_name(&self, key: &WaitKey) -> String {
-        let mut s = format!("{} {}", key.kind, key.id);
-        if let Some(k) = self
-            .keys
-            .get(&(key.kind, key.ipc_ns, key.id))
-            .filter(|k| **k != 0)
-        {
-            let _ = write!(s, " key {:#x}", *k as u32);
-        }
-        if let Some(n) = key.semnum {
-            let _ = write!(s, " sem[{n}]");
-        }
-        s
-    }
-
-    fn human_report(&self, out: &mut String) {
-        let now = self
-            .clock
-            .time_of_day(crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64);
-        let now_ns = crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64;
-        let hottest = self.waits.hottest();
-        let mut in_progress = self.in_progress();
-        if hottest.is_empty() && in_progress.is_empty() {
-            let _ = writeln!(out, "{now}: no waits");
-            return;
-        }
-        for (key, stats) in &hottest {
-            self.human_key(out, &now, key, stats);
-            if let Some(p) = in_progress.remove(key) {
-                self.human_in_progress(out, &p, now_ns);
-            }
-        }
-        // Keys whose waits have all been going on since before this report: the hang itself.
-        for (key, p) in &in_progress {
-            let _ = writeln!(
-                out,
-                "\n{now} {}: no wait finished yet",
-                self.head(key, None)
-            );
-            self.human_in_progress(out, p, now_ns);
-        }
-        if let Some((objects, _)) = self.now.as_ref() {
-            for d in shown_deadlocks(objects, &self.now_filter) {
-                out.push('\n');
-                out.push_str(&hangs::deadlock_text(&d));
-            }
-        }
-        if hottest.is_empty() {
-            return;
-        }
-        self.human_summary(out, &hottest);
-    }
-
-    /// The key's name, with the waiter for --by process.
-    fn head(&self, key: &WaitKey, stats: Option<&WaitStats>) -> String {
-        let mut head = self.object_name(key);
-        if let Some(pid) = key.pid {
-            let comm = stats
-                .and_then(|s| s.waiters.keys().find(|t| t.pid == pid))
-                .map(|t| t.comm.to_string())
-                .unwrap_or_default();
-            let _ = write!(head, " waiter {comm}({pid})");
-        }
-        head
     }
 
     /// `waiting now: a(1)@0 >3s, ...` and `held by: h(2)@0, ...`.
@@ -243,13 +122,7 @@ impl<W: Write> LatView<W> {
         let holders: Vec<String> = p
             .holders
             .iter()
-            .map(|(h, num)| {
-                let text = hangs::holder_text(h);
-                match text.split_once(' ') {
-                    Some((name, rest)) => format!("{name}@{num} {rest}"),
-                    None => format!("{text}@{num}"),
-                }
-            })
+            .map(|(h, num)| hangs::holder_at(h, *num))
             .collect();
         let _ = writeln!(
             out,
@@ -262,9 +135,102 @@ impl<W: Write> LatView<W> {
         );
     }
 
+    pub fn know_key(&mut self, kind: IpcKind, ipc_ns: u32, id: i32, key: i32) {
+        self.keys.insert((kind, ipc_ns, id), key);
+    }
+
+    /// Prints what was gathered since the last report, then starts afresh; `now`: the
+    /// semaphores as the kernel has them, for the waits still in progress and their holders.
+    pub fn report(&mut self, now: Option<&Objects>) -> io::Result<()> {
+        let mut text = String::new();
+        if self.json {
+            self.json_report(&mut text, now);
+        } else {
+            self.human_report(&mut text, now);
+        }
+        self.out.write_all(text.as_bytes())?;
+        self.out.flush()?;
+        self.waits.clear();
+        for object in self.removed.drain(..) {
+            self.keys.remove(&object);
+        }
+        self.printed_any = true;
+        Ok(())
+    }
+
+    /// The final report and, for people, what the kernel could not hand over.
+    pub fn finish(&mut self, totals: &Totals, now: Option<&Objects>) -> io::Result<()> {
+        if !self.printed_any || !self.waits.stats.is_empty() {
+            self.report(now)?;
+        }
+        self.out
+            .write_all(super::summary(totals, self.json, &[]).as_bytes())?;
+        self.out.flush()
+    }
+
+    fn object_name(&self, key: &WaitKey) -> String {
+        let mut s = format!("{} {}", key.kind, key.id);
+        if let Some(k) = self
+            .keys
+            .get(&(key.kind, key.ipc_ns, key.id))
+            .filter(|k| **k != 0)
+        {
+            let _ = write!(s, " key {:#x}", *k as u32);
+        }
+        if let Some(n) = key.semnum {
+            let _ = write!(s, " sem[{n}]");
+        }
+        s
+    }
+
+    fn human_report(&self, out: &mut String, objects: Option<&Objects>) {
+        let now_ns = crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64;
+        let now = self.clock.time_of_day(now_ns);
+        let hottest = self.waits.hottest();
+        let mut in_progress = self.in_progress(objects);
+        if hottest.is_empty() && in_progress.is_empty() {
+            let _ = writeln!(out, "{now}: no waits");
+            return;
+        }
+        for (key, stats) in &hottest {
+            self.human_key(out, &now, key, stats);
+            if let Some(p) = in_progress.remove(key) {
+                self.human_in_progress(out, &p, now_ns);
+            }
+        }
+        // Keys whose waits have all been going on since before this report: the hang itself.
+        for (key, p) in &in_progress {
+            let mut head = self.object_name(key);
+            if let Some(pid) = key.pid {
+                let _ = write!(head, " waiter {pid}");
+            }
+            let _ = writeln!(out, "\n{now} {head}: no wait finished yet");
+            self.human_in_progress(out, p, now_ns);
+        }
+        if let Some(objects) = objects {
+            for d in shown_deadlocks(objects, &self.hang_filter) {
+                out.push('\n');
+                out.push_str(&hangs::deadlock_text(&d));
+            }
+        }
+        if hottest.is_empty() {
+            return;
+        }
+        self.human_summary(out, &hottest);
+    }
+
     fn human_key(&self, out: &mut String, now: &str, key: &WaitKey, stats: &WaitStats) {
         {
-            let head = self.head(key, Some(stats));
+            let mut head = self.object_name(key);
+            if let Some(pid) = key.pid {
+                let comm = stats
+                    .waiters
+                    .keys()
+                    .find(|t| t.pid == pid)
+                    .map(|t| t.comm.to_string())
+                    .unwrap_or_default();
+                let _ = write!(head, " waiter {comm}({pid})");
+            }
             let pct = (100 * stats.blocked).checked_div(stats.calls).unwrap_or(0);
             let _ = writeln!(
                 out,
@@ -276,11 +242,11 @@ impl<W: Write> LatView<W> {
                 stats.interrupted,
                 stats.removed
             );
-            let Some(hdr) = stats.hdr.as_ref().filter(|_| stats.blocked > 0) else {
+            if stats.blocked == 0 {
                 let _ = writeln!(out, "    every call took the fast path");
                 return;
-            };
-            log2_histogram(out, hdr);
+            }
+            log2_histogram(out, stats);
             let _ = writeln!(
                 out,
                 "    p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
@@ -359,52 +325,51 @@ impl<W: Write> LatView<W> {
         );
     }
 
-    fn json_report(&self, out: &mut String) {
+    fn json_report(&self, out: &mut String, objects: Option<&Objects>) {
         let ts = crate::clock::clock_ns(libc::CLOCK_MONOTONIC);
-        let mut in_progress = self.in_progress();
-        for (key, s) in self.waits.hottest() {
-            let p = in_progress.remove(key);
-            self.json_key(out, ts, key, s, p.as_ref());
-        }
+        let mut in_progress = self.in_progress(objects);
         let none = WaitStats::default();
-        for (key, p) in &in_progress {
-            self.json_key(out, ts, key, &none, Some(p));
-        }
-        if let Some((objects, _)) = self.now.as_ref() {
-            for d in shown_deadlocks(objects, &self.now_filter) {
-                out.push_str(&hangs::deadlock_json(&d).to_string());
-                out.push('\n');
-            }
-        }
-    }
-
-    /// One key's line; `p`: its waits in progress and their holders.
-    fn json_key(
-        &self,
-        out: &mut String,
-        ts: i128,
-        key: &WaitKey,
-        s: &WaitStats,
-        p: Option<&InProgress>,
-    ) {
-        {
-            let _ = write!(
-                out,
-                "{{\"ts_ns\": {ts}, \"type\": \"{}\", \"id\": {}, \"ipc_ns\": {}",
-                key.kind, key.id, key.ipc_ns
-            );
-            match self.keys.get(&(key.kind, key.ipc_ns, key.id)) {
-                Some(k) => {
-                    let _ = write!(out, ", \"key\": {k}");
-                }
-                None => out.push_str(", \"key\": null"),
-            }
+        let finished = self.waits.hottest();
+        let waiting_only: Vec<(&WaitKey, &WaitStats)> = in_progress
+            .keys()
+            .filter(|k| !self.waits.stats.contains_key(k))
+            .map(|k| (k, &none))
+            .collect();
+        let waiting_only: Vec<(WaitKey, &WaitStats)> =
+            waiting_only.into_iter().map(|(k, s)| (*k, s)).collect();
+        let keys = finished
+            .into_iter()
+            .map(|(k, s)| (*k, s))
+            .chain(waiting_only);
+        for (key, s) in keys {
+            let key = &key;
+            let mut line = json!({
+                "ts_ns": ts as u64,
+                "type": key.kind.name(),
+                "id": key.id,
+                "ipc_ns": key.ipc_ns,
+                "key": self.keys.get(&(key.kind, key.ipc_ns, key.id)),
+                "calls": s.calls,
+                "blocked": s.blocked,
+                "blocked_total_ns": s.blocked_total_ns,
+                "timeouts": s.timeouts,
+                "eintr": s.interrupted,
+                "eidrm": s.removed,
+                "p50_ns": s.percentile(0.5),
+                "p90_ns": s.percentile(0.9),
+                "p99_ns": s.percentile(0.99),
+                "p999_ns": s.percentile(0.999),
+                "max_ns": s.max(),
+                "hist": s.log2_buckets(1).iter().enumerate().filter(|(_, c)| **c > 0).map(|(slot, count)| {
+                    let (lo, hi) = log2_range(slot);
+                    json!({"lo_ns": lo, "hi_ns": hi, "count": count})
+                }).collect::<Vec<_>>(),
+                "wakers": s.top_wakers().iter().map(|(t, n)| {
+                    json!({"pid": t.pid, "comm": t.comm.to_string(), "count": n})
+                }).collect::<Vec<_>>(),
+            });
             if self.waits.by == GroupBy::Semnum {
-                let _ = write!(
-                    out,
-                    ", \"semnum\": {}",
-                    key.semnum.map_or("null".into(), |n| n.to_string())
-                );
+                line["semnum"] = json!(key.semnum);
             }
             if let Some(pid) = key.pid {
                 let comm = s
@@ -413,90 +378,56 @@ impl<W: Write> LatView<W> {
                     .find(|t| t.pid == pid)
                     .map(|t| t.comm.to_string())
                     .unwrap_or_default();
-                let _ = write!(out, ", \"pid\": {pid}, \"comm\": ");
-                json_str(out, &comm);
+                line["pid"] = json!(pid);
+                line["comm"] = json!(comm);
             }
-            let _ = write!(
-                out,
-                ", \"calls\": {}, \"blocked\": {}, \"blocked_total_ns\": {}, \"timeouts\": {}, \"eintr\": {}, \"eidrm\": {}",
-                s.calls, s.blocked, s.blocked_total_ns, s.timeouts, s.interrupted, s.removed
-            );
-            let _ = write!(
-                out,
-                ", \"p50_ns\": {}, \"p90_ns\": {}, \"p99_ns\": {}, \"p999_ns\": {}, \"max_ns\": {}",
-                s.percentile(0.5),
-                s.percentile(0.9),
-                s.percentile(0.99),
-                s.percentile(0.999),
-                s.max()
-            );
-            out.push_str(", \"hist\": [");
-            let mut first = true;
-            for (slot, count) in s.log2.iter().enumerate().filter(|(_, c)| **c > 0) {
-                let (lo, hi) = log2_range(slot);
-                let sep = if first { "" } else { ", " };
-                first = false;
-                let _ = write!(
-                    out,
-                    "{sep}{{\"lo_ns\": {lo}, \"hi_ns\": {hi}, \"count\": {count}}}"
-                );
-            }
-            out.push_str("], \"wakers\": [");
-            for (i, (t, n)) in s.top_wakers().iter().enumerate() {
-                let sep = if i == 0 { "" } else { ", " };
-                let _ = write!(out, "{sep}{{\"pid\": {}, \"comm\": ", t.pid);
-                json_str(out, &t.comm.as_str());
-                let _ = write!(out, ", \"count\": {n}}}");
-            }
-            out.push(']');
-            if self.now.is_some() {
+            if objects.is_some() {
+                let p = in_progress.remove(key).unwrap_or_default();
                 let now_ns = ts as u64;
-                let waiting: Vec<serde_json::Value> = p
+                line["waiting"] = p
+                    .waiting
                     .iter()
-                    .flat_map(|p| &p.waiting)
                     .map(|(w, num)| {
                         let mut v = hangs::waiter_json(w, now_ns, self.stuck_ns);
                         v["semnum"] = (*num).into();
                         v
                     })
-                    .collect();
-                let holders: Vec<serde_json::Value> = p
+                    .collect::<Vec<_>>()
+                    .into();
+                line["holders"] = p
+                    .holders
                     .iter()
-                    .flat_map(|p| &p.holders)
                     .map(|(h, num)| {
                         let mut v = hangs::holder_json(h);
                         v["semnum"] = (*num).into();
                         v
                     })
-                    .collect();
-                let _ = write!(
-                    out,
-                    ", \"waiting\": {}, \"holders\": {}",
-                    serde_json::Value::from(waiting),
-                    serde_json::Value::from(holders)
-                );
+                    .collect::<Vec<_>>()
+                    .into();
             }
-            out.push_str("}\n");
+            super::json_line(out, &line);
+        }
+        if let Some(objects) = objects {
+            for d in shown_deadlocks(objects, &self.hang_filter) {
+                super::json_line(out, &hangs::deadlock_json(&d));
+            }
         }
     }
 }
 
 /// bcc's log2 histogram: a unit header, one row per power of two of the unit from the lowest
 /// to the highest non-empty one, and a 40-column bar scaled to the largest count.
-pub fn log2_histogram(out: &mut String, hdr: &Histogram<u64>) {
-    if hdr.is_empty() {
+pub fn log2_histogram(out: &mut String, stats: &WaitStats) {
+    if stats.blocked == 0 {
         return;
     }
     // Microseconds unless the waits are long, as runqlat does with -m.
-    let (unit, div) = if hdr.max() >= 10_000_000_000 {
+    let (unit, div) = if stats.max() >= 10_000_000_000 {
         ("msecs", 1_000_000)
     } else {
         ("usecs", 1_000)
     };
-    let mut slots = [0u64; LOG2_SLOTS + 1];
-    for v in hdr.iter_recorded() {
-        slots[log2_slot(v.value_iterated_to() / div)] += v.count_at_value();
-    }
+    let slots = stats.log2_buckets(div);
     let first = slots.iter().position(|c| *c > 0).unwrap_or(0);
     let last = slots.iter().rposition(|c| *c > 0).unwrap_or(0);
     let max = *slots.iter().max().unwrap_or(&1);
@@ -517,8 +448,19 @@ impl<W: Write> Sink for LatView<W> {
         Flow::Continue
     }
 
-    fn interval(&mut self, _counts: KernelCounts) -> Flow {
-        if self.report().is_err() {
+    fn compat_processes(&mut self, found: &[(u32, String)]) {
+        super::say_compat_processes(found);
+    }
+
+    fn interval(&mut self) -> Flow {
+        self.tick(None)
+    }
+}
+
+impl<W: Write> LatView<W> {
+    /// One interval's report (`now`: as for `report`), and the end once --count are done.
+    pub fn tick(&mut self, now: Option<&Objects>) -> Flow {
+        if self.report(now).is_err() {
             return Flow::Stop;
         }
         match self.remaining.as_mut() {
@@ -610,7 +552,7 @@ mod tests {
                 v.event(&Event::Call(call));
             }
             if id % 1000 == 999 {
-                v.report().unwrap();
+                v.report(None).unwrap();
             }
         }
         assert!(v.keys.is_empty(), "{} keys kept", v.keys.len());
@@ -625,7 +567,7 @@ mod tests {
     #[test]
     fn human_report_has_buckets_percentiles_and_releasers() {
         let mut v = view(false);
-        v.report().unwrap();
+        v.report(None).unwrap();
         let out = String::from_utf8(v.out).unwrap();
         assert!(
             out.contains("sem 5 key 0x1234: 5 calls, 4 blocked (80%)"),
@@ -649,7 +591,7 @@ mod tests {
     #[test]
     fn json_report_follows_the_contract() {
         let mut v = view(true);
-        v.report().unwrap();
+        v.report(None).unwrap();
         let out = String::from_utf8(v.out).unwrap();
         let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(
@@ -686,7 +628,7 @@ mod tests {
             Waits::new(GroupBy::Object, vec![IpcKind::Sem]),
             Some(2),
         );
-        assert_eq!(v.interval(KernelCounts::default()), Flow::Continue);
-        assert_eq!(v.interval(KernelCounts::default()), Flow::Stop);
+        assert_eq!(v.interval(), Flow::Continue);
+        assert_eq!(v.interval(), Flow::Stop);
     }
 }

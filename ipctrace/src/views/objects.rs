@@ -3,14 +3,13 @@
 //! names). While tracing it feeds the model and, with --watch, prints every interval.
 
 use super::{hangs, human_duration};
-use crate::clock::{clock_ns, WallClock};
+use crate::clock::WallClock;
 use crate::decoder::syscalls::{self, IpcKind};
-use crate::decoder::{Comm, Event};
+use crate::decoder::Comm;
 use crate::filter::Filter;
-use crate::loader::KernelCounts;
 use crate::model::deadlocks::{Deadlock, SemName};
 use crate::model::objects::{IpcObject, LastOp, ObjectKey, ObjectState, Objects, Task};
-use crate::session::{Flow, Sink, Totals};
+use crate::session::Totals;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -19,7 +18,6 @@ use std::io::{self, Write};
 pub struct ObjectsView<W: Write> {
     out: W,
     json: bool,
-    objects: Objects,
     /// Which objects to print (--type, --id, --key).
     filter: Filter,
     /// User names by uid, for the OWNER column.
@@ -27,40 +25,26 @@ pub struct ObjectsView<W: Write> {
     clock: WallClock,
     /// Put the time above each report (when tracing: reports repeat).
     stamped: bool,
-    broken_pipe: bool,
-    warned: bool,
     /// Waits longer than this are flagged (--stuck).
     stuck_ns: u64,
-    /// Reads what the model needs besides /proc to name holders (the kernel's SEM_UNDO
-    /// lists), after each reconcile.
-    hangs: Option<HangReader>,
 }
 
-/// Hands the model what it needs besides /proc to name holders (the command's wiring).
-pub type HangReader = Box<dyn FnMut(&mut Objects)>;
-
 impl<W: Write> ObjectsView<W> {
-    pub fn new(out: W, json: bool, objects: Objects, filter: Filter) -> Self {
+    pub fn new(out: W, json: bool, filter: Filter) -> Self {
         ObjectsView {
             out,
             json,
-            objects,
             filter,
             users: read_users(),
             clock: WallClock::now(),
             stamped: false,
-            broken_pipe: false,
-            warned: false,
             stuck_ns: 10_000_000_000,
-            hangs: None,
         }
     }
 
-    /// Flags waits longer than `stuck_ns`, and has `hangs` hand the model the kernel's holders
-    /// after each reconcile.
-    pub fn showing_hangs(mut self, stuck_ns: u64, hangs: HangReader) -> Self {
+    /// Flags waits in progress longer than `stuck_ns` (--stuck).
+    pub fn stuck_after(mut self, stuck_ns: u64) -> Self {
         self.stuck_ns = stuck_ns;
-        self.hangs = Some(hangs);
         self
     }
 
@@ -70,48 +54,19 @@ impl<W: Write> ObjectsView<W> {
         self
     }
 
-    pub fn objects(&self) -> &Objects {
-        &self.objects
-    }
-
-    pub fn into_objects(self) -> Objects {
-        self.objects
-    }
-
-    /// True once stdout was closed by its reader.
-    pub fn output_closed(&self) -> bool {
-        self.broken_pipe
-    }
-
-    /// Corrects the model with the kernel's view, then prints it.
-    pub fn report(&mut self) -> io::Result<()> {
-        if let Err(e) = self.objects.reconcile_from_proc(&self.filter.kinds()) {
-            // The calls seen still say a lot; say once that the kernel's numbers are missing.
-            if !self.warned {
-                eprintln!("ipctrace: not reconciled with the kernel's view: {e:#}");
-                self.warned = true;
-            }
-        }
-        if let Some(hangs) = self.hangs.as_mut() {
-            hangs(&mut self.objects);
-        }
-        self.print()
-    }
-
-    /// Prints the model as it is.
-    pub fn print(&mut self) -> io::Result<()> {
-        let now = clock_ns(libc::CLOCK_MONOTONIC) as u64;
+    /// Prints the model as it is at `now_ns` (CLOCK_MONOTONIC).
+    pub fn print(&mut self, objects: &Objects, now_ns: u64) -> io::Result<()> {
         let text = if self.json {
-            render_json(&self.objects, &self.filter, now, self.stuck_ns)
+            render_json(objects, &self.filter, now_ns, self.stuck_ns)
         } else {
             let mut text = String::new();
             if self.stamped {
-                let _ = writeln!(text, "{}", self.clock.time_of_day(now));
+                let _ = writeln!(text, "{}", self.clock.time_of_day(now_ns));
             }
             text.push_str(&render_tables(
-                &self.objects,
+                objects,
                 &self.filter,
-                now,
+                now_ns,
                 &self.users,
                 self.stuck_ns,
             ));
@@ -121,61 +76,25 @@ impl<W: Write> ObjectsView<W> {
         self.out.flush()
     }
 
-    /// The last report and, for scripts, the summary line every tracing command ends with.
-    pub fn finish(&mut self, totals: Option<&Totals>) -> io::Result<()> {
-        if self.broken_pipe {
-            return Ok(());
-        }
-        self.report()?;
-        match totals {
+    /// After the last report: for scripts, the summary line every tracing command ends with.
+    pub fn finish(&mut self, objects: &Objects, totals: &Totals) -> io::Result<()> {
+        if self.json {
             // missed_exits: processes found gone when their pid came back; forgotten_processes:
             // dropped to keep the model bounded. Both follow lost exit events.
-            Some(t) if self.json => writeln!(
-                self.out,
-                "{{\"summary\": {{\"events\": {}, \"process_events\": {}, \"lost\": {}, \"untracked\": {}, \"malformed\": {}, \"missed_exits\": {}, \"forgotten_processes\": {}}}}}",
-                t.events,
-                t.process_events,
-                t.kernel.lost,
-                t.kernel.untracked,
-                t.malformed,
-                self.objects.missed_exits(),
-                self.objects.forgotten_processes()
-            )?,
-            Some(t) if t.kernel.lost > 0 => writeln!(
+            let extra = [
+                ("missed_exits", objects.missed_exits()),
+                ("forgotten_processes", objects.forgotten_processes()),
+            ];
+            self.out
+                .write_all(super::summary(totals, true, &extra).as_bytes())?;
+        } else if totals.kernel.lost > 0 {
+            writeln!(
                 self.out,
                 "warning: {} events lost: the kernel's numbers above are right, names may be missing",
-                t.kernel.lost
-            )?,
-            _ => {}
+                totals.kernel.lost
+            )?;
         }
         self.out.flush()
-    }
-}
-
-impl<W: Write> Sink for ObjectsView<W> {
-    fn event(&mut self, event: &Event) -> Flow {
-        self.objects.apply(event);
-        Flow::Continue
-    }
-
-    fn batch_done(&mut self) -> Flow {
-        // At once, not at the next report: later semops build on these values.
-        self.objects.refresh_unknown_values();
-        Flow::Continue
-    }
-
-    fn interval(&mut self, _counts: KernelCounts) -> Flow {
-        match self.report() {
-            Ok(()) => Flow::Continue,
-            Err(e) => {
-                if e.kind() == io::ErrorKind::BrokenPipe {
-                    self.broken_pipe = true;
-                } else {
-                    eprintln!("ipctrace: writing output: {e}");
-                }
-                Flow::Stop
-            }
-        }
     }
 }
 
@@ -206,16 +125,14 @@ pub fn shown_deadlocks(objects: &Objects, filter: &Filter) -> Vec<Deadlock> {
         .collect()
 }
 
-/// One JSON object per line, as interface.md lists them.
+/// One JSON object per line, as interface.md lists them, then a line per deadlock.
 pub fn render_json(objects: &Objects, filter: &Filter, now_ns: u64, stuck_ns: u64) -> String {
     let mut out = String::new();
     for o in objects.iter().filter(|o| shown(filter, o)) {
-        out.push_str(&object_json(objects, o, now_ns, stuck_ns).to_string());
-        out.push('\n');
+        super::json_line(&mut out, &object_json(objects, o, now_ns, stuck_ns));
     }
     for d in shown_deadlocks(objects, filter) {
-        out.push_str(&hangs::deadlock_json(&d).to_string());
-        out.push('\n');
+        super::json_line(&mut out, &hangs::deadlock_json(&d));
     }
     out
 }
@@ -490,13 +407,10 @@ fn waiters_text(s: &crate::model::objects::SemaphoreSet, now_ns: u64, stuck_ns: 
 fn holders_text(objects: &Objects, o: &IpcObject, nsems: usize) -> String {
     let parts: Vec<String> = (0..nsems)
         .flat_map(|num| {
-            objects.holders(o.key, num).into_iter().map(move |h| {
-                let text = hangs::holder_text(&h);
-                match text.split_once(' ') {
-                    Some((name, rest)) => format!("{name}@{num} {rest}"),
-                    None => format!("{text}@{num}"),
-                }
-            })
+            objects
+                .holders(o.key, num)
+                .into_iter()
+                .map(move |h| hangs::holder_at(&h, num))
         })
         .collect();
     if parts.is_empty() {
@@ -662,7 +576,7 @@ fn read_users() -> HashMap<u32, String> {
 mod tests {
     use super::*;
     use crate::decoder::syscalls::Op;
-    use crate::decoder::{Call, SemOp};
+    use crate::decoder::{Call, Event, SemOp};
     use crate::kernel_view::snapshot::{MsgTable, SemTable, ShmTable};
     use crate::model::objects::KernelSnapshot;
 

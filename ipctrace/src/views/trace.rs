@@ -1,19 +1,13 @@
 //! `ipctrace trace`: one line per completed call, aligned text for people or one JSON object per
 //! line (interface.md's names) for scripts, and a final summary line.
 
-use super::hangs;
-use super::{human_bytes, human_duration};
+use super::{hangs, human_bytes, human_duration};
 use crate::clock::WallClock;
-use crate::decoder::syscalls::{self, IpcKind, Op};
+use crate::decoder::syscalls::{self, Op};
 use crate::decoder::{Call, Event};
-use crate::filter::Filter;
-use crate::loader::KernelCounts;
-use crate::model::deadlocks::{Deadlock, SemName};
-use crate::model::objects::Objects;
+use crate::model::deadlocks::Deadlock;
 use crate::model::shm_addresses::ShmAddressBook;
 use crate::session::{Flow, Sink, Totals};
-use crate::views::objects::{shown_deadlocks, HangReader};
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
@@ -29,18 +23,6 @@ pub struct TraceView<W: Write> {
     /// Stop after this many calls (`--count`).
     remaining: Option<u64>,
     broken_pipe: bool,
-    /// Semaphores as the kernel has them, checked at each tick for deadlocks.
-    hangs: Option<Hangs>,
-}
-
-/// What `trace` keeps to report each deadlock once, when its cycle closes.
-struct Hangs {
-    objects: Objects,
-    /// The objects asked for (--type, --id, --key): deadlocks they are no part of are not shown.
-    filter: Filter,
-    reader: HangReader,
-    /// The cycles reported and still there.
-    reported: BTreeSet<Vec<(u32, SemName)>>,
 }
 
 impl<W: Write> TraceView<W> {
@@ -55,7 +37,6 @@ impl<W: Write> TraceView<W> {
             header_done: false,
             remaining: count,
             broken_pipe: false,
-            hangs: None,
         }
     }
 
@@ -67,64 +48,27 @@ impl<W: Write> TraceView<W> {
         self
     }
 
-    /// True once stdout was closed by its reader (`ipctrace trace | head`).
-    pub fn output_closed(&self) -> bool {
-        self.broken_pipe
-    }
-
-    /// Reports deadlocks: at each tick `objects` is corrected from the kernel and `reader`
-    /// adds the kernel's holders; a cycle is printed once, when it first shows.
-    pub fn reporting_deadlocks(
-        mut self,
-        filter: Filter,
-        objects: Objects,
-        reader: HangReader,
-    ) -> Self {
-        self.hangs = Some(Hangs {
-            objects,
-            filter,
-            reader,
-            reported: BTreeSet::new(),
-        });
-        self
-    }
-
-    /// One line per cycle that closed since the last check.
-    fn check_deadlocks(&mut self) -> Flow {
-        let Some(h) = self.hangs.as_mut() else {
-            return Flow::Continue;
-        };
-        if h.objects.reconcile_from_proc(&[IpcKind::Sem]).is_err() {
-            return Flow::Continue;
+    /// A deadlock's cycle just closed: one line (JSON: `{"deadlock": [...], "possible": ..}`).
+    pub fn deadlock(&mut self, d: &Deadlock) -> Flow {
+        self.line.clear();
+        if self.json {
+            self.line.push_str(&hangs::deadlock_json(d).to_string());
+        } else {
+            let now = crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64;
+            let _ = write!(
+                self.line,
+                "{} {}",
+                self.clock.time_of_day(now),
+                hangs::deadlock_line(d)
+            );
         }
-        (h.reader)(&mut h.objects);
-        let found = shown_deadlocks(&h.objects, &h.filter);
-        let now: BTreeSet<Vec<(u32, SemName)>> = found.iter().map(Deadlock::id).collect();
-        let new: Vec<&Deadlock> = found
-            .iter()
-            .filter(|d| !h.reported.contains(&d.id()))
-            .collect();
-        let mut lines = String::new();
-        for d in new {
-            if self.json {
-                lines.push_str(&hangs::deadlock_json(d).to_string());
-            } else {
-                let ts = self
-                    .clock
-                    .time_of_day(crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64);
-                let _ = write!(lines, "{ts} {}", hangs::deadlock_line(d));
-            }
-            lines.push('\n');
+        match self.write_line() {
+            Flow::Continue => match self.out.flush() {
+                Ok(()) => Flow::Continue,
+                Err(e) => self.fail(e),
+            },
+            stop => stop,
         }
-        h.reported = now;
-        if let Err(e) = self
-            .out
-            .write_all(lines.as_bytes())
-            .and_then(|()| self.out.flush())
-        {
-            return self.fail(e);
-        }
-        Flow::Continue
     }
 
     fn write_line(&mut self) -> Flow {
@@ -150,7 +94,7 @@ impl<W: Write> TraceView<W> {
             return Ok(());
         }
         self.out
-            .write_all(super::summary(totals, self.json).as_bytes())?;
+            .write_all(super::summary(totals, self.json, &[]).as_bytes())?;
         self.out.flush()
     }
 
@@ -358,7 +302,7 @@ fn push_int(out: &mut String, v: impl itoa::Integer) {
 /// The waker of a blocked call; a call that ended by timing out was woken by a timer, not a
 /// process.
 fn waker_of(call: &Call) -> Option<crate::decoder::Waker> {
-    if call.errno() == Some(11) && call.timeout_ns.is_some() {
+    if call.errno() == Some(syscalls::EAGAIN) && call.timeout_ns.is_some() {
         return None;
     }
     call.waker
@@ -446,7 +390,11 @@ pub fn args_text(call: &Call) -> String {
                 Some(syscalls::SETVAL) => {
                     format!("{cmd} sem[{}]={}", call.args[1] as i32, call.args[3] as i32)
                 }
-                Some(12 | 11 | 14 | 15) => format!("{cmd} sem[{}]", call.args[1] as i32),
+                Some(
+                    syscalls::GETVAL | syscalls::GETPID | syscalls::GETNCNT | syscalls::GETZCNT,
+                ) => {
+                    format!("{cmd} sem[{}]", call.args[1] as i32)
+                }
                 _ => cmd,
             }
         }
@@ -456,15 +404,11 @@ pub fn args_text(call: &Call) -> String {
 }
 
 impl<W: Write> Sink for TraceView<W> {
+    fn compat_processes(&mut self, found: &[(u32, String)]) {
+        super::say_compat_processes(found);
+    }
+
     fn event(&mut self, event: &Event) -> Flow {
-        if let Some(h) = self.hangs.as_mut() {
-            // The ledger of who took what follows the semaphore calls and the exits.
-            match event {
-                Event::Call(call) if call.kind() == IpcKind::Sem => h.objects.apply(event),
-                Event::Process(_) => h.objects.apply(event),
-                Event::Call(_) => {}
-            }
-        }
         let call = match event {
             Event::Call(call) => call,
             Event::Process(change) => {
@@ -499,10 +443,6 @@ impl<W: Write> Sink for TraceView<W> {
             Ok(()) => Flow::Continue,
             Err(e) => self.fail(e),
         }
-    }
-
-    fn interval(&mut self, _counts: KernelCounts) -> Flow {
-        self.check_deadlocks()
     }
 }
 
