@@ -20,15 +20,6 @@ pub struct BlockedSemop {
     pub last_ran_ns: Option<u64>,
 }
 
-/// CLOCK_MONOTONIC minus the scheduler's clock (they differ by seconds on some VMs): our own
-/// thread, just back from a sleep, last got the CPU a moment ago.
-fn sched_clock_offset() -> Option<i64> {
-    std::thread::sleep(std::time::Duration::from_micros(1));
-    let ran = parse_exec_start(&fs::read_to_string("/proc/thread-self/sched").ok()?)?;
-    let now = crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as i64;
-    Some(now - ran as i64)
-}
-
 /// `se.exec_start   :   3149078.012447` (milliseconds of the scheduler's clock) -> ns.
 pub fn parse_exec_start(sched: &str) -> Option<u64> {
     let line = sched
@@ -58,7 +49,6 @@ pub fn blocked_semops(ns: Option<u32>) -> Vec<BlockedSemop> {
         crate::decoder::syscalls::Op::Semtimedop.syscall_nr(),
     ];
     let mut blocked = Vec::new();
-    let clock_offset = std::cell::LazyCell::new(sched_clock_offset);
     let Ok(procs) = fs::read_dir("/proc") else {
         return blocked;
     };
@@ -83,12 +73,9 @@ pub fn blocked_semops(ns: Option<u32>) -> Vec<BlockedSemop> {
                 comm: comm_at(&format!("{dir}/comm")).unwrap_or_default(),
                 semid: args[0] as i32,
                 sops: read_sops(pid, args[1], args[2] as usize).unwrap_or_default(),
-                // /proc/<tid>/sched: task directories have no sched file of their own.
-                last_ran_ns: fs::read_to_string(format!("/proc/{tid}/sched"))
+                last_ran_ns: fs::read_to_string(format!("{dir}/sched"))
                     .ok()
-                    .and_then(|text| parse_exec_start(&text))
-                    .zip(*clock_offset)
-                    .map(|(ran, offset)| ran.saturating_add_signed(offset)),
+                    .and_then(|text| parse_exec_start(&text)),
             });
         }
     }
