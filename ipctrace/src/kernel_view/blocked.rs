@@ -14,19 +14,6 @@ pub struct BlockedSemop {
     pub semid: i32,
     /// Its operations, read from its memory (empty when that is not allowed).
     pub sops: Vec<crate::decoder::SemOp>,
-    /// When the thread last got the CPU (the scheduler's clock, as CLOCK_MONOTONIC ns): it
-    /// has been asleep since just after, so its wait is at least that old. None when
-    /// /proc/<tid>/sched is not there (CONFIG_SCHED_DEBUG) or not readable.
-    pub last_ran_ns: Option<u64>,
-}
-
-/// `se.exec_start   :   3149078.012447` (milliseconds of the scheduler's clock) -> ns.
-pub fn parse_exec_start(sched: &str) -> Option<u64> {
-    let line = sched
-        .lines()
-        .find(|l| l.trim_start().starts_with("se.exec_start"))?;
-    let ms: f64 = line.split(':').nth(1)?.trim().parse().ok()?;
-    (ms.is_finite() && ms > 0.0).then_some((ms * 1e6) as u64)
 }
 
 /// `220 0x800f 0x7fff4feabb1a 0x2 0x0 0x0 0x7fad287e6740 0x7fff4feabaf8 0x7fad288f45da`: the
@@ -73,9 +60,6 @@ pub fn blocked_semops(ns: Option<u32>) -> Vec<BlockedSemop> {
                 comm: comm_at(&format!("{dir}/comm")).unwrap_or_default(),
                 semid: args[0] as i32,
                 sops: read_sops(pid, args[1], args[2] as usize).unwrap_or_default(),
-                last_ran_ns: fs::read_to_string(format!("{dir}/sched"))
-                    .ok()
-                    .and_then(|text| parse_exec_start(&text)),
             });
         }
     }

@@ -543,19 +543,3 @@ fn a_split_attachment_is_several_mappings() {
         .unwrap();
     assert_eq!(seg.nattch, 3);
 }
-
-#[test]
-fn when_a_sleeping_thread_last_ran() {
-    use super::blocked::parse_exec_start;
-    let sched = "waiter1 (23335, #threads: 1)\n---\nse.exec_start                                :       3149078.012447\nse.vruntime    :   1.0\n";
-    assert_eq!(parse_exec_start(sched), Some(3_149_078_012_447));
-    assert_eq!(parse_exec_start("se.vruntime : 1.0\n"), None);
-    // Our own thread has run, just now: its last run is at most now.
-    let own = std::fs::read_to_string("/proc/thread-self/sched").unwrap();
-    let ran = parse_exec_start(&own).unwrap();
-    let now = crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64;
-    assert!(
-        ran <= now + 10_000_000 && ran + 60_000_000_000 > now,
-        "{ran} vs {now}"
-    );
-}

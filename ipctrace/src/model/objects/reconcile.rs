@@ -271,17 +271,8 @@ impl Objects {
                         .waiters
                         .iter()
                         .find(|w| w.tid == b.tid && w.for_zero == for_zero)
-                        .map_or_else(
-                            // Asleep since it last ran, at the latest; seen now, at least.
-                            || {
-                                (
-                                    b.last_ran_ns
-                                        .map_or(table.taken_ns, |t| t.min(table.taken_ns)),
-                                    false,
-                                )
-                            },
-                            |w| (w.since_ns, w.exact),
-                        );
+                        // First seen now: waiting at least since then.
+                        .map_or((table.taken_ns, false), |w| (w.since_ns, w.exact));
                     waiters[num].push(SemWaiter {
                         pid: b.pid,
                         tid: b.tid,

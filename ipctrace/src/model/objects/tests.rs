@@ -737,7 +737,6 @@ fn reconcile_corrects_counts_attachments_and_values() {
             op: -1,
             flg: 0,
         }],
-        last_ran_ns: None,
     }];
     let msg = view.msg.as_mut().unwrap();
     msg.taken_ns = 10;
