@@ -72,6 +72,9 @@ struct Pending {
     ts_ns: u64,
     switched_out_ns: u64,
     blocked_ns: u64,
+    /// With CALL_RESTARTING: when the attempt ended and the restart code it ended with.
+    restart_exit_ns: u64,
+    restart_ret: i64,
     args: [u64; 6],
     op: u32,
     flags: u32,
@@ -260,10 +263,73 @@ pub fn ipc_exit_process(ctx: BtfTracePointContext) -> u32 {
     0
 }
 
+// ---- Signal restarts (issue 13): finish a call that returned ERESTART* as the process saw it. ----
+/// signal:signal_deliver record offsets (its `format` file): the handler and its flags.
+const TP_SIGNAL_HANDLER: usize = 24;
+const TP_SIGNAL_FLAGS: usize = 32;
+const SIG_IGN: u64 = 1;
+const SA_RESTART: u64 = 0x1000_0000;
+const EINTR: i64 = 4;
+
+/// A signal is being delivered to the current thread on its way back to user space. If a call
+/// of it returned a restart code, a handler that runs now makes the process see EINTR (the
+/// kernel's handle_signal rules); with no handler the kernel re-enters the call (see the enter
+/// programs), and a fatal signal ends the thread (ipc_thread_exit).
+#[tracepoint]
+pub fn ipc_signal(ctx: TracePointContext) -> u32 {
+    let task = unsafe { bpf_get_current_task_btf() };
+    let Some(p) = (unsafe { PENDING.get(task, false).as_mut() }) else {
+        return 0;
+    };
+    if p.ts_ns == 0 || p.flags & CALL_RESTARTING == 0 {
+        return 0;
+    }
+    let handler: u64 = unsafe { ctx_read(&ctx, TP_SIGNAL_HANDLER) };
+    let sa_flags: u64 = unsafe { ctx_read(&ctx, TP_SIGNAL_FLAGS) };
+    let restarts = match -p.restart_ret {
+        ERESTARTNOINTR => true,
+        ERESTARTSYS => sa_flags & SA_RESTART != 0,
+        _ => false,
+    };
+    if handler <= SIG_IGN || restarts {
+        return 0;
+    }
+    let ts_ns = p.ts_ns;
+    p.ts_ns = 0;
+    p.flags &= !CALL_RESTARTING;
+    let _ = emit_call(task, p, ts_ns, p.restart_exit_ns, -EINTR, CALL_INTERRUPTED);
+    0
+}
+
+/// A thread exits: a call it left with a restart code (killed by a signal on the way back) is
+/// reported, with the kernel's code, rather than lost.
+#[tracepoint]
+pub fn ipc_thread_exit(_ctx: TracePointContext) -> u32 {
+    let task = unsafe { bpf_get_current_task_btf() };
+    let Some(p) = (unsafe { PENDING.get(task, false).as_mut() }) else {
+        return 0;
+    };
+    if p.ts_ns == 0 || p.flags & CALL_RESTARTING == 0 {
+        return 0;
+    }
+    let ts_ns = p.ts_ns;
+    p.ts_ns = 0;
+    p.flags &= !CALL_RESTARTING;
+    let _ = emit_call(
+        task,
+        p,
+        ts_ns,
+        p.restart_exit_ns,
+        p.restart_ret,
+        CALL_THREAD_EXITED,
+    );
+    0
+}
+
 #[inline(always)]
 fn emit_process(event: u32, pid: u32, child_pid: u32, start_ns: u64) {
     let Some(mut entry) = EVENTS.reserve::<ProcessEvent>(0) else {
-        count(COUNTER_LOST);
+        count(COUNTER_LOST_PROCESS);
         return;
     };
     entry.write(ProcessEvent {
@@ -316,6 +382,19 @@ fn try_ipc_enter<const NARGS: usize>(ctx: &TracePointContext, op: u32) -> Option
         count(COUNTER_UNTRACKED);
         return None;
     };
+    if p.ts_ns != 0 && p.flags & CALL_RESTARTING != 0 {
+        if p.op == op {
+            // The kernel re-executes the interrupted call: one logical call goes on, from its
+            // first sys_enter. Its waker so far was the signal's sender, not a releaser.
+            p.flags = (p.flags & !CALL_RESTARTING) | CALL_RESTARTED;
+            p.waker_pid = 0;
+            p.waker_tid = 0;
+            return Some(());
+        }
+        // Another call before the restart (a SA_RESTART handler's own call): the first one's
+        // outcome is unknown.
+        count(COUNTER_UNTRACKED);
+    }
     // Volatile stores: LLVM would turn the zero ones into a call to a byte-loop memset.
     for (i, slot) in p.args.iter_mut().enumerate() {
         unsafe { core::ptr::write_volatile(slot, if i == 0 { first } else { arg(i) }) };
@@ -358,6 +437,29 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
         }
     }
 
+    if is_restart(ret) {
+        // What the process sees is decided on its way back to user space: a signal handler
+        // makes it EINTR (ipc_signal), otherwise the kernel enters the call again.
+        p.restart_exit_ns = now;
+        p.restart_ret = ret;
+        p.flags |= CALL_RESTARTING;
+        p.ts_ns = ts_ns;
+        return None;
+    }
+    emit_call(task, p, ts_ns, now, ret, 0)
+}
+
+/// Writes the record of a finished call (`extra_flags`: CALL_INTERRUPTED, CALL_THREAD_EXITED).
+#[inline(always)]
+fn emit_call(
+    task: *mut task_struct,
+    p: &mut Pending,
+    ts_ns: u64,
+    now: u64,
+    ret: i64,
+    extra_flags: u32,
+) -> Option<()> {
+    let op = p.op;
     let Some(mut entry) = EVENTS.reserve::<IpcCall>(0) else {
         count(COUNTER_LOST);
         return None;
@@ -402,7 +504,7 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
         let to = addr_of_mut!((*c).comm) as *mut Comm;
         (*to)[0] = comm[0];
         (*to)[1] = comm[1];
-        let mut flags = p.flags & CALL_BLOCKED;
+        let mut flags = (p.flags & (CALL_BLOCKED | CALL_RESTARTED)) | extra_flags;
         // User memory is read into the stack first: with a ring-buffer (vmalloc) destination,
         // hardened usercopy looks the address up in the vmap tree on every read.
         let mut user = [0u64; 3];

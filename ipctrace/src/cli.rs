@@ -1,6 +1,7 @@
 //! The command line (docs/interface.md's contract): the options every command shares, the list
 //! of commands, and the dispatch to each command's own file in `commands`.
 
+use crate::commands::completions::{self, CompletionsArgs, ManpagesArgs};
 use crate::commands::lat::{LatArgs, LAT_EXAMPLES};
 use crate::commands::objects::{ObjectsArgs, OBJECTS_EXAMPLES};
 use crate::commands::trace::TraceArgs;
@@ -15,12 +16,19 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// `ipctrace --version`: the release and the commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("IPCTRACE_COMMIT"),
+    ")"
+);
 const ABOUT: &str =
     "Trace Linux System V IPC (shared memory, semaphores, message queues) with eBPF.";
 pub use crate::commands::trace::EXAMPLES;
 
 #[derive(Debug, Parser)]
-#[command(name = "ipctrace", version, about = ABOUT, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
+#[command(name = "ipctrace", version = VERSION, about = ABOUT, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -43,6 +51,14 @@ pub enum Command {
     /// For benchmarks: the same syscall tracepoints with programs that do nothing.
     #[command(hide = true)]
     Floor(Common),
+    /// Print a shell completion script (bash, zsh, fish).
+    #[command(
+        after_help = "Example:\n  ipctrace completions bash > /etc/bash_completion.d/ipctrace"
+    )]
+    Completions(CompletionsArgs),
+    /// Write the man pages (the release tarball has them).
+    #[command(hide = true)]
+    Manpages(ManpagesArgs),
 }
 
 /// Options every tracing command shares.
@@ -133,6 +149,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Lat(args)) => lat::run(args),
         Some(Command::Objects(args)) => objects::run(args),
         Some(Command::Floor(common)) => floor::run(common),
+        Some(Command::Completions(args)) => completions::completions(args),
+        Some(Command::Manpages(args)) => completions::manpages(args),
         None => trace::run(cli.trace),
     };
     let _ = std::io::stderr().flush();

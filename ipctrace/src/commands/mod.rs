@@ -1,6 +1,7 @@
 //! One file per command: its options, help text and the wiring of loader, session, model and
 //! view. What several commands wire the same way (attaching, what /proc says now) is here.
 
+pub mod completions;
 pub mod floor;
 pub mod hangs;
 pub mod lat;

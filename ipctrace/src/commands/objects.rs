@@ -28,6 +28,8 @@ cpid, and semaphore sets and queues made before ipctrace looked show no creator.
 /proc/sysvipc lists ipctrace's own IPC namespace only: objects of other namespaces (containers)
 show once a traced call names them, labelled with their ipc_ns, and a note says when processes
 live in other namespaces. To list one's objects: nsenter --ipc --target PID ipctrace objects.
+On a terminal, ATTACHED and WAITERS give the count and as many names as fit the width (then
++N for the rest); with --wide, or when the output is a pipe or a file, every name.
 On privileges, --user and --output: ipctrace --help.";
 
 #[derive(Debug, Args, Clone, Default)]
@@ -39,6 +41,10 @@ pub struct ObjectsArgs {
     pub watch: Option<Duration>,
     #[command(flatten)]
     pub hangs: HangArgs,
+    /// Cut nothing: every attached process and waiter, however wide the lines (as when the
+    /// output is not a terminal).
+    #[arg(long)]
+    pub wide: bool,
 }
 
 /// Runs `ipctrace objects`; the value is the exit code.
@@ -57,7 +63,9 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
             eprintln!("{note}");
         }
         prepared.drop_privileges()?;
+        let width = table_width(&args, &prepared.out);
         let mut view = ObjectsView::new(prepared.out, args.common.json, filter)
+            .width(width)
             .stuck_after(args.hangs.stuck_ns());
         view.print(live.objects(), now_ns())?;
         return Ok(0);
@@ -73,8 +81,10 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
         live = live.with_hangs(HangSources::new(Some(&probe)), true);
     }
     prepared.drop_privileges()?;
+    let width = table_width(&args, &prepared.out);
     let view = ObjectsView::new(prepared.out, args.common.json, filter.clone())
         .stamped(true)
+        .width(width)
         .stuck_after(args.hangs.stuck_ns());
     let schedule = Schedule {
         duration: args.common.duration,
@@ -112,6 +122,15 @@ impl<W: Write> Watch<W> {
     }
 }
 
+/// The width to fit tables into: the terminal's, unless --wide (or no terminal) asks for all.
+fn table_width(args: &ObjectsArgs, out: &crate::views::output::Output) -> Option<usize> {
+    if args.wide {
+        None
+    } else {
+        out.terminal_width()
+    }
+}
+
 impl<W: Write> Sink for Watch<W> {
     fn compat_processes(&mut self, found: &[(u32, String)]) {
         crate::views::say_compat_processes(found);
@@ -127,8 +146,21 @@ impl<W: Write> Sink for Watch<W> {
         Flow::Continue
     }
 
+    /// Segments are read before the last drain of the interval, so that the fork and exit
+    /// events of what changed while their maps were scanned are in the list when it is printed.
+    fn before_interval(&mut self) {
+        self.live.refresh_kinds(&[IpcKind::Shm]);
+    }
+
+    fn settled(&mut self) -> bool {
+        self.live.recount_segments_ahead_of_list()
+    }
+
+    /// Sets and queues are read last: their waiters are the kernel's now (the events say when a
+    /// wait ends, never when one begins).
     fn interval(&mut self) -> Flow {
-        match self.report() {
+        self.live.refresh_kinds(&[IpcKind::Sem, IpcKind::Msg]);
+        match self.view.print(self.live.objects(), now_ns()) {
             Ok(()) => Flow::Continue,
             Err(e) => {
                 self.failed = Some(e);

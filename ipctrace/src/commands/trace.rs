@@ -26,6 +26,10 @@ Examples:
   ipctrace trace --json --duration 10 > calls.jsonl
   ipctrace trace --json --user nobody -o calls.jsonl   # attach as root, then trace as nobody
 
+Lines come as calls return: TIME is when the call returned and LAT how long it took (JSON's
+ts_ns is when it was made). A call a signal interrupted is reported as the process saw it: EINTR
+when a handler ran, or one call the kernel restarted (the line ends saying so).
+
 Needs root, or CAP_BPF and CAP_PERFMON, on a kernel with BTF (/sys/kernel/btf/vmlinux) and
 syscall tracepoints (CONFIG_FTRACE_SYSCALLS).
 

@@ -5,6 +5,7 @@
 pub mod btf;
 pub mod pending;
 pub mod privileges;
+pub mod requirements;
 pub mod sem_undo;
 
 use crate::decoder::syscalls::{IpcKind, Op};
@@ -16,6 +17,7 @@ use aya::programs::trace_point::TracePointLink;
 use aya::programs::{BtfTracePoint, ProgramError, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use ipctrace_common as common;
+use std::path::PathBuf;
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipctrace-ebpf"));
 
@@ -53,8 +55,10 @@ pub struct Counters {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KernelCounts {
-    /// Records dropped because the ring buffer was full.
+    /// Call records dropped because the ring buffer was full.
     pub lost: u64,
+    /// Process fork/exec/exit records dropped because the ring buffer was full.
+    pub lost_process: u64,
     /// Calls or objects the kernel could not keep track of: no memory for a thread's pending
     /// call, or no room in the object filter for an object a `--key` names.
     pub untracked: u64,
@@ -72,6 +76,7 @@ impl Counters {
         };
         Ok(KernelCounts {
             lost: sum(common::COUNTER_LOST)?,
+            lost_process: sum(common::COUNTER_LOST_PROCESS)?,
             untracked: sum(common::COUNTER_UNTRACKED)?,
         })
     }
@@ -92,13 +97,16 @@ impl Probe {
         // programs load. Our offsets come from a lean reader (6 MB, 7 ms), meanwhile. Startup
         // peaks at about 27 MB either way; once attached, ipctrace keeps about 21 MB, 16 of
         // them the ring buffer (8 MiB, its pages mapped twice).
+        let tracefs = ensure_tracefs()?;
+        let vmlinux = requirements::check(&tracefs)?;
         let (offsets, mut loader) = std::thread::scope(|scope| {
-            let offsets = scope.spawn(btf::offsets_of_running_kernel);
+            let offsets = scope.spawn(|| btf::offsets_from_vmlinux(&vmlinux));
             let mut loader = EbpfLoader::new();
             loader.btf(None);
             (offsets.join().expect("BTF offsets thread"), loader)
         });
         let config = kernel_config(options, offsets?);
+        drop(vmlinux);
         release_freed_memory();
         loader
             .override_global("CONFIG", &config, true)
@@ -138,7 +146,6 @@ impl Probe {
             }
         }
 
-        ensure_tracefs()?;
         let mut links = Links(Vec::new());
         let ops: Vec<Op> = filter.kinds().into_iter().flat_map(IpcKind::ops).collect();
         if options.floor {
@@ -176,6 +183,19 @@ impl Probe {
                 let enter: &mut TracePoint = program_mut(&mut ebpf, &name)?.try_into()?;
                 enter.load().with_context(|| format!("loading {name}"))?;
                 links.push(attach_syscall(enter, &name)?);
+            }
+            // A call that returned a restart code is finished by what happens on the way back
+            // to user space: a signal handler (EINTR) or the thread's exit.
+            for (program, category, tracepoint) in [
+                ("ipc_signal", "signal", "signal_deliver"),
+                ("ipc_thread_exit", "sched", "sched_process_exit"),
+            ] {
+                let prog: &mut TracePoint = program_mut(&mut ebpf, program)?.try_into()?;
+                prog.load().with_context(|| format!("loading {program}"))?;
+                let id = prog
+                    .attach(category, tracepoint)
+                    .with_context(|| format!("attaching to tracepoint {category}:{tracepoint}"))?;
+                links.push(prog.take_link(id)?);
             }
             let Some(btf) = btf else {
                 return Ok(());
@@ -266,10 +286,14 @@ impl Drop for Links {
 }
 
 /// Hands the parsers' freed memory back to the kernel: glibc keeps it (in the parse threads'
-/// arenas, too) and it would count as ipctrace's resident memory for the whole session.
+/// arenas, too) and it would count as ipctrace's resident memory for the whole session. musl's
+/// malloc (the static build) unmaps large freed blocks at once and has no such call.
 fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only walks glibc's own arenas.
-    unsafe { libc::malloc_trim(0) };
+    unsafe {
+        libc::malloc_trim(0)
+    };
 }
 
 fn attach_syscall(program: &mut TracePoint, name: &str) -> Result<TracePointLink> {
@@ -289,16 +313,20 @@ fn attach_syscall(program: &mut TracePoint, name: &str) -> Result<TracePointLink
 }
 
 /// Syscall tracepoints are attached through tracefs; a fresh boot may not have it mounted yet.
-fn ensure_tracefs() -> Result<()> {
+/// Returns where it is mounted.
+fn ensure_tracefs() -> Result<PathBuf> {
     const TRACEFS: &str = "/sys/kernel/tracing";
     // Where aya looks for it, in its order.
-    let mounted = |p: &str| {
-        std::fs::read_dir(p)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(false)
-    };
-    if mounted(TRACEFS) || mounted("/sys/kernel/debug/tracing") {
-        return Ok(());
+    for place in [TRACEFS, "/sys/kernel/debug/tracing"] {
+        match std::fs::read_dir(place).map(|mut dir| dir.next().is_some()) {
+            Ok(true) => return Ok(PathBuf::from(place)),
+            // tracefs is root's alone (mode 0700): CAP_BPF and CAP_PERFMON do not open it.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+                "cannot read tracefs at {place} ({e}): needs root, or CAP_DAC_READ_SEARCH \
+                 besides CAP_BPF and CAP_PERFMON"
+            ),
+            _ => {}
+        }
     }
     // SAFETY: all arguments are valid NUL-terminated strings.
     let rc = unsafe {
@@ -311,7 +339,7 @@ fn ensure_tracefs() -> Result<()> {
         )
     };
     if rc == 0 {
-        return Ok(());
+        return Ok(PathBuf::from(TRACEFS));
     }
     let error = std::io::Error::last_os_error();
     if error.raw_os_error() == Some(libc::ENODEV) {

@@ -20,15 +20,15 @@ impl SemUndoReader {
     /// Loads the iterator with the running kernel's offsets. Fails with one line naming what
     /// the kernel refused.
     pub fn load() -> Result<SemUndoReader> {
-        let path = "/sys/kernel/btf/vmlinux";
+        let path = btf::VMLINUX;
         let data = std::fs::read(path).with_context(|| format!("reading {path}"))?;
         let lean = btf::KernelBtf::parse(&data)?;
         let undo = SemUndoOffsets::from_btf(&lean)?;
-        drop(data);
         let config = ipctrace_common::Config {
-            offsets: btf::offsets_of_running_kernel()?,
+            offsets: btf::offsets_from_vmlinux(&data)?,
             ..ipctrace_common::Config::DEFAULT
         };
+        drop(data);
         let semadj_is_pointer = undo.semadj_is_pointer as u32;
         let mut loader = EbpfLoader::new();
         loader
