@@ -235,11 +235,34 @@ pub fn object_filter_key(class: u64, ipc_type: u64, value: u32) -> u64 {
     (ipc_type << 40) | (class << 32) | value as u64
 }
 
+// ---- SEM_UNDO adjustments, read from every process by the `sem_undo_lists` task iterator. ----
+/// How many semaphores of a set one `SemUndoRecord` carries (semnum 0..MAX_UNDO_SEMS).
+pub const MAX_UNDO_SEMS: usize = 64;
+/// How many sets of one process the iterator walks (a process using more is flagged).
+pub const MAX_UNDO_SETS: u32 = 128;
+/// `SemUndoRecord::flags` bits.
+pub const UNDO_SEMADJ_UNREAD: u32 = 1 << 0; // the kernel refused the read of semadj[]
+pub const UNDO_MORE_SETS: u32 = 1 << 1; // the process has more than MAX_UNDO_SETS sets
+/// One `struct sem_undo` of one process: what its exit will add back to each semaphore.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SemUndoRecord {
+    pub pid: u32, // thread group id
+    pub ipc_ns: u32,
+    pub semid: i32, // -1: the set was removed, the entry not yet freed
+    pub flags: u32,
+    pub comm: [u8; TASK_COMM_LEN],
+    /// semadj[i]: +N when the process took N units of semaphore i with SEM_UNDO. Only the
+    /// set's nsems first entries are the kernel's (the array ends there); user space knows nsems.
+    pub semadj: [i16; MAX_UNDO_SEMS],
+}
+
 #[cfg(feature = "user")]
 mod user {
     unsafe impl aya::Pod for super::SemBuf {}
     unsafe impl aya::Pod for super::IpcCall {}
     unsafe impl aya::Pod for super::ProcessEvent {}
+    unsafe impl aya::Pod for super::SemUndoRecord {}
     unsafe impl aya::Pod for super::Config {}
 }
 
@@ -252,6 +275,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<SemBuf>(), 6);
         assert_eq!(core::mem::size_of::<IpcCall>(), 192);
         assert_eq!(core::mem::size_of::<ProcessEvent>(), 48);
+        assert_eq!(core::mem::size_of::<SemUndoRecord>(), 160);
         // No padding the two sides could disagree on: comms start 8-aligned.
         assert_eq!(core::mem::size_of::<Config>(), 152);
         assert_eq!(core::mem::offset_of!(Config, comms), 56);

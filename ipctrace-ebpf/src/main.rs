@@ -715,6 +715,153 @@ fn count(counter: u32) {
     }
 }
 
+// ---- Who holds a semaphore: every process's SEM_UNDO adjustments, read by a task iterator
+// that user space runs on demand (no tracing involved; the kernel keeps no such list in /proc).
+#[no_mangle]
+static OFFSET_TASK_UNDO_LIST: Global<u32> = Global::new(0);
+#[no_mangle]
+static OFFSET_UNDO_LIST_PROC: Global<u32> = Global::new(0);
+#[no_mangle]
+static OFFSET_SEM_UNDO_LINK: Global<u32> = Global::new(0);
+#[no_mangle]
+static OFFSET_SEM_UNDO_SEMID: Global<u32> = Global::new(0);
+#[no_mangle]
+static OFFSET_SEM_UNDO_SEMADJ: Global<u32> = Global::new(0);
+/// Non-zero where sem_undo.semadj is a pointer rather than the entry's trailing array.
+#[no_mangle]
+static SEMADJ_IS_POINTER: Global<u32> = Global::new(0);
+
+/// (ipc_ns << 32 | semid) -> nsems, filled by user space before each walk: the kernel's semadj
+/// array ends at nsems and nothing in the entry says where, so nothing past it is read.
+#[map]
+static UNDO_NSEMS: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
+
+/// `struct bpf_iter__task` and `struct bpf_iter_meta` (include/linux/bpf.h, bpf_iter.h).
+#[repr(C)]
+pub struct TaskIterContext {
+    meta: *const IterMeta,
+    task: *const u8,
+}
+
+#[repr(C)]
+pub struct IterMeta {
+    seq: *mut aya_ebpf::bindings::seq_file,
+    session_id: u64,
+    seq_num: u64,
+}
+
+/// Called by the kernel once per task (thread) and once more with none at the end; writes one
+/// `SemUndoRecord` per set a process holds adjustments on into the iterator's file.
+#[no_mangle]
+#[link_section = "iter/task"]
+pub fn sem_undo_lists(ctx: *const TaskIterContext) -> i32 {
+    let _ = try_sem_undo_lists(ctx);
+    0
+}
+
+#[inline(always)]
+fn try_sem_undo_lists(ctx: *const TaskIterContext) -> Option<()> {
+    use aya_ebpf::helpers::bpf_probe_read_kernel as read_kernel;
+    let (task, meta) = unsafe { ((*ctx).task, (*ctx).meta) };
+    if task.is_null() || meta.is_null() {
+        return None;
+    }
+    let seq = unsafe { (*meta).seq };
+    let list: *const u8 = unsafe { btf_read(task, OFFSET_TASK_UNDO_LIST.load()) };
+    if list.is_null() {
+        return None;
+    }
+    let (pid, tgid) = unsafe {
+        (
+            btf_read::<u32>(task, config!(offsets.task_pid)),
+            btf_read::<u32>(task, config!(offsets.task_tgid)),
+        )
+    };
+    // Threads made with CLONE_SYSVSEM (all pthreads) share their leader's list: report it once.
+    if pid != tgid {
+        let leader: *const u8 = unsafe { btf_read(task, config!(offsets.task_group_leader)) };
+        let leader_list: *const u8 = unsafe { btf_read(leader, OFFSET_TASK_UNDO_LIST.load()) };
+        if leader_list == list {
+            return None;
+        }
+    }
+    // The entries are freed through RCU, which the iterator's program runs under; they are
+    // walked with probe reads (a list link is not a BTF pointer to the entry around it).
+    let head = list as u64 + OFFSET_UNDO_LIST_PROC.load() as u64;
+    let mut link: u64 = unsafe { read_kernel(head as *const u64) }.ok()?;
+    // Built field by field: a struct literal's zeroed array becomes a byte-loop memset call.
+    let mut slot = core::mem::MaybeUninit::<SemUndoRecord>::uninit();
+    let record = slot.as_mut_ptr();
+    unsafe {
+        (*record).pid = tgid;
+        (*record).ipc_ns = ipc_ns_of(task);
+        *(addr_of_mut!((*record).comm) as *mut Comm) = comm_of(task);
+        let words = addr_of_mut!((*record).semadj) as *mut u64;
+        for i in 0..MAX_UNDO_SEMS / 4 {
+            core::ptr::write_volatile(words.add(i), 0);
+        }
+    }
+    let record = unsafe { &mut *record };
+    for _ in 0..MAX_UNDO_SETS {
+        if link == head || link == 0 {
+            return Some(());
+        }
+        let entry = link - OFFSET_SEM_UNDO_LINK.load() as u64;
+        let semid: i32 =
+            unsafe { read_kernel((entry + OFFSET_SEM_UNDO_SEMID.load() as u64) as *const i32) }
+                .unwrap_or(-1);
+        let at = entry + OFFSET_SEM_UNDO_SEMADJ.load() as u64;
+        let semadj = if SEMADJ_IS_POINTER.load() != 0 {
+            unsafe { read_kernel(at as *const u64) }.unwrap_or(0)
+        } else {
+            at
+        };
+        let key = ((record.ipc_ns as u64) << 32) | semid as u32 as u64;
+        let nsems = unsafe { UNDO_NSEMS.get(key) }.copied().unwrap_or(0);
+        record.semid = semid;
+        record.flags = UNDO_SEMADJ_UNREAD;
+        // Explicit bounds: the verifier wants the read's size known to be within the record.
+        let bytes = 2 * nsems as u32;
+        let bytes = if bytes > 2 * MAX_UNDO_SEMS as u32 {
+            2 * MAX_UNDO_SEMS as u32
+        } else {
+            bytes
+        };
+        if bytes > 0 && semadj != 0 {
+            let read = unsafe {
+                aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+                    record.semadj.as_mut_ptr().cast(),
+                    bytes,
+                    semadj as *const _,
+                )
+            };
+            if read == 0 {
+                record.flags = 0;
+            }
+        }
+        unsafe {
+            aya_ebpf::helpers::generated::bpf_seq_write(
+                seq,
+                record as *const SemUndoRecord as *const _,
+                core::mem::size_of::<SemUndoRecord>() as u32,
+            )
+        };
+        link = unsafe { read_kernel(link as *const u64) }.ok()?;
+    }
+    if link != head {
+        record.semid = -1;
+        record.flags = UNDO_MORE_SETS;
+        unsafe {
+            aya_ebpf::helpers::generated::bpf_seq_write(
+                seq,
+                record as *const SemUndoRecord as *const _,
+                core::mem::size_of::<SemUndoRecord>() as u32,
+            )
+        };
+    }
+    Some(())
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -282,7 +282,7 @@ fn by_process_every_key_names_its_process() {
         for c in &t.calls {
             view.event(&Event::Call(*c));
         }
-        view.report().unwrap();
+        view.report(None).unwrap();
         String::from_utf8(view.into_output()).unwrap()
     };
     let lines = json_lines(render(true).as_bytes());

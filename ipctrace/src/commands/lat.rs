@@ -2,15 +2,20 @@
 //! Its options, its help, and the wiring of loader, session, wait model and view.
 
 use super::followed::FollowedCommand;
+use super::hangs::{HangArgs, HangSources};
+use super::live::LiveObjects;
 use super::{attach, exit_code, ids_of_keys, known_keys, runtime};
 use crate::cli::{parse_seconds, Common, FollowArgs};
 use crate::decoder::syscalls::IpcKind;
+use crate::decoder::Event;
 use crate::loader::ProbeOptions;
 use crate::model::waits::{GroupBy, Waits};
 use crate::session::{self, Schedule};
+use crate::session::{Flow, Sink};
 use crate::views::lat::LatView;
 use anyhow::Result;
 use clap::Args;
+use std::io::Write;
 use std::time::Duration;
 
 pub const LAT_EXAMPLES: &str = "\
@@ -49,6 +54,8 @@ pub struct LatArgs {
     /// Number of intervals, positional as in bcc's tools.
     #[arg(value_name = "COUNT", conflicts_with = "count")]
     pub count_pos: Option<u64>,
+    #[command(flatten)]
+    pub hangs: HangArgs,
     #[command(flatten)]
     pub follow: FollowArgs,
 }
@@ -102,6 +109,14 @@ pub fn run(args: LatArgs) -> Result<i32> {
         },
     )?;
     let keys = known_keys(&filter.kinds());
+    // Waits in progress and holders come from the kernel at each report (semaphores only);
+    // the reader is loaded while privileged.
+    let live = match filter.kinds().contains(&IpcKind::Sem) {
+        true => Some(
+            LiveObjects::seed(&[IpcKind::Sem])?.with_hangs(HangSources::new(Some(&probe)), false),
+        ),
+        false => None,
+    };
     prepared.drop_privileges()?;
     let mut view = LatView::new(
         prepared.out,
@@ -110,6 +125,9 @@ pub fn run(args: LatArgs) -> Result<i32> {
         count,
     )
     .in_milliseconds(args.milliseconds);
+    if live.is_some() {
+        view = view.showing_hangs(args.hangs.stuck_ns(), filter.clone());
+    }
     for (kind, ns, id, key) in keys {
         view.know_key(kind, ns, id, key);
     }
@@ -120,10 +138,39 @@ pub fn run(args: LatArgs) -> Result<i32> {
         notes: Vec::new(),
         until_exit: command.as_ref().map(FollowedCommand::exit_fd),
     };
+    let mut watch = LatWatch { live, view };
     if let Some(command) = command.as_mut() {
         command.release()?;
     }
-    let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
-    view.finish(&totals)?;
+    let totals = runtime()?.block_on(session::run(probe, schedule, &mut watch))?;
+    let LatWatch { mut live, mut view } = watch;
+    if let Some(live) = live.as_mut() {
+        live.refresh();
+    }
+    view.finish(&totals, live.as_ref().map(LiveObjects::objects))?;
     Ok(exit_code(command.as_mut()))
+}
+
+/// The histograms, and the semaphores as the kernel has them (read again at each report) for
+/// the waits still in progress: the hang no finished wait shows.
+struct LatWatch<W: Write> {
+    live: Option<LiveObjects>,
+    view: LatView<W>,
+}
+
+impl<W: Write> Sink for LatWatch<W> {
+    fn event(&mut self, event: &Event) -> Flow {
+        self.view.event(event)
+    }
+
+    fn compat_processes(&mut self, found: &[(u32, String)]) {
+        self.view.compat_processes(found);
+    }
+
+    fn interval(&mut self) -> Flow {
+        if let Some(live) = self.live.as_mut() {
+            live.refresh();
+        }
+        self.view.tick(self.live.as_ref().map(LiveObjects::objects))
+    }
 }

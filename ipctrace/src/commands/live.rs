@@ -2,6 +2,7 @@
 //! come): events are applied as they arrive, and the kernel's own view is read in and handed to
 //! the model after each batch (values calls cannot tell) and on each refresh (everything).
 
+use super::hangs::HangSources;
 use crate::clock::clock_ns;
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::Event;
@@ -15,6 +16,9 @@ pub struct LiveObjects {
     kinds: Vec<IpcKind>,
     /// Said once that a refresh failed (the calls seen still say a lot).
     warned: bool,
+    /// The kernel's SEM_UNDO lists and the waits' starts, read on each refresh; with `true`,
+    /// even when nothing waits (the holders of every semaphore are shown).
+    hangs: Option<(HangSources, bool)>,
 }
 
 impl LiveObjects {
@@ -26,7 +30,16 @@ impl LiveObjects {
             objects: Objects::from_snapshot(&snapshot),
             kinds: kinds.to_vec(),
             warned: false,
+            hangs: None,
         })
+    }
+
+    /// Also reads, now and on each refresh, what names holders and dates waits (see
+    /// `HangSources`); `always`: even when nothing waits.
+    pub fn with_hangs(mut self, mut sources: HangSources, always: bool) -> LiveObjects {
+        sources.refresh(&mut self.objects, always);
+        self.hangs = Some((sources, always));
+        self
     }
 
     pub fn objects(&self) -> &Objects {
@@ -98,6 +111,9 @@ impl LiveObjects {
                 eprintln!("ipctrace: not reconciled with the kernel's view: {e:#}");
                 self.warned = true;
             }
+        }
+        if let Some((sources, always)) = self.hangs.as_mut() {
+            sources.refresh(&mut self.objects, *always);
         }
     }
 }

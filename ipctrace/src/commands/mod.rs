@@ -4,6 +4,7 @@
 pub mod completions;
 pub mod floor;
 pub mod followed;
+pub mod hangs;
 pub mod lat;
 pub mod live;
 pub mod objects;

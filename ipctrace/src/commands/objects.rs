@@ -2,6 +2,7 @@
 //! waits on it; at once from /proc, or traced for a while. Its options, help and wiring.
 
 use super::followed::FollowedCommand;
+use super::hangs::{HangArgs, HangSources};
 use super::live::LiveObjects;
 use super::{attach, exit_code, ids_of_keys, other_namespaces_note, runtime, with_processes};
 use crate::cli::{parse_seconds, Common, FollowArgs};
@@ -49,6 +50,8 @@ pub struct ObjectsArgs {
     /// Trace, and print the table every SECS seconds (until --duration, --count, Ctrl-C or SIGTERM).
     #[arg(short = 'w', long, value_name = "SECS", value_parser = parse_seconds, conflicts_with = "interval_pos")]
     pub watch: Option<Duration>,
+    #[command(flatten)]
+    pub hangs: HangArgs,
     /// Cut nothing: every attached process and waiter, however wide the lines (as when the
     /// output is not a terminal).
     #[arg(long)]
@@ -131,7 +134,10 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
         args.common.duration.is_some() || interval.is_some() || !args.follow.command.is_empty();
     let prepared = args.common.prepare(tracing)?;
     if !tracing {
-        let live = LiveObjects::seed(&kinds)?;
+        let mut live = LiveObjects::seed(&kinds)?;
+        if kinds.contains(&IpcKind::Sem) {
+            live = live.with_hangs(HangSources::new(None), true);
+        }
         if let Some(note) = other_namespaces_note() {
             eprintln!("{note}");
         }
@@ -139,7 +145,8 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
         let width = table_width(&args, &prepared.out);
         let mut view = ObjectsView::new(prepared.out, args.common.json, filter.clone())
             .width(width)
-            .detailed(args.info.is_some());
+            .detailed(args.info.is_some())
+            .stuck_after(args.hangs.stuck_ns());
         let shown = live
             .objects()
             .iter()
@@ -159,12 +166,17 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
     live.objects_mut().set_partial_view(
         !filter.pids.is_empty() || !filter.comms.is_empty() || filter.follow.is_some(),
     );
+    // Loaded while privileged; read at every report, holders shown waited on or not.
+    if kinds.contains(&IpcKind::Sem) {
+        live = live.with_hangs(HangSources::new(Some(&probe)), true);
+    }
     prepared.drop_privileges()?;
     let width = table_width(&args, &prepared.out);
     let view = ObjectsView::new(prepared.out, args.common.json, filter.clone())
         .stamped(true)
         .width(width)
-        .detailed(args.info.is_some());
+        .detailed(args.info.is_some())
+        .stuck_after(args.hangs.stuck_ns());
     let schedule = Schedule {
         duration: args.common.duration,
         interval,

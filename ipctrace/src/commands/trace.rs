@@ -2,13 +2,21 @@
 //! one JSON object each. Its options, its help, and the wiring of loader, session and view.
 
 use super::followed::FollowedCommand;
+use super::hangs::HangSources;
+use super::live::LiveObjects;
 use super::{attach, exit_code, ids_of_keys, runtime, shm_addresses_now, with_processes};
 use crate::cli::{Common, FollowArgs};
+use crate::decoder::syscalls::IpcKind;
+use crate::decoder::Event;
 use crate::filter::{parse_duration, Filter};
+use crate::model::deadlocks::ReportedDeadlocks;
 use crate::session::{self, Schedule};
+use crate::session::{Flow, Sink};
+use crate::views::objects::shown_deadlocks;
 use crate::views::trace::TraceView;
 use anyhow::Result;
 use clap::Args;
+use std::io::Write;
 use std::time::Duration;
 
 pub const EXAMPLES: &str = "\
@@ -85,6 +93,10 @@ impl TraceArgs {
     }
 }
 
+/// How often trace looks for deadlocks: a /proc/sysvipc read and a semctl per set (and, when
+/// something waits, a scan of the threads asleep in semop and of the kernel's undo lists).
+const DEADLOCK_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// Runs `ipctrace trace`; the value is the exit code.
 pub fn run(args: TraceArgs) -> Result<i32> {
     let prepared = args.common.prepare(true)?;
@@ -94,6 +106,14 @@ pub fn run(args: TraceArgs) -> Result<i32> {
     let key_ids = ids_of_keys(&filter);
     let probe = attach(&filter, key_ids.clone(), with_processes())?;
     let shm_addresses = shm_addresses_now(&filter, &key_ids);
+    // Deadlocks are looked for every second, in the kernel's view of the semaphores; the
+    // reader of its SEM_UNDO lists is loaded while privileged.
+    let live = match filter.kinds().contains(&IpcKind::Sem) {
+        true => Some(
+            LiveObjects::seed(&[IpcKind::Sem])?.with_hangs(HangSources::new(Some(&probe)), false),
+        ),
+        false => None,
+    };
     prepared.drop_privileges()?;
     let mut view = TraceView::new(
         std::io::BufWriter::with_capacity(1 << 16, prepared.out),
@@ -105,17 +125,70 @@ pub fn run(args: TraceArgs) -> Result<i32> {
     if filter.filters_objects() {
         view = view.following_objects();
     }
+    let deadlock_checks = live.is_some().then_some(DEADLOCK_CHECK_EVERY);
     let schedule = Schedule {
         duration: args.common.duration,
-        interval: None,
+        interval: deadlock_checks,
         what: filter.describe(),
         notes: Vec::new(),
         until_exit: command.as_ref().map(FollowedCommand::exit_fd),
     };
+    let mut watch = TraceWatch {
+        live,
+        filter,
+        reported: ReportedDeadlocks::default(),
+        view,
+    };
     if let Some(command) = command.as_mut() {
         command.release()?;
     }
-    let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
-    view.finish(&totals)?;
+    let totals = runtime()?.block_on(session::run(probe, schedule, &mut watch))?;
+    watch.view.finish(&totals)?;
     Ok(exit_code(command.as_mut()))
+}
+
+/// The call stream, and the semaphores as the kernel has them (their ledger fed by the calls),
+/// checked for deadlocks at each tick: a line when a cycle closes.
+struct TraceWatch<W: Write> {
+    live: Option<LiveObjects>,
+    filter: Filter,
+    reported: ReportedDeadlocks,
+    view: TraceView<W>,
+}
+
+impl<W: Write> Sink for TraceWatch<W> {
+    fn event(&mut self, event: &Event) -> Flow {
+        if let Some(live) = self.live.as_mut() {
+            match event {
+                Event::Call(call) if call.kind() != IpcKind::Sem => {}
+                _ => live.apply(event),
+            }
+        }
+        self.view.event(event)
+    }
+
+    fn batch_done(&mut self) -> Flow {
+        if let Some(live) = self.live.as_mut() {
+            live.batch_done();
+        }
+        self.view.batch_done()
+    }
+
+    fn compat_processes(&mut self, found: &[(u32, String)]) {
+        self.view.compat_processes(found);
+    }
+
+    fn interval(&mut self) -> Flow {
+        let Some(live) = self.live.as_mut() else {
+            return Flow::Continue;
+        };
+        live.refresh();
+        let found = shown_deadlocks(live.objects(), &self.filter);
+        for d in self.reported.closed_since(found) {
+            if self.view.deadlock(&d) == Flow::Stop {
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    }
 }

@@ -1,6 +1,7 @@
 //! The decoder: turns ring buffer records into `Call`s and `ProcessChange`s, and gives each raw
 //! syscall argument its meaning (id, key, size, flags, command). No allocation per record.
 
+pub mod sem_undo;
 pub mod syscalls;
 
 use ipctrace_common as common;
@@ -26,6 +27,11 @@ impl Comm {
 
     pub fn bytes(&self) -> [u8; common::TASK_COMM_LEN] {
         self.0
+    }
+
+    /// A comm as the kernel hands it over (NUL-padded).
+    pub fn from_bytes(bytes: [u8; common::TASK_COMM_LEN]) -> Comm {
+        Comm(bytes)
     }
 }
 

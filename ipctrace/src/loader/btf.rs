@@ -7,6 +7,7 @@ use anyhow::{anyhow, bail, Result};
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
 const BTF_MAGIC: u16 = 0xeb9f;
+const KIND_PTR: u32 = 2;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 const KIND_TYPEDEF: u32 = 8;
@@ -31,6 +32,34 @@ fn offsets_from(btf: &KernelBtf) -> Result<KernelOffsets> {
             task_start_boottime: btf.member_offset("task_struct", &["start_boottime"])?,
             nsproxy_ipc_ns: btf.member_offset("nsproxy", &["ipc_ns"])?,
             ipc_ns_inum: btf.member_offset("ipc_namespace", &["ns", "inum"])?,
+        })
+    }
+}
+
+/// Where each process's SEM_UNDO adjustments sit (task->sysvsem.undo_list, a list of
+/// struct sem_undo), for the `sem_undo_lists` iterator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SemUndoOffsets {
+    pub task_undo_list: u32,
+    /// sem_undo_list.list_proc: the list head.
+    pub list_proc: u32,
+    /// sem_undo.list_proc: the link in each entry.
+    pub undo_list_proc: u32,
+    pub undo_semid: u32,
+    pub undo_semadj: u32,
+    /// semadj is a pointer (older kernels), not the entry's own trailing array (6.x).
+    pub semadj_is_pointer: bool,
+}
+
+impl SemUndoOffsets {
+    pub fn from_btf(btf: &KernelBtf) -> Result<Self> {
+        Ok(Self {
+            task_undo_list: btf.member_offset("task_struct", &["sysvsem", "undo_list"])?,
+            list_proc: btf.member_offset("sem_undo_list", &["list_proc"])?,
+            undo_list_proc: btf.member_offset("sem_undo", &["list_proc"])?,
+            undo_semid: btf.member_offset("sem_undo", &["semid"])?,
+            undo_semadj: btf.member_offset("sem_undo", &["semadj"])?,
+            semadj_is_pointer: btf.member_is_pointer("sem_undo", "semadj")?,
         })
     }
 }
@@ -198,6 +227,27 @@ impl<'a> KernelBtf<'a> {
         Ok(bits / 8)
     }
 
+    /// Whether member `name` of struct `outer` is a pointer (through typedefs and qualifiers).
+    pub fn member_is_pointer(&self, outer: &str, name: &str) -> Result<bool> {
+        let ty = self
+            .struct_named(outer)
+            .ok_or_else(|| anyhow!("kernel BTF has no struct {outer}"))?;
+        let (_, mut id) = self
+            .find_member(&ty, name, 0)
+            .ok_or_else(|| anyhow!("kernel BTF: struct {outer} has no member {name}"))?;
+        for _ in 0..16 {
+            let ty = self
+                .type_by_id(id)
+                .ok_or_else(|| anyhow!("kernel BTF: bad type id {id}"))?;
+            match ty.kind {
+                KIND_PTR => return Ok(true),
+                8..=11 | 18 => id = ty.referenced,
+                _ => return Ok(false),
+            }
+        }
+        Ok(false)
+    }
+
     fn find_member(&self, ty: &Type, name: &str, depth: u32) -> Option<(u32, u32)> {
         if depth > 8 {
             return None;
@@ -245,6 +295,17 @@ mod tests {
         assert!(o.ipc_ns_inum > 0 && o.nsproxy_ipc_ns > 0);
         // start_boottime directly follows start_time (both u64).
         assert!(o.task_group_leader > o.task_tgid && o.task_start_boottime > o.task_tgid);
+    }
+
+    #[test]
+    fn sem_undo_layout_of_the_running_kernel() {
+        let data = std::fs::read("/sys/kernel/btf/vmlinux").unwrap();
+        let o = SemUndoOffsets::from_btf(&KernelBtf::parse(&data).unwrap()).unwrap();
+        // sem_undo starts with its list_proc link; semid and semadj come last.
+        assert_eq!(o.undo_list_proc, 0);
+        assert!(o.undo_semadj > o.undo_semid && o.list_proc > 0);
+        // 6.x keeps semadj[] inline at the end of the entry (a flexible array).
+        assert!(!o.semadj_is_pointer);
     }
 
     #[test]

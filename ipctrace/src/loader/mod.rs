@@ -3,8 +3,10 @@
 //! Dropping a `Probe` detaches every program and frees every map.
 
 pub mod btf;
+pub mod pending;
 pub mod privileges;
 pub mod requirements;
+pub mod sem_undo;
 
 use crate::decoder::syscalls::{IpcKind, Op};
 use crate::filter::Filter;
@@ -81,6 +83,11 @@ impl Counters {
 }
 
 impl Probe {
+    /// A handle on the calls threads are in now, usable after the probe is handed to a session.
+    pub fn pending_calls(&self) -> Result<pending::PendingCalls> {
+        pending::PendingCalls::of(&self._ebpf)
+    }
+
     /// Loads and attaches; the caller checked privileges (`privileges::check`).
     pub fn attach(options: &ProbeOptions) -> Result<Probe> {
         let filter = &options.filter;

@@ -2,6 +2,8 @@
 //! logic is unit-tested by feeding it events.
 
 pub mod activity;
+pub mod deadlocks;
+pub mod holders;
 pub mod limits;
 pub mod objects;
 pub mod orphans;

@@ -8,9 +8,12 @@ mod tests;
 
 pub use crate::kernel_view::snapshot::KernelSnapshot;
 
+use crate::decoder::sem_undo::SemUndoWalk;
 use crate::decoder::syscalls::{self, IpcKind, Op};
 use crate::decoder::{Call, Comm, Event, ProcessChange, ProcessStart};
 use crate::kernel_view::sysvipc::SHM_DEST;
+use crate::model::deadlocks::{self, Deadlock, SemName, WaitFor};
+use crate::model::holders::{self, Holder, Ledger, SemNow, SemSlot};
 use crate::model::shm_addresses::ShmAddressBook;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -165,6 +168,10 @@ pub struct Semaphore {
     pub ncount: u32,
     pub zcount: u32,
     pub waiters: Vec<SemWaiter>,
+    /// The largest value it was seen to have: what it can hand out, at least.
+    pub max_value: i32,
+    /// Whether `last_pid` was a running process when the kernel was last read.
+    pub last_pid_alive: bool,
 }
 
 /// A task asleep in semop on one semaphore.
@@ -175,8 +182,10 @@ pub struct SemWaiter {
     pub comm: Option<Comm>,
     /// Waiting for zero (counted in zcount) rather than for an increase (ncount).
     pub for_zero: bool,
-    /// When we first saw it waiting (CLOCK_MONOTONIC).
+    /// When it began waiting (CLOCK_MONOTONIC): exact when its semop was entered while we
+    /// traced, else when we first saw it waiting (a lower bound of its wait).
     pub since_ns: u64,
+    pub exact: bool,
 }
 
 /// A message queue.
@@ -416,6 +425,11 @@ pub struct Objects {
     missed_exits: u64,
     /// Processes entered so far: the next one's serial.
     processes_seen: u64,
+    /// Operations made without SEM_UNDO, per semaphore and process (holders the kernel keeps
+    /// no record of).
+    ledger: Ledger,
+    /// The kernel's own SEM_UNDO adjustments of every process of our namespace, last read.
+    kernel_undo: Option<SemUndoWalk>,
 }
 
 /// What the model holds, to show it stays bounded however many objects and processes come
@@ -577,6 +591,9 @@ impl Objects {
     }
 
     pub fn apply_call(&mut self, call: &Call) {
+        if call.kind() == IpcKind::Sem {
+            self.ledger.apply_call(call);
+        }
         let kind = call.kind();
         let ns = call.ipc_ns;
         let caller = self.process_mut(call.pid);
@@ -805,6 +822,8 @@ impl Objects {
                 if let Ok(num) = usize::try_from(num) {
                     if let Some(sem) = set.sem_mut(num) {
                         sem.value = Some(call.args[3] as i32);
+                        // A value set by hand is what it hands out from now on.
+                        sem.max_value = call.args[3] as i32;
                         sem.last_pid = call.pid;
                         sem.last_comm = Some(call.comm);
                     }
@@ -836,6 +855,7 @@ impl Objects {
                 continue;
             };
             sem.value = sem.value.map(|v| v + s.op as i32);
+            sem.max_value = sem.max_value.max(sem.value.unwrap_or(0));
             sem.last_pid = call.pid;
             sem.last_comm = Some(call.comm);
         }
@@ -992,6 +1012,7 @@ impl Objects {
             // Whether this process or one before it under the pid whose exit was lost: whatever
             // the pid held is gone.
             ProcessChange::Exit { ts_ns, pid, .. } => {
+                self.ledger.exited(pid);
                 self.leave(ts_ns, pid, true);
                 self.processes.remove(&pid);
             }
@@ -1101,6 +1122,131 @@ impl Objects {
                 self.remove(key);
             }
         }
+    }
+}
+
+/// Who holds what, who waits, and the deadlocks between them.
+impl Objects {
+    /// Takes the kernel's SEM_UNDO adjustments of every process (None: they could not be read,
+    /// and the SEM_UNDO operations seen while tracing stand in).
+    pub fn set_kernel_undo(&mut self, walk: Option<SemUndoWalk>) {
+        self.kernel_undo = walk;
+    }
+
+    pub fn kernel_undo(&self) -> Option<&SemUndoWalk> {
+        self.kernel_undo.as_ref()
+    }
+
+    /// (namespace, id, nsems) of every set whose size is known: what the SEM_UNDO reader needs.
+    pub fn sem_sizes(&self) -> Vec<(u32, i32, u32)> {
+        self.table
+            .values()
+            .filter_map(|o| Some((o.key.ns, o.key.id, o.semaphores()?.nsems?)))
+            .collect()
+    }
+
+    /// Whether any task waits on a semaphore (the kernel's counts, named or not).
+    pub fn has_sem_waiters(&self) -> bool {
+        self.table
+            .values()
+            .filter_map(IpcObject::semaphores)
+            .flat_map(|s| &s.sems)
+            .any(|s| s.ncount + s.zcount > 0)
+    }
+
+    /// Gives waits whose start is only bounded the time their semop was entered, where
+    /// `entered(tid)` knows it (the call began while we traced): their waits become exact.
+    pub fn set_wait_starts(&mut self, entered: impl Fn(u32) -> Option<u64>) {
+        for set in self.table.values_mut().filter_map(|o| match &mut o.state {
+            ObjectState::Sem(s) => Some(s),
+            _ => None,
+        }) {
+            for w in set.sems.iter_mut().flat_map(|s| s.waiters.iter_mut()) {
+                if w.exact {
+                    continue;
+                }
+                if let Some(ts) = entered(w.tid).filter(|&ts| ts <= w.since_ns) {
+                    w.since_ns = ts;
+                    w.exact = true;
+                }
+            }
+        }
+    }
+
+    /// The holders of semaphore `num` of set `key`, each with how it is known.
+    pub fn holders(&self, key: ObjectKey, num: usize) -> Vec<Holder> {
+        let Some(set) = self.table.get(&key).and_then(IpcObject::semaphores) else {
+            return Vec::new();
+        };
+        let Some(sem) = set.sems.get(num) else {
+            return Vec::new();
+        };
+        let waiters: Vec<u32> = sem.waiters.iter().map(|w| w.pid).collect();
+        let traced_undo = set
+            .undo
+            .iter()
+            .filter_map(|(pid, adj)| Some((*pid, *adj.get(num)?, self.comm_of(*pid))))
+            .collect();
+        let now = SemNow {
+            slot: SemSlot {
+                ns: key.ns,
+                id: key.id,
+                num: num as u16,
+            },
+            value: sem.value,
+            max_value: sem.max_value,
+            last_pid: sem.last_pid,
+            last_comm: sem.last_comm,
+            ncount: sem.ncount,
+            waiters: &waiters,
+            traced_undo,
+        };
+        // The kernel's lists cover the namespace ipctrace reads (its own) only.
+        let kernel = self
+            .kernel_undo
+            .as_ref()
+            .filter(|_| self.own_ns == Some(key.ns));
+        let mut found = holders::holders_of(&now, kernel, &self.ledger, |pid| {
+            pid == sem.last_pid && sem.last_pid_alive
+        });
+        for h in &mut found {
+            h.comm = h.comm.or_else(|| self.comm_of(h.pid));
+        }
+        found
+    }
+
+    /// Every deadlock among the waiters the model knows, once each.
+    pub fn deadlocks(&self) -> Vec<Deadlock> {
+        let mut waits = Vec::new();
+        for o in self.table.values() {
+            let Some(set) = o.semaphores() else { continue };
+            for (num, sem) in set.sems.iter().enumerate() {
+                if sem.waiters.is_empty() {
+                    continue;
+                }
+                let holders: Vec<(u32, bool)> = self
+                    .holders(o.key, num)
+                    .iter()
+                    .filter(|h| !h.exited)
+                    .map(|h| (h.pid, h.source == holders::HolderSource::Inferred))
+                    .collect();
+                let name = SemName {
+                    ns: o.key.ns,
+                    id: o.key.id,
+                    key: o.ipc_key,
+                    num: num as u16,
+                };
+                for w in &sem.waiters {
+                    waits.push(WaitFor {
+                        pid: w.pid,
+                        comm: w.comm,
+                        waits: name,
+                        holders: holders.clone(),
+                    });
+                }
+            }
+        }
+        deadlocks::find_deadlocks(&waits)
     }
 }
 

@@ -5,11 +5,17 @@
 use super::human_duration;
 use crate::clock::WallClock;
 use crate::decoder::syscalls::IpcKind;
+use crate::decoder::Comm;
 use crate::decoder::{Call, Event};
+use crate::filter::Filter;
+use crate::model::holders::Holder;
+use crate::model::objects::{Objects, SemWaiter};
 use crate::model::waits::{log2_range, GroupBy, WaitKey, WaitStats, Waits};
 use crate::session::{Flow, Sink, Totals};
+use crate::views::hangs;
+use crate::views::objects::{shown, shown_deadlocks};
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
@@ -27,6 +33,17 @@ pub struct LatView<W: Write> {
     printed_any: bool,
     /// Histograms in milliseconds (`-m`, as bcc's tools take it).
     milliseconds: bool,
+    /// Which semaphores' waits in progress to show (the trace's filter), and when one is stuck.
+    hang_filter: Filter,
+    stuck_ns: u64,
+}
+
+/// A key's waits in progress (each with its semaphore number) and the holders of the
+/// semaphores they wait on.
+#[derive(Default)]
+struct InProgress {
+    waiting: Vec<(SemWaiter, usize)>,
+    holders: Vec<(Holder, usize)>,
 }
 
 impl<W: Write> LatView<W> {
@@ -41,6 +58,8 @@ impl<W: Write> LatView<W> {
             remaining: count,
             printed_any: false,
             milliseconds: false,
+            hang_filter: Filter::default(),
+            stuck_ns: 10_000_000_000,
         }
     }
 
@@ -48,6 +67,81 @@ impl<W: Write> LatView<W> {
     pub fn in_milliseconds(mut self, milliseconds: bool) -> Self {
         self.milliseconds = milliseconds;
         self
+    }
+
+    /// How the waits in progress handed to `report` are shown: those of the objects and
+    /// processes `filter` passes, STUCK past `stuck_ns`.
+    pub fn showing_hangs(mut self, stuck_ns: u64, filter: Filter) -> Self {
+        self.stuck_ns = stuck_ns;
+        self.hang_filter = filter;
+        self
+    }
+
+    /// The waits in progress by this view's key, and their semaphores' holders.
+    fn in_progress(&self, objects: Option<&Objects>) -> BTreeMap<WaitKey, InProgress> {
+        let mut by_key: BTreeMap<WaitKey, InProgress> = BTreeMap::new();
+        let Some(objects) = objects else {
+            return by_key;
+        };
+        let filter = &self.hang_filter;
+        let waiter_passes = |w: &SemWaiter| {
+            (filter.pids.is_empty() || filter.pids.contains(&w.pid))
+                && (filter.comms.is_empty()
+                    || w.comm
+                        .is_some_and(|c| filter.comms.iter().any(|n| Comm::new(n) == c)))
+        };
+        for o in objects.iter().filter(|o| shown(filter, o)) {
+            let Some(set) = o.semaphores() else { continue };
+            for (num, sem) in set.sems.iter().enumerate() {
+                for w in sem.waiters.iter().filter(|w| waiter_passes(w)) {
+                    let key = WaitKey {
+                        kind: IpcKind::Sem,
+                        ipc_ns: o.key.ns,
+                        id: o.key.id,
+                        semnum: (self.waits.by == GroupBy::Semnum).then_some(num as u16),
+                        pid: (self.waits.by == GroupBy::Process).then_some(w.pid),
+                    };
+                    let entry = by_key.entry(key).or_default();
+                    entry.waiting.push((*w, num));
+                    if !entry.holders.iter().any(|(_, n)| *n == num) {
+                        for h in objects.holders(o.key, num) {
+                            entry.holders.push((h, num));
+                        }
+                    }
+                }
+            }
+        }
+        by_key
+    }
+
+    /// `waiting now: a(1)@0 >3s, ...` and `held by: h(2)@0, ...`.
+    fn human_in_progress(&self, out: &mut String, p: &InProgress, now_ns: u64) {
+        let waiting: Vec<String> = p
+            .waiting
+            .iter()
+            .map(|(w, num)| {
+                let waited = hangs::wait_text(hangs::waited(w, now_ns), w.exact, self.stuck_ns);
+                let who = w
+                    .comm
+                    .map_or(w.pid.to_string(), |c| format!("{c}({})", w.pid));
+                format!("{who}@{num} {waited}")
+            })
+            .collect();
+        let _ = writeln!(out, "    waiting now: {}", waiting.join(", "));
+        let holders: Vec<String> = p
+            .holders
+            .iter()
+            .map(|(h, num)| hangs::holder_at(h, *num))
+            .collect();
+        let _ = writeln!(
+            out,
+            "    held by: {}",
+            if holders.is_empty() {
+                "nobody known".into()
+            } else {
+                holders.join(", ")
+            }
+        );
     }
 
     /// What was written (tests read it back).
@@ -59,13 +153,14 @@ impl<W: Write> LatView<W> {
         self.keys.insert((kind, ipc_ns, id), key);
     }
 
-    /// Prints what was gathered since the last report, then starts afresh.
-    pub fn report(&mut self) -> io::Result<()> {
+    /// Prints what was gathered since the last report, then starts afresh; `now`: the
+    /// semaphores as the kernel has them, for the waits still in progress and their holders.
+    pub fn report(&mut self, now: Option<&Objects>) -> io::Result<()> {
         let mut text = String::new();
         if self.json {
-            self.json_report(&mut text);
+            self.json_report(&mut text, now);
         } else {
-            self.human_report(&mut text);
+            self.human_report(&mut text, now);
         }
         self.out.write_all(text.as_bytes())?;
         self.out.flush()?;
@@ -78,9 +173,9 @@ impl<W: Write> LatView<W> {
     }
 
     /// The final report and, for people, what the kernel could not hand over.
-    pub fn finish(&mut self, totals: &Totals) -> io::Result<()> {
+    pub fn finish(&mut self, totals: &Totals, now: Option<&Objects>) -> io::Result<()> {
         if !self.printed_any || !self.waits.stats.is_empty() {
-            self.report()?;
+            self.report(now)?;
         }
         self.out
             .write_all(super::summary(totals, self.json, &[]).as_bytes())?;
@@ -111,16 +206,44 @@ impl<W: Write> LatView<W> {
         s
     }
 
-    fn human_report(&self, out: &mut String) {
-        let now = self
-            .clock
-            .time_of_day(crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64);
+    fn human_report(&self, out: &mut String, objects: Option<&Objects>) {
+        let now_ns = crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64;
+        let now = self.clock.time_of_day(now_ns);
         let hottest = self.waits.hottest();
-        if hottest.is_empty() {
+        let mut in_progress = self.in_progress(objects);
+        if hottest.is_empty() && in_progress.is_empty() {
             let _ = writeln!(out, "{now}: no waits");
             return;
         }
         for (key, stats) in &hottest {
+            self.human_key(out, &now, key, stats);
+            if let Some(p) = in_progress.remove(key) {
+                self.human_in_progress(out, &p, now_ns);
+            }
+        }
+        // Keys whose waits have all been going on since before this report: the hang itself.
+        for (key, p) in &in_progress {
+            let mut head = self.object_name(key);
+            if let Some(pid) = key.pid {
+                let _ = write!(head, " waiter {pid}");
+            }
+            let _ = writeln!(out, "\n{now} {head}: no wait finished yet");
+            self.human_in_progress(out, p, now_ns);
+        }
+        if let Some(objects) = objects {
+            for d in shown_deadlocks(objects, &self.hang_filter) {
+                out.push('\n');
+                out.push_str(&hangs::deadlock_text(&d));
+            }
+        }
+        if hottest.is_empty() {
+            return;
+        }
+        self.human_summary(out, &hottest);
+    }
+
+    fn human_key(&self, out: &mut String, now: &str, key: &WaitKey, stats: &WaitStats) {
+        {
             let head = self.key_name(key, stats);
             let pct = (100 * stats.blocked).checked_div(stats.calls).unwrap_or(0);
             let _ = writeln!(
@@ -135,7 +258,7 @@ impl<W: Write> LatView<W> {
             );
             if stats.blocked == 0 {
                 let _ = writeln!(out, "    every call took the fast path");
-                continue;
+                return;
             }
             log2_histogram(out, stats, self.milliseconds);
             let _ = writeln!(
@@ -157,6 +280,9 @@ impl<W: Write> LatView<W> {
                 let _ = writeln!(out, "    released by: {}", wakers.join(", "));
             }
         }
+    }
+
+    fn human_summary(&self, out: &mut String, hottest: &[(&WaitKey, &WaitStats)]) {
         let _ = writeln!(out, "\nContention summary");
         let hot: Vec<String> = hottest
             .iter()
@@ -213,9 +339,24 @@ impl<W: Write> LatView<W> {
         );
     }
 
-    fn json_report(&self, out: &mut String) {
+    fn json_report(&self, out: &mut String, objects: Option<&Objects>) {
         let ts = crate::clock::clock_ns(libc::CLOCK_MONOTONIC);
-        for (key, s) in self.waits.hottest() {
+        let mut in_progress = self.in_progress(objects);
+        let none = WaitStats::default();
+        let finished = self.waits.hottest();
+        let waiting_only: Vec<(&WaitKey, &WaitStats)> = in_progress
+            .keys()
+            .filter(|k| !self.waits.stats.contains_key(k))
+            .map(|k| (k, &none))
+            .collect();
+        let waiting_only: Vec<(WaitKey, &WaitStats)> =
+            waiting_only.into_iter().map(|(k, s)| (*k, s)).collect();
+        let keys = finished
+            .into_iter()
+            .map(|(k, s)| (*k, s))
+            .chain(waiting_only);
+        for (key, s) in keys {
+            let key = &key;
             let mut line = json!({
                 "ts_ns": ts as u64,
                 "type": key.kind.name(),
@@ -248,7 +389,36 @@ impl<W: Write> LatView<W> {
                 line["pid"] = json!(pid);
                 line["comm"] = json!(caller_comm(s, pid));
             }
+            if objects.is_some() {
+                let p = in_progress.remove(key).unwrap_or_default();
+                let now_ns = ts as u64;
+                line["waiting"] = p
+                    .waiting
+                    .iter()
+                    .map(|(w, num)| {
+                        let mut v = hangs::waiter_json(w, now_ns, self.stuck_ns);
+                        v["semnum"] = (*num).into();
+                        v
+                    })
+                    .collect::<Vec<_>>()
+                    .into();
+                line["holders"] = p
+                    .holders
+                    .iter()
+                    .map(|(h, num)| {
+                        let mut v = hangs::holder_json(h);
+                        v["semnum"] = (*num).into();
+                        v
+                    })
+                    .collect::<Vec<_>>()
+                    .into();
+            }
             super::json_line(out, &line);
+        }
+        if let Some(objects) = objects {
+            for d in shown_deadlocks(objects, &self.hang_filter) {
+                super::json_line(out, &hangs::deadlock_json(&d));
+            }
         }
     }
 }
@@ -304,7 +474,14 @@ impl<W: Write> Sink for LatView<W> {
     }
 
     fn interval(&mut self) -> Flow {
-        if self.report().is_err() {
+        self.tick(None)
+    }
+}
+
+impl<W: Write> LatView<W> {
+    /// One interval's report (`now`: as for `report`), and the end once --count are done.
+    pub fn tick(&mut self, now: Option<&Objects>) -> Flow {
+        if self.report(now).is_err() {
             return Flow::Stop;
         }
         match self.remaining.as_mut() {
@@ -396,7 +573,7 @@ mod tests {
                 v.event(&Event::Call(call));
             }
             if id % 1000 == 999 {
-                v.report().unwrap();
+                v.report(None).unwrap();
             }
         }
         assert!(v.keys.is_empty(), "{} keys kept", v.keys.len());
@@ -411,7 +588,7 @@ mod tests {
     #[test]
     fn human_report_has_buckets_percentiles_and_releasers() {
         let mut v = view(false);
-        v.report().unwrap();
+        v.report(None).unwrap();
         let out = String::from_utf8(v.out).unwrap();
         assert!(
             out.contains("sem 5 key 0x1234: 5 calls, 4 blocked (80%)"),
@@ -428,7 +605,7 @@ mod tests {
         );
         assert!(out.contains("32 -> 63        : 1"), "{out}");
         let mut ms = view(false).in_milliseconds(true);
-        ms.report().unwrap();
+        ms.report(None).unwrap();
         let out = String::from_utf8(ms.out).unwrap();
         assert!(out.contains("msecs : count    distribution"), "{out}");
         // 1.5, 2.1 and 2.2 ms fall in 1 -> 1 and 2 -> 3; 40 µs is 0 ms.
@@ -456,7 +633,7 @@ mod tests {
     #[test]
     fn json_report_follows_the_contract() {
         let mut v = view(true);
-        v.report().unwrap();
+        v.report(None).unwrap();
         let out = String::from_utf8(v.out).unwrap();
         let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(

@@ -2,12 +2,13 @@
 //! has it mapped, touched it last and waits on it; or one JSON object per line (interface.md's
 //! names). While tracing it feeds the model and, with --watch, prints every interval.
 
-use super::human_duration;
+use super::{hangs, human_duration};
 use crate::clock::WallClock;
 use crate::decoder::syscalls::{self, IpcKind};
 use crate::decoder::Comm;
 use crate::filter::Filter;
-use crate::model::objects::{IpcObject, LastOp, ObjectState, Objects, Task};
+use crate::model::deadlocks::{Deadlock, SemName};
+use crate::model::objects::{IpcObject, LastOp, ObjectKey, ObjectState, Objects, Task};
 use crate::session::Totals;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -28,6 +29,8 @@ pub struct ObjectsView<W: Write> {
     detailed: bool,
     /// The terminal's width, to fit the tables into; None: cut nothing.
     width: Option<usize>,
+    /// Waits longer than this are flagged (--stuck).
+    stuck_ns: u64,
 }
 
 mod info;
@@ -45,12 +48,19 @@ impl<W: Write> ObjectsView<W> {
             stamped: false,
             detailed: false,
             width: None,
+            stuck_ns: 10_000_000_000,
         }
     }
 
     /// Shows each object in detail (`-i ID`, as `ipcs -i`): per semaphore, per attachment.
     pub fn detailed(mut self, detailed: bool) -> Self {
         self.detailed = detailed;
+        self
+    }
+
+    /// Flags waits in progress longer than `stuck_ns` (--stuck).
+    pub fn stuck_after(mut self, stuck_ns: u64) -> Self {
+        self.stuck_ns = stuck_ns;
         self
     }
 
@@ -71,7 +81,7 @@ impl<W: Write> ObjectsView<W> {
         let owners = objects.iter().filter_map(|o| o.owner.map(|w| w.uid));
         know_user_names(&mut self.users, owners);
         let text = if self.json {
-            render_json(objects, &self.filter, now_ns)
+            render_json(objects, &self.filter, now_ns, self.stuck_ns)
         } else {
             let mut text = String::new();
             if self.stamped {
@@ -92,6 +102,7 @@ impl<W: Write> ObjectsView<W> {
                     now_ns,
                     &self.users,
                     self.width,
+                    self.stuck_ns,
                 ));
             }
             text
@@ -129,11 +140,34 @@ pub fn shown(filter: &Filter, o: &IpcObject) -> bool {
         && (filter.keys.is_empty() || filter.keys.contains(&o.ipc_key))
 }
 
-/// One JSON object per line, as interface.md lists them.
-pub fn render_json(objects: &Objects, filter: &Filter, now_ns: u64) -> String {
+/// The deadlocks the filter's objects are part of.
+pub fn shown_deadlocks(objects: &Objects, filter: &Filter) -> Vec<Deadlock> {
+    if !filter.kinds().contains(&IpcKind::Sem) {
+        return Vec::new();
+    }
+    let passes = |s: &SemName| {
+        let key = ObjectKey {
+            ns: s.ns,
+            kind: IpcKind::Sem,
+            id: s.id,
+        };
+        objects.get(&key).is_some_and(|o| shown(filter, o))
+    };
+    objects
+        .deadlocks()
+        .into_iter()
+        .filter(|d| d.links.iter().any(|l| passes(&l.waits) || passes(&l.holds)))
+        .collect()
+}
+
+/// One JSON object per line, as interface.md lists them, then a line per deadlock.
+pub fn render_json(objects: &Objects, filter: &Filter, now_ns: u64, stuck_ns: u64) -> String {
     let mut out = String::new();
     for o in objects.iter().filter(|o| shown(filter, o)) {
-        super::json_line(&mut out, &object_json(objects, o, now_ns));
+        super::json_line(&mut out, &object_json(objects, o, now_ns, stuck_ns));
+    }
+    for d in shown_deadlocks(objects, filter) {
+        super::json_line(&mut out, &hangs::deadlock_json(&d));
     }
     out
 }
@@ -151,7 +185,7 @@ fn task_json(task: Option<Task>) -> Value {
 
 /// One object as interface.md names its fields. `exited` (of an actor or the last op): the
 /// process has gone since, so its pid may name another now; null when the kernel alone told.
-pub fn object_json(objects: &Objects, o: &IpcObject, now_ns: u64) -> Value {
+pub fn object_json(objects: &Objects, o: &IpcObject, now_ns: u64, stuck_ns: u64) -> Value {
     let actor = |a: Option<crate::model::objects::Actor>| {
         a.map_or(Value::Null, |a| {
             json!({
@@ -210,17 +244,17 @@ pub fn object_json(objects: &Objects, o: &IpcObject, now_ns: u64) -> Value {
                     let waiters: Vec<Value> = sem
                         .waiters
                         .iter()
-                        .map(|w| {
-                            json!({
-                                "pid": w.pid, "tid": w.tid, "comm": comm_json(w.comm),
-                                "since_ns": w.since_ns, "for_zero": w.for_zero,
-                            })
-                        })
+                        .map(|w| hangs::waiter_json(w, now_ns, stuck_ns))
+                        .collect();
+                    let holders: Vec<Value> = objects
+                        .holders(o.key, num)
+                        .iter()
+                        .map(hangs::holder_json)
                         .collect();
                     json!({
                         "num": num, "value": sem.value, "last_pid": sem.last_pid,
                         "last_comm": comm_json(sem.last_comm), "ncount": sem.ncount,
-                        "zcount": sem.zcount, "waiters": waiters,
+                        "zcount": sem.zcount, "waiters": waiters, "holders": holders,
                     })
                 })
                 .collect();
@@ -466,20 +500,20 @@ fn attached_cell(s: &crate::model::objects::Segment) -> Cell {
     }
 }
 
-/// Waiters by semaphore: `2: worker(12)@1 >2s,db(9)@0=0` (`=0`: waits for zero; `>2s`: seen
-/// waiting that long), counted as the kernel counts them; `3 on 0` for those it counts and we
-/// could not name.
-fn waiters_cell(s: &crate::model::objects::SemaphoreSet, now_ns: u64) -> Cell {
+/// Waiters by semaphore: `2: worker(12)@1 >2s,db(9)@0=0 450ms` (`=0`: waits for zero; `>2s`:
+/// waiting at least that long, its start unseen; `STUCK` past --stuck), counted as the kernel
+/// counts them; `3 on 0` for those it counts and we could not name.
+fn waiters_cell(s: &crate::model::objects::SemaphoreSet, now_ns: u64, stuck_ns: u64) -> Cell {
     let mut names = Vec::new();
     let mut count = 0;
     for (num, sem) in s.sems.iter().enumerate() {
         for w in &sem.waiters {
             let zero = if w.for_zero { "=0" } else { "" };
             let mut part = format!("{}@{num}{zero}", who(w.pid, w.comm));
-            // The wait began before we first saw it: its age is a lower bound.
-            let waited = now_ns.saturating_sub(w.since_ns);
+            // Waits under a second are the everyday kind: the table names their age no more.
+            let waited = hangs::waited(w, now_ns);
             if waited >= 1_000_000_000 {
-                let _ = write!(part, " >{}", ago(waited));
+                let _ = write!(part, " {}", hangs::wait_text(waited, w.exact, stuck_ns));
             }
             names.push(part);
         }
@@ -491,6 +525,23 @@ fn waiters_cell(s: &crate::model::objects::SemaphoreSet, now_ns: u64) -> Cell {
         }
     }
     Cell::Names { count, names }
+}
+
+/// Holders by semaphore: `sleeper(41)@0`, `pool(7)@2 x3 traced`, `db(9)@0 probably`.
+fn holders_text(objects: &Objects, o: &IpcObject, nsems: usize) -> String {
+    let parts: Vec<String> = (0..nsems)
+        .flat_map(|num| {
+            objects
+                .holders(o.key, num)
+                .into_iter()
+                .map(move |h| hangs::holder_at(&h, num))
+        })
+        .collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(",")
+    }
 }
 
 fn values_text(s: &crate::model::objects::SemaphoreSet) -> String {
@@ -518,6 +569,7 @@ pub fn render_tables(
     now_ns: u64,
     users: &HashMap<u32, String>,
     width: Option<usize>,
+    stuck_ns: u64,
 ) -> String {
     let shown: Vec<&IpcObject> = objects.iter().filter(|o| shown(filter, o)).collect();
     let namespaces: BTreeSet<u32> = shown.iter().map(|o| o.key.ns).collect();
@@ -561,6 +613,7 @@ pub fn render_tables(
                 ("NSEMS", 5, true),
                 ("CREATOR", 24, false),
                 ("VALUES", 24, false),
+                ("HOLDERS", 32, false),
                 ("WAITERS", 40, false),
                 ("LAST OP", 48, false),
             ]),
@@ -609,8 +662,9 @@ pub fn render_tables(
                         s.nsems.map_or("?".into(), |n| n.to_string()),
                         creator_text(o),
                         values_text(s),
+                        holders_text(objects, o, s.sems.len()),
                     ]);
-                    names = Some(waiters_cell(s, now_ns));
+                    names = Some(waiters_cell(s, now_ns, stuck_ns));
                 }
                 ObjectState::Msg(q) => row.extend([
                     q.cbytes.to_string(),
@@ -627,6 +681,10 @@ pub fn render_tables(
             table.rows.push(cells);
         }
         table.render(&mut out, width);
+    }
+    for d in shown_deadlocks(objects, filter) {
+        out.push('\n');
+        out.push_str(&hangs::deadlock_text(&d));
     }
     out
 }
@@ -650,6 +708,7 @@ mod tests {
     use crate::model::objects::KernelSnapshot;
 
     const S: u64 = 1_000_000_000;
+    const STUCK: u64 = 10 * S;
 
     fn model() -> Objects {
         let mut o = Objects::new();
@@ -689,7 +748,7 @@ mod tests {
 
     #[test]
     fn json_lines_have_the_contract_fields() {
-        let text = render_json(&model(), &Filter::default(), 5 * S);
+        let text = render_json(&model(), &Filter::default(), 5 * S, STUCK);
         let lines: Vec<Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -754,7 +813,7 @@ mod tests {
             sem["sems"][1],
             json!({
                 "num": 1, "value": 2, "last_pid": 12, "last_comm": "worker", "ncount": 0,
-                "zcount": 0, "waiters": []
+                "zcount": 0, "waiters": [], "holders": []
             })
         );
         assert_eq!(sem["creator"]["comm"], "db");
@@ -773,7 +832,7 @@ mod tests {
     #[test]
     fn filters_choose_the_objects_printed() {
         let m = model();
-        let only = |f: Filter| render_json(&m, &f, 0).lines().count();
+        let only = |f: Filter| render_json(&m, &f, 0, STUCK).lines().count();
         assert_eq!(
             only(Filter {
                 kinds: vec![IpcKind::Sem],
@@ -807,7 +866,14 @@ mod tests {
 
     #[test]
     fn tables_read_like_ipcs_with_who_did_what() {
-        let text = render_tables(&model(), &Filter::default(), 5 * S, &HashMap::new(), None);
+        let text = render_tables(
+            &model(),
+            &Filter::default(),
+            5 * S,
+            &HashMap::new(),
+            None,
+            STUCK,
+        );
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[1], "------ Shared Memory Segments ------", "{text}");
         assert!(
@@ -873,7 +939,7 @@ mod tests {
             kinds: vec![IpcKind::Shm],
             ..Default::default()
         };
-        let text = render_tables(&o, &filter, 2 * S, &HashMap::new(), Some(200));
+        let text = render_tables(&o, &filter, 2 * S, &HashMap::new(), Some(200), STUCK);
         let lines: Vec<&str> = text.lines().skip(2).collect();
         assert_eq!(lines.len(), 202);
         let attached_at = lines[0].find("ATTACHED").unwrap();
@@ -901,7 +967,7 @@ mod tests {
             ..Default::default()
         };
         let row = |width| {
-            let text = render_tables(&o, &filter, 2 * S, &HashMap::new(), width);
+            let text = render_tables(&o, &filter, 2 * S, &HashMap::new(), width, STUCK);
             text.lines().nth(3).unwrap().to_string()
         };
         let narrow = row(Some(160));
@@ -942,14 +1008,22 @@ mod tests {
                     comm: Some(Comm::new("apache2")),
                     for_zero: false,
                     since_ns: S,
+                    exact: false,
                 }],
                 ..Default::default()
             },
             crate::model::objects::Semaphore::default(),
         ];
-        assert_eq!(waiters_cell(&set, S).full(), "3: apache2(5)@0,2 on 0");
         assert_eq!(
-            waiters_cell(&Default::default(), S).full(),
+            waiters_cell(&set, S, STUCK).full(),
+            "3: apache2(5)@0,2 on 0"
+        );
+        assert_eq!(
+            waiters_cell(&set, 13 * S, STUCK).full(),
+            "3: apache2(5)@0 STUCK >12s,2 on 0"
+        );
+        assert_eq!(
+            waiters_cell(&Default::default(), S, STUCK).full(),
             "-",
             "no waiters, no count"
         );

@@ -1,10 +1,11 @@
 //! `ipctrace trace`: one line per completed call, aligned text for people or one JSON object per
 //! line (interface.md's names) for scripts, and a final summary line.
 
-use super::{human_bytes, human_duration};
+use super::{hangs, human_bytes, human_duration};
 use crate::clock::WallClock;
 use crate::decoder::syscalls::{self, Op};
 use crate::decoder::{Call, Event, SignalOutcome};
+use crate::model::deadlocks::Deadlock;
 use crate::model::shm_addresses::ShmAddressBook;
 use crate::session::{Flow, Sink, Totals};
 use std::fmt::Write as _;
@@ -54,6 +55,29 @@ impl<W: Write> TraceView<W> {
     pub fn following_objects(mut self) -> Self {
         self.following_objects = true;
         self
+    }
+
+    /// A deadlock's cycle just closed: one line (JSON: `{"deadlock": [...], "possible": ..}`).
+    pub fn deadlock(&mut self, d: &Deadlock) -> Flow {
+        self.line.clear();
+        if self.json {
+            self.line.push_str(&hangs::deadlock_json(d).to_string());
+        } else {
+            let now = crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64;
+            let _ = write!(
+                self.line,
+                "{} {}",
+                self.clock.time_of_day(now),
+                hangs::deadlock_line(d)
+            );
+        }
+        match self.write_line() {
+            Flow::Continue => match self.out.flush() {
+                Ok(()) => Flow::Continue,
+                Err(e) => self.fail(e),
+            },
+            stop => stop,
+        }
     }
 
     fn write_line(&mut self) -> Flow {

@@ -296,17 +296,19 @@ impl Objects {
                     let Some((num, for_zero)) = blocking_semaphore(values, &b.sops) else {
                         continue;
                     };
-                    let since_ns = state.sems[num]
+                    let (since_ns, exact) = state.sems[num]
                         .waiters
                         .iter()
                         .find(|w| w.tid == b.tid && w.for_zero == for_zero)
-                        .map_or(table.taken_ns, |w| w.since_ns);
+                        // First seen now: waiting at least since then.
+                        .map_or((table.taken_ns, false), |w| (w.since_ns, w.exact));
                     waiters[num].push(SemWaiter {
                         pid: b.pid,
                         tid: b.tid,
                         comm: Some(Comm::new(&b.comm)),
                         for_zero,
                         since_ns,
+                        exact,
                     });
                 }
                 for (sem, waiting) in state.sems.iter_mut().zip(waiters) {
@@ -371,10 +373,13 @@ fn take_values(
 ) {
     for (sem, kernel) in state.sems.iter_mut().zip(values) {
         sem.value = Some(kernel.value);
+        sem.max_value = sem.max_value.max(kernel.value);
         let last_pid = kernel.last_pid.max(0) as u32;
+        let live_comm = comm_of(last_pid);
+        sem.last_pid_alive = live_comm.is_some();
         if sem.last_pid != last_pid || sem.last_comm.is_none() {
             sem.last_pid = last_pid;
-            sem.last_comm = comm_of(last_pid);
+            sem.last_comm = live_comm;
         }
         sem.ncount = kernel.ncount.max(0) as u32;
         sem.zcount = kernel.zcount.max(0) as u32;
