@@ -2,6 +2,7 @@
 //! Data flows one way: kernel programs -> ring buffer -> decoder (`event`) -> model -> views.
 
 pub mod abi;
+pub mod aggregates;
 pub mod btf;
 pub mod cli;
 pub mod event;

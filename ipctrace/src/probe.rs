@@ -6,7 +6,7 @@ use crate::btf::KernelOffsets;
 use crate::filter::Filter;
 use crate::syscalls::{IpcKind, Op};
 use anyhow::{anyhow, bail, Context, Result};
-use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::programs::trace_point::TracePointError;
 use aya::programs::trace_point::TracePointLink;
 use aya::programs::{BtfTracePoint, ProgramError, TracePoint};
@@ -31,6 +31,10 @@ pub struct ProbeOptions {
     pub skip_user_memory: bool,
     /// Attach programs that do nothing instead (the benchmark's floor).
     pub floor: bool,
+    /// Count every call in the kernel's aggregate maps (`Probe::aggregates`).
+    pub aggregate: bool,
+    /// The ops whose calls are handed over one by one as records; None: all.
+    pub stream_ops: Option<Vec<Op>>,
 }
 
 /// Attached kernel programs and their maps.
@@ -40,6 +44,8 @@ pub struct Probe {
     _ebpf: Ebpf,
     pub events: RingBuf<MapData>,
     pub counters: Counters,
+    /// With `ProbeOptions::aggregate`.
+    pub aggregates: Option<crate::aggregates::Aggregates>,
 }
 
 /// What the kernel side could not hand over, summed over CPUs.
@@ -90,6 +96,10 @@ impl Probe {
         let filter_objects = filter.filters_objects() as u32;
         let read_user_memory = !options.skip_user_memory as u32;
         let self_tgid = std::process::id();
+        let aggregate = options.aggregate as u32;
+        let stream_ops = options.stream_ops.as_ref().map_or(u32::MAX, |ops| {
+            ops.iter().fold(0u32, |mask, op| mask | 1 << op.code())
+        });
 
         // Memory: aya's loader parses the kernel's BTF in its constructor (about 18 MB for
         // 30 ms) though our programs need no CO-RE relocation, so that parse is dropped at once;
@@ -113,6 +123,8 @@ impl Probe {
             .override_global("FILTER_COMM_COUNT", &comm_count, true)
             .override_global("FILTER_OBJECTS", &filter_objects, true)
             .override_global("READ_USER_MEMORY", &read_user_memory, true)
+            .override_global("AGGREGATE", &aggregate, true)
+            .override_global("STREAM_OPS", &stream_ops, true)
             .override_global("OFFSET_TASK_NSPROXY", &offsets.task_nsproxy, true)
             .override_global("OFFSET_NSPROXY_IPC_NS", &offsets.nsproxy_ipc_ns, true)
             .override_global("OFFSET_IPC_NS_INUM", &offsets.ipc_ns_inum, true)
@@ -177,7 +189,7 @@ impl Probe {
                     &format!("sys_exit_{}", op.tracepoint()),
                 )?);
             }
-            return Probe::finish(ebpf, links);
+            return Probe::finish(ebpf, links, false);
         }
         let mut btf_programs = Vec::new();
         if options.waits && filter.kinds().iter().any(|k| *k != IpcKind::Shm) {
@@ -228,11 +240,23 @@ impl Probe {
             Ok(())
         })?;
         release_freed_memory();
-        Probe::finish(ebpf, links)
+        Probe::finish(ebpf, links, options.aggregate)
     }
 
     /// Takes the maps user space reads; the rest stay with the object until it is dropped.
-    fn finish(mut ebpf: Ebpf, links: Links) -> Result<Probe> {
+    fn finish(mut ebpf: Ebpf, links: Links, aggregate: bool) -> Result<Probe> {
+        let aggregates = if aggregate {
+            let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| anyhow!("no {name} map"));
+            Some(crate::aggregates::Aggregates {
+                call_totals: PerCpuArray::try_from(take("CALL_TOTALS")?)?,
+                object_ops: PerCpuHashMap::try_from(take("OBJECT_OPS")?)?,
+                waits: PerCpuHashMap::try_from(take("WAIT_HISTOGRAMS")?)?,
+                waiting: HashMap::try_from(take("WAITING")?)?,
+                full: PerCpuArray::try_from(take("AGGREGATE_COUNTERS")?)?,
+            })
+        } else {
+            None
+        };
         let events = RingBuf::try_from(
             ebpf.take_map("EVENTS")
                 .ok_or_else(|| anyhow!("no EVENTS map"))?,
@@ -248,6 +272,7 @@ impl Probe {
             _ebpf: ebpf,
             events,
             counters,
+            aggregates,
         })
     }
 }
