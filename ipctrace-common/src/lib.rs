@@ -289,6 +289,10 @@ pub struct WaitingNow {
     pub since_ns: u64,
 }
 
+/// `STREAM_OPS` bit: successful IPC_RMID calls stream whatever their op's own bit says (a view
+/// that aggregates still needs to know when an object goes).
+pub const STREAM_REMOVALS: u32 = 1 << 31;
+
 /// Indices of the per-CPU `AGGREGATE_COUNTERS` array: entries the aggregate maps had no room
 /// for (their calls are in `CALL_TOTALS` still, but not per object).
 pub const AGGREGATE_FULL_OBJECTS: u32 = 0;

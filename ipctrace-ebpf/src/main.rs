@@ -411,7 +411,10 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
     if AGGREGATE.load() != 0 {
         aggregate(task, p, ret);
     }
-    if STREAM_OPS.load() & (1 << op) == 0 {
+    let stream = STREAM_OPS.load();
+    if stream & (1 << op) == 0
+        && !(stream & STREAM_REMOVALS != 0 && ret == 0 && removes(op, &p.args))
+    {
         return None;
     }
 
@@ -691,18 +694,24 @@ fn follow_object(op: u32, id: u32) {
 /// calls are left, and those user space judges.
 #[inline(always)]
 fn forget_if_removed(op: u32, args: &[u64; 6]) {
-    let cmd = match op {
-        OP_SEMCTL => args[2],
-        OP_SHMCTL | OP_MSGCTL => args[1],
-        _ => return,
-    };
-    if cmd & 0xff != IPC_RMID {
+    if !removes(op, args) {
         return;
     }
     let key = object_filter_key(FILTER_ID, op_type(op), args[0] as u32);
     if unsafe { OBJECT_FILTER.get(key) } == Some(&FILTER_FOLLOWED) {
         let _ = OBJECT_FILTER.remove(key);
     }
+}
+
+/// Whether a ctl call with these arguments is an IPC_RMID.
+#[inline(always)]
+fn removes(op: u32, args: &[u64; 6]) -> bool {
+    let cmd = match op {
+        OP_SEMCTL => args[2],
+        OP_SHMCTL | OP_MSGCTL => args[1],
+        _ => return false,
+    };
+    cmd & 0xff == IPC_RMID
 }
 
 /// task->nsproxy->ipc_ns->ns.inum, loaded through BTF pointers (0 while the task is exiting).

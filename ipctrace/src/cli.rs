@@ -58,6 +58,9 @@ pub enum Command {
     /// Every SysV object now, with who created it, has it mapped, touched it last and waits on it.
     #[command(after_help = OBJECTS_EXAMPLES)]
     Objects(ObjectsArgs),
+    /// Prometheus metrics (or a node_exporter textfile) from counts kept in the kernel.
+    #[command(after_help = crate::commands::export::EXAMPLES)]
+    Export(crate::commands::export::ExportArgs),
     /// For benchmarks: the same syscall tracepoints with programs that do nothing.
     #[command(hide = true)]
     Floor(Common),
@@ -108,7 +111,7 @@ impl Common {
 
     /// Settles, before anything loads, what the command needs: the privileges (one line naming
     /// what is missing), the user to become once attached, and the output.
-    fn prepare(&self, tracing: bool) -> Result<Prepared> {
+    pub(crate) fn prepare(&self, tracing: bool) -> Result<Prepared> {
         let user = self.user.as_deref().map(User::lookup).transpose()?;
         privileges::check(Needs {
             tracing,
@@ -120,14 +123,14 @@ impl Common {
 }
 
 /// What a command settled before loading anything.
-struct Prepared {
+pub(crate) struct Prepared {
     user: Option<User>,
     out: Output,
 }
 
 impl Prepared {
     /// Called once everything privileged is done: programs attached, maps taken, /proc read.
-    fn drop_privileges(&self) -> Result<()> {
+    pub(crate) fn drop_privileges(&self) -> Result<()> {
         match &self.user {
             Some(user) => user.drop_privileges(),
             None => Ok(()),
@@ -224,6 +227,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Trace(args)) => trace(args),
         Some(Command::Lat(args)) => lat(args),
         Some(Command::Objects(args)) => objects(args),
+        Some(Command::Export(args)) => crate::commands::export::run(args),
         Some(Command::Floor(common)) => floor(common),
         None => trace(cli.trace),
     }
@@ -257,6 +261,7 @@ fn trace(args: TraceArgs) -> Result<i32> {
         interval: None,
         what: filter.describe(),
         notes: Vec::new(),
+        refresh: None,
     };
     let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
     if let Err(e) = view.finish(&totals) {
@@ -315,6 +320,7 @@ fn lat(args: LatArgs) -> Result<i32> {
         interval,
         what: format!("{} waits", filter.describe()),
         notes: Vec::new(),
+        refresh: None,
     };
     let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
     match view.finish(&totals) {
@@ -345,6 +351,7 @@ fn floor(common: Common) -> Result<i32> {
         interval: None,
         what: format!("{} with empty programs", filter.describe()),
         notes: Vec::new(),
+        refresh: None,
     };
     runtime()?.block_on(session::run(probe, schedule, &mut Nothing))?;
     Ok(0)
@@ -383,6 +390,7 @@ fn objects(args: ObjectsArgs) -> Result<i32> {
         interval: args.watch,
         what: format!("{} objects", filter.describe()),
         notes: other_namespaces_note().into_iter().collect(),
+        refresh: None,
     };
     let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
     match view.finish(Some(&totals)) {
@@ -426,7 +434,7 @@ fn with_processes() -> ProbeOptions {
 }
 
 /// The ids that objects with a `--key` have now, so calls on them pass the kernel filter too.
-fn ids_of_keys(filter: &Filter) -> Vec<(IpcKind, i32)> {
+pub(crate) fn ids_of_keys(filter: &Filter) -> Vec<(IpcKind, i32)> {
     if filter.keys.is_empty() {
         return Vec::new();
     }

@@ -5,6 +5,7 @@ pub mod abi;
 pub mod aggregates;
 pub mod btf;
 pub mod cli;
+pub mod commands;
 pub mod event;
 pub mod filter;
 pub mod model;

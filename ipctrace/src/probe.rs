@@ -35,6 +35,8 @@ pub struct ProbeOptions {
     pub aggregate: bool,
     /// The ops whose calls are handed over one by one as records; None: all.
     pub stream_ops: Option<Vec<Op>>,
+    /// With `stream_ops`: successful IPC_RMID calls are handed over too.
+    pub stream_removals: bool,
 }
 
 /// Attached kernel programs and their maps.
@@ -97,8 +99,13 @@ impl Probe {
         let read_user_memory = !options.skip_user_memory as u32;
         let self_tgid = std::process::id();
         let aggregate = options.aggregate as u32;
+        let removals = if options.stream_removals {
+            common::STREAM_REMOVALS
+        } else {
+            0
+        };
         let stream_ops = options.stream_ops.as_ref().map_or(u32::MAX, |ops| {
-            ops.iter().fold(0u32, |mask, op| mask | 1 << op.code())
+            ops.iter().fold(removals, |mask, op| mask | 1 << op.code())
         });
 
         // Memory: aya's loader parses the kernel's BTF in its constructor (about 18 MB for

@@ -29,10 +29,12 @@ pub trait Sink {
     fn batch_done(&mut self) -> Flow {
         Flow::Continue
     }
-    /// Called every `interval`, if the session has one.
+    /// Called every `interval`, if the session has one, and at each `Schedule::refresh`.
     fn interval(&mut self, _counts: KernelCounts) -> Flow {
         Flow::Continue
     }
+    /// Called right before each `interval` with the session's totals so far.
+    fn running_totals(&mut self, _totals: &Totals) {}
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +65,8 @@ pub struct Schedule {
     pub what: String,
     /// Lines for stderr right after the `Tracing ...` line.
     pub notes: Vec<String>,
+    /// When notified, the view gets an `interval` at once (a scrape asking for fresh numbers).
+    pub refresh: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 /// Drives `sink` from `probe` until something stops it; the probe is detached on return.
@@ -109,6 +113,7 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
             _ = sighup.recv() => break StopReason::Signal("SIGHUP"),
             _ = sleep_until(deadline) => break StopReason::Duration,
             _ = tick(&mut ticker) => None,
+            _ = notified(&schedule.refresh) => None,
             _ = drain_timer.tick() => {
                 if drain(ring.get_mut(), sink, &mut totals) == Flow::Stop {
                     break StopReason::View;
@@ -129,6 +134,7 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
                 if drain(ring.get_mut(), sink, &mut totals) == Flow::Stop {
                     break StopReason::View;
                 }
+                sink.running_totals(&totals);
                 if sink.interval(counters.read()?) == Flow::Stop {
                     break StopReason::View;
                 }
@@ -195,6 +201,13 @@ fn panic_if_asked() {
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn notified(refresh: &Option<std::sync::Arc<tokio::sync::Notify>>) {
+    match refresh {
+        Some(n) => n.notified().await,
         None => std::future::pending().await,
     }
 }

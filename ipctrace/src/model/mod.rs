@@ -1,6 +1,7 @@
 //! The model: plain Rust state built from decoded events (no BPF, no printing), so all of its
 //! logic is unit-tested by feeding it events.
 
+pub mod export;
 pub mod objects;
 pub mod shm_addresses;
 pub mod waits;

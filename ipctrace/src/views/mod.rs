@@ -1,6 +1,7 @@
 //! Views turn the decoded stream and the model into output for people (aligned text, human
 //! units) and for scripts (`--json`, one object per line). Views never reach back into the probe.
 
+pub mod export;
 pub mod lat;
 pub mod objects;
 pub mod trace;
