@@ -8,8 +8,9 @@ use anyhow::{bail, Context, Result};
 use crate::{describe, run_ok};
 
 /// What the build needs (LLVM 22 to build bpf-linker against the nightly's LLVM major) and what the
-/// tests call (bpftool, strace, perl).
-const APT_PACKAGES: [&str; 7] = [
+/// tests call (bpftool, strace, perl; prometheus and its promtool for export's tests; stress-ng
+/// for the bench's saturated mix).
+const APT_PACKAGES: [&str; 9] = [
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
@@ -17,6 +18,8 @@ const APT_PACKAGES: [&str; 7] = [
     "bpftool",
     "strace",
     "perl",
+    "prometheus",
+    "stress-ng",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

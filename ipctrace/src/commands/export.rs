@@ -335,6 +335,10 @@ impl Textfile {
             .mode(0o644)
             .open(&self.temporary)
             .with_context(cannot)?;
+        // Whatever the umask.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .with_context(cannot)?;
         file.write_all(text.as_bytes()).with_context(cannot)?;
         std::fs::rename(&self.temporary, &self.path).with_context(cannot)
     }
