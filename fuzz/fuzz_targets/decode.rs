@@ -2,11 +2,11 @@
 //! must return errors or text, never panic (huge sizes, negative timeouts, unknown flags).
 #![no_main]
 
-use ipctrace::event::{decode, Event};
+use ipctrace::decoder::{decode, Event};
 use ipctrace::model::shm_addresses::ShmAddressBook;
 use ipctrace::model::waits::{GroupBy, Waits};
 use ipctrace::session::Sink;
-use ipctrace::syscalls::IpcKind;
+use ipctrace::decoder::syscalls::IpcKind;
 use ipctrace::views::{lat::LatView, trace::TraceView};
 use libfuzzer_sys::fuzz_target;
 

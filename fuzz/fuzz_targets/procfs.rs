@@ -2,15 +2,15 @@
 //! they cannot read, and never panic.
 #![no_main]
 
-use ipctrace::procfs;
+use ipctrace::kernel_view::{maps, sysvipc};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let _ = procfs::parse_shm(&text);
-    let _ = procfs::parse_sem(&text);
-    let _ = procfs::parse_msg(&text);
-    let _ = procfs::parse_sysv_maps(&text);
+    let _ = sysvipc::parse_shm(&text);
+    let _ = sysvipc::parse_sem(&text);
+    let _ = sysvipc::parse_msg(&text);
+    let _ = maps::parse_sysv_maps(&text);
     let _ = ipctrace::filter::parse_key(&text);
     let _ = ipctrace::filter::parse_id(&text);
 });

@@ -10,6 +10,69 @@ pub const MAX_SOPS: usize = 4;
 pub const MAX_FILTER_PIDS: usize = 8;
 pub const MAX_FILTER_COMMS: usize = 4;
 
+/// What user space tells the kernel programs, set once at load as the read-only global `CONFIG`
+/// (frozen: the verifier sees constants, so a disabled filter costs nothing). Zero means off.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// ipctrace's own thread group: its calls are never traced.
+    pub exclude_tgid: u32,
+    /// `--pid`: the first `tgid_count` of `tgids` pass (0: every process).
+    pub tgid_count: u32,
+    pub tgids: [u32; MAX_FILTER_PIDS],
+    /// `--comm`: the first `comm_count` of `comms` pass (0: every name).
+    pub comm_count: u32,
+    /// Non-zero: only calls on objects (or get calls on keys) listed in OBJECT_FILTER pass.
+    pub filter_objects: u32,
+    /// Non-zero: read the sembufs, semtimedop's timeout and the mtype from the caller's memory
+    /// (a user-memory read is the dearest thing a record costs; views that need none say 0).
+    pub read_user_memory: u32,
+    pub _reserved: u32,
+    /// Command names as the kernel keeps them (16 bytes, NUL-padded), as two words each so the
+    /// kernel compares them without byte loops.
+    pub comms: [[u64; 2]; MAX_FILTER_COMMS],
+    pub offsets: KernelOffsets,
+}
+
+impl Config {
+    /// Every filter off, user memory read, offsets unknown (user space always sets them).
+    pub const DEFAULT: Config = Config {
+        exclude_tgid: 0,
+        tgid_count: 0,
+        tgids: [0; MAX_FILTER_PIDS],
+        comm_count: 0,
+        filter_objects: 0,
+        read_user_memory: 1,
+        _reserved: 0,
+        comms: [[0; 2]; MAX_FILTER_COMMS],
+        offsets: KernelOffsets {
+            task_pid: 0,
+            task_tgid: 0,
+            task_nsproxy: 0,
+            task_comm: 0,
+            task_group_leader: 0,
+            task_start_boottime: 0,
+            nsproxy_ipc_ns: 0,
+            ipc_ns_inum: 0,
+        },
+    };
+}
+
+/// Struct member offsets in the running kernel, read from its BTF by user space: Rust eBPF
+/// programs have no CO-RE.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_nsproxy: u32,
+    pub task_comm: u32,
+    pub task_group_leader: u32,
+    pub task_start_boottime: u32,
+    pub nsproxy_ipc_ns: u32,
+    pub ipc_ns_inum: u32,
+}
+
 /// Record kinds: the first `u32` of every ring buffer record.
 pub const RECORD_CALL: u32 = 1;
 pub const RECORD_PROCESS: u32 = 2;
@@ -28,29 +91,6 @@ pub const OP_MSGSND: u32 = 9;
 pub const OP_MSGRCV: u32 = 10;
 pub const OP_MSGCTL: u32 = 11;
 pub const OP_COUNT: usize = 12;
-
-/// x86_64 syscall numbers, indexed by op code: the one table both sides use.
-pub const SYSCALL_NR: [u32; OP_COUNT] = [29, 30, 67, 31, 64, 65, 220, 66, 68, 69, 70, 71];
-
-/// Maps a syscall number (as seen in `syscalls:sys_enter_*`) to its op code.
-#[inline(always)]
-pub fn op_of_syscall(nr: u32) -> Option<u32> {
-    Some(match nr {
-        29 => OP_SHMGET,
-        30 => OP_SHMAT,
-        67 => OP_SHMDT,
-        31 => OP_SHMCTL,
-        64 => OP_SEMGET,
-        65 => OP_SEMOP,
-        220 => OP_SEMTIMEDOP,
-        66 => OP_SEMCTL,
-        68 => OP_MSGGET,
-        69 => OP_MSGSND,
-        70 => OP_MSGRCV,
-        71 => OP_MSGCTL,
-        _ => return None,
-    })
-}
 
 /// True for shmget/semget/msgget: their object is known only from their result.
 #[inline(always)]
@@ -310,6 +350,7 @@ mod user {
     unsafe impl aya::Pod for super::WaitKey {}
     unsafe impl aya::Pod for super::WaitHistogram {}
     unsafe impl aya::Pod for super::WaitingNow {}
+    unsafe impl aya::Pod for super::Config {}
 }
 
 #[cfg(test)]
@@ -317,18 +358,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn syscall_table_and_match_agree() {
-        for (op, nr) in SYSCALL_NR.iter().enumerate() {
-            assert_eq!(op_of_syscall(*nr), Some(op as u32));
-        }
-        assert_eq!(op_of_syscall(0), None);
-    }
-
-    #[test]
     fn record_layout_is_stable() {
         assert_eq!(core::mem::size_of::<SemBuf>(), 6);
         assert_eq!(core::mem::size_of::<IpcCall>(), 184);
         assert_eq!(core::mem::size_of::<ProcessEvent>(), 48);
+        // No padding the two sides could disagree on: comms start 8-aligned.
+        assert_eq!(core::mem::size_of::<Config>(), 152);
+        assert_eq!(core::mem::offset_of!(Config, comms), 56);
         assert_eq!(core::mem::size_of::<WaitHistogram>(), 8 * (2 + WAIT_SLOTS));
         assert_eq!(core::mem::size_of::<WaitingNow>(), 32);
     }

@@ -23,43 +23,32 @@ use aya_ebpf::{
 };
 use ipctrace_common::*;
 
-// ---- Knobs, set by user space at load (0 = filter off). ----
+// ---- Knobs: one read-only struct set by user space at load (0 = filter off). ----
+/// The filters and the kernel's struct offsets (`ipctrace_common::Config`). It lives in frozen
+/// read-only data, so the verifier knows every field as a constant: a disabled filter is dead
+/// code, and task_struct fields at these offsets load directly through BTF pointers.
 #[no_mangle]
-static EXCLUDE_TGID: Global<u32> = Global::new(0);
-#[no_mangle]
-static FILTER_TGIDS: Global<[u32; MAX_FILTER_PIDS]> = Global::new([0; MAX_FILTER_PIDS]);
-#[no_mangle]
-static FILTER_TGID_COUNT: Global<u32> = Global::new(0);
-#[no_mangle]
-static FILTER_COMMS: Global<[Comm; MAX_FILTER_COMMS]> = Global::new([[0; 2]; MAX_FILTER_COMMS]);
-#[no_mangle]
-static FILTER_COMM_COUNT: Global<u32> = Global::new(0);
-/// Non-zero: only calls on objects (or get calls on keys) listed in OBJECT_FILTER pass.
-#[no_mangle]
-static FILTER_OBJECTS: Global<u32> = Global::new(0);
-/// Non-zero: read the sembufs, semtimedop's timeout and the mtype from the caller's memory (a
-/// user-memory read is the dearest thing a record costs; views that need none of them say 0).
-#[no_mangle]
-static READ_USER_MEMORY: Global<u32> = Global::new(1);
-// Struct offsets, read from the running kernel's BTF by user space (no CO-RE in Rust programs).
-// They live in frozen read-only data, so the verifier knows them as constants and lets the
-// programs load task_struct fields directly through BTF pointers (no probe-read helper calls).
-#[no_mangle]
-static OFFSET_TASK_NSPROXY: Global<u32> = Global::new(0);
-#[no_mangle]
-static OFFSET_NSPROXY_IPC_NS: Global<u32> = Global::new(0);
-#[no_mangle]
-static OFFSET_IPC_NS_INUM: Global<u32> = Global::new(0);
-#[no_mangle]
-static OFFSET_TASK_PID: Global<u32> = Global::new(0);
-#[no_mangle]
-static OFFSET_TASK_TGID: Global<u32> = Global::new(0);
-#[no_mangle]
-static OFFSET_TASK_COMM: Global<u32> = Global::new(0);
-#[no_mangle]
-static OFFSET_TASK_GROUP_LEADER: Global<u32> = Global::new(0);
-#[no_mangle]
-static OFFSET_TASK_START_BOOTTIME: Global<u32> = Global::new(0);
+static CONFIG: Global<Config> = Global::new(Config::DEFAULT);
+
+/// One field of `CONFIG`, read on its own (a copy of the whole struct would crowd the 512-byte
+/// BPF stack) and volatile (the compiler would otherwise fold in the zeros it was built with).
+macro_rules! config {
+    ($($field:tt)+) => {
+        volatile(core::ptr::addr_of!(config_ref().$($field)+))
+    };
+}
+
+#[inline(always)]
+fn config_ref() -> &'static Config {
+    // SAFETY: Global is repr(transparent) over an initialised Config.
+    unsafe { &*(&CONFIG as *const Global<Config> as *const Config) }
+}
+
+#[inline(always)]
+fn volatile<T: Copy>(field: *const T) -> T {
+    // SAFETY: `field` points into CONFIG, which is always mapped and initialised.
+    unsafe { core::ptr::read_volatile(field) }
+}
 
 // ---- Kernel-side aggregates (issue 15): totals, wait histograms and waits in progress in maps
 // user space reads each interval, and records only for the calls a view needs one by one. ----
@@ -272,10 +261,10 @@ pub fn ipc_fork(ctx: BtfTracePointContext) -> u32 {
     let child: *const u8 = ctx.arg(1);
     let (parent_tgid, child_tgid, child_pid, child_start) = unsafe {
         (
-            btf_read::<u32>(parent, OFFSET_TASK_TGID.load()),
-            btf_read::<u32>(child, OFFSET_TASK_TGID.load()),
-            btf_read::<u32>(child, OFFSET_TASK_PID.load()),
-            btf_read::<u64>(child, OFFSET_TASK_START_BOOTTIME.load()),
+            btf_read::<u32>(parent, config!(offsets.task_tgid)),
+            btf_read::<u32>(child, config!(offsets.task_tgid)),
+            btf_read::<u32>(child, config!(offsets.task_pid)),
+            btf_read::<u64>(child, config!(offsets.task_start_boottime)),
         )
     };
     // A new thread shares its process's mappings: only new processes matter.
@@ -337,10 +326,10 @@ fn emit_process(event: u32, pid: u32, child_pid: u32, start_ns: u64) {
 #[inline(always)]
 fn try_ipc_enter<const NARGS: usize>(ctx: &TracePointContext, op: u32) -> Option<()> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if tgid == EXCLUDE_TGID.load() || !pid_passes(tgid) {
+    if tgid == config!(exclude_tgid) || !pid_passes(tgid) {
         return None;
     }
-    if FILTER_COMM_COUNT.load() != 0
+    if config!(comm_count) != 0
         && !comm_passes(comm_of(unsafe { bpf_get_current_task_btf() } as *const u8))
     {
         return None;
@@ -355,7 +344,7 @@ fn try_ipc_enter<const NARGS: usize>(ctx: &TracePointContext, op: u32) -> Option
     let first = arg(0);
     // get calls are judged at exit, when their id is known. shmdt names an address, not a
     // segment: user space, which knows what is attached where, judges it.
-    if FILTER_OBJECTS.load() != 0
+    if config!(filter_objects) != 0
         && !op_is_get(op)
         && op != OP_SHMDT
         && !object_listed(FILTER_ID, op, first as u32)
@@ -394,7 +383,7 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
         p.blocked_ns += now.saturating_sub(p.switched_out_ns);
         p.flags = (p.flags & !CALL_SWITCHED_OUT) | CALL_BLOCKED;
     }
-    if FILTER_OBJECTS.load() != 0 {
+    if config!(filter_objects) != 0 {
         if op_is_get(op) {
             let key_listed = object_listed(FILTER_KEY, op, p.args[0] as u32);
             if key_listed && ret >= 0 {
@@ -470,7 +459,11 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
             core::ptr::write_volatile(word, 0);
         }
         let buf = user.as_mut_ptr().cast();
-        match if READ_USER_MEMORY.load() != 0 { op } else { 0 } {
+        match if config!(read_user_memory) != 0 {
+            op
+        } else {
+            0
+        } {
             OP_SEMOP | OP_SEMTIMEDOP => {
                 // The kernel needed all nsops entries readable, so the first ones read whole
                 // (constant sizes: the verifier wants the size bounded at the call).
@@ -554,7 +547,7 @@ fn blocking_semnum(p: &Pending) -> u32 {
 fn note_wait(task: *mut task_struct, p: &mut Pending) {
     p.flags |= PENDING_WAIT_NOTED;
     p.semnum = blocking_semnum(p);
-    let tid: u32 = unsafe { btf_read(task as *const u8, OFFSET_TASK_PID.load()) };
+    let tid: u32 = unsafe { btf_read(task as *const u8, config!(offsets.task_pid)) };
     let waiting = WaitingNow {
         wait: WaitKey {
             ipc_ns: ipc_ns_of(task as *const u8),
@@ -562,7 +555,7 @@ fn note_wait(task: *mut task_struct, p: &mut Pending) {
             op: p.op,
             semnum: p.semnum,
         },
-        pid: unsafe { btf_read(task as *const u8, OFFSET_TASK_TGID.load()) },
+        pid: unsafe { btf_read(task as *const u8, config!(offsets.task_tgid)) },
         _pad: 0,
         since_ns: p.switched_out_ns,
     };
@@ -653,21 +646,14 @@ fn aggregate_full(counter: u32) {
 
 #[inline(always)]
 fn pid_passes(tgid: u32) -> bool {
-    let n = FILTER_TGID_COUNT.load() as usize;
-    n == 0 || (0..MAX_FILTER_PIDS).any(|i| i < n && global_at(&FILTER_TGIDS, i) == tgid)
+    let n = config!(tgid_count) as usize;
+    n == 0 || (0..MAX_FILTER_PIDS).any(|i| i < n && config!(tgids[i]) == tgid)
 }
 
 #[inline(always)]
 fn comm_passes(comm: Comm) -> bool {
-    let n = FILTER_COMM_COUNT.load() as usize;
-    n == 0 || (0..MAX_FILTER_COMMS).any(|i| i < n && global_at(&FILTER_COMMS, i) == comm)
-}
-
-/// One element of an array global, without copying the whole array onto the small BPF stack.
-#[inline(always)]
-fn global_at<T: Copy, const N: usize>(global: &'static Global<[T; N]>, i: usize) -> T {
-    // SAFETY: Global is repr(transparent) over the array; callers keep i < N.
-    unsafe { core::ptr::read_volatile((global as *const Global<[T; N]> as *const T).add(i)) }
+    let n = config!(comm_count) as usize;
+    n == 0 || (0..MAX_FILTER_COMMS).any(|i| i < n && config!(comms[i]) == comm)
 }
 
 #[inline(always)]
@@ -718,16 +704,16 @@ fn removes(op: u32, args: &[u64; 6]) -> bool {
 #[inline(always)]
 fn ipc_ns_of(task: *const u8) -> u32 {
     unsafe {
-        let nsproxy: *const u8 = btf_read(task, OFFSET_TASK_NSPROXY.load());
-        let ipc_ns: *const u8 = btf_read(nsproxy, OFFSET_NSPROXY_IPC_NS.load());
-        btf_read(ipc_ns, OFFSET_IPC_NS_INUM.load())
+        let nsproxy: *const u8 = btf_read(task, config!(offsets.task_nsproxy));
+        let ipc_ns: *const u8 = btf_read(nsproxy, config!(offsets.nsproxy_ipc_ns));
+        btf_read(ipc_ns, config!(offsets.ipc_ns_inum))
     }
 }
 
 /// A task's comm, loaded through its BTF pointer.
 #[inline(always)]
 fn comm_of(task: *const u8) -> Comm {
-    let at = OFFSET_TASK_COMM.load();
+    let at = config!(offsets.task_comm);
     unsafe { [btf_read(task, at), btf_read(task, at + 8)] }
 }
 
@@ -736,8 +722,8 @@ fn comm_of(task: *const u8) -> Comm {
 fn current_process_start() -> u64 {
     unsafe {
         let task = bpf_get_current_task_btf() as *const u8;
-        let leader: *const u8 = btf_read(task, OFFSET_TASK_GROUP_LEADER.load());
-        btf_read(leader, OFFSET_TASK_START_BOOTTIME.load())
+        let leader: *const u8 = btf_read(task, config!(offsets.task_group_leader));
+        btf_read(leader, config!(offsets.task_start_boottime))
     }
 }
 

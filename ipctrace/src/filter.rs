@@ -2,7 +2,7 @@
 //! checked here, then applied in the kernel by the loader. Values of one flag are alternatives;
 //! different flags must all match.
 
-use crate::syscalls::IpcKind;
+use crate::decoder::syscalls::IpcKind;
 use anyhow::{bail, Result};
 use ipctrace_common as common;
 

@@ -1,8 +1,8 @@
 //! Runs one tracing session: drains the ring buffer in batches, decodes each record and hands it
 //! to the running view, until --duration, --count, Ctrl-C, SIGTERM, SIGHUP or a closed stdout.
 
-use crate::event::{decode, Event, ProcessChange};
-use crate::probe::{KernelCounts, Probe};
+use crate::decoder::{decode, Event, ProcessChange};
+use crate::loader::{KernelCounts, Probe};
 use anyhow::{Context, Result};
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
@@ -35,6 +35,11 @@ pub trait Sink {
     }
     /// Called right before each `interval` with the session's totals so far.
     fn running_totals(&mut self, _totals: &Totals) {}
+    /// When this is notified, the view gets an `interval` at once (a scrape asking for fresh
+    /// numbers). Asked once, at the start.
+    fn refresh_requests(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +70,6 @@ pub struct Schedule {
     pub what: String,
     /// Lines for stderr right after the `Tracing ...` line.
     pub notes: Vec<String>,
-    /// When notified, the view gets an `interval` at once (a scrape asking for fresh numbers).
-    pub refresh: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 /// Drives `sink` from `probe` until something stops it; the probe is detached on return.
@@ -86,10 +89,11 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
     for note in &schedule.notes {
         eprintln!("{note}");
     }
-    let compat = crate::abi::running_32bit();
-    if let Some(warning) = crate::abi::warning(&compat) {
+    let compat = crate::kernel_view::abi::running_32bit();
+    if let Some(warning) = crate::kernel_view::abi::warning(&compat) {
         eprintln!("{warning}");
     }
+    let refresh = sink.refresh_requests();
     let deadline = schedule.duration.map(|d| tokio::time::Instant::now() + d);
     let mut ticker = schedule
         .interval
@@ -113,7 +117,7 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
             _ = sighup.recv() => break StopReason::Signal("SIGHUP"),
             _ = sleep_until(deadline) => break StopReason::Duration,
             _ = tick(&mut ticker) => None,
-            _ = notified(&schedule.refresh) => None,
+            _ = notified(&refresh) => None,
             _ = drain_timer.tick() => {
                 if drain(ring.get_mut(), sink, &mut totals) == Flow::Stop {
                     break StopReason::View;
@@ -167,11 +171,11 @@ fn drain(
                     Event::Process(change) => {
                         totals.process_events += 1;
                         if let ProcessChange::Exec { pid, comm, .. } = change {
-                            if crate::abi::is_32bit(pid) == Some(true) {
+                            if crate::kernel_view::abi::is_32bit(pid) == Some(true) {
                                 totals.compat_processes += 1;
                                 eprintln!(
                                     "{}",
-                                    crate::abi::warning(&[(pid, comm.to_string())])
+                                    crate::kernel_view::abi::warning(&[(pid, comm.to_string())])
                                         .unwrap_or_default()
                                 );
                             }

@@ -4,11 +4,11 @@
 
 mod support;
 
-use ipctrace::aggregates::AggregateReading;
-use ipctrace::event::{decode, Event};
+use ipctrace::decoder::aggregates::AggregateReading;
+use ipctrace::decoder::syscalls::Op;
+use ipctrace::decoder::{decode, Event};
 use ipctrace::filter::Filter;
-use ipctrace::probe::{Probe, ProbeOptions};
-use ipctrace::syscalls::Op;
+use ipctrace::loader::{Probe, ProbeOptions};
 use std::time::Duration;
 use support::*;
 

@@ -4,9 +4,9 @@
 
 mod support;
 
+use ipctrace::decoder::syscalls::IpcKind;
 use ipctrace::filter::Filter;
 use ipctrace::model::waits::{GroupBy, WaitKey, WaitStats, Waits};
-use ipctrace::syscalls::IpcKind;
 use support::*;
 
 const MS: u64 = 1_000_000;

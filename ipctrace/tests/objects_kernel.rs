@@ -5,13 +5,13 @@
 
 mod support;
 
-use ipctrace::event::{decode, Comm, Event, ProcessChange};
+use ipctrace::decoder::syscalls::{IpcKind, Op};
+use ipctrace::decoder::{decode, Comm, Event, ProcessChange};
 use ipctrace::filter::Filter;
+use ipctrace::kernel_view::{ctl, maps, processes, sysvipc};
+use ipctrace::loader::{Probe, ProbeOptions};
 use ipctrace::model::objects::{ObjectKey, Objects};
-use ipctrace::probe::{Probe, ProbeOptions};
-use ipctrace::procfs;
 use ipctrace::session::Sink;
-use ipctrace::syscalls::{IpcKind, Op};
 use ipctrace::views::objects::ObjectsView;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ptr;
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use support::*;
 
 fn own_ns() -> u32 {
-    procfs::own_ipc_namespace().unwrap()
+    processes::own_ipc_namespace().unwrap()
 }
 
 fn attach(filter: Filter) -> Probe {
@@ -199,8 +199,8 @@ impl Drop for KeyRemoval {
 /// Who has which segment mapped, as /proc/<pid>/maps says: shmid -> pid -> mappings.
 fn kernel_attachments(ns: u32) -> BTreeMap<i32, BTreeMap<u32, u64>> {
     let mut by_id: BTreeMap<i32, BTreeMap<u32, u64>> = BTreeMap::new();
-    for p in procfs::read_attachments().unwrap().processes {
-        if procfs::ipc_namespace_of(p.pid).is_some_and(|n| n != ns) {
+    for p in maps::read_attachments().unwrap().processes {
+        if processes::ipc_namespace_of(p.pid).is_some_and(|n| n != ns) {
             continue;
         }
         for m in p.mappings {
@@ -214,9 +214,9 @@ fn kernel_attachments(ns: u32) -> BTreeMap<i32, BTreeMap<u32, u64>> {
 /// which run failed.
 fn assert_agrees_with_kernel(model: &Objects, ids: &BTreeSet<(IpcKind, i32)>, context: &str) {
     let ns = own_ns();
-    let shm = procfs::read_shm().unwrap().objects;
-    let sem = procfs::read_sem().unwrap().objects;
-    let msg = procfs::read_msg().unwrap().objects;
+    let shm = sysvipc::read_shm().unwrap().objects;
+    let sem = sysvipc::read_sem().unwrap().objects;
+    let msg = sysvipc::read_msg().unwrap().objects;
     let mapped = kernel_attachments(ns);
     for &(kind, id) in ids {
         let key = ObjectKey { ns, kind, id };
@@ -262,7 +262,7 @@ fn assert_agrees_with_kernel(model: &Objects, ids: &BTreeSet<(IpcKind, i32)>, co
                 let state = object.semaphores().unwrap();
                 assert_eq!(object.ipc_key, set.key, "{what}: key");
                 assert_eq!(state.nsems, Some(set.nsems), "{what}: nsems");
-                let kernel = procfs::sem_values(id, set.nsems as usize).unwrap();
+                let kernel = ctl::sem_values(id, set.nsems as usize).unwrap();
                 let model: Vec<(Option<i32>, u32, u32, u32)> = state
                     .sems
                     .iter()

@@ -4,12 +4,12 @@
 
 mod support;
 
-use ipctrace::event::{Event, SemOp};
+use ipctrace::decoder::syscalls::{IpcKind, Op};
+use ipctrace::decoder::{Event, SemOp};
 use ipctrace::filter::Filter;
+use ipctrace::loader::KernelCounts;
 use ipctrace::model::shm_addresses::ShmAddressBook;
-use ipctrace::probe::KernelCounts;
 use ipctrace::session::Sink;
-use ipctrace::syscalls::{IpcKind, Op};
 use ipctrace::views::trace::TraceView;
 use std::ptr;
 use support::*;
@@ -412,7 +412,7 @@ fn a_full_ring_buffer_is_counted_as_lost_never_silent() {
     opts.ring_bytes = Some(4096);
     let mut opts_pids = opts.clone();
     opts_pids.filter.pids = vec![pid];
-    let mut probe = ipctrace::probe::Probe::attach(&opts_pids).unwrap();
+    let mut probe = ipctrace::loader::Probe::attach(&opts_pids).unwrap();
     child.release();
     child.wait();
     let mut delivered = 0;

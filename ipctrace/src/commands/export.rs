@@ -2,15 +2,15 @@
 //! written as a node_exporter textfile. Wires the probe, the session, the kernel's view and the
 //! export model and view; serves HTTP with hyper on the session's own runtime.
 
-use crate::aggregates::Aggregates;
 use crate::cli::{parse_seconds, Common};
-use crate::event::{Comm, Event};
+use crate::decoder::syscalls::{IpcKind, Op};
+use crate::decoder::{Comm, Event};
+use crate::kernel_view::{ctl, maps, processes, sysvipc};
+use crate::loader::aggregates::Aggregates;
+use crate::loader::{KernelCounts, Probe, ProbeOptions};
 use crate::model::export::{ExportModel, Refresh};
 use crate::model::objects::ObjectKey;
-use crate::probe::{KernelCounts, Probe, ProbeOptions};
-use crate::procfs;
 use crate::session::{self, Flow, Schedule, Sink, Totals};
-use crate::syscalls::{IpcKind, Op};
 use crate::views::export::{self as view, Exposition, SelfCounts};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
@@ -82,7 +82,7 @@ pub fn run(args: ExportArgs) -> Result<i32> {
         filter: filter.clone(),
         waits: true,
         processes: true,
-        key_ids: crate::cli::ids_of_keys(&filter),
+        key_ids: super::ids_of_keys(&filter),
         aggregate: true,
         // Per call only what the model needs one by one: creators, attachments, removals.
         stream_ops: Some(vec![
@@ -99,7 +99,7 @@ pub fn run(args: ExportArgs) -> Result<i32> {
         .aggregates
         .take()
         .ok_or_else(|| anyhow!("kernel object has no aggregate maps"))?;
-    let own_ns = procfs::own_ipc_namespace().context("reading /proc/self/ns/ipc")?;
+    let own_ns = processes::own_ipc_namespace().context("reading /proc/self/ns/ipc")?;
     let (publish, published) = watch::channel(Arc::new(Exposition::default()));
     let mut sink = ExportSink {
         model: ExportModel::new(own_ns),
@@ -110,6 +110,7 @@ pub fn run(args: ExportArgs) -> Result<i32> {
         publish,
         textfile: None,
         failed: None,
+        refresh: None,
     };
     // The first full look at /proc is made with the privileges that can read every process.
     sink.refresh(KernelCounts::default());
@@ -133,8 +134,10 @@ pub fn run(args: ExportArgs) -> Result<i32> {
         interval: Some(args.interval),
         what,
         notes: Vec::new(),
-        refresh: listener.is_some().then(|| refresh.clone()),
     };
+    if listener.is_some() {
+        sink.refresh = Some(refresh.clone());
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -172,12 +175,18 @@ struct ExportSink {
     textfile: Option<Textfile>,
     /// What stopped the session (an unwritable textfile), for the exit status.
     failed: Option<anyhow::Error>,
+    /// Scrapes ask for fresh numbers through this.
+    refresh: Option<Arc<Notify>>,
 }
 
 impl Sink for ExportSink {
     fn event(&mut self, event: &Event) -> Flow {
         self.model.apply(event);
         Flow::Continue
+    }
+
+    fn refresh_requests(&self) -> Option<Arc<Notify>> {
+        self.refresh.clone()
     }
 
     fn running_totals(&mut self, totals: &Totals) {
@@ -199,26 +208,26 @@ impl Sink for ExportSink {
 
 impl ExportSink {
     fn refresh(&mut self, counts: KernelCounts) {
-        let now_ns = crate::views::clock_ns(libc::CLOCK_MONOTONIC) as u64;
+        let now_ns = crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64;
         self.own.lost = counts.lost;
         self.own.untracked = counts.untracked;
         // Aggregates first: an entry whose object the tables then lack was removed.
         let aggregates = self.aggregates.read().unwrap_or_default();
         let wants = |kind| self.kinds.contains(&kind);
         let shm = wants(IpcKind::Shm)
-            .then(|| procfs::read_shm().ok().map(|t| t.objects))
+            .then(|| sysvipc::read_shm().ok().map(|t| t.objects))
             .flatten();
         let sem = wants(IpcKind::Sem)
-            .then(|| procfs::read_sem().ok().map(|t| t.objects))
+            .then(|| sysvipc::read_sem().ok().map(|t| t.objects))
             .flatten();
         let msg = wants(IpcKind::Msg)
-            .then(|| procfs::read_msg().ok())
+            .then(|| sysvipc::read_msg().ok())
             .flatten()
             .map(|t| {
                 t.objects
                     .into_iter()
                     .map(|q| {
-                        let qbytes = procfs::msg_qbytes(q.msqid).ok();
+                        let qbytes = ctl::msg_qbytes(q.msqid).ok();
                         (q, qbytes)
                     })
                     .collect()
@@ -226,11 +235,11 @@ impl ExportSink {
         let own_ns = self.model_ns();
         let full_scan = shm.is_some() && self.model.full_scan_due(now_ns);
         let rescanned = if full_scan {
-            procfs::read_attachments()
+            maps::read_attachments()
                 .map(|scan| {
                     scan.processes
                         .into_iter()
-                        .filter(|p| procfs::ipc_namespace_of(p.pid).is_none_or(|n| n == own_ns))
+                        .filter(|p| processes::ipc_namespace_of(p.pid).is_none_or(|n| n == own_ns))
                         .map(|p| (p.pid, Some(p.mappings)))
                         .collect()
                 })
@@ -252,7 +261,7 @@ impl ExportSink {
             .model
             .creators_to_name(segments)
             .into_iter()
-            .filter_map(|pid| Some((pid, Comm::new(&procfs::read_comm(pid)?))))
+            .filter_map(|pid| Some((pid, Comm::new(&processes::read_comm(pid)?))))
             .collect();
         let gone = self.model.refresh(Refresh {
             now_ns,
@@ -281,7 +290,7 @@ impl ExportSink {
     }
 
     fn model_ns(&self) -> u32 {
-        procfs::own_ipc_namespace().unwrap_or(0)
+        processes::own_ipc_namespace().unwrap_or(0)
     }
 
     fn write_textfile(&self) -> Result<()> {
@@ -294,11 +303,11 @@ impl ExportSink {
 
 /// The SysV mappings of one process of our namespace (none for another's); None if it is
 /// gone or unreadable.
-fn maps_of(pid: u32, own_ns: u32) -> Option<Vec<procfs::SysvMapping>> {
-    if procfs::ipc_namespace_of(pid).is_some_and(|n| n != own_ns) {
+fn maps_of(pid: u32, own_ns: u32) -> Option<Vec<maps::SysvMapping>> {
+    if processes::ipc_namespace_of(pid).is_some_and(|n| n != own_ns) {
         return Some(Vec::new());
     }
-    match procfs::process_attachments(pid) {
+    match maps::process_attachments(pid) {
         Ok(Some(p)) => Some(p.mappings),
         Ok(None) => Some(Vec::new()),
         Err(_) => None,

@@ -2,11 +2,12 @@
 //! counts and histograms, who has each segment mapped, and waits in progress. Fed the few calls
 //! that stream (gets, shmat, shmdt, IPC_RMID) and process changes; corrected on each refresh.
 
-use crate::aggregates::{AggregateReading, WaitTotals};
-use crate::event::{Call, Comm, Event, ProcessChange};
+use crate::decoder::aggregates::{AggregateReading, WaitTotals};
+use crate::decoder::syscalls::{self, IpcKind, Op};
+use crate::decoder::{Call, Comm, Event, ProcessChange};
+use crate::kernel_view::maps::SysvMapping;
+use crate::kernel_view::sysvipc::{MsgQueue, SemSet, ShmSeg};
 use crate::model::objects::ObjectKey;
-use crate::procfs::{MsgQueue, SemSet, ShmSeg, SysvMapping};
-use crate::syscalls::{self, IpcKind, Op};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A full rescan of every process's maps, when the bookkeeping disagrees with the kernel's

@@ -3,16 +3,15 @@
 //! and process changes drive it; snapshots of the kernel's own view seed and correct it.
 
 mod reconcile;
-pub mod snapshot;
 #[cfg(test)]
 mod tests;
 
-pub use snapshot::KernelSnapshot;
+pub use crate::kernel_view::snapshot::KernelSnapshot;
 
-use crate::event::{Call, Comm, Event, ProcessChange, ProcessStart};
+use crate::decoder::syscalls::{self, IpcKind, Op};
+use crate::decoder::{Call, Comm, Event, ProcessChange, ProcessStart};
+use crate::kernel_view::sysvipc::SHM_DEST;
 use crate::model::shm_addresses::ShmAddressBook;
-use crate::procfs::SHM_DEST;
-use crate::syscalls::{self, IpcKind, Op};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 /// An object as the kernel tells them apart: ids repeat across namespaces and are reused.

@@ -1,8 +1,8 @@
 //! Which segment each process has attached at which address: shmdt names only an address, so
 //! this book resolves it to the shmid that shmat returned there (inherited across fork).
 
-use crate::event::{Call, ProcessChange};
-use crate::syscalls::Op;
+use crate::decoder::syscalls::Op;
+use crate::decoder::{Call, ProcessChange};
 use std::collections::HashMap;
 
 #[derive(Debug, Default)]
@@ -78,7 +78,7 @@ impl ShmAddressBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Comm;
+    use crate::decoder::Comm;
 
     fn shmat(pid: u32, id: i32, addr: u64) -> Call {
         Call::synthetic(

@@ -2,8 +2,8 @@
 //! how many really blocked and for how long (HDR and log2 histograms), how those waits ended
 //! (timeout, EINTR, EIDRM) and who released the waiters.
 
-use crate::event::{Call, Comm};
-use crate::syscalls::{IpcKind, Op};
+use crate::decoder::syscalls::{IpcKind, Op};
+use crate::decoder::{Call, Comm};
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
 
@@ -251,7 +251,7 @@ impl Waits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{SemOp, Waker};
+    use crate::decoder::{SemOp, Waker};
 
     fn semop(pid: u32, id: i32, num: u16, blocked_ns: u64, waker: Option<u32>, ret: i64) -> Call {
         let mut c = Call::synthetic(

@@ -2,12 +2,13 @@
 //! (log2 buckets with bars under a unit header) with HDR percentiles, the waiters' releasers and
 //! a contention summary; or one JSON object per key per interval.
 
-use super::{human_duration, WallClock};
-use crate::event::{Call, Event};
+use super::human_duration;
+use crate::clock::WallClock;
+use crate::decoder::syscalls::IpcKind;
+use crate::decoder::{Call, Event};
+use crate::loader::KernelCounts;
 use crate::model::waits::{log2_range, log2_slot, GroupBy, WaitKey, Waits, LOG2_SLOTS};
-use crate::probe::KernelCounts;
 use crate::session::{Flow, Sink, Totals};
-use crate::syscalls::IpcKind;
 use crate::views::trace::json_str;
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
@@ -92,7 +93,7 @@ impl<W: Write> LatView<W> {
     fn human_report(&self, out: &mut String) {
         let now = self
             .clock
-            .time_of_day(super::clock_ns(libc::CLOCK_MONOTONIC) as u64);
+            .time_of_day(crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64);
         let hottest = self.waits.hottest();
         if hottest.is_empty() {
             let _ = writeln!(out, "{now}: no waits");
@@ -201,7 +202,7 @@ impl<W: Write> LatView<W> {
     }
 
     fn json_report(&self, out: &mut String) {
-        let ts = super::clock_ns(libc::CLOCK_MONOTONIC);
+        let ts = crate::clock::clock_ns(libc::CLOCK_MONOTONIC);
         for (key, s) in self.waits.hottest() {
             let _ = write!(
                 out,
@@ -328,7 +329,7 @@ impl<W: Write> LatView<W> {
     fn learn_key(&mut self, call: &Call) {
         if let (Some(id), Some(key)) = (call.id(), call.key()) {
             self.know_key(call.kind(), call.ipc_ns, id, key);
-        } else if call.cmd() == Some(crate::syscalls::IPC_RMID) && call.succeeded() {
+        } else if call.cmd() == Some(crate::decoder::syscalls::IPC_RMID) && call.succeeded() {
             if let Some(id) = call.id() {
                 self.removed.push((call.kind(), call.ipc_ns, id));
             }
@@ -339,8 +340,8 @@ impl<W: Write> LatView<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Comm, SemOp, Waker};
-    use crate::syscalls::Op;
+    use crate::decoder::syscalls::Op;
+    use crate::decoder::{Comm, SemOp, Waker};
 
     fn blocked(pid: u32, id: i32, ns: u64) -> Call {
         let mut c = Call::synthetic(

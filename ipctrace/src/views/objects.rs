@@ -2,13 +2,14 @@
 //! has it mapped, touched it last and waits on it; or one JSON object per line (interface.md's
 //! names). While tracing it feeds the model and, with --watch, prints every interval.
 
-use super::{clock_ns, human_duration, WallClock};
-use crate::event::{Comm, Event};
+use super::human_duration;
+use crate::clock::{clock_ns, WallClock};
+use crate::decoder::syscalls::{self, IpcKind};
+use crate::decoder::{Comm, Event};
 use crate::filter::Filter;
+use crate::loader::KernelCounts;
 use crate::model::objects::{IpcObject, LastOp, ObjectState, Objects, Task};
-use crate::probe::KernelCounts;
 use crate::session::{Flow, Sink, Totals};
-use crate::syscalls::{self, IpcKind};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -590,10 +591,10 @@ fn read_users() -> HashMap<u32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Call, SemOp};
-    use crate::model::objects::snapshot::{MsgTable, SemTable, ShmTable};
+    use crate::decoder::syscalls::Op;
+    use crate::decoder::{Call, SemOp};
+    use crate::kernel_view::snapshot::{MsgTable, SemTable, ShmTable};
     use crate::model::objects::KernelSnapshot;
-    use crate::syscalls::Op;
 
     const S: u64 = 1_000_000_000;
 

@@ -1,11 +1,12 @@
 //! `ipctrace trace`: one line per completed call, aligned text for people or one JSON object per
 //! line (interface.md's names) for scripts, and a final summary line.
 
-use super::{human_bytes, human_duration, WallClock};
-use crate::event::{Call, Event};
+use super::{human_bytes, human_duration};
+use crate::clock::WallClock;
+use crate::decoder::syscalls::{self, Op};
+use crate::decoder::{Call, Event};
 use crate::model::shm_addresses::ShmAddressBook;
 use crate::session::{Flow, Sink, Totals};
-use crate::syscalls::{self, Op};
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
@@ -281,7 +282,7 @@ fn push_int(out: &mut String, v: impl itoa::Integer) {
 
 /// The waker of a blocked call; a call that ended by timing out was woken by a timer, not a
 /// process.
-fn waker_of(call: &Call) -> Option<crate::event::Waker> {
+fn waker_of(call: &Call) -> Option<crate::decoder::Waker> {
     if call.errno() == Some(11) && call.timeout_ns.is_some() {
         return None;
     }
@@ -421,7 +422,7 @@ impl<W: Write> Sink for TraceView<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Comm, SemOp, Waker};
+    use crate::decoder::{Comm, SemOp, Waker};
 
     fn render(json: bool, calls: &[Call]) -> String {
         let mut view = TraceView::new(Vec::new(), json, ShmAddressBook::default(), None);

@@ -3,9 +3,9 @@
 //! only async-signal-safe libc calls (the test process has other threads) and end in _exit.
 #![allow(dead_code)]
 
-use ipctrace::event::{decode, Call, Event, ProcessChange};
+use ipctrace::decoder::{decode, Call, Event, ProcessChange};
 use ipctrace::filter::Filter;
-use ipctrace::probe::{KernelCounts, Probe, ProbeOptions};
+use ipctrace::loader::{KernelCounts, Probe, ProbeOptions};
 use std::time::{Duration, Instant};
 
 pub struct Child {
@@ -172,7 +172,7 @@ pub fn sembuf(num: u16, op: i16, flg: i16) -> libc::sembuf {
     }
 }
 
-pub fn by_op(calls: &[Call], op: ipctrace::syscalls::Op) -> Vec<Call> {
+pub fn by_op(calls: &[Call], op: ipctrace::decoder::syscalls::Op) -> Vec<Call> {
     calls.iter().filter(|c| c.op == op).copied().collect()
 }
 

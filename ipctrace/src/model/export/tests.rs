@@ -1,6 +1,6 @@
 use super::*;
-use crate::aggregates::{ObjectOpKey, WaitKey, WaitingNow};
-use crate::event::Comm;
+use crate::decoder::aggregates::{ObjectOpKey, WaitKey, WaitingNow};
+use crate::decoder::Comm;
 
 const NS: u32 = 4026531839;
 

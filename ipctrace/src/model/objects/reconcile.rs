@@ -2,13 +2,13 @@
 //! values, queue depths, last pids) win, objects created or removed unseen appear and go, while
 //! what only calls can tell (creators, names, last operations) is kept where it still fits.
 
-use super::snapshot::{KernelSnapshot, MsgTable, SemTable, ShmTable};
 use super::{
     Actor, IpcObject, ObjectKey, ObjectState, Objects, Owner, SemWaiter, ShmAttachment, Task,
 };
-use crate::event::{Comm, SemOp};
-use crate::procfs::SemValue;
-use crate::syscalls::IpcKind;
+use crate::decoder::syscalls::IpcKind;
+use crate::decoder::{Comm, SemOp};
+use crate::kernel_view::ctl::SemValue;
+use crate::kernel_view::snapshot::{KernelSnapshot, MsgTable, SemTable, ShmTable};
 use anyhow::Result;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
@@ -23,7 +23,7 @@ impl Objects {
 
     /// Re-reads the kernel's view of `kinds` and corrects the model with it.
     pub fn reconcile_from_proc(&mut self, kinds: &[IpcKind]) -> Result<()> {
-        let ns = crate::procfs::own_ipc_namespace().unwrap_or(0);
+        let ns = crate::kernel_view::processes::own_ipc_namespace().unwrap_or(0);
         let snapshot = KernelSnapshot::read(kinds, &self.attached_pids(ns))?;
         self.reconcile(&snapshot);
         Ok(())
@@ -43,9 +43,9 @@ impl Objects {
             if key.ns != ns {
                 continue;
             }
-            let taken_ns = crate::views::clock_ns(libc::CLOCK_MONOTONIC) as u64;
+            let taken_ns = crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64;
             // Gone or unreadable: the next call or reconcile says more.
-            if let Ok(values) = crate::procfs::sem_values(key.id, nsems as usize) {
+            if let Ok(values) = crate::kernel_view::ctl::sem_values(key.id, nsems as usize) {
                 self.refresh_sem_values(key, &values, taken_ns);
             }
         }

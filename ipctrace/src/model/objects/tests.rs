@@ -1,10 +1,11 @@
 //! The object model fed synthetic calls, process changes and hand-made kernel snapshots.
 
-use super::snapshot::{MsgTable, SemTable, ShmTable};
 use super::*;
-use crate::event::SemOp;
-use crate::procfs::{
-    BlockedSemop, MsgQueue, ProcessAttachments, SemSet, SemValue, ShmSeg, SysvMapping,
+use crate::decoder::SemOp;
+use crate::kernel_view::snapshot::{MsgTable, SemTable, ShmTable};
+use crate::kernel_view::{
+    blocked::BlockedSemop, ctl::SemValue, maps::ProcessAttachments, maps::SysvMapping,
+    sysvipc::MsgQueue, sysvipc::SemSet, sysvipc::ShmSeg,
 };
 
 const CREAT: u64 = 0o1000;

@@ -2,10 +2,10 @@
 //! at most `--max-objects` objects by activity, the rest folded into one series), encoded in
 //! the Prometheus text format or OpenMetrics by prometheus-client.
 
-use crate::aggregates::WaitTotals;
+use crate::decoder::aggregates::WaitTotals;
+use crate::decoder::syscalls::{self, IpcKind, Op};
 use crate::model::export::{Detail, ExportModel, ExportedObject};
 use crate::model::objects::ObjectKey;
-use crate::syscalls::{self, IpcKind, Op};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;

@@ -1,7 +1,7 @@
 use super::*;
-use crate::aggregates::{AggregateReading, ObjectOpKey, WaitKey};
+use crate::decoder::aggregates::{AggregateReading, ObjectOpKey, WaitKey};
+use crate::kernel_view::sysvipc::SemSet;
 use crate::model::export::Refresh;
-use crate::procfs::SemSet;
 
 const NS: u32 = 4026531839;
 

@@ -2,9 +2,13 @@
 //! maps, semctl and msgctl), kept as plain data so that seeding and reconciling the object model
 //! are pure functions, unit-tested with snapshots made by hand.
 
-use crate::event::Comm;
-use crate::procfs::{self, BlockedSemop, MsgQueue, ProcessAttachments, SemSet, SemValue, ShmSeg};
-use crate::syscalls::IpcKind;
+use super::blocked::{self, BlockedSemop};
+use super::ctl::{self, SemValue};
+use super::maps::{self, ProcessAttachments};
+use super::processes;
+use super::sysvipc::{self, MsgQueue, SemSet, ShmSeg};
+use crate::decoder::syscalls::IpcKind;
+use crate::decoder::Comm;
 use anyhow::{Context, Result};
 use std::collections::{BTreeSet, HashMap};
 
@@ -59,24 +63,24 @@ impl KernelSnapshot {
     /// mapped: those whose maps turn out unreadable are listed as such. Fails when our namespace
     /// or a /proc/sysvipc table cannot be read.
     pub fn read(kinds: &[IpcKind], believed_attached: &BTreeSet<u32>) -> Result<KernelSnapshot> {
-        let ns = procfs::own_ipc_namespace().context("reading /proc/self/ns/ipc")?;
+        let ns = processes::own_ipc_namespace().context("reading /proc/self/ns/ipc")?;
         let mut snap = KernelSnapshot {
             ns,
-            epoch_offset_ns: crate::views::clock_ns(libc::CLOCK_REALTIME)
-                - crate::views::clock_ns(libc::CLOCK_MONOTONIC),
+            epoch_offset_ns: crate::clock::clock_ns(libc::CLOCK_REALTIME)
+                - crate::clock::clock_ns(libc::CLOCK_MONOTONIC),
             ..Default::default()
         };
         let mut named: BTreeSet<u32> = BTreeSet::new();
         let mut creators: Vec<u32> = Vec::new();
         if kinds.contains(&IpcKind::Shm) {
             let taken_ns = now_ns();
-            let segments = procfs::read_shm()?.objects;
-            let scan = procfs::read_attachments()?;
+            let segments = sysvipc::read_shm()?.objects;
+            let scan = maps::read_attachments()?;
             let mappings: Vec<ProcessAttachments> = scan
                 .processes
                 .into_iter()
                 // A process in another namespace maps that namespace's segment with this id.
-                .filter(|p| procfs::ipc_namespace_of(p.pid).is_none_or(|n| n == ns))
+                .filter(|p| processes::ipc_namespace_of(p.pid).is_none_or(|n| n == ns))
                 .collect();
             let unreadable = believed_attached
                 .iter()
@@ -97,11 +101,11 @@ impl KernelSnapshot {
         }
         if kinds.contains(&IpcKind::Sem) {
             let taken_ns = now_ns();
-            let sets: Vec<(SemSet, Option<Vec<SemValue>>)> = procfs::read_sem()?
+            let sets: Vec<(SemSet, Option<Vec<SemValue>>)> = sysvipc::read_sem()?
                 .objects
                 .into_iter()
                 .map(|set| {
-                    let values = procfs::sem_values(set.semid, set.nsems as usize).ok();
+                    let values = ctl::sem_values(set.semid, set.nsems as usize).ok();
                     (set, values)
                 })
                 .collect();
@@ -115,7 +119,7 @@ impl KernelSnapshot {
                 named.insert(value.last_pid as u32);
             }
             let blocked = if waited_on {
-                procfs::blocked_semops(Some(ns))
+                blocked::blocked_semops(Some(ns))
             } else {
                 Vec::new()
             };
@@ -127,11 +131,11 @@ impl KernelSnapshot {
         }
         if kinds.contains(&IpcKind::Msg) {
             let taken_ns = now_ns();
-            let queues: Vec<(MsgQueue, Option<u64>)> = procfs::read_msg()?
+            let queues: Vec<(MsgQueue, Option<u64>)> = sysvipc::read_msg()?
                 .objects
                 .into_iter()
                 .map(|q| {
-                    let qbytes = procfs::msg_qbytes(q.msqid).ok();
+                    let qbytes = ctl::msg_qbytes(q.msqid).ok();
                     (q, qbytes)
                 })
                 .collect();
@@ -141,17 +145,17 @@ impl KernelSnapshot {
             snap.msg = Some(MsgTable {
                 taken_ns,
                 queues,
-                msgmnb: procfs::read_msgmnb(),
+                msgmnb: ctl::read_msgmnb(),
             });
         }
         named.remove(&0);
         for pid in named {
-            if let Some(comm) = procfs::read_comm(pid) {
+            if let Some(comm) = processes::read_comm(pid) {
                 snap.comms.insert(pid, Comm::new(&comm));
             }
         }
         for pid in creators {
-            if let Some(start) = procfs::process_start_epoch(pid) {
+            if let Some(start) = processes::process_start_epoch(pid) {
                 snap.started.insert(pid, start);
             }
         }
@@ -179,7 +183,7 @@ impl KernelSnapshot {
 }
 
 fn now_ns() -> u64 {
-    crate::views::clock_ns(libc::CLOCK_MONOTONIC) as u64
+    crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64
 }
 
 /// EACCES (or EPERM) on /proc/<pid>/maps; a process that is gone is not unreadable, it holds nothing.
@@ -209,20 +213,20 @@ mod tests {
         let line =
             "220 0x800f 0x7fff4feabb1a 0x2 0x0 0x0 0x7fad287e6740 0x7fff4feabaf8 0x7fad288f45da";
         assert_eq!(
-            procfs::parse_syscall_line(line),
+            blocked::parse_syscall_line(line),
             Some((220, [0x800f, 0x7fff4feabb1a, 2, 0, 0, 0x7fad287e6740]))
         );
-        assert_eq!(procfs::parse_syscall_line("running"), None);
-        assert_eq!(procfs::parse_syscall_line("-1 0x7ffc 0x401000"), None);
+        assert_eq!(blocked::parse_syscall_line("running"), None);
+        assert_eq!(blocked::parse_syscall_line("-1 0x7ffc 0x401000"), None);
     }
 
     #[test]
     fn reads_our_own_namespace_and_process() {
         let snap = KernelSnapshot::read(&IpcKind::ALL, &BTreeSet::new()).unwrap();
-        assert_eq!(Some(snap.ns), procfs::own_ipc_namespace());
+        assert_eq!(Some(snap.ns), processes::own_ipc_namespace());
         assert!(snap.shm.is_some() && snap.sem.is_some() && snap.msg.is_some());
-        let start = procfs::process_start_epoch(std::process::id()).unwrap();
-        let now = crate::views::clock_ns(libc::CLOCK_REALTIME) / 1_000_000_000;
+        let start = processes::process_start_epoch(std::process::id()).unwrap();
+        let now = crate::clock::clock_ns(libc::CLOCK_REALTIME) / 1_000_000_000;
         assert!(start <= now as i64 && start > now as i64 - 86_400 * 365);
     }
 }

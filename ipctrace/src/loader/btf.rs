@@ -7,32 +7,25 @@ const BTF_MAGIC: u16 = 0xeb9f;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 
-/// The kernel offsets the programs need.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KernelOffsets {
-    pub task_pid: u32,
-    pub task_tgid: u32,
-    pub task_nsproxy: u32,
-    pub task_comm: u32,
-    pub task_group_leader: u32,
-    pub task_start_boottime: u32,
-    pub nsproxy_ipc_ns: u32,
-    pub ipc_ns_inum: u32,
-}
+pub use ipctrace_common::KernelOffsets;
 
-impl KernelOffsets {
-    pub fn from_running_kernel() -> Result<Self> {
+/// The offsets the programs need, from /sys/kernel/btf/vmlinux; one line naming what is
+/// missing when the kernel has no usable BTF.
+pub fn offsets_of_running_kernel() -> Result<KernelOffsets> {
+    {
         let path = "/sys/kernel/btf/vmlinux";
         let needs = "needs a kernel built with CONFIG_DEBUG_INFO_BTF=y";
         let data = std::fs::read(path)
             .map_err(|e| anyhow!("no kernel BTF: cannot read {path} ({e}): {needs}"))?;
-        let btf = Btf::parse(&data)
+        let btf = KernelBtf::parse(&data)
             .map_err(|e| anyhow!("no kernel BTF: {path} is not usable ({e}): {needs}"))?;
-        Self::from_btf(&btf)
+        offsets_from(&btf)
     }
+}
 
-    pub fn from_btf(btf: &Btf) -> Result<Self> {
-        Ok(Self {
+fn offsets_from(btf: &KernelBtf) -> Result<KernelOffsets> {
+    {
+        Ok(KernelOffsets {
             task_pid: btf.member_offset("task_struct", &["pid"])?,
             task_tgid: btf.member_offset("task_struct", &["tgid"])?,
             task_nsproxy: btf.member_offset("task_struct", &["nsproxy"])?,
@@ -64,7 +57,7 @@ struct Type {
 /// Just enough of a BTF blob to resolve struct member offsets. It borrows the blob and keeps
 /// only where each type starts (4 bytes a type, 0.6 MB for a kernel): ipctrace's memory peaks
 /// while it starts, and a full parse would be most of that peak.
-pub struct Btf<'a> {
+pub struct KernelBtf<'a> {
     section: &'a [u8], // the raw type section
     strings: &'a [u8],
     starts: Vec<u32>, // index = type id - 1 (id 0 is void)
@@ -77,7 +70,7 @@ fn u32_at(data: &[u8], at: usize) -> Result<u32> {
     Ok(u32::from_le_bytes(bytes.try_into().expect("4 bytes")))
 }
 
-impl<'a> Btf<'a> {
+impl<'a> KernelBtf<'a> {
     pub fn parse(data: &'a [u8]) -> Result<Self> {
         let magic = data.get(0..2).map(|b| u16::from_le_bytes([b[0], b[1]]));
         if magic != Some(BTF_MAGIC) {
@@ -239,7 +232,7 @@ mod tests {
 
     #[test]
     fn offsets_from_the_running_kernel() {
-        let o = KernelOffsets::from_running_kernel().unwrap();
+        let o = offsets_of_running_kernel().unwrap();
         // tgid directly follows pid in task_struct; inum sits past ns_common's first members.
         assert_eq!(o.task_tgid, o.task_pid + 4);
         assert!(o.task_nsproxy > o.task_tgid);
@@ -250,7 +243,9 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        assert!(Btf::parse(b"").is_err());
-        assert!(Btf::parse(&[0x9f, 0xeb, 1, 0, 24, 0, 0, 0, 0, 0, 0, 0, 255, 255, 0, 0]).is_err());
+        assert!(KernelBtf::parse(b"").is_err());
+        assert!(
+            KernelBtf::parse(&[0x9f, 0xeb, 1, 0, 24, 0, 0, 0, 0, 0, 0, 0, 255, 255, 0, 0]).is_err()
+        );
     }
 }

@@ -2,9 +2,12 @@
 //! globals, attaches them, and hands out the ring buffer and the counters.
 //! Dropping a `Probe` detaches every program and frees every map.
 
-use crate::btf::KernelOffsets;
+pub mod aggregates;
+pub mod btf;
+pub mod privileges;
+
+use crate::decoder::syscalls::{IpcKind, Op};
 use crate::filter::Filter;
-use crate::syscalls::{IpcKind, Op};
 use anyhow::{anyhow, bail, Context, Result};
 use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::programs::trace_point::TracePointError;
@@ -47,7 +50,7 @@ pub struct Probe {
     pub events: RingBuf<MapData>,
     pub counters: Counters,
     /// With `ProbeOptions::aggregate`.
-    pub aggregates: Option<crate::aggregates::Aggregates>,
+    pub aggregates: Option<aggregates::Aggregates>,
 }
 
 /// What the kernel side could not hand over, summed over CPUs.
@@ -84,20 +87,20 @@ impl Counters {
 impl Probe {
     /// Loads and attaches; the caller checked privileges (`privileges::check`).
     pub fn attach(options: &ProbeOptions) -> Result<Probe> {
-        options.filter.validate()?;
         let filter = &options.filter;
-
-        let mut pids = [0u32; common::MAX_FILTER_PIDS];
-        pids[..filter.pids.len()].copy_from_slice(&filter.pids);
-        let mut comms = [[0u8; common::TASK_COMM_LEN]; common::MAX_FILTER_COMMS];
-        for (slot, name) in comms.iter_mut().zip(&filter.comms) {
-            *slot = crate::event::Comm::new(name).bytes();
-        }
-        let pid_count = filter.pids.len() as u32;
-        let comm_count = filter.comms.len() as u32;
-        let filter_objects = filter.filters_objects() as u32;
-        let read_user_memory = !options.skip_user_memory as u32;
-        let self_tgid = std::process::id();
+        // Memory: aya's loader parses the kernel's BTF in its constructor (about 18 MB for
+        // 30 ms) though our programs need no CO-RE relocation, so that parse is dropped at once;
+        // the tp_btf programs get a parse of their own later, in a thread, while the syscall
+        // programs load. Our offsets come from a lean reader (6 MB, 7 ms), meanwhile. Startup
+        // peaks at about 27 MB either way; once attached, ipctrace keeps about 21 MB, 16 of
+        // them the ring buffer (8 MiB, its pages mapped twice).
+        let (offsets, mut loader) = std::thread::scope(|scope| {
+            let offsets = scope.spawn(btf::offsets_of_running_kernel);
+            let mut loader = EbpfLoader::new();
+            loader.btf(None);
+            (offsets.join().expect("BTF offsets thread"), loader)
+        });
+        let config = kernel_config(options, offsets?);
         let aggregate = options.aggregate as u32;
         let removals = if options.stream_removals {
             common::STREAM_REMOVALS
@@ -107,43 +110,12 @@ impl Probe {
         let stream_ops = options.stream_ops.as_ref().map_or(u32::MAX, |ops| {
             ops.iter().fold(removals, |mask, op| mask | 1 << op.code())
         });
-
-        // Memory: aya's loader parses the kernel's BTF in its constructor (about 18 MB for
-        // 30 ms) though our programs need no CO-RE relocation, so that parse is dropped at once;
-        // the tp_btf programs get a parse of their own later, in a thread, while the syscall
-        // programs load. Our offsets come from a lean reader (6 MB, 7 ms), meanwhile. Startup
-        // peaks at about 27 MB either way; once attached, ipctrace keeps about 21 MB, 16 of
-        // them the ring buffer (8 MiB, its pages mapped twice).
-        let (offsets, mut loader) = std::thread::scope(|scope| {
-            let offsets = scope.spawn(KernelOffsets::from_running_kernel);
-            let mut loader = EbpfLoader::new();
-            loader.btf(None);
-            (offsets.join().expect("BTF offsets thread"), loader)
-        });
-        let offsets = offsets?;
         release_freed_memory();
         loader
-            .override_global("EXCLUDE_TGID", &self_tgid, true)
-            .override_global("FILTER_TGIDS", &pids, true)
-            .override_global("FILTER_TGID_COUNT", &pid_count, true)
-            .override_global("FILTER_COMMS", &comms, true)
-            .override_global("FILTER_COMM_COUNT", &comm_count, true)
-            .override_global("FILTER_OBJECTS", &filter_objects, true)
-            .override_global("READ_USER_MEMORY", &read_user_memory, true)
+            .override_global("CONFIG", &config, true)
+            // The aggregation knobs, apart from CONFIG for now (issue 15).
             .override_global("AGGREGATE", &aggregate, true)
             .override_global("STREAM_OPS", &stream_ops, true)
-            .override_global("OFFSET_TASK_NSPROXY", &offsets.task_nsproxy, true)
-            .override_global("OFFSET_NSPROXY_IPC_NS", &offsets.nsproxy_ipc_ns, true)
-            .override_global("OFFSET_IPC_NS_INUM", &offsets.ipc_ns_inum, true)
-            .override_global("OFFSET_TASK_PID", &offsets.task_pid, true)
-            .override_global("OFFSET_TASK_TGID", &offsets.task_tgid, true)
-            .override_global("OFFSET_TASK_COMM", &offsets.task_comm, true)
-            .override_global("OFFSET_TASK_GROUP_LEADER", &offsets.task_group_leader, true)
-            .override_global(
-                "OFFSET_TASK_START_BOOTTIME",
-                &offsets.task_start_boottime,
-                true,
-            )
             // PENDING is task storage, which aya loads but has no user-space type for.
             .allow_unsupported_maps();
         if let Some(bytes) = options.ring_bytes {
@@ -187,14 +159,8 @@ impl Probe {
             let noop: &mut TracePoint = program_mut(&mut ebpf, "noop")?.try_into()?;
             noop.load().context("loading noop")?;
             for op in &ops {
-                links.push(attach_syscall(
-                    noop,
-                    &format!("sys_enter_{}", op.tracepoint()),
-                )?);
-                links.push(attach_syscall(
-                    noop,
-                    &format!("sys_exit_{}", op.tracepoint()),
-                )?);
+                links.push(attach_syscall(noop, &format!("sys_enter_{}", op.name()))?);
+                links.push(attach_syscall(noop, &format!("sys_exit_{}", op.name()))?);
             }
             return Probe::finish(ebpf, links, false);
         }
@@ -217,13 +183,10 @@ impl Probe {
             let exit: &mut TracePoint = program_mut(&mut ebpf, "sys_exit_ipc")?.try_into()?;
             exit.load().context("loading sys_exit_ipc")?;
             for op in &ops {
-                links.push(attach_syscall(
-                    exit,
-                    &format!("sys_exit_{}", op.tracepoint()),
-                )?);
+                links.push(attach_syscall(exit, &format!("sys_exit_{}", op.name()))?);
             }
             for op in &ops {
-                let name = format!("sys_enter_{}", op.tracepoint());
+                let name = format!("sys_enter_{}", op.name());
                 let enter: &mut TracePoint = program_mut(&mut ebpf, &name)?.try_into()?;
                 enter.load().with_context(|| format!("loading {name}"))?;
                 links.push(attach_syscall(enter, &name)?);
@@ -254,7 +217,7 @@ impl Probe {
     fn finish(mut ebpf: Ebpf, links: Links, aggregate: bool) -> Result<Probe> {
         let aggregates = if aggregate {
             let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| anyhow!("no {name} map"));
-            Some(crate::aggregates::Aggregates {
+            Some(aggregates::Aggregates {
                 call_totals: PerCpuArray::try_from(take("CALL_TOTALS")?)?,
                 object_ops: PerCpuHashMap::try_from(take("OBJECT_OPS")?)?,
                 waits: PerCpuHashMap::try_from(take("WAIT_HISTOGRAMS")?)?,
@@ -289,6 +252,28 @@ impl Probe {
 /// another `ipctrace trace`'s 24 took 1.74 s, all at once they take 0.9 s. (Where another tracer
 /// still holds the tracepoints nothing is waited for: 50 ms.)
 struct Links(Vec<Box<dyn Send>>);
+
+/// The one struct the kernel programs are configured with: the filter (validated by the command
+/// line) in the kernel's terms, and the kernel's offsets.
+fn kernel_config(options: &ProbeOptions, offsets: common::KernelOffsets) -> common::Config {
+    let filter = &options.filter;
+    let mut config = common::Config {
+        exclude_tgid: std::process::id(),
+        tgid_count: filter.pids.len() as u32,
+        comm_count: filter.comms.len() as u32,
+        filter_objects: filter.filters_objects() as u32,
+        read_user_memory: !options.skip_user_memory as u32,
+        offsets,
+        ..common::Config::DEFAULT
+    };
+    config.tgids[..filter.pids.len()].copy_from_slice(&filter.pids);
+    for (slot, name) in config.comms.iter_mut().zip(&filter.comms) {
+        let bytes = crate::decoder::Comm::new(name).bytes();
+        let word = |half: &[u8]| u64::from_ne_bytes(half.try_into().expect("8 bytes"));
+        *slot = [word(&bytes[..8]), word(&bytes[8..])];
+    }
+    config
+}
 
 impl Links {
     fn push(&mut self, link: impl Send + 'static) {

@@ -1,9 +1,12 @@
 //! The decoder: turns ring buffer records into `Call`s and `ProcessChange`s, and gives each raw
 //! syscall argument its meaning (id, key, size, flags, command). No allocation per record.
 
-use crate::syscalls::{self, IpcKind, Op};
+pub mod aggregates;
+pub mod syscalls;
+
 use ipctrace_common as common;
 use std::fmt;
+use syscalls::{IpcKind, Op};
 
 /// A task's command name, as the kernel keeps it (15 bytes and a NUL at most).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]

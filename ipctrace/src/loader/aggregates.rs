@@ -1,11 +1,11 @@
-//! The kernel-side aggregates seen from user space: reads the per-CPU totals, wait histograms
-//! and waits in progress into plain values, and deletes the entries of objects that are gone.
+//! The kernel-side aggregate maps seen from user space: reads them into a plain
+//! `AggregateReading`, and deletes the entries of objects that are gone.
 
-use crate::syscalls::Op;
+use crate::decoder::aggregates::{AggregateReading, ObjectOpKey, WaitKey, WaitTotals, WaitingNow};
+use crate::decoder::syscalls::Op;
 use anyhow::{Context, Result};
 use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap};
 use ipctrace_common as common;
-pub use ipctrace_common::{ObjectOpKey, WaitKey, WaitingNow, WAIT_SLOTS};
 
 /// The aggregate maps, taken from the loaded object (`Probe::aggregates`).
 pub struct Aggregates {
@@ -14,46 +14,6 @@ pub struct Aggregates {
     pub(crate) waits: PerCpuHashMap<MapData, WaitKey, common::WaitHistogram>,
     pub(crate) waiting: HashMap<MapData, u32, WaitingNow>,
     pub(crate) full: PerCpuArray<MapData, u64>,
-}
-
-/// Blocked waits of one semaphore (or queue and direction), summed over CPUs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WaitTotals {
-    pub count: u64,
-    pub sum_ns: u64,
-    /// Half-octave slots (`ipctrace_common::wait_slot`).
-    pub slots: [u64; WAIT_SLOTS],
-}
-
-impl Default for WaitTotals {
-    fn default() -> Self {
-        WaitTotals {
-            count: 0,
-            sum_ns: 0,
-            slots: [0; WAIT_SLOTS],
-        }
-    }
-}
-
-/// One reading of every aggregate map. Counters only grow (until an object's entries go).
-#[derive(Debug, Clone, Default)]
-pub struct AggregateReading {
-    /// (op, errno or None for success, calls).
-    pub calls: Vec<(Op, Option<i64>, u64)>,
-    /// Per object and op: (calls, errors).
-    pub object_ops: Vec<(ObjectOpKey, u64, u64)>,
-    pub waits: Vec<(WaitKey, WaitTotals)>,
-    /// (thread id, where and since when it waits).
-    pub waiting: Vec<(u32, WaitingNow)>,
-    /// Entries the kernel had no room for: per-object counts, histograms, waits in progress.
-    pub full: [u64; common::AGGREGATE_COUNTER_COUNT as usize],
-}
-
-impl AggregateReading {
-    /// All entries the kernel could not keep, for ipctrace's own `lost` counts.
-    pub fn unrecorded(&self) -> u64 {
-        self.full.iter().sum()
-    }
 }
 
 impl Aggregates {

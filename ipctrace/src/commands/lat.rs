@@ -1,0 +1,108 @@
+//! `ipctrace lat`: wait-latency histograms per object, semaphore or waiting process, bcc-style.
+//! Its options, its help, and the wiring of loader, session, wait model and view.
+
+use super::{attach, ids_of_keys, known_keys, runtime};
+use crate::cli::{parse_seconds, Common};
+use crate::decoder::syscalls::IpcKind;
+use crate::loader::ProbeOptions;
+use crate::model::waits::{GroupBy, Waits};
+use crate::session::{self, Schedule};
+use crate::views::lat::LatView;
+use anyhow::Result;
+use clap::Args;
+use std::time::Duration;
+
+pub const LAT_EXAMPLES: &str = "\
+Examples:
+  ipctrace lat                      # semaphore waits until Ctrl-C, then histograms
+  ipctrace lat 1 10                 # a histogram every second, ten times (as runqlat 1 10)
+  ipctrace lat --by semnum --key 0x5d00012a
+  ipctrace lat --type msg --by process   # msgsnd (queue full) and msgrcv (queue empty) waits
+  ipctrace lat --user nobody -o waits.txt 1 60   # attach as root, then run as nobody
+
+Only calls that really slept count as waits (the task switched out until another process
+released it); calls that found the semaphore free are counted as calls, not waits.
+On privileges, --user and --output: ipctrace --help.";
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct LatArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Print a histogram every SECS seconds (default: once, at the end).
+    #[arg(short = 'i', long, value_name = "SECS", value_parser = parse_seconds)]
+    pub interval: Option<Duration>,
+    /// Stop after this many intervals.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Histogram per object, per semaphore of a set, or per waiting process.
+    #[arg(long, value_enum, default_value_t = By::Object)]
+    pub by: By,
+    /// Interval in seconds, positional as in bcc's tools.
+    #[arg(value_name = "INTERVAL", value_parser = parse_seconds, conflicts_with = "interval")]
+    pub interval_pos: Option<Duration>,
+    /// Number of intervals, positional as in bcc's tools.
+    #[arg(value_name = "COUNT", conflicts_with = "count")]
+    pub count_pos: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum By {
+    #[default]
+    Object,
+    Semnum,
+    Process,
+}
+
+/// Runs `ipctrace lat`; the value is the exit code.
+pub fn run(args: LatArgs) -> Result<i32> {
+    let mut filter = args.common.filter();
+    // Waits happen on semaphores, and on queues when asked; shared memory never waits.
+    if filter.kinds.is_empty() {
+        filter.kinds = vec![IpcKind::Sem];
+    }
+    filter.kinds.retain(|k| *k != IpcKind::Shm);
+    if filter.kinds.is_empty() {
+        anyhow::bail!("shared memory calls never wait: use --type sem or --type msg");
+    }
+    filter.validate()?;
+    let by = match args.by {
+        By::Object => GroupBy::Object,
+        By::Semnum => GroupBy::Semnum,
+        By::Process => GroupBy::Process,
+    };
+    let interval = args.interval.or(args.interval_pos);
+    let count = args.count.or(args.count_pos);
+    if count.is_some() && interval.is_none() {
+        anyhow::bail!("--count needs --interval");
+    }
+    let prepared = args.common.prepare(true)?;
+    // Waits need no process events, and no sembufs unless grouped by semaphore number.
+    let probe = attach(
+        &filter,
+        ids_of_keys(&filter),
+        ProbeOptions {
+            skip_user_memory: !matches!(by, GroupBy::Semnum),
+            ..Default::default()
+        },
+    )?;
+    let keys = known_keys(&filter.kinds());
+    prepared.drop_privileges()?;
+    let mut view = LatView::new(
+        prepared.out,
+        args.common.json,
+        Waits::new(by, filter.kinds()),
+        count,
+    );
+    for (kind, ns, id, key) in keys {
+        view.know_key(kind, ns, id, key);
+    }
+    let schedule = Schedule {
+        duration: args.common.duration,
+        interval,
+        what: format!("{} waits", filter.describe()),
+        notes: Vec::new(),
+    };
+    let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
+    view.finish(&totals)?;
+    Ok(0)
+}
