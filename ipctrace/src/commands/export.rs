@@ -46,7 +46,8 @@ pub struct ExportArgs {
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9435")]
     pub listen: SocketAddr,
     /// Instead of serving, write DIR/ipctrace.prom every --interval (node_exporter's textfile
-    /// collector), replaced atomically; removed when ipctrace stops.
+    /// collector), replaced atomically; removed when ipctrace stops. Either way a summary line
+    /// goes to stdout at the end.
     #[arg(long, value_name = "DIR", conflicts_with = "listen")]
     pub textfile: Option<PathBuf>,
     /// How often the textfile is written (and, when serving, how often gone objects are swept).
@@ -125,7 +126,9 @@ pub fn run(args: ExportArgs) -> Result<i32> {
         }
         Place::Listen(listener) => {
             listener.set_nonblocking(true)?;
-            let what = format!("{} for http://{}/metrics", filter.describe(), args.listen);
+            // The port it got, when asked for any (port 0).
+            let at = listener.local_addr().unwrap_or(args.listen);
+            let what = format!("{} for http://{at}/metrics", filter.describe());
             (what, Some(listener))
         }
     };
@@ -151,7 +154,11 @@ pub fn run(args: ExportArgs) -> Result<i32> {
     if let Some(textfile) = &sink.textfile {
         textfile.remove();
     }
-    result?;
+    // The last line, as every command's: what was handed over and what the kernel could not
+    // keep (a full ring buffer or aggregate map).
+    let mut totals = result?;
+    totals.kernel.lost += sink.model.unrecorded;
+    print!("{}", crate::views::summary(&totals, false));
     match sink.failed {
         Some(e) => Err(e),
         None => Ok(0),
