@@ -774,8 +774,8 @@ fn measure_saturated(tools: &Tools, config: Config) -> Result<Sample> {
 }
 
 /// `ipctrace export` on a host where 1,000 processes have segments attached, scraped every
-/// 15 s as Prometheus would: its CPU over 30 s once attached (the first full look at /proc is
-/// before, at start).
+/// 15 s as Prometheus would: its CPU over 30 s once settled (the first full look at /proc and
+/// the walk for 32-bit processes are at start).
 fn measure_export_idle(tools: &Tools) -> Result<Sample> {
     const PROCESSES: usize = 1000;
     const SEGMENTS: usize = 10;
@@ -826,6 +826,8 @@ fn measure_export_idle(tools: &Tools) -> Result<Sample> {
             s.read_to_string(&mut body)?;
             Ok(body.len())
         };
+        // Steady state: past the start's one-off look for 32-bit processes (a /proc walk).
+        std::thread::sleep(Duration::from_secs(2));
         let cpu_before = running.cpu_s_now();
         let began = Instant::now();
         let mut bytes = scrape()?;
