@@ -29,23 +29,28 @@ pub trait Sink {
     fn batch_done(&mut self) -> Flow {
         Flow::Continue
     }
-    /// Called every `interval`, if the session has one, and at each `Schedule::refresh`.
-    fn interval(&mut self, _counts: KernelCounts) -> Flow {
+    /// Called every `interval`, if the session has one, and at each `refresh_requests`.
+    fn interval(&mut self) -> Flow {
         Flow::Continue
     }
-    /// Called right before each `interval` with the session's totals so far.
+    /// Called right before each `interval` with the session's totals so far (the kernel's
+    /// counts read just then).
     fn running_totals(&mut self, _totals: &Totals) {}
     /// When this is notified, the view gets an `interval` at once (a scrape asking for fresh
     /// numbers). Asked once, at the start.
     fn refresh_requests(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         None
     }
+    /// 32-bit processes found (at start, or exec'd since): their calls are not traced, which
+    /// the view says.
+    fn compat_processes(&mut self, found: &[(u32, String)]);
 }
 
+/// What ended the session: the view itself (--count, a closed stdout), or something outside it
+/// (--duration, a signal), after which the calls still in the ring buffer are reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    Duration,
-    Signal(&'static str),
+enum Stop {
+    Outside,
     View,
 }
 
@@ -60,7 +65,6 @@ pub struct Totals {
     pub compat_processes: u64,
     pub malformed: u64,
     pub kernel: KernelCounts,
-    pub reason: StopReason,
 }
 
 pub struct Schedule {
@@ -90,8 +94,8 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
         eprintln!("{note}");
     }
     let compat = crate::kernel_view::abi::running_32bit();
-    if let Some(warning) = crate::kernel_view::abi::warning(&compat) {
-        eprintln!("{warning}");
+    if !compat.is_empty() {
+        sink.compat_processes(&compat);
     }
     let refresh = sink.refresh_requests();
     let deadline = schedule.duration.map(|d| tokio::time::Instant::now() + d);
@@ -106,21 +110,20 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
         compat_processes: compat.len() as u64,
         malformed: 0,
         kernel: KernelCounts::default(),
-        reason: StopReason::View,
     };
 
-    let reason = loop {
+    let stop = loop {
         let ready = tokio::select! {
             guard = ring.readable_mut() => Some(guard?),
-            _ = sigint.recv() => break StopReason::Signal("SIGINT"),
-            _ = sigterm.recv() => break StopReason::Signal("SIGTERM"),
-            _ = sighup.recv() => break StopReason::Signal("SIGHUP"),
-            _ = sleep_until(deadline) => break StopReason::Duration,
+            _ = sigint.recv() => break Stop::Outside,
+            _ = sigterm.recv() => break Stop::Outside,
+            _ = sighup.recv() => break Stop::Outside,
+            _ = sleep_until(deadline) => break Stop::Outside,
             _ = tick(&mut ticker) => None,
             _ = notified(&refresh) => None,
             _ = drain_timer.tick() => {
                 if drain(ring.get_mut(), sink, &mut totals) == Flow::Stop {
-                    break StopReason::View;
+                    break Stop::View;
                 }
                 continue;
             }
@@ -131,26 +134,26 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
                 guard.clear_ready();
                 // A record submitted between the drain and clear_ready raised no new edge.
                 if flow == Flow::Stop || drain(ring.get_mut(), sink, &mut totals) == Flow::Stop {
-                    break StopReason::View;
+                    break Stop::View;
                 }
             }
             None => {
                 if drain(ring.get_mut(), sink, &mut totals) == Flow::Stop {
-                    break StopReason::View;
+                    break Stop::View;
                 }
+                totals.kernel = counters.read()?;
                 sink.running_totals(&totals);
-                if sink.interval(counters.read()?) == Flow::Stop {
-                    break StopReason::View;
+                if sink.interval() == Flow::Stop {
+                    break Stop::View;
                 }
             }
         }
     };
     // Calls that completed before the stop are still reported.
-    if reason != StopReason::View {
+    if stop != Stop::View {
         drain(ring.get_mut(), sink, &mut totals);
     }
     totals.kernel = counters.read()?;
-    totals.reason = reason;
     Ok(totals)
 }
 
@@ -173,11 +176,7 @@ fn drain(
                         if let ProcessChange::Exec { pid, comm, .. } = change {
                             if crate::kernel_view::abi::is_32bit(pid) == Some(true) {
                                 totals.compat_processes += 1;
-                                eprintln!(
-                                    "{}",
-                                    crate::kernel_view::abi::warning(&[(pid, comm.to_string())])
-                                        .unwrap_or_default()
-                                );
+                                sink.compat_processes(&[(pid, comm.to_string())]);
                             }
                         }
                     }

@@ -5,14 +5,13 @@
 
 mod support;
 
+use ipctrace::commands::live::{reconcile, LiveObjects};
 use ipctrace::decoder::syscalls::{IpcKind, Op};
 use ipctrace::decoder::{decode, Comm, Event, ProcessChange};
 use ipctrace::filter::Filter;
 use ipctrace::kernel_view::{ctl, maps, processes, sysvipc};
 use ipctrace::loader::{Probe, ProbeOptions};
 use ipctrace::model::objects::{ObjectKey, Objects};
-use ipctrace::session::Sink;
-use ipctrace::views::objects::ObjectsView;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ptr;
 use std::time::{Duration, Instant};
@@ -88,15 +87,15 @@ impl Family {
 /// The model's own sink (the one `ipctrace objects` runs), fed as the events arrive: after
 /// each drain, `batch_done` reads what calls cannot tell (a SETALL's values).
 struct Live {
-    view: ObjectsView<Vec<u8>>,
+    live: LiveObjects,
     family: Family,
     events: Vec<Event>,
 }
 
 impl Live {
-    fn new(seed: Objects, roots: &[u32]) -> Live {
+    fn new(seed: LiveObjects, roots: &[u32]) -> Live {
         Live {
-            view: ObjectsView::new(Vec::new(), true, seed, Filter::default()),
+            live: seed,
             family: Family::new(roots),
             events: Vec::new(),
         }
@@ -107,11 +106,11 @@ impl Live {
         drain(probe, &mut batch);
         for e in batch {
             if self.family.admit(&e) {
-                self.view.event(&e);
+                self.live.apply(&e);
                 self.events.push(e);
             }
         }
-        self.view.batch_done();
+        self.live.batch_done();
     }
 
     /// Pumps until the last records came through.
@@ -125,7 +124,7 @@ impl Live {
     }
 
     fn model(&self) -> &Objects {
-        self.view.objects()
+        self.live.objects()
     }
 }
 
@@ -324,9 +323,9 @@ fn assert_reconcile_is_idempotent(model: &mut Objects, ids: &BTreeSet<(IpcKind, 
             .filter_map(|&(kind, id)| model.get(&ObjectKey { ns, kind, id }).cloned())
             .collect()
     };
-    model.reconcile_from_proc(&IpcKind::ALL).unwrap();
+    reconcile(model, &IpcKind::ALL).unwrap();
     let once = ours(model);
-    model.reconcile_from_proc(&IpcKind::ALL).unwrap();
+    reconcile(model, &IpcKind::ALL).unwrap();
     assert_eq!(once, ours(model), "a second reconcile changed the model");
 }
 
@@ -483,7 +482,7 @@ fn the_model_of_a_multi_process_workload_agrees_with_the_kernel() {
         comms: vec!["ot-shm".into(), "ot-sem".into(), "ot-msg".into()],
         ..Default::default()
     });
-    let mut live = Live::new(Objects::seed_from_proc(&IpcKind::ALL).unwrap(), &pids);
+    let mut live = Live::new(LiveObjects::seed(&IpcKind::ALL).unwrap(), &pids);
     for c in &children {
         c.release();
     }
@@ -500,7 +499,7 @@ fn the_model_of_a_multi_process_workload_agrees_with_the_kernel() {
         "only the holder lives on"
     );
     let events = live.events.clone();
-    let mut model = live.view.into_objects();
+    let mut model = live.live.into_objects();
 
     let ids = named_objects(&events);
     assert_eq!(ids.len(), 3, "{ids:?}");
@@ -626,7 +625,7 @@ fn waiters_are_found_in_the_kernel_and_leave_when_their_semop_returns() {
         assert!(Instant::now() < deadline, "the children never blocked");
         std::thread::sleep(Duration::from_millis(5));
     }
-    let mut model = Objects::seed_from_proc(&[IpcKind::Sem]).unwrap();
+    let mut model = LiveObjects::seed(&[IpcKind::Sem]).unwrap().into_objects();
     let key = ObjectKey {
         ns: own_ns(),
         kind: IpcKind::Sem,
@@ -673,7 +672,7 @@ fn waiters_are_found_in_the_kernel_and_leave_when_their_semop_returns() {
         model.get(&key).unwrap().semaphores().unwrap().sems[1].zcount,
         0
     );
-    model.reconcile_from_proc(&[IpcKind::Sem]).unwrap();
+    reconcile(&mut model, &[IpcKind::Sem]).unwrap();
     assert_eq!(
         waiters(&model),
         [vec![(decrement.pid, false)], vec![(complex.pid, false)]]
@@ -697,7 +696,7 @@ fn waiters_are_found_in_the_kernel_and_leave_when_their_semop_returns() {
         model.apply(e);
     }
     assert_eq!(waiters(&model), [vec![], vec![]]);
-    model.reconcile_from_proc(&[IpcKind::Sem]).unwrap();
+    reconcile(&mut model, &[IpcKind::Sem]).unwrap();
     assert_eq!(waiters(&model), [vec![], vec![]]);
 }
 
@@ -1022,7 +1021,7 @@ fn random_workloads_end_where_the_kernel_ends() {
         let pids: Vec<u32> = children.iter().map(|c| c.pid).collect();
         let mut earlier = Vec::new();
         drain(&mut probe, &mut earlier);
-        let mut live = Live::new(Objects::seed_from_proc(&IpcKind::ALL).unwrap(), &pids);
+        let mut live = Live::new(LiveObjects::seed(&IpcKind::ALL).unwrap(), &pids);
         for c in &children {
             c.release();
         }

@@ -112,6 +112,7 @@ pub fn run(args: ExportArgs) -> Result<i32> {
         textfile: None,
         failed: None,
         refresh: None,
+        kernel: KernelCounts::default(),
     };
     // The first full look at /proc is made with the privileges that can read every process.
     sink.refresh(KernelCounts::default());
@@ -158,7 +159,7 @@ pub fn run(args: ExportArgs) -> Result<i32> {
     // keep (a full ring buffer or aggregate map).
     let mut totals = result?;
     totals.kernel.lost += sink.model.unrecorded;
-    print!("{}", crate::views::summary(&totals, false));
+    print!("{}", crate::views::summary(&totals, false, &[]));
     match sink.failed {
         Some(e) => Err(e),
         None => Ok(0),
@@ -184,6 +185,8 @@ struct ExportSink {
     failed: Option<anyhow::Error>,
     /// Scrapes ask for fresh numbers through this.
     refresh: Option<Arc<Notify>>,
+    /// The kernel's counts, as the session last read them.
+    kernel: KernelCounts,
 }
 
 impl Sink for ExportSink {
@@ -197,12 +200,17 @@ impl Sink for ExportSink {
     }
 
     fn running_totals(&mut self, totals: &Totals) {
+        self.kernel = totals.kernel;
         self.own.events = totals.events + totals.process_events;
         self.own.compat_processes = totals.compat_processes;
     }
 
-    fn interval(&mut self, counts: KernelCounts) -> Flow {
-        self.refresh(counts);
+    fn compat_processes(&mut self, found: &[(u32, String)]) {
+        crate::views::say_compat_processes(found);
+    }
+
+    fn interval(&mut self) -> Flow {
+        self.refresh(self.kernel);
         if self.textfile.is_some() {
             if let Err(e) = self.write_textfile() {
                 self.failed = Some(e);

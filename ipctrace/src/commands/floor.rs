@@ -11,6 +11,7 @@ use anyhow::Result;
 pub fn run(common: Common) -> Result<i32> {
     struct Nothing;
     impl session::Sink for Nothing {
+        fn compat_processes(&mut self, _: &[(u32, String)]) {}
         fn event(&mut self, _: &crate::decoder::Event) -> session::Flow {
             session::Flow::Continue
         }

@@ -4,6 +4,7 @@
 pub mod export;
 pub mod floor;
 pub mod lat;
+pub mod live;
 pub mod objects;
 pub mod trace;
 

@@ -149,47 +149,67 @@ impl fmt::Display for IpcKind {
     }
 }
 
+/// The errnos ipctrace itself tells apart (as the kernel returns them, positive).
+pub const EINTR: i64 = libc::EINTR as i64;
+pub const EAGAIN: i64 = libc::EAGAIN as i64;
+pub const E2BIG: i64 = libc::E2BIG as i64;
+pub const ENOMSG: i64 = libc::ENOMSG as i64;
+pub const EIDRM: i64 = libc::EIDRM as i64;
+/// The kernel-internal restart codes a tracer sees at sys_exit (include/linux/errno.h; never
+/// seen by the process, so not in libc): the call is restarted, or the process sees EINTR.
+pub const ERESTARTSYS: i64 = 512;
+pub const ERESTARTNOINTR: i64 = 513;
+pub const ERESTARTNOHAND: i64 = 514;
+pub const ERESTART_RESTARTBLOCK: i64 = 516;
+
+/// True for EINTR and the restart codes: a signal ended the wait.
+pub fn interrupted(errno: i64) -> bool {
+    matches!(errno, EINTR | ERESTARTSYS..=ERESTART_RESTARTBLOCK)
+}
+
 /// The symbolic name of a positive errno value (Linux, x86_64), plus the kernel-internal restart
 /// codes a tracer sees at sys_exit.
 pub fn errno_name(errno: i64) -> Option<&'static str> {
+    const NAMES: &[(i32, &str)] = &[
+        (libc::EPERM, "EPERM"),
+        (libc::ENOENT, "ENOENT"),
+        (libc::ESRCH, "ESRCH"),
+        (libc::EINTR, "EINTR"),
+        (libc::EIO, "EIO"),
+        (libc::ENXIO, "ENXIO"),
+        (libc::E2BIG, "E2BIG"),
+        (libc::ENOEXEC, "ENOEXEC"),
+        (libc::EBADF, "EBADF"),
+        (libc::ECHILD, "ECHILD"),
+        (libc::EAGAIN, "EAGAIN"),
+        (libc::ENOMEM, "ENOMEM"),
+        (libc::EACCES, "EACCES"),
+        (libc::EFAULT, "EFAULT"),
+        (libc::EBUSY, "EBUSY"),
+        (libc::EEXIST, "EEXIST"),
+        (libc::ENODEV, "ENODEV"),
+        (libc::EINVAL, "EINVAL"),
+        (libc::ENFILE, "ENFILE"),
+        (libc::EMFILE, "EMFILE"),
+        (libc::EFBIG, "EFBIG"),
+        (libc::ENOSPC, "ENOSPC"),
+        (libc::ERANGE, "ERANGE"),
+        (libc::EDEADLK, "EDEADLK"),
+        (libc::ENAMETOOLONG, "ENAMETOOLONG"),
+        (libc::ENOSYS, "ENOSYS"),
+        (libc::ENOMSG, "ENOMSG"),
+        (libc::EIDRM, "EIDRM"),
+        (libc::ENODATA, "ENODATA"),
+        (libc::EOVERFLOW, "EOVERFLOW"),
+        (libc::EOPNOTSUPP, "EOPNOTSUPP"),
+        (libc::ETIMEDOUT, "ETIMEDOUT"),
+    ];
     Some(match errno {
-        1 => "EPERM",
-        2 => "ENOENT",
-        3 => "ESRCH",
-        4 => "EINTR",
-        5 => "EIO",
-        6 => "ENXIO",
-        7 => "E2BIG",
-        8 => "ENOEXEC",
-        9 => "EBADF",
-        10 => "ECHILD",
-        11 => "EAGAIN",
-        12 => "ENOMEM",
-        13 => "EACCES",
-        14 => "EFAULT",
-        16 => "EBUSY",
-        17 => "EEXIST",
-        19 => "ENODEV",
-        22 => "EINVAL",
-        23 => "ENFILE",
-        24 => "EMFILE",
-        27 => "EFBIG",
-        28 => "ENOSPC",
-        34 => "ERANGE",
-        35 => "EDEADLK",
-        36 => "ENAMETOOLONG",
-        38 => "ENOSYS",
-        42 => "ENOMSG",
-        43 => "EIDRM",
-        61 => "ENODATA",
-        75 => "EOVERFLOW",
-        95 => "EOPNOTSUPP",
-        110 => "ETIMEDOUT",
-        512 => "ERESTARTSYS",
-        513 => "ERESTARTNOINTR",
-        514 => "ERESTARTNOHAND",
-        516 => "ERESTART_RESTARTBLOCK",
-        _ => return None,
+        ERESTARTSYS => "ERESTARTSYS",
+        ERESTARTNOINTR => "ERESTARTNOINTR",
+        ERESTARTNOHAND => "ERESTARTNOHAND",
+        ERESTART_RESTARTBLOCK => "ERESTART_RESTARTBLOCK",
+        _ => NAMES.iter().find(|(e, _)| *e as i64 == errno)?.1,
     })
 }
 
@@ -205,38 +225,61 @@ const IPC_64: i64 = 0x100;
 
 /// The name of a shmctl/semctl/msgctl command.
 pub fn ctl_command_name(kind: IpcKind, cmd: i64) -> Option<&'static str> {
+    // The *_STAT_ANY and shm's *_STAT/*_INFO numbers are not in libc (include/uapi/linux/shm.h,
+    // msg.h).
+    const SHM_STAT: i64 = 13;
+    const SHM_INFO: i64 = 14;
+    const SHM_STAT_ANY: i64 = 15;
+    const MSG_STAT_ANY: i64 = 13;
+    let c = |v: libc::c_int| (v as i64) & !IPC_64;
     let cmd = cmd & !IPC_64;
-    Some(match (kind, cmd) {
-        (_, 0) => "IPC_RMID",
-        (_, 1) => "IPC_SET",
-        (_, 2) => "IPC_STAT",
-        (_, 3) => "IPC_INFO",
-        (IpcKind::Shm, 11) => "SHM_LOCK",
-        (IpcKind::Shm, 12) => "SHM_UNLOCK",
-        (IpcKind::Shm, 13) => "SHM_STAT",
-        (IpcKind::Shm, 14) => "SHM_INFO",
-        (IpcKind::Shm, 15) => "SHM_STAT_ANY",
-        (IpcKind::Sem, 11) => "GETPID",
-        (IpcKind::Sem, 12) => "GETVAL",
-        (IpcKind::Sem, 13) => "GETALL",
-        (IpcKind::Sem, 14) => "GETNCNT",
-        (IpcKind::Sem, 15) => "GETZCNT",
-        (IpcKind::Sem, 16) => "SETVAL",
-        (IpcKind::Sem, 17) => "SETALL",
-        (IpcKind::Sem, 18) => "SEM_STAT",
-        (IpcKind::Sem, 19) => "SEM_INFO",
-        (IpcKind::Sem, 20) => "SEM_STAT_ANY",
-        (IpcKind::Msg, 11) => "MSG_STAT",
-        (IpcKind::Msg, 12) => "MSG_INFO",
-        (IpcKind::Msg, 13) => "MSG_STAT_ANY",
-        _ => return None,
+    Some(match kind {
+        _ if cmd == c(libc::IPC_RMID) => "IPC_RMID",
+        _ if cmd == c(libc::IPC_SET) => "IPC_SET",
+        _ if cmd == c(libc::IPC_STAT) => "IPC_STAT",
+        _ if cmd == c(libc::IPC_INFO) => "IPC_INFO",
+        IpcKind::Shm => match cmd {
+            _ if cmd == c(libc::SHM_LOCK) => "SHM_LOCK",
+            _ if cmd == c(libc::SHM_UNLOCK) => "SHM_UNLOCK",
+            SHM_STAT => "SHM_STAT",
+            SHM_INFO => "SHM_INFO",
+            SHM_STAT_ANY => "SHM_STAT_ANY",
+            _ => return None,
+        },
+        IpcKind::Sem => {
+            [
+                (libc::GETPID, "GETPID"),
+                (libc::GETVAL, "GETVAL"),
+                (libc::GETALL, "GETALL"),
+                (libc::GETNCNT, "GETNCNT"),
+                (libc::GETZCNT, "GETZCNT"),
+                (libc::SETVAL, "SETVAL"),
+                (libc::SETALL, "SETALL"),
+                (libc::SEM_STAT, "SEM_STAT"),
+                (libc::SEM_INFO, "SEM_INFO"),
+                (libc::SEM_STAT_ANY, "SEM_STAT_ANY"),
+            ]
+            .into_iter()
+            .find(|(v, _)| c(*v) == cmd)?
+            .1
+        }
+        IpcKind::Msg => match cmd {
+            _ if cmd == c(libc::MSG_STAT) => "MSG_STAT",
+            _ if cmd == c(libc::MSG_INFO) => "MSG_INFO",
+            MSG_STAT_ANY => "MSG_STAT_ANY",
+            _ => return None,
+        },
     })
 }
 
-pub const IPC_RMID: i64 = 0;
-pub const IPC_SET: i64 = 1;
-pub const SETVAL: i64 = 16;
-pub const SETALL: i64 = 17;
+pub const IPC_RMID: i64 = libc::IPC_RMID as i64;
+pub const IPC_SET: i64 = libc::IPC_SET as i64;
+pub const GETPID: i64 = libc::GETPID as i64;
+pub const GETVAL: i64 = libc::GETVAL as i64;
+pub const GETNCNT: i64 = libc::GETNCNT as i64;
+pub const GETZCNT: i64 = libc::GETZCNT as i64;
+pub const SETVAL: i64 = libc::SETVAL as i64;
+pub const SETALL: i64 = libc::SETALL as i64;
 
 /// Normalises a ctl command (drops IPC_64).
 pub fn ctl_command(cmd: i64) -> i64 {
@@ -244,37 +287,41 @@ pub fn ctl_command(cmd: i64) -> i64 {
 }
 
 /// Flag bits and their names, per call family. The low nine bits of get flags are permissions.
-const GET_FLAGS: &[(i64, &str)] = &[(0o1000, "IPC_CREAT"), (0o2000, "IPC_EXCL")];
-const SHMGET_FLAGS: &[(i64, &str)] = &[
-    (0o1000, "IPC_CREAT"),
-    (0o2000, "IPC_EXCL"),
-    (0o4000, "SHM_HUGETLB"),
-    (0o10000, "SHM_NORESERVE"),
+const GET_FLAGS: &[(libc::c_int, &str)] =
+    &[(libc::IPC_CREAT, "IPC_CREAT"), (libc::IPC_EXCL, "IPC_EXCL")];
+const SHMGET_FLAGS: &[(libc::c_int, &str)] = &[
+    (libc::IPC_CREAT, "IPC_CREAT"),
+    (libc::IPC_EXCL, "IPC_EXCL"),
+    (libc::SHM_HUGETLB, "SHM_HUGETLB"),
+    (libc::SHM_NORESERVE, "SHM_NORESERVE"),
 ];
-const SHMAT_FLAGS: &[(i64, &str)] = &[
-    (0o10000, "SHM_RDONLY"),
-    (0o20000, "SHM_RND"),
-    (0o40000, "SHM_REMAP"),
-    (0o100000, "SHM_EXEC"),
+const SHMAT_FLAGS: &[(libc::c_int, &str)] = &[
+    (libc::SHM_RDONLY, "SHM_RDONLY"),
+    (libc::SHM_RND, "SHM_RND"),
+    (libc::SHM_REMAP, "SHM_REMAP"),
+    (libc::SHM_EXEC, "SHM_EXEC"),
 ];
-const SEM_FLAGS: &[(i64, &str)] = &[(0o4000, "IPC_NOWAIT"), (0x1000, "SEM_UNDO")];
-const MSG_FLAGS: &[(i64, &str)] = &[
-    (0o4000, "IPC_NOWAIT"),
-    (0o10000, "MSG_NOERROR"),
-    (0o20000, "MSG_EXCEPT"),
-    (0o40000, "MSG_COPY"),
+const SEM_FLAGS: &[(libc::c_int, &str)] = &[
+    (libc::IPC_NOWAIT, "IPC_NOWAIT"),
+    (libc::SEM_UNDO, "SEM_UNDO"),
+];
+const MSG_FLAGS: &[(libc::c_int, &str)] = &[
+    (libc::IPC_NOWAIT, "IPC_NOWAIT"),
+    (libc::MSG_NOERROR, "MSG_NOERROR"),
+    (libc::MSG_EXCEPT, "MSG_EXCEPT"),
+    (libc::MSG_COPY, "MSG_COPY"),
 ];
 
-pub const IPC_NOWAIT: i64 = 0o4000;
-pub const SEM_UNDO: i64 = 0x1000;
-pub const IPC_PRIVATE: i32 = 0;
-pub const IPC_CREAT: i64 = 0o1000;
-pub const IPC_EXCL: i64 = 0o2000;
+pub const IPC_NOWAIT: i64 = libc::IPC_NOWAIT as i64;
+pub const SEM_UNDO: i64 = libc::SEM_UNDO as i64;
+pub const IPC_PRIVATE: i32 = libc::IPC_PRIVATE;
+pub const IPC_CREAT: i64 = libc::IPC_CREAT as i64;
+pub const IPC_EXCL: i64 = libc::IPC_EXCL as i64;
 /// msgrcv copies the message at an index and leaves the queue as it was.
-pub const MSG_COPY: i64 = 0o40000;
-pub const SHM_LOCK: i64 = 11;
-pub const SHM_UNLOCK: i64 = 12;
-/// Mode bit of a segment whose pages are locked in memory (SHM_LOCK).
+pub const MSG_COPY: i64 = libc::MSG_COPY as i64;
+pub const SHM_LOCK: i64 = libc::SHM_LOCK as i64;
+pub const SHM_UNLOCK: i64 = libc::SHM_UNLOCK as i64;
+/// Mode bit of a segment whose pages are locked in memory (SHM_LOCK; not in libc).
 pub const SHM_LOCKED: u32 = 0o2000;
 /// The largest value a semaphore can hold (SEMVMX).
 pub const SEMVMX: i32 = 32767;
@@ -289,7 +336,7 @@ pub fn ctl_takes_an_index(kind: IpcKind, cmd: i64) -> bool {
 
 /// Flags in words, `|`-joined (`IPC_CREAT|0600`), `0` for none. Unknown bits stay in hex.
 pub fn flags_text(op: Op, flags: i64) -> String {
-    let (table, perms): (&[(i64, &str)], bool) = match op {
+    let (table, perms): (&[(libc::c_int, &str)], bool) = match op {
         Op::Shmget => (SHMGET_FLAGS, true),
         Op::Semget | Op::Msgget => (GET_FLAGS, true),
         Op::Shmat => (SHMAT_FLAGS, false),
@@ -299,9 +346,10 @@ pub fn flags_text(op: Op, flags: i64) -> String {
     };
     let mut rest = flags;
     let mut words = Vec::new();
-    for (bit, name) in table {
+    for &(bit, name) in table {
+        let bit = bit as i64;
         if rest & bit != 0 {
-            words.push((*name).to_string());
+            words.push(name.to_string());
             rest &= !bit;
         }
     }

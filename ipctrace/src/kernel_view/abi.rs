@@ -33,42 +33,13 @@ pub fn running_32bit() -> Vec<(u32, String)> {
     found
 }
 
-/// The warning for 32-bit processes, if there are any.
-pub fn warning(processes: &[(u32, String)]) -> Option<String> {
-    if processes.is_empty() {
-        return None;
-    }
-    let names: Vec<String> = processes
-        .iter()
-        .take(8)
-        .map(|(pid, comm)| format!("{comm}({pid})"))
-        .collect();
-    let more = processes.len().saturating_sub(8);
-    let more = if more > 0 {
-        format!(" and {more} more")
-    } else {
-        String::new()
-    };
-    Some(format!(
-        "ipctrace: warning: {} 32-bit process(es) are not covered (their SysV IPC goes through ipc(2)): {}{more}",
-        processes.len(),
-        names.join(", ")
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn this_test_is_64_bit_and_the_warning_reads_well() {
+    fn this_test_is_64_bit() {
         assert_eq!(is_32bit(std::process::id()), Some(false));
         assert_eq!(is_32bit(u32::MAX), None);
-        assert_eq!(warning(&[]), None);
-        let w = warning(&[(7, "old".into())]).unwrap();
-        assert!(
-            w.ends_with("not covered (their SysV IPC goes through ipc(2)): old(7)"),
-            "{w}"
-        );
     }
 }

@@ -637,7 +637,7 @@ impl Objects {
                 set.stop_waiting(|w| w.tid == call.tid, true);
             }
         }
-        if call.errno() == Some(EIDRM) {
+        if call.errno() == Some(syscalls::EIDRM) {
             self.remove(key);
             return;
         }
@@ -1094,8 +1094,6 @@ impl Objects {
         }
     }
 }
-
-const EIDRM: i64 = 43;
 
 /// Whether a call counts as using or changing its object (for `last_op`): queries such as
 /// IPC_STAT or GETVAL only look.

@@ -2,7 +2,7 @@
 //! how many really blocked and for how long (HDR and log2 histograms), how those waits ended
 //! (timeout, EINTR, EIDRM) and who released the waiters.
 
-use crate::decoder::syscalls::{IpcKind, Op};
+use crate::decoder::syscalls::{self, IpcKind, Op};
 use crate::decoder::{Call, Comm};
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
@@ -38,7 +38,7 @@ pub struct Task {
 pub const LOG2_SLOTS: usize = 64;
 
 /// Waits on one key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct WaitStats {
     pub calls: u64,
     pub blocked: u64,
@@ -49,27 +49,8 @@ pub struct WaitStats {
     /// Blocked waits, nanoseconds, 3 significant digits; made at the first (at 16 KiB and up,
     /// not for each of the many keys whose calls all take the fast path).
     pub hdr: Option<Histogram<u64>>,
-    /// Blocked waits by power of two: slot s holds [2^(s-1), 2^s) ns (slot 0: 0).
-    pub log2: [u64; LOG2_SLOTS],
     pub wakers: HashMap<Task, u64>,
     pub waiters: HashMap<Task, (u64, u64)>, // waits, total blocked ns
-}
-
-impl Default for WaitStats {
-    fn default() -> Self {
-        WaitStats {
-            calls: 0,
-            blocked: 0,
-            blocked_total_ns: 0,
-            timeouts: 0,
-            interrupted: 0,
-            removed: 0,
-            hdr: None,
-            log2: [0; LOG2_SLOTS],
-            wakers: HashMap::new(),
-            waiters: HashMap::new(),
-        }
-    }
 }
 
 /// The log2 slot of a value: 0 for 0, else 1 + floor(log2 v).
@@ -101,6 +82,18 @@ impl WaitStats {
             .map_or(0, |h| h.max())
     }
 
+    /// Blocked waits by power of two of `unit_ns`: slot s holds [2^(s-1), 2^s) units (slot 0:
+    /// under one unit). Derived from the one histogram the waits are recorded in: HDR buckets
+    /// never straddle a power of two, so in nanoseconds the counts are exact.
+    pub fn log2_buckets(&self, unit_ns: u64) -> [u64; LOG2_SLOTS] {
+        let mut slots = [0u64; LOG2_SLOTS];
+        for v in self.hdr.iter().flat_map(|h| h.iter_recorded()) {
+            let slot = log2_slot(v.value_iterated_to() / unit_ns.max(1)).min(LOG2_SLOTS - 1);
+            slots[slot] += v.count_at_value();
+        }
+        slots
+    }
+
     /// Wakers, most first (ties by pid).
     pub fn top_wakers(&self) -> Vec<(Task, u64)> {
         let mut v: Vec<(Task, u64)> = self.wakers.iter().map(|(t, n)| (*t, *n)).collect();
@@ -111,9 +104,9 @@ impl WaitStats {
     fn record(&mut self, call: &Call) {
         self.calls += 1;
         match call.errno() {
-            Some(11) if call.timed() && call.blocked_ns > 0 => self.timeouts += 1,
-            Some(4 | 512..=516) => self.interrupted += 1,
-            Some(43) => self.removed += 1,
+            Some(syscalls::EAGAIN) if call.timed() && call.blocked_ns > 0 => self.timeouts += 1,
+            Some(e) if syscalls::interrupted(e) => self.interrupted += 1,
+            Some(syscalls::EIDRM) => self.removed += 1,
             _ => {}
         }
         if call.blocked_ns == 0 {
@@ -125,7 +118,6 @@ impl WaitStats {
             .hdr
             .get_or_insert_with(|| Histogram::new(3).expect("3 significant digits is valid"));
         let _ = hdr.record(call.blocked_ns.max(1));
-        self.log2[log2_slot(call.blocked_ns).min(LOG2_SLOTS - 1)] += 1;
         let waiter = self
             .waiters
             .entry(Task {
@@ -136,7 +128,10 @@ impl WaitStats {
         waiter.0 += 1;
         waiter.1 += call.blocked_ns;
         // A timed-out wait was ended by a timer, not by a process.
-        if let Some(w) = call.waker.filter(|_| call.errno() != Some(11)) {
+        if let Some(w) = call
+            .waker
+            .filter(|_| call.errno() != Some(syscalls::EAGAIN))
+        {
             *self
                 .wakers
                 .entry(Task {
@@ -296,7 +291,7 @@ mod tests {
         let p50 = s.percentile(0.5) as f64;
         assert!((p50 - 2_000_000.0).abs() / 2e6 < 0.01, "{p50}");
         assert!((s.max() as f64 - 4e6).abs() / 4e6 < 0.01);
-        assert_eq!(s.log2[log2_slot(2_000_000)], 1);
+        assert_eq!(s.log2_buckets(1)[log2_slot(2_000_000)], 1);
         assert_eq!(w.hottest()[0].0.id, 5);
         assert_eq!(w.top_waiters()[0].0.pid, 11);
         assert_eq!(

@@ -6,11 +6,9 @@ use super::human_duration;
 use crate::clock::WallClock;
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::{Call, Event};
-use crate::loader::KernelCounts;
-use crate::model::waits::{log2_range, log2_slot, GroupBy, WaitKey, Waits, LOG2_SLOTS};
+use crate::model::waits::{log2_range, GroupBy, WaitKey, WaitStats, Waits};
 use crate::session::{Flow, Sink, Totals};
-use crate::views::trace::json_str;
-use hdrhistogram::Histogram;
+use serde_json::json;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -71,7 +69,7 @@ impl<W: Write> LatView<W> {
             self.report()?;
         }
         self.out
-            .write_all(super::summary(totals, self.json).as_bytes())?;
+            .write_all(super::summary(totals, self.json, &[]).as_bytes())?;
         self.out.flush()
     }
 
@@ -121,11 +119,11 @@ impl<W: Write> LatView<W> {
                 stats.interrupted,
                 stats.removed
             );
-            let Some(hdr) = stats.hdr.as_ref().filter(|_| stats.blocked > 0) else {
+            if stats.blocked == 0 {
                 let _ = writeln!(out, "    every call took the fast path");
                 continue;
-            };
-            log2_histogram(out, hdr);
+            }
+            log2_histogram(out, stats);
             let _ = writeln!(
                 out,
                 "    p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
@@ -204,23 +202,33 @@ impl<W: Write> LatView<W> {
     fn json_report(&self, out: &mut String) {
         let ts = crate::clock::clock_ns(libc::CLOCK_MONOTONIC);
         for (key, s) in self.waits.hottest() {
-            let _ = write!(
-                out,
-                "{{\"ts_ns\": {ts}, \"type\": \"{}\", \"id\": {}, \"ipc_ns\": {}",
-                key.kind, key.id, key.ipc_ns
-            );
-            match self.keys.get(&(key.kind, key.ipc_ns, key.id)) {
-                Some(k) => {
-                    let _ = write!(out, ", \"key\": {k}");
-                }
-                None => out.push_str(", \"key\": null"),
-            }
+            let mut line = json!({
+                "ts_ns": ts as u64,
+                "type": key.kind.name(),
+                "id": key.id,
+                "ipc_ns": key.ipc_ns,
+                "key": self.keys.get(&(key.kind, key.ipc_ns, key.id)),
+                "calls": s.calls,
+                "blocked": s.blocked,
+                "blocked_total_ns": s.blocked_total_ns,
+                "timeouts": s.timeouts,
+                "eintr": s.interrupted,
+                "eidrm": s.removed,
+                "p50_ns": s.percentile(0.5),
+                "p90_ns": s.percentile(0.9),
+                "p99_ns": s.percentile(0.99),
+                "p999_ns": s.percentile(0.999),
+                "max_ns": s.max(),
+                "hist": s.log2_buckets(1).iter().enumerate().filter(|(_, c)| **c > 0).map(|(slot, count)| {
+                    let (lo, hi) = log2_range(slot);
+                    json!({"lo_ns": lo, "hi_ns": hi, "count": count})
+                }).collect::<Vec<_>>(),
+                "wakers": s.top_wakers().iter().map(|(t, n)| {
+                    json!({"pid": t.pid, "comm": t.comm.to_string(), "count": n})
+                }).collect::<Vec<_>>(),
+            });
             if self.waits.by == GroupBy::Semnum {
-                let _ = write!(
-                    out,
-                    ", \"semnum\": {}",
-                    key.semnum.map_or("null".into(), |n| n.to_string())
-                );
+                line["semnum"] = json!(key.semnum);
             }
             if let Some(pid) = key.pid {
                 let comm = s
@@ -229,62 +237,27 @@ impl<W: Write> LatView<W> {
                     .find(|t| t.pid == pid)
                     .map(|t| t.comm.to_string())
                     .unwrap_or_default();
-                let _ = write!(out, ", \"pid\": {pid}, \"comm\": ");
-                json_str(out, &comm);
+                line["pid"] = json!(pid);
+                line["comm"] = json!(comm);
             }
-            let _ = write!(
-                out,
-                ", \"calls\": {}, \"blocked\": {}, \"blocked_total_ns\": {}, \"timeouts\": {}, \"eintr\": {}, \"eidrm\": {}",
-                s.calls, s.blocked, s.blocked_total_ns, s.timeouts, s.interrupted, s.removed
-            );
-            let _ = write!(
-                out,
-                ", \"p50_ns\": {}, \"p90_ns\": {}, \"p99_ns\": {}, \"p999_ns\": {}, \"max_ns\": {}",
-                s.percentile(0.5),
-                s.percentile(0.9),
-                s.percentile(0.99),
-                s.percentile(0.999),
-                s.max()
-            );
-            out.push_str(", \"hist\": [");
-            let mut first = true;
-            for (slot, count) in s.log2.iter().enumerate().filter(|(_, c)| **c > 0) {
-                let (lo, hi) = log2_range(slot);
-                let sep = if first { "" } else { ", " };
-                first = false;
-                let _ = write!(
-                    out,
-                    "{sep}{{\"lo_ns\": {lo}, \"hi_ns\": {hi}, \"count\": {count}}}"
-                );
-            }
-            out.push_str("], \"wakers\": [");
-            for (i, (t, n)) in s.top_wakers().iter().enumerate() {
-                let sep = if i == 0 { "" } else { ", " };
-                let _ = write!(out, "{sep}{{\"pid\": {}, \"comm\": ", t.pid);
-                json_str(out, &t.comm.as_str());
-                let _ = write!(out, ", \"count\": {n}}}");
-            }
-            out.push_str("]}\n");
+            super::json_line(out, &line);
         }
     }
 }
 
 /// bcc's log2 histogram: a unit header, one row per power of two of the unit from the lowest
 /// to the highest non-empty one, and a 40-column bar scaled to the largest count.
-pub fn log2_histogram(out: &mut String, hdr: &Histogram<u64>) {
-    if hdr.is_empty() {
+pub fn log2_histogram(out: &mut String, stats: &WaitStats) {
+    if stats.blocked == 0 {
         return;
     }
     // Microseconds unless the waits are long, as runqlat does with -m.
-    let (unit, div) = if hdr.max() >= 10_000_000_000 {
+    let (unit, div) = if stats.max() >= 10_000_000_000 {
         ("msecs", 1_000_000)
     } else {
         ("usecs", 1_000)
     };
-    let mut slots = [0u64; LOG2_SLOTS + 1];
-    for v in hdr.iter_recorded() {
-        slots[log2_slot(v.value_iterated_to() / div)] += v.count_at_value();
-    }
+    let slots = stats.log2_buckets(div);
     let first = slots.iter().position(|c| *c > 0).unwrap_or(0);
     let last = slots.iter().rposition(|c| *c > 0).unwrap_or(0);
     let max = *slots.iter().max().unwrap_or(&1);
@@ -305,7 +278,11 @@ impl<W: Write> Sink for LatView<W> {
         Flow::Continue
     }
 
-    fn interval(&mut self, _counts: KernelCounts) -> Flow {
+    fn compat_processes(&mut self, found: &[(u32, String)]) {
+        super::say_compat_processes(found);
+    }
+
+    fn interval(&mut self) -> Flow {
         if self.report().is_err() {
             return Flow::Stop;
         }
@@ -474,7 +451,7 @@ mod tests {
             Waits::new(GroupBy::Object, vec![IpcKind::Sem]),
             Some(2),
         );
-        assert_eq!(v.interval(KernelCounts::default()), Flow::Continue);
-        assert_eq!(v.interval(KernelCounts::default()), Flow::Stop);
+        assert_eq!(v.interval(), Flow::Continue);
+        assert_eq!(v.interval(), Flow::Stop);
     }
 }

@@ -9,14 +9,19 @@ pub mod trace;
 
 /// The last line of every session: what was reported and what the kernel could not hand over
 /// (`lost`: ring buffer full; `untracked`: no kernel memory for a call in flight or an object a
-/// `--key` names; 32-bit processes seen).
-pub fn summary(totals: &crate::session::Totals, json: bool) -> String {
+/// `--key` names; 32-bit processes seen), with what a view adds (`extra`, JSON only).
+pub fn summary(totals: &crate::session::Totals, json: bool, extra: &[(&str, u64)]) -> String {
     let k = &totals.kernel;
     if json {
-        return format!(
-            "{{\"summary\": {{\"events\": {}, \"lost\": {}, \"untracked\": {}, \"malformed\": {}, \"compat_processes\": {}}}}}\n",
-            totals.events, k.lost, k.untracked, totals.malformed, totals.compat_processes
+        let mut s = format!(
+            "{{\"summary\": {{\"events\": {}, \"process_events\": {}, \"lost\": {}, \"untracked\": {}, \"malformed\": {}, \"compat_processes\": {}",
+            totals.events, totals.process_events, k.lost, k.untracked, totals.malformed, totals.compat_processes
         );
+        for (name, value) in extra {
+            s.push_str(&format!(", \"{name}\": {value}"));
+        }
+        s.push_str("}}\n");
+        return s;
     }
     let mut s = format!("\n{} events, {} lost\n", totals.events, k.lost);
     if k.untracked > 0 || totals.malformed > 0 {
@@ -32,6 +37,79 @@ pub fn summary(totals: &crate::session::Totals, json: bool) -> String {
         ));
     }
     s
+}
+
+/// A JSON value as one line in the layout every view prints (`{"a": 1, "b": [2, 3]}`, the
+/// same as trace's hand-written hot path), newline included.
+pub fn json_line(out: &mut String, value: &serde_json::Value) {
+    use serde::Serialize as _;
+    let mut buf = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, Spaced);
+    value.serialize(&mut ser).expect("a Value serializes");
+    out.push_str(std::str::from_utf8(&buf).expect("serde_json writes UTF-8"));
+    out.push('\n');
+}
+
+/// serde_json's compact output with a space after each `:` and `,`.
+struct Spaced;
+
+impl serde_json::ser::Formatter for Spaced {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        separate(w, first)
+    }
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        separate(w, first)
+    }
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+}
+
+/// `, ` before every element of an array or object but the first.
+fn separate<W: ?Sized + std::io::Write>(w: &mut W, first: bool) -> std::io::Result<()> {
+    if first {
+        Ok(())
+    } else {
+        w.write_all(b", ")
+    }
+}
+
+/// The warning for 32-bit processes, if there are any: their calls are not traced.
+pub fn compat_warning(processes: &[(u32, String)]) -> Option<String> {
+    if processes.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = processes
+        .iter()
+        .take(8)
+        .map(|(pid, comm)| format!("{comm}({pid})"))
+        .collect();
+    let more = processes.len().saturating_sub(8);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "ipctrace: warning: {} 32-bit process(es) are not covered (their SysV IPC goes through ipc(2)): {}{more}",
+        processes.len(),
+        names.join(", ")
+    ))
+}
+
+/// Says on stderr that 32-bit processes are not covered (every view says it the same way).
+pub fn say_compat_processes(found: &[(u32, String)]) {
+    if let Some(warning) = compat_warning(found) {
+        eprintln!("{warning}");
+    }
 }
 
 /// A duration in the unit a person reads best: 850ns, 12.3µs, 1.08ms, 2.50s.
@@ -77,6 +155,26 @@ fn three_digits(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_lines_are_spaced_like_trace_lines() {
+        let mut out = String::new();
+        json_line(
+            &mut out,
+            &serde_json::json!({"a": 1, "b": [2, 3], "c": {"d": null}}),
+        );
+        assert_eq!(out, "{\"a\": 1, \"b\": [2, 3], \"c\": {\"d\": null}}\n");
+    }
+
+    #[test]
+    fn the_32bit_warning_reads_well() {
+        assert_eq!(compat_warning(&[]), None);
+        let w = compat_warning(&[(7, "old".into())]).unwrap();
+        assert!(
+            w.ends_with("not covered (their SysV IPC goes through ipc(2)): old(7)"),
+            "{w}"
+        );
+    }
 
     #[test]
     fn durations_in_human_units() {

@@ -3,13 +3,12 @@
 //! names). While tracing it feeds the model and, with --watch, prints every interval.
 
 use super::human_duration;
-use crate::clock::{clock_ns, WallClock};
+use crate::clock::WallClock;
 use crate::decoder::syscalls::{self, IpcKind};
-use crate::decoder::{Comm, Event};
+use crate::decoder::Comm;
 use crate::filter::Filter;
-use crate::loader::KernelCounts;
 use crate::model::objects::{IpcObject, LastOp, ObjectState, Objects, Task};
-use crate::session::{Flow, Sink, Totals};
+use crate::session::Totals;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -18,7 +17,6 @@ use std::io::{self, Write};
 pub struct ObjectsView<W: Write> {
     out: W,
     json: bool,
-    objects: Objects,
     /// Which objects to print (--type, --id, --key).
     filter: Filter,
     /// User names by uid, for the OWNER column.
@@ -26,22 +24,17 @@ pub struct ObjectsView<W: Write> {
     clock: WallClock,
     /// Put the time above each report (when tracing: reports repeat).
     stamped: bool,
-    broken_pipe: bool,
-    warned: bool,
 }
 
 impl<W: Write> ObjectsView<W> {
-    pub fn new(out: W, json: bool, objects: Objects, filter: Filter) -> Self {
+    pub fn new(out: W, json: bool, filter: Filter) -> Self {
         ObjectsView {
             out,
             json,
-            objects,
             filter,
             users: read_users(),
             clock: WallClock::now(),
             stamped: false,
-            broken_pipe: false,
-            warned: false,
         }
     }
 
@@ -51,108 +44,41 @@ impl<W: Write> ObjectsView<W> {
         self
     }
 
-    pub fn objects(&self) -> &Objects {
-        &self.objects
-    }
-
-    pub fn into_objects(self) -> Objects {
-        self.objects
-    }
-
-    /// True once stdout was closed by its reader.
-    pub fn output_closed(&self) -> bool {
-        self.broken_pipe
-    }
-
-    /// Corrects the model with the kernel's view, then prints it.
-    pub fn report(&mut self) -> io::Result<()> {
-        if let Err(e) = self.objects.reconcile_from_proc(&self.filter.kinds()) {
-            // The calls seen still say a lot; say once that the kernel's numbers are missing.
-            if !self.warned {
-                eprintln!("ipctrace: not reconciled with the kernel's view: {e:#}");
-                self.warned = true;
-            }
-        }
-        self.print()
-    }
-
-    /// Prints the model as it is.
-    pub fn print(&mut self) -> io::Result<()> {
-        let now = clock_ns(libc::CLOCK_MONOTONIC) as u64;
+    /// Prints the model as it is at `now_ns` (CLOCK_MONOTONIC).
+    pub fn print(&mut self, objects: &Objects, now_ns: u64) -> io::Result<()> {
         let text = if self.json {
-            render_json(&self.objects, &self.filter, now)
+            render_json(objects, &self.filter, now_ns)
         } else {
             let mut text = String::new();
             if self.stamped {
-                let _ = writeln!(text, "{}", self.clock.time_of_day(now));
+                let _ = writeln!(text, "{}", self.clock.time_of_day(now_ns));
             }
-            text.push_str(&render_tables(
-                &self.objects,
-                &self.filter,
-                now,
-                &self.users,
-            ));
+            text.push_str(&render_tables(objects, &self.filter, now_ns, &self.users));
             text
         };
         self.out.write_all(text.as_bytes())?;
         self.out.flush()
     }
 
-    /// The last report and, for scripts, the summary line every tracing command ends with.
-    pub fn finish(&mut self, totals: Option<&Totals>) -> io::Result<()> {
-        if self.broken_pipe {
-            return Ok(());
-        }
-        self.report()?;
-        match totals {
+    /// After the last report: for scripts, the summary line every tracing command ends with.
+    pub fn finish(&mut self, objects: &Objects, totals: &Totals) -> io::Result<()> {
+        if self.json {
             // missed_exits: processes found gone when their pid came back; forgotten_processes:
             // dropped to keep the model bounded. Both follow lost exit events.
-            Some(t) if self.json => writeln!(
-                self.out,
-                "{{\"summary\": {{\"events\": {}, \"process_events\": {}, \"lost\": {}, \"untracked\": {}, \"malformed\": {}, \"missed_exits\": {}, \"forgotten_processes\": {}}}}}",
-                t.events,
-                t.process_events,
-                t.kernel.lost,
-                t.kernel.untracked,
-                t.malformed,
-                self.objects.missed_exits(),
-                self.objects.forgotten_processes()
-            )?,
-            Some(t) if t.kernel.lost > 0 => writeln!(
+            let extra = [
+                ("missed_exits", objects.missed_exits()),
+                ("forgotten_processes", objects.forgotten_processes()),
+            ];
+            self.out
+                .write_all(super::summary(totals, true, &extra).as_bytes())?;
+        } else if totals.kernel.lost > 0 {
+            writeln!(
                 self.out,
                 "warning: {} events lost: the kernel's numbers above are right, names may be missing",
-                t.kernel.lost
-            )?,
-            _ => {}
+                totals.kernel.lost
+            )?;
         }
         self.out.flush()
-    }
-}
-
-impl<W: Write> Sink for ObjectsView<W> {
-    fn event(&mut self, event: &Event) -> Flow {
-        self.objects.apply(event);
-        Flow::Continue
-    }
-
-    fn batch_done(&mut self) -> Flow {
-        // At once, not at the next report: later semops build on these values.
-        self.objects.refresh_unknown_values();
-        Flow::Continue
-    }
-
-    fn interval(&mut self, _counts: KernelCounts) -> Flow {
-        match self.report() {
-            Ok(()) => Flow::Continue,
-            Err(e) => {
-                if e.kind() == io::ErrorKind::BrokenPipe {
-                    self.broken_pipe = true;
-                } else {
-                    eprintln!("ipctrace: writing output: {e}");
-                }
-                Flow::Stop
-            }
-        }
     }
 }
 
@@ -167,8 +93,7 @@ pub fn shown(filter: &Filter, o: &IpcObject) -> bool {
 pub fn render_json(objects: &Objects, filter: &Filter, now_ns: u64) -> String {
     let mut out = String::new();
     for o in objects.iter().filter(|o| shown(filter, o)) {
-        out.push_str(&object_json(objects, o, now_ns).to_string());
-        out.push('\n');
+        super::json_line(&mut out, &object_json(objects, o, now_ns));
     }
     out
 }
@@ -592,7 +517,7 @@ fn read_users() -> HashMap<u32, String> {
 mod tests {
     use super::*;
     use crate::decoder::syscalls::Op;
-    use crate::decoder::{Call, SemOp};
+    use crate::decoder::{Call, Event, SemOp};
     use crate::kernel_view::snapshot::{MsgTable, SemTable, ShmTable};
     use crate::model::objects::KernelSnapshot;
 

@@ -47,11 +47,6 @@ impl<W: Write> TraceView<W> {
         self
     }
 
-    /// True once stdout was closed by its reader (`ipctrace trace | head`).
-    pub fn output_closed(&self) -> bool {
-        self.broken_pipe
-    }
-
     fn write_line(&mut self) -> Flow {
         self.line.push('\n');
         if let Err(e) = self.out.write_all(self.line.as_bytes()) {
@@ -75,7 +70,7 @@ impl<W: Write> TraceView<W> {
             return Ok(());
         }
         self.out
-            .write_all(super::summary(totals, self.json).as_bytes())?;
+            .write_all(super::summary(totals, self.json, &[]).as_bytes())?;
         self.out.flush()
     }
 
@@ -283,7 +278,7 @@ fn push_int(out: &mut String, v: impl itoa::Integer) {
 /// The waker of a blocked call; a call that ended by timing out was woken by a timer, not a
 /// process.
 fn waker_of(call: &Call) -> Option<crate::decoder::Waker> {
-    if call.errno() == Some(11) && call.timeout_ns.is_some() {
+    if call.errno() == Some(syscalls::EAGAIN) && call.timeout_ns.is_some() {
         return None;
     }
     call.waker
@@ -371,7 +366,11 @@ pub fn args_text(call: &Call) -> String {
                 Some(syscalls::SETVAL) => {
                     format!("{cmd} sem[{}]={}", call.args[1] as i32, call.args[3] as i32)
                 }
-                Some(12 | 11 | 14 | 15) => format!("{cmd} sem[{}]", call.args[1] as i32),
+                Some(
+                    syscalls::GETVAL | syscalls::GETPID | syscalls::GETNCNT | syscalls::GETZCNT,
+                ) => {
+                    format!("{cmd} sem[{}]", call.args[1] as i32)
+                }
                 _ => cmd,
             }
         }
@@ -381,6 +380,10 @@ pub fn args_text(call: &Call) -> String {
 }
 
 impl<W: Write> Sink for TraceView<W> {
+    fn compat_processes(&mut self, found: &[(u32, String)]) {
+        super::say_compat_processes(found);
+    }
+
     fn event(&mut self, event: &Event) -> Flow {
         let call = match event {
             Event::Call(call) => call,

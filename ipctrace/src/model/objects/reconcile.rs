@@ -9,46 +9,29 @@ use crate::decoder::syscalls::IpcKind;
 use crate::decoder::{Comm, SemOp};
 use crate::kernel_view::ctl::SemValue;
 use crate::kernel_view::snapshot::{KernelSnapshot, MsgTable, SemTable, ShmTable};
-use anyhow::Result;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 impl Objects {
-    /// The objects that exist now, from /proc and semctl (our namespace). Fails when
-    /// /proc/sysvipc cannot be read for one of `kinds`.
-    pub fn seed_from_proc(kinds: &[IpcKind]) -> Result<Objects> {
+    /// The objects a reading of the kernel's own view shows.
+    pub fn from_snapshot(snapshot: &KernelSnapshot) -> Objects {
         let mut objects = Objects::new();
-        objects.reconcile_from_proc(kinds)?;
-        Ok(objects)
+        objects.reconcile(snapshot);
+        objects
     }
 
-    /// Re-reads the kernel's view of `kinds` and corrects the model with it.
-    pub fn reconcile_from_proc(&mut self, kinds: &[IpcKind]) -> Result<()> {
-        let ns = crate::kernel_view::processes::own_ipc_namespace().unwrap_or(0);
-        let snapshot = KernelSnapshot::read(kinds, &self.attached_pids(ns))?;
-        self.reconcile(&snapshot);
-        Ok(())
-    }
-
-    /// Reads from the kernel the values of the sets (of our namespace) that calls left unknown:
-    /// a SETALL's array sits in the caller's memory. Cheap when there are none.
-    pub fn refresh_unknown_values(&mut self) {
+    /// The sets (of our namespace) whose values calls left unknown, with their sizes: a SETALL's
+    /// array sits in the caller's memory, so they are to be read from the kernel
+    /// (`refresh_sem_values`). Taking them empties the list.
+    pub fn take_unknown_values(&mut self) -> Vec<(ObjectKey, u32)> {
+        let unknown = std::mem::take(&mut self.unknown_values);
         let Some(ns) = self.own_ns else {
-            self.unknown_values.clear();
-            return;
+            return Vec::new();
         };
-        for key in std::mem::take(&mut self.unknown_values) {
-            let Some(nsems) = self.table.get(&key).and_then(|o| o.semaphores()?.nsems) else {
-                continue;
-            };
-            if key.ns != ns {
-                continue;
-            }
-            let taken_ns = crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64;
-            // Gone or unreadable: the next call or reconcile says more.
-            if let Ok(values) = crate::kernel_view::ctl::sem_values(key.id, nsems as usize) {
-                self.refresh_sem_values(key, &values, taken_ns);
-            }
-        }
+        unknown
+            .into_iter()
+            .filter(|key| key.ns == ns)
+            .filter_map(|key| Some((key, self.table.get(&key)?.semaphores()?.nsems?)))
+            .collect()
     }
 
     /// Takes a set's values, last pids and waiter counts as the kernel gave them at `taken_ns`:

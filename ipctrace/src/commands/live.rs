@@ -1,0 +1,78 @@
+//! The object model kept current for the commands that show it live (objects, and the views to
+//! come): events are applied as they arrive, and the kernel's own view is read in and handed to
+//! the model after each batch (values calls cannot tell) and on each refresh (everything).
+
+use crate::clock::clock_ns;
+use crate::decoder::syscalls::IpcKind;
+use crate::decoder::Event;
+use crate::kernel_view::{ctl, processes, snapshot::KernelSnapshot};
+use crate::model::objects::Objects;
+use anyhow::Result;
+
+pub struct LiveObjects {
+    objects: Objects,
+    /// The kinds whose /proc/sysvipc table is read on refresh.
+    kinds: Vec<IpcKind>,
+    /// Said once that a refresh failed (the calls seen still say a lot).
+    warned: bool,
+}
+
+impl LiveObjects {
+    /// The objects that exist now, from /proc and semctl (our namespace). Fails when
+    /// /proc/sysvipc cannot be read for one of `kinds`.
+    pub fn seed(kinds: &[IpcKind]) -> Result<LiveObjects> {
+        let snapshot = KernelSnapshot::read(kinds, &Default::default())?;
+        Ok(LiveObjects {
+            objects: Objects::from_snapshot(&snapshot),
+            kinds: kinds.to_vec(),
+            warned: false,
+        })
+    }
+
+    pub fn objects(&self) -> &Objects {
+        &self.objects
+    }
+
+    pub fn objects_mut(&mut self) -> &mut Objects {
+        &mut self.objects
+    }
+
+    pub fn into_objects(self) -> Objects {
+        self.objects
+    }
+
+    pub fn apply(&mut self, event: &Event) {
+        self.objects.apply(event);
+    }
+
+    /// After each batch of events, at once rather than at the next refresh: later semops build
+    /// on the values a SETALL left unknown. Cheap when there are none.
+    pub fn batch_done(&mut self) {
+        for (key, nsems) in self.objects.take_unknown_values() {
+            let taken_ns = clock_ns(libc::CLOCK_MONOTONIC) as u64;
+            // Gone or unreadable: the next call or refresh says more.
+            if let Ok(values) = ctl::sem_values(key.id, nsems as usize) {
+                self.objects.refresh_sem_values(key, &values, taken_ns);
+            }
+        }
+    }
+
+    /// Reads the kernel's view again and corrects the model with it; a failure is said once on
+    /// stderr and the model goes on from the calls.
+    pub fn refresh(&mut self) {
+        if let Err(e) = reconcile(&mut self.objects, &self.kinds) {
+            if !self.warned {
+                eprintln!("ipctrace: not reconciled with the kernel's view: {e:#}");
+                self.warned = true;
+            }
+        }
+    }
+}
+
+/// Reads the kernel's view of `kinds` and corrects `objects` with it.
+pub fn reconcile(objects: &mut Objects, kinds: &[IpcKind]) -> Result<()> {
+    let ns = processes::own_ipc_namespace().unwrap_or(0);
+    let snapshot = KernelSnapshot::read(kinds, &objects.attached_pids(ns))?;
+    objects.reconcile(&snapshot);
+    Ok(())
+}
