@@ -41,6 +41,11 @@ pub trait Sink {
     fn refresh_requests(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         None
     }
+    /// How often the ring buffer is drained: views that stream few records (their counts are
+    /// in the kernel's maps) wake less, since each wakeup is most of an idle collector's cost.
+    fn drain_every(&self) -> Duration {
+        DRAIN_EVERY
+    }
     /// 32-bit processes found (at start, or exec'd since): their calls are not traced, which
     /// the view says.
     fn compat_processes(&mut self, found: &[(u32, String)]);
@@ -102,7 +107,7 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
     let mut ticker = schedule
         .interval
         .map(|i| tokio::time::interval_at(tokio::time::Instant::now() + i, i));
-    let mut drain_timer = tokio::time::interval(DRAIN_EVERY);
+    let mut drain_timer = tokio::time::interval(sink.drain_every());
     drain_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut totals = Totals {
         events: 0,

@@ -61,6 +61,10 @@ pub struct ExportArgs {
 
 /// The file name in --textfile's directory.
 const TEXTFILE: &str = "ipctrace.prom";
+/// The ring buffer carries only gets, attaches, removals and process changes here: 8 MiB holds
+/// 43,000 of them, 200 ms of 200,000 forks a second. Each drain is a wakeup, and at 10 ms those
+/// were 1.3 % of a core of an idle exporter.
+const DRAIN_EVERY: Duration = Duration::from_millis(200);
 /// A scrape waits at most this long for fresh numbers, then gets the last ones.
 const FRESH_WITHIN: Duration = Duration::from_secs(5);
 
@@ -197,6 +201,10 @@ impl Sink for ExportSink {
 
     fn refresh_requests(&self) -> Option<Arc<Notify>> {
         self.refresh.clone()
+    }
+
+    fn drain_every(&self) -> Duration {
+        DRAIN_EVERY
     }
 
     fn running_totals(&mut self, totals: &Totals) {
