@@ -54,6 +54,8 @@ enum Config {
     Lat,
     Objects,
     Export,
+    /// Only under the saturated mix: trace at a raised priority.
+    TraceNice,
     FilteredOut,
     Bpftrace,
     RawSyscalls,
@@ -83,6 +85,7 @@ impl Config {
             // --json for its summary line: the human table only mentions losses when there are some.
             Config::Objects => "ipctrace objects --watch 1 --json",
             Config::Export => "ipctrace export",
+            Config::TraceNice => "ipctrace trace --json --nice -15",
             Config::FilteredOut => "ipctrace trace --json --pid 1",
             Config::Bpftrace => "bpftrace latency hist",
             Config::RawSyscalls => "bpftrace raw_syscalls (empty)",
@@ -98,6 +101,7 @@ impl Config {
             Config::Lat => "lat",
             Config::Objects => "objects",
             Config::Export => "export",
+            Config::TraceNice => "trace_nice",
             Config::FilteredOut => "trace_pid1",
             Config::Bpftrace => "bpftrace",
             Config::RawSyscalls => "bpftrace_raw_syscalls",
@@ -122,6 +126,7 @@ impl Config {
             Config::Objects => &["objects", "--watch", "1", "--json"],
             // Any free port: nobody scrapes; its summary line says what it lost.
             Config::Export => &["export", "--listen", "127.0.0.1:0"],
+            Config::TraceNice => &["trace", "--json", "--nice", "-15"],
             Config::FilteredOut => &["trace", "--json", "--pid", "1"],
             _ => return None,
         })
@@ -734,7 +739,12 @@ fn measure_idle(tools: &Tools) -> Result<Sample> {
 
 /// The saturated mix (issue 15): stress-ng keeps both cores busy with queues, semaphores and
 /// segments while each tracer runs at default priority.
-const SATURATED_CONFIGS: [Config; 3] = [Config::Trace, Config::Lat, Config::Export];
+const SATURATED_CONFIGS: [Config; 4] = [
+    Config::Trace,
+    Config::TraceNice,
+    Config::Lat,
+    Config::Export,
+];
 const STRESS_NG_ARGS: [&str; 10] = [
     "--msg",
     "2",

@@ -33,6 +33,11 @@ pub struct TraceArgs {
     /// Stop after this many calls.
     #[arg(short = 'n', long, value_name = "N")]
     pub count: Option<u64>,
+    /// Run the collector at this nice value (-20..19; below 0 needs root): on a machine whose
+    /// cores are saturated, the default priority can starve it and the ring buffer fills.
+    #[arg(long, value_name = "NICE", allow_hyphen_values = true,
+          value_parser = clap::value_parser!(i32).range(-20..=19))]
+    pub nice: Option<i32>,
 }
 
 /// Runs `ipctrace trace`; the value is the exit code.
@@ -43,6 +48,13 @@ pub fn run(args: TraceArgs) -> Result<i32> {
     let key_ids = ids_of_keys(&filter);
     let probe = attach(&filter, key_ids.clone(), with_processes())?;
     let shm_addresses = shm_addresses_now(&filter, &key_ids);
+    if let Some(nice) = args.nice {
+        // Before --user gives up the right to raise it. The runtime runs on this thread.
+        // SAFETY: setpriority on ourselves.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
+            anyhow::bail!("--nice {nice}: {}", std::io::Error::last_os_error());
+        }
+    }
     prepared.drop_privileges()?;
     let mut view = TraceView::new(
         std::io::BufWriter::with_capacity(1 << 16, prepared.out),

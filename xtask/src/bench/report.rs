@@ -267,6 +267,11 @@ impl Results<'_> {
                 "ipctrace trace loses < 1 % under the stress-ng mix",
                 1.0,
             ),
+            (
+                Config::TraceNice,
+                "ipctrace trace --nice -15 loses < 1 % under the stress-ng mix",
+                1.0,
+            ),
         ] {
             let runs: Vec<&Sample> = self
                 .saturated
