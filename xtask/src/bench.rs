@@ -10,11 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use serde::Serialize;
 
 use crate::ipc::Syscall;
-use crate::tracer::{self, json_u64, Banner};
-use report::Results;
+use crate::ipctrace_json::SummaryLine;
+use crate::machine::{cpu_model, cpus, kernel_release, loadavg, memory_kib};
+use crate::tracer::{self, Banner};
+use report::{thousandths, Results};
 pub use workloads::main as workload_main;
 use workloads::{Report, NAMES};
 
@@ -141,9 +144,10 @@ impl Config {
     }
 }
 
-/// One run of one workload under one configuration.
-#[derive(Debug, Clone, Copy, Default)]
+/// One run of one workload under one configuration (as results.json lists it, too).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
 struct Sample {
+    #[serde(serialize_with = "thousandths")]
     ns_per_call: f64,
     calls: u64,
     /// From ipctrace's summary line; None for tracers that have none.
@@ -151,12 +155,17 @@ struct Sample {
     lost: Option<u64>,
     /// The collector's own CPU (user + system) seconds; programs in the kernel are charged to
     /// the traced process and show up in ns_per_call instead.
+    #[serde(serialize_with = "thousandths")]
     cpu_s: Option<f64>,
+    #[serde(serialize_with = "thousandths")]
     rss_mb: Option<f64>,
+    #[serde(serialize_with = "thousandths")]
     attach_ms: Option<f64>,
     /// From SIGINT to the tracer's exit.
+    #[serde(serialize_with = "thousandths")]
     exit_ms: Option<f64>,
     /// The idle run's resident set after a second (VmRSS), next to the peak.
+    #[serde(serialize_with = "thousandths")]
     rss_now_mb: Option<f64>,
     /// Tracing BPF programs someone else had loaded before or after the run (their tests,
     /// their tracers): they run on our calls too, so the run's numbers are not clean.
@@ -287,11 +296,7 @@ impl Tools {
         if let Some(args) = config.ipctrace_args() {
             let mut cmd = Command::new(&self.ipctrace);
             cmd.args(args);
-            let banner = Banner {
-                text: "Tracing ",
-                on_stdout: false,
-            };
-            return Some((cmd, banner));
+            return Some((cmd, Banner::IPCTRACE));
         }
         if let Some(script) = config.bpftrace_script() {
             let mut cmd = Command::new("bpftrace");
@@ -375,12 +380,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         }
     };
     let began = Instant::now();
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("bench needs root: the tracers load BPF programs");
-    }
-    crate::setup::run()?;
-    crate::build(true)?;
+    crate::ready_to_trace("bench")?;
     let tools = Tools::find(scale)?;
     let machine = machine(&tools, reps);
     eprintln!("{machine}");
@@ -944,8 +944,8 @@ fn summary_counts(path: &Path) -> (Option<u64>, Option<u64>) {
         return (None, None);
     };
     for line in text.lines().rev() {
-        if line.contains("\"summary\"") {
-            return (json_u64(line, "events"), json_u64(line, "lost"));
+        if let Some(summary) = SummaryLine::parse(line) {
+            return (Some(summary.events), Some(summary.lost));
         }
         let words: Vec<&str> = line.split_whitespace().collect();
         if let [events, "events,", lost, "lost"] = words.as_slice() {
@@ -957,15 +957,12 @@ fn summary_counts(path: &Path) -> (Option<u64>, Option<u64>) {
 
 /// The header: what machine the numbers come from, and how they were taken.
 fn machine(tools: &Tools, reps: usize) -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpus = cpus();
     let model = cpu_model();
     let kernel = kernel_release();
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| meminfo_kib(&text, "MemTotal:"))
-        .map_or("unknown".into(), |kib| {
-            format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0)
-        });
+    let memory = memory_kib().map_or("unknown".into(), |kib| {
+        format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0)
+    });
     let mut text = String::from("# ipctrace benchmark\n\n## Machine\n\n");
     let _ = writeln!(text, "- CPUs: {cpus} × {model}");
     let _ = writeln!(text, "- kernel: {kernel}");
@@ -988,36 +985,4 @@ fn machine(tools: &Tools, reps: usize) -> String {
         iters.join(", ")
     );
     text
-}
-
-/// The number after `label` in /proc/meminfo's `MemTotal:  24683924 kB`.
-fn meminfo_kib(text: &str, label: &str) -> Option<u64> {
-    let line = text.lines().find(|l| l.starts_with(label))?;
-    line[label.len()..].split_whitespace().next()?.parse().ok()
-}
-
-/// The 1, 5 and 15 minute load averages: others' work on a shared machine shows here.
-pub(crate) fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// The running kernel's release, as `uname -r` prints it.
-pub(crate) fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-pub(crate) fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
 }

@@ -2,6 +2,8 @@
 //! invocations (build, run, test) so they always name host packages and never build ipctrace-ebpf.
 mod bench;
 mod ipc;
+mod ipctrace_json;
+mod machine;
 mod setup;
 mod soak;
 mod tracer;
@@ -132,6 +134,17 @@ impl Cmd<'_> {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// What the bench and the soak do before measuring: their tracers load BPF programs, so they need
+/// root, and they run the release ipctrace, so it is built first.
+pub(crate) fn ready_to_trace(command: &str) -> Result<()> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("{command} needs root: the tracers load BPF programs");
+    }
+    setup::run()?;
+    build(true)
 }
 
 fn build(release: bool) -> Result<()> {

@@ -59,6 +59,14 @@ pub struct Banner {
     pub on_stdout: bool,
 }
 
+impl Banner {
+    /// ipctrace's `Tracing ... Hit Ctrl-C to end.` on stderr, once every program is attached.
+    pub const IPCTRACE: Banner = Banner {
+        text: "Tracing ",
+        on_stdout: false,
+    };
+}
+
 /// Starts `cmd` and waits until a line it prints contains the banner. With the banner on stdout,
 /// stdout is read (and its lines kept with stderr's) instead of going where `cmd` sent it.
 /// `name` is what errors call it (a bpftrace command line holds a whole script).
@@ -291,28 +299,4 @@ fn status_text(status: libc::c_int) -> String {
     } else {
         format!("wait status {status}")
     }
-}
-
-/// The `"key": number` that follows `key` in a line of JSON: the first one, so enough for flat
-/// lines and for keys that come before any nested object's (ipctrace's summary and call lines).
-pub fn json_u64(text: &str, key: &str) -> Option<u64> {
-    let pattern = format!("\"{key}\":");
-    let at = text.find(&pattern)? + pattern.len();
-    let digits: String = text[at..]
-        .trim_start()
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
-}
-
-/// The `"key": "string"` that follows `key` in a line of JSON, the same way; None for null and
-/// for a string with escapes in it (no name this is used for has any).
-pub fn json_str<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    let pattern = format!("\"{key}\":");
-    let at = text.find(&pattern)? + pattern.len();
-    let value = text[at..].trim_start().strip_prefix('"')?;
-    let end = value.find('"')?;
-    let value = &value[..end];
-    (!value.contains('\\')).then_some(value)
 }

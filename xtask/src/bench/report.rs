@@ -3,8 +3,11 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use serde::{Serialize, Serializer};
+
 use super::workloads::{NAMES, OTHER_SYSCALL};
-use super::{cpu_model, median, meminfo_kib, Cell, Config, Sample, Tools, CONFIGS, STRACE_DIVISOR};
+use super::{median, Cell, Config, Sample, Tools, CONFIGS, STRACE_DIVISOR};
+use crate::machine::{cpu_model, cpus, kernel_release, memory_kib};
 
 pub struct Results<'a> {
     pub tools: &'a Tools,
@@ -64,7 +67,7 @@ impl Target {
     }
 }
 
-impl Results<'_> {
+impl<'a> Results<'a> {
     fn cell(&self, workload: &str, config: Config) -> Option<&Cell> {
         self.cells
             .iter()
@@ -669,108 +672,62 @@ impl Results<'_> {
     }
 
     pub fn json(&self, targets: &[Target], reps: usize, elapsed: Duration) -> String {
-        let sample = |s: &Sample| {
-            format!(
-                "{{\"ns_per_call\": {}, \"calls\": {}, \"events\": {}, \"lost\": {}, \"cpu_s\": {}, \"rss_mb\": {}, \"rss_now_mb\": {}, \"attach_ms\": {}, \"exit_ms\": {}, \"foreign_programs\": {}}}",
-                num(Some(s.ns_per_call)),
-                s.calls,
-                opt_json(s.events),
-                opt_json(s.lost),
-                num(s.cpu_s),
-                num(s.rss_mb),
-                num(s.rss_now_mb),
-                num(s.attach_ms),
-                num(s.exit_ms),
-                opt_json(s.foreign_programs)
-            )
-        };
-        let runs = |runs: &[Result<Sample, String>]| {
+        let runs = |runs: &'a [Result<Sample, String>]| -> Vec<Run<'a>> {
             runs.iter()
                 .map(|r| match r {
-                    Ok(s) => sample(s),
-                    Err(e) => format!("{{\"error\": {}}}", string(e)),
+                    Ok(sample) => Run::Sample(sample),
+                    Err(error) => Run::Failed { error },
                 })
-                .collect::<Vec<_>>()
-                .join(", ")
+                .collect()
         };
-        let mut json = String::from("{\n");
-        let _ = writeln!(
-            json,
-            "\"machine\": {{\"cpus\": {}, \"model\": {}, \"memory_kib\": {}, \"kernel\": {}, \"ipctrace\": {}, \"bpftrace\": {}, \"strace\": {}}},",
-            std::thread::available_parallelism().map_or(0, |n| n.get()),
-            string(&cpu_model()),
-            opt_json(
-                std::fs::read_to_string("/proc/meminfo")
-                    .ok()
-                    .and_then(|text| meminfo_kib(&text, "MemTotal:"))
-            ),
-            string(
-                std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                    .unwrap_or_default()
-                    .trim()
-            ),
-            string(&self.tools.ipctrace_version),
-            string(self.tools.bpftrace.as_deref().unwrap_or_else(|e| e)),
-            string(self.tools.strace.as_deref().unwrap_or_else(|e| e)),
-        );
-        let iters: Vec<String> = NAMES
-            .iter()
-            .map(|w| {
-                format!(
-                    "{}: {}",
-                    string(w),
-                    self.tools.iterations(w, Config::Untraced)
-                )
-            })
-            .collect();
-        let _ = writeln!(
-            json,
-            "\"reps\": {reps}, \"strace_divisor\": {STRACE_DIVISOR}, \"iterations\": {{{}}},",
-            iters.join(", ")
-        );
-        json.push_str("\"results\": [\n");
-        let cells: Vec<String> = self
-            .cells
-            .iter()
-            .map(|c| {
-                let samples: Vec<String> = c.samples.iter().map(sample).collect();
-                let errors: Vec<String> = c.errors.iter().map(|e| string(e)).collect();
-                format!(
-                    "  {{\"workload\": {}, \"config\": {}, \"label\": {}, \"skipped\": {}, \"median_ns_per_call\": {}, \"added_ns_per_call\": {}, \"vs_floor\": {}, \"samples\": [{}], \"errors\": [{}]}}",
-                    string(c.workload),
-                    string(c.config.slug()),
-                    string(c.config.label()),
-                    self.tools.skipped(c.workload, c.config).map_or("null".into(), |s| string(&s)),
-                    num(c.ns_per_call()),
-                    num(self.added(c.workload, c.config)),
-                    num(self.vs_floor(c.workload, c.config)),
-                    samples.join(", "),
-                    errors.join(", ")
-                )
-            })
-            .collect();
-        json.push_str(&cells.join(",\n"));
-        json.push_str("\n],\n");
-        let _ = writeln!(json, "\"pinned\": [{}],", runs(self.pinned));
-        let _ = writeln!(json, "\"idle\": [{}],", runs(self.idle));
-        let targets: Vec<String> = targets
-            .iter()
-            .map(|t| {
-                format!(
-                    "  {{\"target\": {}, \"verdict\": {}, \"pass\": {}, \"detail\": {}}}",
-                    string(t.what),
-                    string(t.verdict.word()),
-                    match t.verdict {
-                        Verdict::Pass => "true",
-                        Verdict::Fail => "false",
-                        Verdict::Unjudged | Verdict::Info => "null",
+        let tools = self.tools;
+        let json = Json {
+            machine: JsonMachine {
+                cpus: cpus(),
+                model: cpu_model(),
+                memory_kib: memory_kib(),
+                kernel: kernel_release(),
+                ipctrace: &tools.ipctrace_version,
+                bpftrace: tools.bpftrace.as_deref().unwrap_or_else(|e| e),
+                strace: tools.strace.as_deref().unwrap_or_else(|e| e),
+            },
+            reps,
+            strace_divisor: STRACE_DIVISOR,
+            iterations: Iterations(tools),
+            results: self
+                .cells
+                .iter()
+                .map(|c| JsonCell {
+                    workload: c.workload,
+                    config: c.config.slug(),
+                    label: c.config.label(),
+                    skipped: tools.skipped(c.workload, c.config),
+                    median_ns_per_call: c.ns_per_call(),
+                    added_ns_per_call: self.added(c.workload, c.config),
+                    vs_floor: self.vs_floor(c.workload, c.config),
+                    samples: &c.samples,
+                    errors: &c.errors,
+                })
+                .collect(),
+            pinned: runs(self.pinned),
+            idle: runs(self.idle),
+            targets: targets
+                .iter()
+                .map(|t| JsonTarget {
+                    target: t.what,
+                    verdict: t.verdict.word(),
+                    pass: match t.verdict {
+                        Verdict::Pass => Some(true),
+                        Verdict::Fail => Some(false),
+                        Verdict::Unjudged | Verdict::Info => None,
                     },
-                    string(&t.detail)
-                )
-            })
-            .collect();
-        let _ = writeln!(json, "\"targets\": [\n{}\n],", targets.join(",\n"));
-        let _ = writeln!(json, "\"elapsed_s\": {:.1}\n}}", elapsed.as_secs_f64());
+                    detail: &t.detail,
+                })
+                .collect(),
+            elapsed_s: (elapsed.as_secs_f64() * 10.0).round() / 10.0,
+        };
+        let mut json = serde_json::to_string_pretty(&json).expect("plain values serialize");
+        json.push('\n');
         json
     }
 }
@@ -787,10 +744,6 @@ fn loss_percent(s: &Sample) -> Option<f64> {
 
 fn opt(v: Option<f64>, decimals: usize) -> String {
     v.map_or("—".into(), |v| format!("{v:.decimals$}"))
-}
-
-fn opt_json(v: Option<impl ToString>) -> String {
-    v.map_or("null".into(), |v| v.to_string())
 }
 
 fn opt_u64(v: Option<u64>) -> String {
@@ -815,25 +768,112 @@ fn one_line(text: &str) -> String {
         .to_string()
 }
 
-fn num(v: Option<f64>) -> String {
-    match v {
-        Some(v) if v.is_finite() => format!("{v:.3}"),
-        _ => "null".into(),
+/// results.json: the figures of the tables, for scripts.
+#[derive(Serialize)]
+struct Json<'a> {
+    machine: JsonMachine<'a>,
+    reps: usize,
+    strace_divisor: u64,
+    iterations: Iterations<'a>,
+    results: Vec<JsonCell<'a>>,
+    pinned: Vec<Run<'a>>,
+    idle: Vec<Run<'a>>,
+    targets: Vec<JsonTarget<'a>>,
+    elapsed_s: f64,
+}
+
+#[derive(Serialize)]
+struct JsonMachine<'a> {
+    cpus: usize,
+    model: String,
+    memory_kib: Option<u64>,
+    kernel: String,
+    ipctrace: &'a str,
+    bpftrace: &'a str,
+    strace: &'a str,
+}
+
+/// Each workload's untraced iterations, in the tables' order.
+struct Iterations<'a>(&'a Tools);
+
+impl Serialize for Iterations<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(
+            NAMES
+                .iter()
+                .map(|w| (w, self.0.iterations(w, Config::Untraced))),
+        )
     }
 }
 
-fn string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
+/// One workload under one configuration: its medians and every run.
+#[derive(Serialize)]
+struct JsonCell<'a> {
+    workload: &'a str,
+    config: &'static str,
+    label: &'static str,
+    skipped: Option<String>,
+    #[serde(serialize_with = "thousandths")]
+    median_ns_per_call: Option<f64>,
+    #[serde(serialize_with = "thousandths")]
+    added_ns_per_call: Option<f64>,
+    #[serde(serialize_with = "thousandths")]
+    vs_floor: Option<f64>,
+    samples: &'a [Sample],
+    errors: &'a [String],
+}
+
+/// A pinned or idle run: its sample, or why it failed.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Run<'a> {
+    Sample(&'a Sample),
+    Failed { error: &'a str },
+}
+
+#[derive(Serialize)]
+struct JsonTarget<'a> {
+    target: &'static str,
+    verdict: &'static str,
+    /// Null when not judged, or not a target.
+    pass: Option<bool>,
+    detail: &'a str,
+}
+
+/// A figure to three decimals (what a measurement on a shared VM is worth); null when missing or
+/// not finite.
+pub(super) fn thousandths<S: Serializer, T: Copy + Into<Option<f64>>>(
+    v: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    (*v).into()
+        .filter(|v: &f64| v.is_finite())
+        .map(|v| (v * 1000.0).round() / 1000.0)
+        .serialize(serializer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Sample;
+
+    #[test]
+    fn a_sample_in_results_json_has_three_decimals_and_null_for_what_is_missing() {
+        let sample = Sample {
+            ns_per_call: 612.345_678,
+            calls: 800_000,
+            events: Some(800_004),
+            lost: Some(0),
+            cpu_s: Some(f64::NAN),
+            rss_mb: Some(9.0),
+            ..Sample::default()
+        };
+        let json: serde_json::Value = serde_json::to_value(sample).unwrap();
+        assert_eq!(json["ns_per_call"], 612.346);
+        assert_eq!(json["calls"], 800_000);
+        assert_eq!(json["events"], 800_004);
+        assert_eq!(json["lost"], 0);
+        assert!(json["cpu_s"].is_null(), "not finite: null");
+        assert_eq!(json["rss_mb"], 9.0);
+        assert!(json["attach_ms"].is_null() && json["foreign_programs"].is_null());
     }
-    out.push('"');
-    out
 }

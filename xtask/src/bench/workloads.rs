@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
 
 use crate::ipc::{fork_child, reap, Queue, Segment, SemSet, StartGate};
 
@@ -14,7 +15,7 @@ pub const NAMES: [&str; 5] = ["semop", "contended", "pingpong", "shm", OTHER_SYS
 pub const OTHER_SYSCALL: &str = "getppid";
 
 /// What one run of a workload reports on stdout, as one JSON line.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Report {
     /// Syscalls made inside the timed region.
     pub calls: u64,
@@ -25,19 +26,8 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn to_json(self) -> String {
-        format!(
-            "{{\"calls\": {}, \"elapsed_ns\": {}, \"cpu_ns\": {}}}",
-            self.calls, self.elapsed_ns, self.cpu_ns
-        )
-    }
-
     pub fn parse(line: &str) -> Option<Report> {
-        Some(Report {
-            calls: crate::tracer::json_u64(line, "calls")?,
-            elapsed_ns: crate::tracer::json_u64(line, "elapsed_ns")?,
-            cpu_ns: crate::tracer::json_u64(line, "cpu_ns")?,
-        })
+        serde_json::from_str(line).ok()
     }
 }
 
@@ -65,7 +55,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         elapsed_ns,
         cpu_ns: cpu_ns(libc::RUSAGE_SELF) + cpu_ns(libc::RUSAGE_CHILDREN),
     };
-    println!("{}", report.to_json());
+    println!("{}", serde_json::to_string(&report)?);
     Ok(ExitCode::SUCCESS)
 }
 

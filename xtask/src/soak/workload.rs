@@ -1,14 +1,14 @@
 //! The soak's mixed load (`cargo xtask soak-workload SECONDS RATE`): semaphores, queues and
 //! segments used, contended, waited on, created and removed by long-lived and short-lived
 //! processes at a set rate, each call counted by its result so the tracers can be checked against it.
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::BufRead;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use crate::ipc::{self, fork_child, Kind, Queue, Segment, SemSet, Syscall};
 
@@ -194,6 +194,44 @@ impl LongLived {
     }
 }
 
+/// What the load prints once its time is up, as one JSON line: the calls it made, the waits it
+/// knows of, and the objects it leaves alive until the harness lets it go.
+#[derive(Serialize, Deserialize)]
+pub struct Report {
+    pub elapsed_ns: u64,
+    pub calls: BTreeMap<Syscall, Outcomes>,
+    /// Waits on the handoff semaphore, each known to have slept.
+    pub handoffs: u64,
+    /// Timed waits on the loop set that ran out after sleeping.
+    pub timeouts: u64,
+    pub handoff_id: libc::c_int,
+    pub loop_id: libc::c_int,
+    pub segment_id: libc::c_int,
+    /// Short-lived processes forked.
+    pub visitors: usize,
+    /// The load's first process, which made the long-lived objects and forked the rest.
+    pub parent: u32,
+    /// Every process the load ran, its first included.
+    pub pids: Vec<u32>,
+    pub alive: Vec<AliveObject>,
+}
+
+/// How many of one syscall's calls succeeded and failed.
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize)]
+pub struct Outcomes {
+    pub ok: u64,
+    pub failed: u64,
+}
+
+/// One of the load's objects still alive when it reports, and the process that created it.
+#[derive(Serialize, Deserialize)]
+pub struct AliveObject {
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    pub id: libc::c_int,
+    pub creator: u32,
+}
+
 /// Entry point of the hidden subcommand: `soak-workload SECONDS RATE`. Runs the load, prints its
 /// report as one JSON line, then waits for a line (or end of file) on stdin before removing its
 /// objects, so the harness can compare them with what the tracers saw while they still exist.
@@ -302,31 +340,37 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
             }
         }
     }
-    let calls: serde_json::Map<String, Value> = Syscall::ALL
+    let calls = Syscall::ALL
         .into_iter()
         .map(|call| {
             let i = call.index();
-            let counts =
-                json!({"ok": tally.ok[i].load(Relaxed), "failed": tally.failed[i].load(Relaxed)});
-            (call.name().to_string(), counts)
+            let outcomes = Outcomes {
+                ok: tally.ok[i].load(Relaxed),
+                failed: tally.failed[i].load(Relaxed),
+            };
+            (call, outcomes)
         })
         .collect();
-    let pids: Vec<u32> = std::iter::once(parent)
+    let pids = std::iter::once(parent)
         .chain(workers.iter().chain(&visitors).map(|&p| p as u32))
         .collect();
-    let report = json!({
-        "elapsed_ns": elapsed.as_nanos() as u64,
-        "calls": calls,
-        "handoffs": tally.handoffs.load(Relaxed),
-        "timeouts": tally.timeouts.load(Relaxed),
-        "handoff_id": objects.handoff.id(),
-        "loop_id": objects.loop_set.id(),
-        "segment_id": objects.segment.id(),
-        "visitors": visitors.len(),
-        "parent": parent,
-        "pids": pids,
-        "alive": alive.iter().map(|(kind, id, creator)| json!({"type": kind.name(), "id": id, "creator": creator})).collect::<Vec<_>>(),
-    });
+    let report = Report {
+        elapsed_ns: elapsed.as_nanos() as u64,
+        calls,
+        handoffs: tally.handoffs.load(Relaxed),
+        timeouts: tally.timeouts.load(Relaxed),
+        handoff_id: objects.handoff.id(),
+        loop_id: objects.loop_set.id(),
+        segment_id: objects.segment.id(),
+        visitors: visitors.len(),
+        parent,
+        pids,
+        alive: alive
+            .iter()
+            .map(|&(kind, id, creator)| AliveObject { kind, id, creator })
+            .collect(),
+    };
+    let report = serde_json::to_string(&report)?;
     println!("{report}");
 
     let _ = std::io::stdin().lock().read_line(&mut String::new());
