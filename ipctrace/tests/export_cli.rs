@@ -65,18 +65,11 @@ fn the_textfile_passes_promtool_and_goes_when_ipctrace_stops() {
         assert_eq!(sent, 0);
     }
     let dir_arg = dir.display().to_string();
-    let (mut tracer, _stderr) = start_ipctrace(&[
-        "export",
-        "--textfile",
-        &dir_arg,
-        "--interval",
-        "0.3",
-        "--duration",
-        "3",
-    ]);
+    let (mut tracer, _stderr) =
+        start_ipctrace(&["export", "--textfile", &dir_arg, "--interval", "0.3"]);
     let path = dir.join("ipctrace.prom");
     let want = "ipctrace_msg_messages{ipc_ns=";
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(10);
     let text = loop {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         if text.contains(want) {
@@ -99,6 +92,8 @@ fn the_textfile_passes_promtool_and_goes_when_ipctrace_stops() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o644);
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(tracer.id() as i32, libc::SIGTERM) };
     assert!(tracer.wait().unwrap().success());
     // Gone with ipctrace, and no temporary file left behind.
     let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
