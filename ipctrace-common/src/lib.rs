@@ -111,6 +111,32 @@ pub const CALL_MTYPE: u32 = 1 << 2; // mtype holds msgsnd's sent or msgrcv's rec
 pub const CALL_BLOCKED: u32 = 1 << 3; // the caller switched out waiting; waker_* are set
 pub const CALL_SWITCHED_OUT: u32 = 1 << 4; // kernel-internal: asleep right now
 
+// ---- Signal restarts (issue 13): a record is one logical call, as the process saw it. ----
+/// Kernel-internal: the call returned a restart code (ERESTARTSYS and kin); whether the process
+/// sees EINTR or the kernel re-executes the call is decided on the way back to user space.
+pub const CALL_RESTARTING: u32 = 1 << 5;
+/// A signal interrupted the call and the kernel re-executed it transparently (the record spans
+/// every attempt: the first sys_enter to the last sys_exit).
+pub const CALL_RESTARTED: u32 = 1 << 6;
+/// A signal handler ran: the kernel said ERESTART*, the process saw EINTR (`ret` is -EINTR).
+pub const CALL_INTERRUPTED: u32 = 1 << 7;
+/// The thread exited (a fatal signal) before the call returned: `ret` is the kernel's raw code.
+pub const CALL_THREAD_EXITED: u32 = 1 << 8;
+/// The kernel's restart codes (include/linux/errno.h), never seen by a process.
+pub const ERESTARTSYS: i64 = 512;
+pub const ERESTARTNOINTR: i64 = 513;
+pub const ERESTARTNOHAND: i64 = 514;
+pub const ERESTART_RESTARTBLOCK: i64 = 516;
+
+/// True for a raw return value that is one of the kernel's restart codes.
+#[inline(always)]
+pub fn is_restart(ret: i64) -> bool {
+    matches!(
+        -ret,
+        ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND | ERESTART_RESTARTBLOCK
+    )
+}
+
 /// `struct sembuf` as the kernel reads it from user memory.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -142,6 +168,9 @@ pub struct IpcCall {
     pub comm: [u8; TASK_COMM_LEN],
     pub waker_comm: [u8; TASK_COMM_LEN],
     pub sops: [SemBuf; MAX_SOPS],
+    /// The caller's real uid and gid (as the initial user namespace sees them).
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// Process lifecycle events the object model needs to follow shm attachments.
@@ -163,12 +192,19 @@ pub struct ProcessEvent {
     pub comm: [u8; TASK_COMM_LEN],
 }
 
+/// How many processes `trace -- CMD` can follow at once (CMD and its live descendants); a fork
+/// past that is counted in COUNTER_UNTRACKED.
+pub const MAX_FOLLOWED: u32 = 8192;
+
 /// Indices of the per-CPU `COUNTERS` array.
-pub const COUNTER_LOST: u32 = 0; // records the ring buffer had no room for
+pub const COUNTER_LOST: u32 = 0; // call records the ring buffer had no room for
 /// Calls or objects the kernel side could not keep track of: no per-thread storage for a call,
 /// or no room in the object filter for an object a `--key` names.
 pub const COUNTER_UNTRACKED: u32 = 1;
-pub const COUNTER_COUNT: u32 = 2;
+/// Process fork/exec/exit records the ring buffer had no room for (COUNTER_LOST counts calls
+/// only, so that calls reported plus calls lost is the calls made).
+pub const COUNTER_LOST_PROCESS: u32 = 2;
+pub const COUNTER_COUNT: u32 = 3;
 
 /// Classes of `OBJECT_FILTER` map keys: `(class << 32) | value`.
 pub const FILTER_ID: u64 = 1; // value: object id; class | ipc type in bits 40..
@@ -360,7 +396,7 @@ mod tests {
     #[test]
     fn record_layout_is_stable() {
         assert_eq!(core::mem::size_of::<SemBuf>(), 6);
-        assert_eq!(core::mem::size_of::<IpcCall>(), 184);
+        assert_eq!(core::mem::size_of::<IpcCall>(), 192);
         assert_eq!(core::mem::size_of::<ProcessEvent>(), 48);
         // No padding the two sides could disagree on: comms start 8-aligned.
         assert_eq!(core::mem::size_of::<Config>(), 152);

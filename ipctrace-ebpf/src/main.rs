@@ -11,7 +11,7 @@ use aya_ebpf::{
         bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE, task_struct, BPF_F_NO_PREALLOC, BPF_NOEXIST,
     },
     helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+        bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
         generated::{
             bpf_get_current_task_btf, bpf_probe_read_user as read_user_into, bpf_task_storage_get,
         },
@@ -79,6 +79,22 @@ static WAITING: HashMap<u32, WaitingNow> = HashMap::with_max_entries(16384, BPF_
 #[map]
 static AGGREGATE_COUNTERS: PerCpuArray<u64> =
     PerCpuArray::with_max_entries(AGGREGATE_COUNTER_COUNT, 0);
+// ---- Knobs of `trace -- CMD`, --failed, --min-lat and --min-blocked, set at load (0 = off). ----
+/// Non-zero: only processes in FOLLOWED pass, and a followed process's forks join it.
+#[no_mangle]
+static FOLLOW_FORKS: Global<u32> = Global::new(0);
+/// Zero: fork and exit only keep FOLLOWED up to date; no process records (lat needs none).
+#[no_mangle]
+static REPORT_PROCESSES: Global<u32> = Global::new(1);
+/// Non-zero: only calls that returned an error are reported.
+#[no_mangle]
+static ONLY_FAILED: Global<u32> = Global::new(0);
+/// Only calls that took at least this long, enter to exit.
+#[no_mangle]
+static MIN_LAT_NS: Global<u64> = Global::new(0);
+/// Only calls that were switched out waiting at least this long.
+#[no_mangle]
+static MIN_BLOCKED_NS: Global<u64> = Global::new(0);
 
 // ---- Maps. ----
 /// Completed calls and process events, to user space.
@@ -92,6 +108,10 @@ static PENDING: TaskStorage<Pending> = TaskStorage::new();
 /// FILTER_ASKED or FILTER_FOLLOWED.
 #[map]
 static OBJECT_FILTER: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);
+/// With FOLLOW_FORKS: the processes followed (tgid -> 1): the command's, put in by user space
+/// before it may run, then every process a followed one forks; each leaves at its exit.
+#[map]
+static FOLLOWED: HashMap<u32, u8> = HashMap::with_max_entries(MAX_FOLLOWED, 0);
 /// Per-CPU counts of what could not be handed over (COUNTER_*).
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
@@ -102,6 +122,9 @@ struct Pending {
     ts_ns: u64,
     switched_out_ns: u64,
     blocked_ns: u64,
+    /// With CALL_RESTARTING: when the attempt ended and the restart code it ended with.
+    restart_exit_ns: u64,
+    restart_ret: i64,
     args: [u64; 6],
     op: u32,
     flags: u32,
@@ -269,19 +292,21 @@ pub fn ipc_fork(ctx: BtfTracePointContext) -> u32 {
     };
     // A new thread shares its process's mappings: only new processes matter.
     if child_pid == child_tgid && child_tgid != parent_tgid {
-        emit_process(PROCESS_FORK, parent_tgid, child_tgid, child_start);
+        let followed = follow_fork(parent_tgid, child_tgid);
+        if REPORT_PROCESSES.load() != 0 && followed {
+            emit_process(PROCESS_FORK, parent_tgid, child_tgid, child_start);
+        }
     }
     0
 }
 
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn ipc_exec(_ctx: BtfTracePointContext) -> u32 {
-    emit_process(
-        PROCESS_EXEC,
-        (bpf_get_current_pid_tgid() >> 32) as u32,
-        0,
-        current_process_start(),
-    );
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // Following a command, only its processes' records matter.
+    if FOLLOW_FORKS.load() == 0 || unsafe { FOLLOWED.get(tgid) }.is_some() {
+        emit_process(PROCESS_EXEC, tgid, 0, current_process_start());
+    }
     0
 }
 
@@ -289,20 +314,107 @@ pub fn ipc_exec(_ctx: BtfTracePointContext) -> u32 {
 pub fn ipc_exit_process(ctx: BtfTracePointContext) -> u32 {
     let group_dead: u64 = ctx.arg(1);
     if group_dead & 0xff != 0 {
-        emit_process(
-            PROCESS_EXIT,
-            (bpf_get_current_pid_tgid() >> 32) as u32,
-            0,
-            current_process_start(),
-        );
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        let followed = FOLLOW_FORKS.load() == 0 || FOLLOWED.remove(tgid).is_ok();
+        if REPORT_PROCESSES.load() != 0 && followed {
+            emit_process(PROCESS_EXIT, tgid, 0, current_process_start());
+        }
     }
+    0
+}
+
+/// With FOLLOW_FORKS, a process forked by a followed one is followed from its first call. A
+/// full FOLLOWED is counted, never silent. True when the fork concerns us (always, unless
+/// following a command whose processes the parent is not one of).
+#[inline(always)]
+fn follow_fork(parent_tgid: u32, child_tgid: u32) -> bool {
+    if FOLLOW_FORKS.load() == 0 {
+        return true;
+    }
+    if unsafe { FOLLOWED.get(parent_tgid) }.is_none() {
+        return false;
+    }
+    if FOLLOWED.insert(child_tgid, 1, 0).is_err() {
+        count(COUNTER_UNTRACKED);
+    }
+    true
+}
+
+/// --failed, --min-lat, --min-blocked: judged at exit, once result and times are known.
+#[inline(always)]
+fn slow_or_failed_enough(ret: i64, lat_ns: u64, blocked_ns: u64) -> bool {
+    (ONLY_FAILED.load() == 0 || ret < 0)
+        && lat_ns >= MIN_LAT_NS.load()
+        && blocked_ns >= MIN_BLOCKED_NS.load()
+}
+
+// ---- Signal restarts (issue 13): finish a call that returned ERESTART* as the process saw it. ----
+/// signal:signal_deliver record offsets (its `format` file): the handler and its flags.
+const TP_SIGNAL_HANDLER: usize = 24;
+const TP_SIGNAL_FLAGS: usize = 32;
+const SIG_IGN: u64 = 1;
+const SA_RESTART: u64 = 0x1000_0000;
+const EINTR: i64 = 4;
+
+/// A signal is being delivered to the current thread on its way back to user space. If a call
+/// of it returned a restart code, a handler that runs now makes the process see EINTR (the
+/// kernel's handle_signal rules); with no handler the kernel re-enters the call (see the enter
+/// programs), and a fatal signal ends the thread (ipc_thread_exit).
+#[tracepoint]
+pub fn ipc_signal(ctx: TracePointContext) -> u32 {
+    let task = unsafe { bpf_get_current_task_btf() };
+    let Some(p) = (unsafe { PENDING.get(task, false).as_mut() }) else {
+        return 0;
+    };
+    if p.ts_ns == 0 || p.flags & CALL_RESTARTING == 0 {
+        return 0;
+    }
+    let handler: u64 = unsafe { ctx_read(&ctx, TP_SIGNAL_HANDLER) };
+    let sa_flags: u64 = unsafe { ctx_read(&ctx, TP_SIGNAL_FLAGS) };
+    let restarts = match -p.restart_ret {
+        ERESTARTNOINTR => true,
+        ERESTARTSYS => sa_flags & SA_RESTART != 0,
+        _ => false,
+    };
+    if handler <= SIG_IGN || restarts {
+        return 0;
+    }
+    let ts_ns = p.ts_ns;
+    p.ts_ns = 0;
+    p.flags &= !CALL_RESTARTING;
+    let _ = emit_call(task, p, ts_ns, p.restart_exit_ns, -EINTR, CALL_INTERRUPTED);
+    0
+}
+
+/// A thread exits: a call it left with a restart code (killed by a signal on the way back) is
+/// reported, with the kernel's code, rather than lost.
+#[tracepoint]
+pub fn ipc_thread_exit(_ctx: TracePointContext) -> u32 {
+    let task = unsafe { bpf_get_current_task_btf() };
+    let Some(p) = (unsafe { PENDING.get(task, false).as_mut() }) else {
+        return 0;
+    };
+    if p.ts_ns == 0 || p.flags & CALL_RESTARTING == 0 {
+        return 0;
+    }
+    let ts_ns = p.ts_ns;
+    p.ts_ns = 0;
+    p.flags &= !CALL_RESTARTING;
+    let _ = emit_call(
+        task,
+        p,
+        ts_ns,
+        p.restart_exit_ns,
+        p.restart_ret,
+        CALL_THREAD_EXITED,
+    );
     0
 }
 
 #[inline(always)]
 fn emit_process(event: u32, pid: u32, child_pid: u32, start_ns: u64) {
     let Some(mut entry) = EVENTS.reserve::<ProcessEvent>(0) else {
-        count(COUNTER_LOST);
+        count(COUNTER_LOST_PROCESS);
         return;
     };
     entry.write(ProcessEvent {
@@ -327,6 +439,9 @@ fn emit_process(event: u32, pid: u32, child_pid: u32, start_ns: u64) {
 fn try_ipc_enter<const NARGS: usize>(ctx: &TracePointContext, op: u32) -> Option<()> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if tgid == config!(exclude_tgid) || !pid_passes(tgid) {
+        return None;
+    }
+    if FOLLOW_FORKS.load() != 0 && unsafe { FOLLOWED.get(tgid) }.is_none() {
         return None;
     }
     if config!(comm_count) != 0
@@ -355,6 +470,19 @@ fn try_ipc_enter<const NARGS: usize>(ctx: &TracePointContext, op: u32) -> Option
         count(COUNTER_UNTRACKED);
         return None;
     };
+    if p.ts_ns != 0 && p.flags & CALL_RESTARTING != 0 {
+        if p.op == op {
+            // The kernel re-executes the interrupted call: one logical call goes on, from its
+            // first sys_enter. Its waker so far was the signal's sender, not a releaser.
+            p.flags = (p.flags & !CALL_RESTARTING) | CALL_RESTARTED;
+            p.waker_pid = 0;
+            p.waker_tid = 0;
+            return Some(());
+        }
+        // Another call before the restart (a SA_RESTART handler's own call): the first one's
+        // outcome is unknown.
+        count(COUNTER_UNTRACKED);
+    }
     // Volatile stores: LLVM would turn the zero ones into a call to a byte-loop memset.
     for (i, slot) in p.args.iter_mut().enumerate() {
         unsafe { core::ptr::write_volatile(slot, if i == 0 { first } else { arg(i) }) };
@@ -396,17 +524,42 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
             forget_if_removed(op, &p.args);
         }
     }
-
+    if is_restart(ret) {
+        // What the process sees is decided on its way back to user space: a signal handler
+        // makes it EINTR (ipc_signal), otherwise the kernel enters the call again.
+        p.restart_exit_ns = now;
+        p.restart_ret = ret;
+        p.flags |= CALL_RESTARTING;
+        p.ts_ns = ts_ns;
+        return None;
+    }
     if AGGREGATE.load() != 0 {
         aggregate(task, p, ret);
     }
     let stream = STREAM_OPS.load();
-    if stream & (1 << op) == 0
-        && !(stream & STREAM_REMOVALS != 0 && ret == 0 && removes(op, &p.args))
+    if stream & (1 << p.op) == 0
+        && !(stream & STREAM_REMOVALS != 0 && ret == 0 && removes(p.op, &p.args))
     {
         return None;
     }
+    // The logical call is over (a restarted one from its first entry): judge it whole.
+    if !slow_or_failed_enough(ret, now.saturating_sub(ts_ns), p.blocked_ns) {
+        return None;
+    }
+    emit_call(task, p, ts_ns, now, ret, 0)
+}
 
+/// Writes the record of a finished call (`extra_flags`: CALL_INTERRUPTED, CALL_THREAD_EXITED).
+#[inline(always)]
+fn emit_call(
+    task: *mut task_struct,
+    p: &mut Pending,
+    ts_ns: u64,
+    now: u64,
+    ret: i64,
+    extra_flags: u32,
+) -> Option<()> {
+    let op = p.op;
     let Some(mut entry) = EVENTS.reserve::<IpcCall>(0) else {
         count(COUNTER_LOST);
         return None;
@@ -422,6 +575,9 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
         (*c).pid = (pid_tgid >> 32) as u32;
         (*c).tid = pid_tgid as u32;
         (*c).ipc_ns = ipc_ns_of(task as *const u8);
+        let uid_gid = bpf_get_current_uid_gid();
+        (*c).uid = uid_gid as u32;
+        (*c).gid = (uid_gid >> 32) as u32;
         (*c).ts_ns = ts_ns;
         (*c).lat_ns = now.saturating_sub(ts_ns);
         (*c).blocked_ns = p.blocked_ns;
@@ -451,7 +607,7 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
         let to = addr_of_mut!((*c).comm) as *mut Comm;
         (*to)[0] = comm[0];
         (*to)[1] = comm[1];
-        let mut flags = p.flags & CALL_BLOCKED;
+        let mut flags = (p.flags & (CALL_BLOCKED | CALL_RESTARTED)) | extra_flags;
         // User memory is read into the stack first: with a ring-buffer (vmalloc) destination,
         // hardened usercopy looks the address up in the vmap tree on every read.
         let mut user = [0u64; 3];

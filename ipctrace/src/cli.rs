@@ -1,6 +1,8 @@
 //! The command line (docs/interface.md's contract): the options every command shares, the list
 //! of commands, and the dispatch to each command's own file in `commands`.
 
+use crate::commands::completions::{self, CompletionsArgs, ManpagesArgs};
+use crate::commands::followed::{CommandFailed, FollowedCommand};
 use crate::commands::lat::{LatArgs, LAT_EXAMPLES};
 use crate::commands::objects::{ObjectsArgs, OBJECTS_EXAMPLES};
 use crate::commands::trace::TraceArgs;
@@ -10,17 +12,26 @@ use crate::filter::{parse_id, parse_key, parse_kind, Filter};
 use crate::loader::privileges::{self, Needs, User};
 use crate::views::output::Output;
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use ipctrace_common as common;
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// `ipctrace --version`: the release and the commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("IPCTRACE_COMMIT"),
+    ")"
+);
 const ABOUT: &str =
     "Trace Linux System V IPC (shared memory, semaphores, message queues) with eBPF.";
 pub use crate::commands::trace::EXAMPLES;
 
 #[derive(Debug, Parser)]
-#[command(name = "ipctrace", version, about = ABOUT, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
+#[command(name = "ipctrace", version = VERSION, about = ABOUT, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -46,6 +57,14 @@ pub enum Command {
     /// For benchmarks: the same syscall tracepoints with programs that do nothing.
     #[command(hide = true)]
     Floor(Common),
+    /// Print a shell completion script (bash, zsh, fish).
+    #[command(
+        after_help = "Example:\n  ipctrace completions bash > /etc/bash_completion.d/ipctrace"
+    )]
+    Completions(CompletionsArgs),
+    /// Write the man pages (the release tarball has them).
+    #[command(hide = true)]
+    Manpages(ManpagesArgs),
 }
 
 /// Options every tracing command shares.
@@ -55,10 +74,11 @@ pub struct Common {
     #[arg(short = 'p', long = "pid", value_name = "PID")]
     pub pids: Vec<u32>,
     /// Only processes with this command name (first 15 bytes, as the kernel keeps it); repeatable, up to 4.
-    #[arg(short = 'c', long = "comm", value_name = "NAME")]
+    /// -n as in bcc's tools; -c is the old spelling.
+    #[arg(short = 'n', short_alias = 'c', long = "comm", value_name = "NAME", value_parser = parse_comm)]
     pub comms: Vec<String>,
-    /// Only this kind of object: sem, shm or msg; repeatable.
-    #[arg(short = 't', long = "type", value_name = "TYPE", value_parser = parse_kind)]
+    /// Only this kind of object: sem, shm or msg; repeatable (-t is the old spelling).
+    #[arg(long = "type", short_alias = 't', value_name = "TYPE", value_parser = parse_kind)]
     pub kinds: Vec<IpcKind>,
     /// Only the object with this id; repeatable.
     #[arg(long = "id", value_name = "ID", value_parser = parse_id)]
@@ -81,6 +101,31 @@ pub struct Common {
 }
 
 impl Common {
+    /// What no clap attribute can say: the limits of the kernel filter. A usage error (exit 2).
+    pub fn usage_problem(&self) -> Option<String> {
+        if self.pids.len() > common::MAX_FILTER_PIDS {
+            return Some(format!("at most {} --pid values", common::MAX_FILTER_PIDS));
+        }
+        if self.comms.len() > common::MAX_FILTER_COMMS {
+            return Some(format!(
+                "at most {} --comm values",
+                common::MAX_FILTER_COMMS
+            ));
+        }
+        None
+    }
+
+    /// Starts `-- CMD` (`argv`; none when empty), held before its exec until
+    /// `FollowedCommand::release`.
+    pub fn start_command(&self, argv: &[OsString]) -> Result<Option<FollowedCommand>> {
+        if argv.is_empty() {
+            return Ok(None);
+        }
+        // With --json on stdout, CMD's own output would break the stream: it goes to stderr.
+        let stdout_to_stderr = self.json && self.output.is_none();
+        FollowedCommand::start(argv, stdout_to_stderr).map(Some)
+    }
+
     pub fn filter(&self) -> Filter {
         Filter {
             pids: self.pids.clone(),
@@ -88,6 +133,7 @@ impl Common {
             kinds: self.kinds.clone(),
             ids: self.ids.clone(),
             keys: self.keys.clone(),
+            ..Default::default()
         }
     }
 
@@ -120,6 +166,23 @@ impl Prepared {
     }
 }
 
+/// `-- CMD ARGS...`, the last thing on a tracing command's line (after its positionals).
+#[derive(Debug, Args, Clone, Default)]
+pub struct FollowArgs {
+    /// Run CMD and follow it and every process it forks, from its first call, until it exits;
+    /// ipctrace then exits with CMD's status.
+    #[arg(last = true, value_name = "CMD", conflicts_with = "pids")]
+    pub command: Vec<OsString>,
+}
+
+/// A command name to filter on: not empty.
+fn parse_comm(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("--comm needs a name".into());
+    }
+    Ok(s.to_string())
+}
+
 /// Seconds as people write them: 10, 0.5, 2.5.
 pub fn parse_seconds(s: &str) -> Result<Duration, String> {
     s.parse::<f64>()
@@ -127,6 +190,38 @@ pub fn parse_seconds(s: &str) -> Result<Duration, String> {
         .filter(|v| v.is_finite() && *v > 0.0 && *v < 1e9)
         .map(Duration::from_secs_f64)
         .ok_or_else(|| format!("'{s}' is not a number of seconds > 0"))
+}
+
+impl Cli {
+    /// Parses the command line; a usage error, clap's or one the commands find, exits 2.
+    pub fn parse_or_exit() -> Cli {
+        let cli = Cli::parse();
+        if let Some((subcommand, problem)) = cli.usage_problem() {
+            let mut command = Cli::command();
+            command.build();
+            let command = match subcommand {
+                Some(name) => command.find_subcommand_mut(name).expect("a subcommand"),
+                None => &mut command,
+            };
+            command
+                .error(clap::error::ErrorKind::ValueValidation, problem)
+                .exit();
+        }
+        cli
+    }
+
+    /// The first usage problem of the command given, with the subcommand's name.
+    fn usage_problem(&self) -> Option<(Option<&'static str>, String)> {
+        match &self.command {
+            Some(Command::Trace(a)) => a.usage_problem().map(|p| (Some("trace"), p)),
+            Some(Command::Lat(a)) => a.usage_problem().map(|p| (Some("lat"), p)),
+            Some(Command::Objects(a)) => a.usage_problem().map(|p| (Some("objects"), p)),
+            Some(Command::Export(a)) => a.common.usage_problem().map(|p| (Some("export"), p)),
+            Some(Command::Floor(c)) => c.usage_problem().map(|p| (Some("floor"), p)),
+            Some(Command::Completions(_) | Command::Manpages(_)) => None,
+            None => self.trace.usage_problem().map(|p| (None, p)),
+        }
+    }
 }
 
 /// Runs the parsed command line; the value is the process exit code.
@@ -137,13 +232,23 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Objects(args)) => objects::run(args),
         Some(Command::Export(args)) => export::run(args),
         Some(Command::Floor(common)) => floor::run(common),
+        Some(Command::Completions(args)) => completions::completions(args),
+        Some(Command::Manpages(args)) => completions::manpages(args),
         None => trace::run(cli.trace),
     };
     let _ = std::io::stderr().flush();
     match result {
         // A reader that went away (`ipctrace | head`) ends the command, as it ends cat.
         Err(e) if is_broken_pipe(&e) => Ok(0),
-        other => other,
+        // `-- CMD` that could not run: one line, and the status a shell would give (127, 126).
+        Err(e) => match e.downcast::<CommandFailed>() {
+            Ok(failed) => {
+                eprintln!("ipctrace: {failed}");
+                Ok(failed.status)
+            }
+            Err(e) => Err(e),
+        },
+        ok => ok,
     }
 }
 
@@ -186,14 +291,16 @@ mod tests {
             "32768",
             "--duration",
             "0.5",
-            "-n",
+            "--count",
             "3",
+            "-n",
+            "pgbench",
         ])
         .unwrap();
         let Some(Command::Trace(t)) = cli.command else {
             panic!()
         };
-        assert_eq!(t.common.comms, vec!["postgres"]);
+        assert_eq!(t.common.comms, vec!["postgres", "pgbench"]);
         assert_eq!(t.common.ids, vec![32768]);
         assert_eq!(t.common.duration, Some(Duration::from_millis(500)));
         assert_eq!(t.count, Some(3));
@@ -214,6 +321,94 @@ mod tests {
         }
         let cli = parse(&["--user", "65534", "--output", "x"]).unwrap();
         assert_eq!(cli.trace.common.user.as_deref(), Some("65534"));
+    }
+
+    #[test]
+    fn short_flags_as_bcc_and_ipcs_users_know_them() {
+        // -n filters by name as in bcc; -c and -t are the old spellings of --comm and --type.
+        let t = parse(&["-n", "a", "-c", "b", "-t", "msg", "-U", "--failed"])
+            .unwrap()
+            .trace;
+        assert_eq!(t.common.comms, ["a", "b"]);
+        assert_eq!(t.common.kinds, [IpcKind::Msg]);
+        assert!(t.print_uid && t.failed);
+        let t = parse(&["trace", "--min-lat", "5ms", "--min-blocked", "2"]).unwrap();
+        let Some(Command::Trace(t)) = t.command else {
+            panic!()
+        };
+        assert_eq!(
+            (t.min_lat, t.min_blocked),
+            (
+                Some(Duration::from_millis(5)),
+                Some(Duration::from_millis(2))
+            )
+        );
+        let Some(Command::Lat(l)) = parse(&["lat", "-m", "1", "5"]).unwrap().command else {
+            panic!()
+        };
+        assert!(l.milliseconds);
+        assert_eq!(
+            (l.interval_pos, l.count_pos),
+            (Some(Duration::from_secs(1)), Some(5))
+        );
+        let objects = |args: &[&str]| {
+            let mut all = vec!["objects"];
+            all.extend_from_slice(args);
+            match parse(&all).unwrap().command {
+                Some(Command::Objects(o)) => o,
+                _ => panic!(),
+            }
+        };
+        let o = objects(&["2", "5", "-s"]);
+        assert_eq!(
+            (o.interval_pos, o.count_pos, o.sem),
+            (Some(Duration::from_secs(2)), Some(5), true)
+        );
+        assert_eq!(objects(&["-i", "32768"]).info, Some(32768));
+        assert!(objects(&["-l"]).limits && objects(&["-u"]).limits);
+        assert!(objects(&["--orphans"]).orphans);
+        assert!(
+            parse(&["objects", "--limits", "2"]).is_err(),
+            "limits are not traced"
+        );
+    }
+
+    #[test]
+    fn a_command_to_follow_comes_after_two_dashes() {
+        let cli = parse(&["trace", "--json", "--", "sh", "-c", "echo --pid 3"]).unwrap();
+        let Some(Command::Trace(t)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(t.follow.command, ["sh", "-c", "echo --pid 3"]);
+        assert!(t.common.pids.is_empty());
+        for command in ["lat", "objects"] {
+            assert!(parse(&[command, "--", "true"]).is_ok(), "{command}");
+        }
+        assert_eq!(
+            parse(&["--", "true"]).unwrap().trace.follow.command,
+            ["true"]
+        );
+        let err = parse(&["trace", "-p", "1", "--", "true"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn usage_problems_past_clap() {
+        let problem = |args: &[&str]| parse(args).unwrap().usage_problem().map(|(_, p)| p);
+        let nine: Vec<String> = (1..=9).flat_map(|p| ["-p".into(), p.to_string()]).collect();
+        let nine: Vec<&str> = nine.iter().map(String::as_str).collect();
+        assert_eq!(problem(&nine).as_deref(), Some("at most 8 --pid values"));
+        assert!(problem(&["lat", "--count", "2"])
+            .unwrap()
+            .contains("needs an interval"));
+        assert_eq!(problem(&["lat", "--count", "2", "1"]), None);
+        assert!(problem(&["lat", "--type", "shm"])
+            .unwrap()
+            .contains("never wait"));
+        assert!(problem(&["objects", "--count", "2"]).is_some());
+        assert_eq!(problem(&["objects", "-w", "1", "--count", "2"]), None);
+        assert!(parse(&["--comm", ""]).is_err());
+        Cli::command().debug_assert();
     }
 
     #[test]

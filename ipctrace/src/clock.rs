@@ -24,7 +24,8 @@ impl WallClock {
     /// HH:MM:SS.mmm in local time, as a person reads a trace.
     pub fn time_of_day(&self, mono_ns: u64) -> String {
         let ns = self.epoch_ns(mono_ns);
-        let secs = ns.div_euclid(1_000_000_000) as libc::time_t;
+        // time_t is i64 on x86_64 with glibc and musl alike (libc's alias warns under musl).
+        let secs = ns.div_euclid(1_000_000_000) as i64;
         let millis = ns.rem_euclid(1_000_000_000) / 1_000_000;
         // SAFETY: localtime_r writes into the zeroed tm we own.
         let mut tm: libc::tm = unsafe { std::mem::zeroed() };

@@ -1,10 +1,11 @@
-//! What the user asked to see (`--pid`, `--comm`, `--type`, `--id`, `--key`): parsed and
-//! checked here, then applied in the kernel by the loader. Values of one flag are alternatives;
-//! different flags must all match.
+//! What the user asked to see (`--pid`, `--comm`, `--type`, `--id`, `--key`, the command to
+//! follow, `--failed`, `--min-lat`, `--min-blocked`): parsed and checked here, then applied in
+//! the kernel by the loader. Values of one flag are alternatives; different flags must all match.
 
 use crate::decoder::syscalls::IpcKind;
 use anyhow::{bail, Result};
 use ipctrace_common as common;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
@@ -14,6 +15,14 @@ pub struct Filter {
     pub kinds: Vec<IpcKind>,
     pub ids: Vec<i32>,
     pub keys: Vec<i32>,
+    /// `-- CMD`: only this process and every process it forks from now on.
+    pub follow: Option<u32>,
+    /// `--failed`: only calls that returned an error.
+    pub only_failed: bool,
+    /// `--min-lat`: only calls that took at least this long.
+    pub min_lat: Option<Duration>,
+    /// `--min-blocked`: only calls that slept at least this long waiting.
+    pub min_blocked: Option<Duration>,
 }
 
 impl Filter {
@@ -60,6 +69,18 @@ impl Filter {
         if !self.ids.is_empty() {
             parts.push(format!("id {}", join(&self.ids)));
         }
+        if let Some(pid) = self.follow {
+            parts.push(format!("command pid {pid} and its children"));
+        }
+        if self.only_failed {
+            parts.push("failed calls".into());
+        }
+        if let Some(d) = self.min_lat {
+            parts.push(format!("lat >= {d:?}"));
+        }
+        if let Some(d) = self.min_blocked {
+            parts.push(format!("blocked >= {d:?}"));
+        }
         if !self.keys.is_empty() {
             let keys: Vec<String> = self
                 .keys
@@ -94,6 +115,30 @@ pub fn parse_key(s: &str) -> Result<i32, String> {
     parsed.ok_or_else(|| format!("'{s}' is not an IPC key (decimal, or hex like 0x1234abcd)"))
 }
 
+/// Parses a duration as people write it: 10ms, 1.5s, 250us (or µs), 800ns; a bare number is
+/// milliseconds, as bcc's *slower tools take it.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let scale = match unit.trim() {
+        "" | "ms" => 1e-3,
+        "s" => 1.0,
+        "us" | "µs" => 1e-6,
+        "ns" => 1e-9,
+        _ => f64::NAN,
+    };
+    number
+        .parse::<f64>()
+        .ok()
+        .map(|v| v * scale)
+        .filter(|v| v.is_finite() && *v >= 0.0 && *v < 1e9)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("'{s}' is not a duration (like 10ms, 1.5s, 250us; a number is ms)"))
+}
+
 /// Parses an object type name.
 pub fn parse_kind(s: &str) -> Result<IpcKind, String> {
     IpcKind::ALL
@@ -125,6 +170,19 @@ mod tests {
         assert!(parse_key("0x1_0000_0000").is_err());
         assert!(parse_key("banana").is_err());
         assert!(parse_key("").is_err());
+    }
+
+    #[test]
+    fn durations_with_units_or_milliseconds() {
+        assert_eq!(parse_duration("10ms"), Ok(Duration::from_millis(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_millis(10)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("250µs"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("800ns"), Ok(Duration::from_nanos(800)));
+        for bad in ["", "fast", "10 min", "-3ms", "ms", "1e3"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -13,4 +13,5 @@ pub mod kernel_view;
 pub mod loader;
 pub mod model;
 pub mod session;
+pub mod users;
 pub mod views;

@@ -15,6 +15,14 @@ use tokio::signal::unix::{signal, SignalKind};
 /// the collector 60 ms of stalls (a /proc rescan, a busy machine) before anything is lost.
 const DRAIN_EVERY: Duration = Duration::from_millis(10);
 
+/// How many times a view may ask for the ring buffer to be drained again before an interval's
+/// report, while the kernel's view and the events disagree.
+const SETTLE_ROUNDS: usize = 4;
+
+/// How often the kernel's loss counters are looked at, and so at most how often stderr hears
+/// of losses while they happen.
+const LOSS_WARNING_EVERY: Duration = Duration::from_secs(1);
+
 /// Whether the session goes on after a view handled something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -29,7 +37,16 @@ pub trait Sink {
     fn batch_done(&mut self) -> Flow {
         Flow::Continue
     }
-    /// Called every `interval`, if the session has one, and at each `refresh_requests`.
+    /// Called every `interval` before the ring buffer is drained one last time for it: the
+    /// moment to read the kernel's own view, so that the events of what changed while it was
+    /// read are applied before `interval` prints.
+    fn before_interval(&mut self) {}
+    /// Called after that drain: false asks for another drain (and call) before `interval`,
+    /// when the kernel's view and the events still disagree (a few times at most).
+    fn settled(&mut self) -> bool {
+        true
+    }
+    /// Called every `interval`, if the session has one.
     fn interval(&mut self) -> Flow {
         Flow::Continue
     }
@@ -52,7 +69,8 @@ pub trait Sink {
 }
 
 /// What ended the session: the view itself (--count, a closed stdout), or something outside it
-/// (--duration, a signal), after which the calls still in the ring buffer are reported.
+/// (--duration, a signal, the exit of `-- CMD`), after which the calls still in the ring buffer
+/// are reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
     Outside,
@@ -79,6 +97,8 @@ pub struct Schedule {
     pub what: String,
     /// Lines for stderr right after the `Tracing ...` line.
     pub notes: Vec<String>,
+    /// A pidfd: the session ends when that process exits (the command of `-- CMD`).
+    pub until_exit: Option<std::os::fd::RawFd>,
 }
 
 /// Drives `sink` from `probe` until something stops it; the probe is detached on return.
@@ -93,6 +113,15 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    let command_exit = match schedule.until_exit {
+        // SAFETY: the caller keeps the pidfd open for the whole session; AsyncFd only polls it.
+        Some(fd) => Some(
+            unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+                .map_err(std::io::Error::from)
+                .context("watching the command")?,
+        ),
+        None => None,
+    };
     // Only now can Ctrl-C end the session cleanly, so only now may scripts be told to go on.
     eprintln!("Tracing {}... Hit Ctrl-C to end.", schedule.what);
     for note in &schedule.notes {
@@ -109,6 +138,9 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
         .map(|i| tokio::time::interval_at(tokio::time::Instant::now() + i, i));
     let mut drain_timer = tokio::time::interval(sink.drain_every());
     drain_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut loss_timer = tokio::time::interval(LOSS_WARNING_EVERY);
+    loss_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut losses = LossWarning::default();
     let mut totals = Totals {
         events: 0,
         process_events: 0,
@@ -124,8 +156,15 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
             _ = sigterm.recv() => break Stop::Outside,
             _ = sighup.recv() => break Stop::Outside,
             _ = sleep_until(deadline) => break Stop::Outside,
+            _ = exited(command_exit.as_ref()) => break Stop::Outside,
             _ = tick(&mut ticker) => None,
             _ = notified(&refresh) => None,
+            _ = loss_timer.tick() => {
+                if let Some(warning) = losses.check(counters.read()?) {
+                    eprintln!("{warning}");
+                }
+                continue;
+            }
             _ = drain_timer.tick() => {
                 if drain(ring.get_mut(), sink, &mut totals) == Flow::Stop {
                     break Stop::View;
@@ -148,26 +187,88 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
                 }
                 totals.kernel = counters.read()?;
                 sink.running_totals(&totals);
+                sink.before_interval();
+                let mut flow = Flow::Continue;
+                for _ in 0..SETTLE_ROUNDS {
+                    flow = drain(ring.get_mut(), sink, &mut totals);
+                    if flow == Flow::Stop || sink.settled() {
+                        break;
+                    }
+                }
+                if flow == Flow::Stop {
+                    break Stop::View;
+                }
                 if sink.interval() == Flow::Stop {
                     break Stop::View;
                 }
             }
         }
     };
-    // Calls that completed before the stop are still reported.
+    // Calls that completed before the stop are still reported, every one.
     if stop != Stop::View {
-        drain(ring.get_mut(), sink, &mut totals);
+        drain_for(ring.get_mut(), sink, &mut totals, None);
     }
     totals.kernel = counters.read()?;
     Ok(totals)
 }
+
+/// Says on stderr, while it happens, that the kernel could not hand records over: the summary
+/// at the end says it too, but a person watching a live trace (or a script's log) should not
+/// learn only then that what scrolled by was incomplete.
+#[derive(Debug, Default)]
+struct LossWarning {
+    warned: KernelCounts,
+}
+
+impl LossWarning {
+    /// The warning for what was lost since the last one, if anything was.
+    fn check(&mut self, now: KernelCounts) -> Option<String> {
+        let calls = now.lost.saturating_sub(self.warned.lost);
+        let processes = now.lost_process.saturating_sub(self.warned.lost_process);
+        if calls == 0 && processes == 0 {
+            return None;
+        }
+        self.warned = now;
+        let mut what = Vec::new();
+        if calls > 0 {
+            what.push(format!("{calls} calls"));
+        }
+        if processes > 0 {
+            what.push(format!("{processes} process records"));
+        }
+        Some(format!(
+            "ipctrace: {} lost: the ring buffer was full (ipctrace could not keep up; narrow the trace with --pid, --type or --id)",
+            what.join(" and ")
+        ))
+    }
+}
+
+/// How long one drain hands records over before the session looks around again: under a load
+/// it cannot keep up with, the ring never empties, and signals, the deadline, the interval and
+/// the loss warning must still be seen to. (The clock is read every 256 records.)
+const DRAIN_BUDGET: Duration = Duration::from_millis(50);
 
 fn drain(
     ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
     sink: &mut dyn Sink,
     totals: &mut Totals,
 ) -> Flow {
-    while let Some(item) = ring.next() {
+    drain_for(ring, sink, totals, Some(DRAIN_BUDGET))
+}
+
+/// `drain`, for `budget` at most (None: until the ring is empty).
+fn drain_for(
+    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    sink: &mut dyn Sink,
+    totals: &mut Totals,
+    budget: Option<Duration>,
+) -> Flow {
+    let started = std::time::Instant::now();
+    for n in 0u64.. {
+        if n % 256 == 255 && budget.is_some_and(|b| started.elapsed() >= b) {
+            break;
+        }
+        let Some(item) = ring.next() else { break };
         match decode(&item) {
             Ok(event) => {
                 match event {
@@ -206,6 +307,16 @@ fn panic_if_asked() {
     }
 }
 
+/// Resolves once the pidfd says its process exited; never without one.
+async fn exited(pidfd: Option<&AsyncFd<std::os::fd::RawFd>>) {
+    match pidfd {
+        Some(fd) => {
+            let _ = fd.readable().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -226,5 +337,34 @@ async fn tick(ticker: &mut Option<tokio::time::Interval>) {
             t.tick().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn losses_are_told_once_each_as_they_grow() {
+        let mut w = LossWarning::default();
+        let counts = |lost, lost_process| KernelCounts {
+            lost,
+            lost_process,
+            ..Default::default()
+        };
+        assert_eq!(w.check(counts(0, 0)), None);
+        let first = w.check(counts(120, 0)).unwrap();
+        assert!(first.starts_with("ipctrace: 120 calls lost: "), "{first}");
+        assert_eq!(w.check(counts(120, 0)), None, "nothing new, nothing said");
+        let second = w.check(counts(130, 4)).unwrap();
+        assert!(
+            second.starts_with("ipctrace: 10 calls and 4 process records lost: "),
+            "{second}"
+        );
+        let third = w.check(counts(130, 9)).unwrap();
+        assert!(
+            third.starts_with("ipctrace: 5 process records lost"),
+            "{third}"
+        );
     }
 }

@@ -233,3 +233,78 @@ fn msgsnd_on_a_full_queue_and_msgrcv_on_an_empty_one_block() {
         .stats
         .is_empty());
 }
+
+/// `lat --by process`: a process that only ever took the fast path is still named, and the
+/// contention summary names the waiter of each key rather than listing one queue twice.
+#[test]
+fn by_process_every_key_names_its_process() {
+    use ipctrace::decoder::Event;
+    use ipctrace::session::Sink;
+    use ipctrace::views::lat::LatView;
+    let q = unsafe { libc::msgget(libc::IPC_PRIVATE, libc::IPC_CREAT | 0o600) };
+    let _cleanup = Removal::msg(q);
+    // SAFETY (every child): msgsnd, msgrcv and usleep on a queue this test owns.
+    let slow = spawn(c"it-slow-rx", move || unsafe {
+        let mut msg = Message::<8> {
+            mtype: 0,
+            text: [0; 8],
+        };
+        for _ in 0..2 {
+            libc::msgrcv(q, (&mut msg as *mut Message<8>).cast(), 8, 1, 0);
+        }
+        0
+    });
+    let other = spawn(c"it-other-rx", move || unsafe {
+        let mut msg = Message::<8> {
+            mtype: 0,
+            text: [0; 8],
+        };
+        libc::msgrcv(q, (&mut msg as *mut Message<8>).cast(), 8, 2, 0);
+        0
+    });
+    let fast = spawn(c"it-fast-tx", move || unsafe {
+        let msg = Message::<1> {
+            mtype: 1,
+            text: *b"x",
+        };
+        for mtype in [1, 1, 2] {
+            libc::usleep(30_000);
+            let m = Message::<1> { mtype, ..msg };
+            libc::msgsnd(q, (&m as *const Message<1>).cast(), 1, 0);
+        }
+        0
+    });
+    let (slow_pid, fast_pid) = (slow.pid, fast.pid);
+    let t = trace(&[slow, other, fast], options(Filter::default()));
+    let render = |json: bool| {
+        let waits = Waits::new(GroupBy::Process, vec![IpcKind::Msg]);
+        let mut view = LatView::new(Vec::new(), json, waits, None);
+        for c in &t.calls {
+            view.event(&Event::Call(*c));
+        }
+        view.report().unwrap();
+        String::from_utf8(view.into_output()).unwrap()
+    };
+    let lines = json_lines(render(true).as_bytes());
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let fast_line = lines
+        .iter()
+        .find(|l| l["pid"] == fast_pid)
+        .expect("the sender has a line");
+    assert_eq!(fast_line["blocked"], 0, "its sends never waited");
+    assert_eq!(fast_line["comm"], "it-fast-tx", "{fast_line}");
+    let human = render(false);
+    let hottest = human
+        .lines()
+        .find(|l| l.contains("hottest (blocked time)"))
+        .unwrap();
+    assert!(
+        hottest.contains(&format!("msg {q} waiter it-slow-rx({slow_pid})"))
+            && hottest.contains("waiter it-other-rx("),
+        "{hottest}"
+    );
+    assert!(
+        human.contains(&format!("waiter it-fast-tx({fast_pid}): ")),
+        "{human}"
+    );
+}

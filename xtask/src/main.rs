@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: installs the toolchain pieces ipctrace needs and wraps the cargo
 //! invocations (build, run, test) so they always name host packages and never build ipctrace-ebpf.
 mod bench;
+mod dist;
 mod ipc;
 mod ipctrace_json;
 mod machine;
@@ -21,8 +22,11 @@ commands:
   setup                  install what is missing (nightly rust-src, LLVM 22, bpf-linker, test tools)
   build [--debug]        setup, then build ipctrace (release unless --debug)
   run [-- ARGS...]       setup, build release, then run target/release/ipctrace ARGS (as root)
-  test [-- ARGS...]      setup, then cargo fmt --check, clippy -D warnings and cargo test ARGS
-                         (ARGS go to cargo test as they are: `test -- FILTER -- --nocapture`)
+  test [-- ARGS...]      setup, dist, then cargo fmt --check, clippy -D warnings and cargo test
+                         ARGS (ARGS go to cargo test as they are: `test -- FILTER -- --nocapture`)
+  dist                   setup, then build target/dist/ipctrace-VERSION-x86_64-linux.tar.gz: a
+                         static (musl) binary, completions, man pages, README, licences, SHA256SUMS
+                         (and ipctrace_VERSION_amd64.deb where dpkg-deb is)
   bench [--reps N] [--scale F]
                          setup, build release, then measure what tracing costs (ipctrace's
                          commands, their floor, bpftrace, strace; ~3 min, root); report in
@@ -65,6 +69,7 @@ enum Cmd<'a> {
     Test {
         args: &'a [String],
     },
+    Dist,
     Bench {
         args: &'a [String],
     },
@@ -98,6 +103,7 @@ fn parse(args: &[String]) -> Option<Cmd<'_>> {
         ("run", _) => Cmd::Run { args: rest },
         ("test", []) => Cmd::Test { args: rest },
         ("test", ["--", ..]) => Cmd::Test { args: &rest[1..] },
+        ("dist", []) => Cmd::Dist,
         ("bench", _) => Cmd::Bench { args: rest },
         ("bench-workload", _) => Cmd::BenchWorkload { args: rest },
         ("soak", _) => Cmd::Soak { args: rest },
@@ -124,8 +130,12 @@ impl Cmd<'_> {
                 bail!("cannot execute {}: {err}", bin.display());
             }
             Cmd::Test { args } => {
-                setup::run()?;
-                test(args)?;
+                // dist runs setup; its tarball is what the dist test unpacks into a chroot.
+                let tarball = dist::run()?;
+                test(args, &tarball)?;
+            }
+            Cmd::Dist => {
+                dist::run()?;
             }
             Cmd::Bench { args } => return bench::run(args),
             Cmd::BenchWorkload { args } => return bench::workload_main(args),
@@ -156,7 +166,7 @@ fn build(release: bool) -> Result<()> {
     run_ok(&mut cmd)
 }
 
-fn test(extra: &[String]) -> Result<()> {
+fn test(extra: &[String], tarball: &Path) -> Result<()> {
     run_ok(cargo("fmt").args(["--all", "--", "--check"]))
         .context("code is not formatted; run `cargo fmt --all`")?;
     run_ok(
@@ -177,7 +187,12 @@ fn test(extra: &[String]) -> Result<()> {
             .args(["-Z", "build-std=core", "--", "-D", "warnings"])
             .current_dir(workspace_root().join("ipctrace-ebpf")),
     )?;
-    run_ok(cargo("test").args(package_args()).args(extra))
+    run_ok(
+        cargo("test")
+            .args(package_args())
+            .args(extra)
+            .env("IPCTRACE_DIST_TARBALL", tarball),
+    )
 }
 
 fn package_args() -> Vec<&'static str> {

@@ -8,9 +8,9 @@ use anyhow::{bail, Context, Result};
 use crate::{describe, run_ok};
 
 /// What the build needs (LLVM 22 to build bpf-linker against the nightly's LLVM major) and what the
-/// tests call (bpftool, strace, perl; prometheus and its promtool for export's tests; stress-ng
-/// for the bench's saturated mix).
-const APT_PACKAGES: [&str; 9] = [
+/// tests call (bpftool, strace, perl; libnss-systemd names users /etc/passwd does not list;
+/// prometheus and its promtool for export's tests; stress-ng for the bench's saturated mix).
+const APT_PACKAGES: [&str; 10] = [
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
@@ -20,6 +20,7 @@ const APT_PACKAGES: [&str; 9] = [
     "perl",
     "prometheus",
     "stress-ng",
+    "libnss-systemd",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -27,8 +28,51 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 pub fn run() -> Result<()> {
     nightly()?;
     rust_src()?;
+    musl_target()?;
     apt_packages()?;
+    tools()?;
     bpf_linker()
+}
+
+/// `cargo xtask dist` builds the static binary for musl; rustup ships musl's libc and start
+/// files with the target's standard library, so nothing else is needed.
+fn musl_target() -> Result<()> {
+    let target = crate::dist::MUSL_TARGET;
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if installed.lines().any(|line| line.trim() == target) {
+        eprintln!("ok: rust-std {target}");
+        return Ok(());
+    }
+    eprintln!("installing: rust-std {target}");
+    run_ok(Command::new("rustup").args(["target", "add", target]))
+}
+
+/// Commands the dist and capability tests call, with the Debian package that has each. Checked by command, not
+/// package status: a container's man-db is often left half-configured yet `man` works.
+const TOOLS: [(&str, &str); 4] = [
+    ("file", "file"),
+    ("man", "man-db"),
+    ("bash", "bash"),
+    ("setcap", "libcap2-bin"),
+];
+
+fn tools() -> Result<()> {
+    let on_path = |command: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(command).is_file()))
+    };
+    let missing: Vec<&str> = TOOLS
+        .iter()
+        .filter(|(command, _)| !on_path(command))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        eprintln!("ok: {}", TOOLS.map(|(command, _)| command).join(", "));
+        return Ok(());
+    }
+    eprintln!("installing: {}", missing.join(" "));
+    run_ok(apt_get().arg("update"))?;
+    run_ok(apt_get().args(["install", "-y"]).args(&missing))
 }
 
 /// aya-build compiles the kernel programs with `cargo +nightly`. A toolchain is a large download

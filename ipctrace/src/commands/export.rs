@@ -142,6 +142,7 @@ pub fn run(args: ExportArgs) -> Result<i32> {
         interval: Some(args.interval),
         what,
         notes: Vec::new(),
+        until_exit: None,
     };
     if listener.is_some() {
         sink.refresh = Some(refresh.clone());

@@ -30,6 +30,7 @@ pub fn run(common: Common) -> Result<i32> {
         interval: None,
         what: format!("{} with empty programs", filter.describe()),
         notes: Vec::new(),
+        until_exit: None,
     };
     runtime()?.block_on(session::run(probe, schedule, &mut Nothing))?;
     Ok(0)

@@ -1,8 +1,9 @@
 //! `ipctrace lat`: wait-latency histograms per object, semaphore or waiting process, bcc-style.
 //! Its options, its help, and the wiring of loader, session, wait model and view.
 
-use super::{attach, ids_of_keys, known_keys, runtime};
-use crate::cli::{parse_seconds, Common};
+use super::followed::FollowedCommand;
+use super::{attach, exit_code, ids_of_keys, known_keys, runtime};
+use crate::cli::{parse_seconds, Common, FollowArgs};
 use crate::decoder::syscalls::IpcKind;
 use crate::loader::ProbeOptions;
 use crate::model::waits::{GroupBy, Waits};
@@ -16,6 +17,8 @@ pub const LAT_EXAMPLES: &str = "\
 Examples:
   ipctrace lat                      # semaphore waits until Ctrl-C, then histograms
   ipctrace lat 1 10                 # a histogram every second, ten times (as runqlat 1 10)
+  ipctrace lat -m 5                 # every 5 s, buckets in milliseconds (as runqlat -m)
+  ipctrace lat -- ./bench --clients 8   # the waits of a command and its children, until it exits
   ipctrace lat --by semnum --key 0x5d00012a
   ipctrace lat --type msg --by process   # msgsnd (queue full) and msgrcv (queue empty) waits
   ipctrace lat --user nobody -o waits.txt 1 60   # attach as root, then run as nobody
@@ -31,9 +34,12 @@ pub struct LatArgs {
     /// Print a histogram every SECS seconds (default: once, at the end).
     #[arg(short = 'i', long, value_name = "SECS", value_parser = parse_seconds)]
     pub interval: Option<Duration>,
-    /// Stop after this many intervals.
+    /// Stop after this many intervals (needs an interval).
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+    /// Histogram buckets in milliseconds (default microseconds), as bcc's -m.
+    #[arg(short = 'm', long)]
+    pub milliseconds: bool,
     /// Histogram per object, per semaphore of a set, or per waiting process.
     #[arg(long, value_enum, default_value_t = By::Object)]
     pub by: By,
@@ -43,6 +49,8 @@ pub struct LatArgs {
     /// Number of intervals, positional as in bcc's tools.
     #[arg(value_name = "COUNT", conflicts_with = "count")]
     pub count_pos: Option<u64>,
+    #[command(flatten)]
+    pub follow: FollowArgs,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -53,6 +61,19 @@ pub enum By {
     Process,
 }
 
+impl LatArgs {
+    /// A usage error clap cannot see (exit 2).
+    pub fn usage_problem(&self) -> Option<String> {
+        if self.common.kinds.contains(&IpcKind::Shm) {
+            return Some("shared memory calls never wait: use --type sem or --type msg".into());
+        }
+        if self.count.is_some() && self.interval.or(self.interval_pos).is_none() {
+            return Some("--count needs an interval (--interval SECS, or INTERVAL)".into());
+        }
+        self.common.usage_problem()
+    }
+}
+
 /// Runs `ipctrace lat`; the value is the exit code.
 pub fn run(args: LatArgs) -> Result<i32> {
     let mut filter = args.common.filter();
@@ -60,11 +81,6 @@ pub fn run(args: LatArgs) -> Result<i32> {
     if filter.kinds.is_empty() {
         filter.kinds = vec![IpcKind::Sem];
     }
-    filter.kinds.retain(|k| *k != IpcKind::Shm);
-    if filter.kinds.is_empty() {
-        anyhow::bail!("shared memory calls never wait: use --type sem or --type msg");
-    }
-    filter.validate()?;
     let by = match args.by {
         By::Object => GroupBy::Object,
         By::Semnum => GroupBy::Semnum,
@@ -72,10 +88,10 @@ pub fn run(args: LatArgs) -> Result<i32> {
     };
     let interval = args.interval.or(args.interval_pos);
     let count = args.count.or(args.count_pos);
-    if count.is_some() && interval.is_none() {
-        anyhow::bail!("--count needs --interval");
-    }
     let prepared = args.common.prepare(true)?;
+    let mut command = args.common.start_command(&args.follow.command)?;
+    filter.follow = command.as_ref().map(FollowedCommand::pid);
+    filter.validate()?;
     // Waits need no process events, and no sembufs unless grouped by semaphore number.
     let probe = attach(
         &filter,
@@ -92,7 +108,8 @@ pub fn run(args: LatArgs) -> Result<i32> {
         args.common.json,
         Waits::new(by, filter.kinds()),
         count,
-    );
+    )
+    .in_milliseconds(args.milliseconds);
     for (kind, ns, id, key) in keys {
         view.know_key(kind, ns, id, key);
     }
@@ -101,8 +118,12 @@ pub fn run(args: LatArgs) -> Result<i32> {
         interval,
         what: format!("{} waits", filter.describe()),
         notes: Vec::new(),
+        until_exit: command.as_ref().map(FollowedCommand::exit_fd),
     };
+    if let Some(command) = command.as_mut() {
+        command.release()?;
+    }
     let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
     view.finish(&totals)?;
-    Ok(0)
+    Ok(exit_code(command.as_mut()))
 }

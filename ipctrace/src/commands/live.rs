@@ -57,10 +57,43 @@ impl LiveObjects {
         }
     }
 
+    /// A fork's event comes a little after the kernel counted the child's mappings, and an
+    /// exit's a little before it stops counting them: a count read in between is ahead of the
+    /// list. Such segments are counted again, a moment later (their events are then in, once
+    /// the ring buffer is drained again). True when there were none.
+    pub fn recount_segments_ahead_of_list(&mut self) -> bool {
+        let ahead = self.objects.segments_short_of_count();
+        if ahead.is_empty() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        let taken_ns = clock_ns(libc::CLOCK_MONOTONIC) as u64;
+        for key in ahead {
+            if let Ok(nattch) = ctl::shm_nattch(key.id) {
+                self.objects.recount_segment(key, nattch, taken_ns);
+            }
+        }
+        false
+    }
+
     /// Reads the kernel's view again and corrects the model with it; a failure is said once on
     /// stderr and the model goes on from the calls.
     pub fn refresh(&mut self) {
-        if let Err(e) = reconcile(&mut self.objects, &self.kinds) {
+        let kinds = self.kinds.clone();
+        self.refresh_kinds(&kinds);
+    }
+
+    /// `refresh` for those of `kinds` this reads.
+    pub fn refresh_kinds(&mut self, kinds: &[IpcKind]) {
+        let kinds: Vec<IpcKind> = kinds
+            .iter()
+            .copied()
+            .filter(|k| self.kinds.contains(k))
+            .collect();
+        if kinds.is_empty() {
+            return;
+        }
+        if let Err(e) = reconcile(&mut self.objects, &kinds) {
             if !self.warned {
                 eprintln!("ipctrace: not reconciled with the kernel's view: {e:#}");
                 self.warned = true;

@@ -1,8 +1,10 @@
 //! One file per command: its options, help text and the wiring of loader, session, model and
 //! view. What several commands wire the same way (attaching, what /proc says now) is here.
 
+pub mod completions;
 pub mod export;
 pub mod floor;
+pub mod followed;
 pub mod lat;
 pub mod live;
 pub mod objects;
@@ -13,6 +15,27 @@ use crate::filter::Filter;
 use crate::loader::{Probe, ProbeOptions};
 use crate::model::shm_addresses::ShmAddressBook;
 use anyhow::Result;
+use followed::FollowedCommand;
+
+/// ipctrace's exit code when it ran `-- CMD`: CMD's status once CMD exited (the session ends
+/// then; a signal that stopped ipctrace reached CMD too when it came from the terminal). A
+/// session that ended first (--duration, a signal CMD survived) leaves CMD running, said so.
+fn exit_code(command: Option<&mut FollowedCommand>) -> i32 {
+    let Some(command) = command else {
+        return 0;
+    };
+    match command.exited_within(std::time::Duration::from_millis(200)) {
+        Some(status) => status,
+        None => {
+            eprintln!(
+                "ipctrace: {} (pid {}) still runs, no longer traced",
+                command.name(),
+                command.pid()
+            );
+            0
+        }
+    }
+}
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()

@@ -1,20 +1,31 @@
 //! `ipctrace trace` (also plain `ipctrace`): every SysV IPC call as it completes, one line or
 //! one JSON object each. Its options, its help, and the wiring of loader, session and view.
 
-use super::{attach, ids_of_keys, runtime, shm_addresses_now, with_processes};
-use crate::cli::Common;
+use super::followed::FollowedCommand;
+use super::{attach, exit_code, ids_of_keys, runtime, shm_addresses_now, with_processes};
+use crate::cli::{Common, FollowArgs};
+use crate::filter::{parse_duration, Filter};
 use crate::session::{self, Schedule};
 use crate::views::trace::TraceView;
 use anyhow::Result;
 use clap::Args;
+use std::time::Duration;
 
 pub const EXAMPLES: &str = "\
 Examples:
   ipctrace                          # every SysV IPC call, one line each, until Ctrl-C
   ipctrace trace --type sem -p 1234 # semaphore calls of process 1234
+  ipctrace trace -n postgres        # calls of processes named postgres (as bcc's -n)
   ipctrace trace --key 0x5d00012a   # calls on the object with that key
+  ipctrace trace -- python3 app.py  # run app.py, follow it and its children until it exits
+  ipctrace trace --failed -U        # only calls that failed, with the caller's uid
+  ipctrace trace --min-blocked 10ms # only calls that slept 10 ms or more waiting
   ipctrace trace --json --duration 10 > calls.jsonl
   ipctrace trace --json --user nobody -o calls.jsonl   # attach as root, then trace as nobody
+
+Lines come as calls return: TIME is when the call returned and LAT how long it took (JSON's
+ts_ns is when it was made). A call a signal interrupted is reported as the process saw it: EINTR
+when a handler ran, or one call the kernel restarted (the line ends saying so).
 
 Needs root, or CAP_BPF and CAP_PERFMON, on a kernel with BTF (/sys/kernel/btf/vmlinux) and
 syscall tracepoints (CONFIG_FTRACE_SYSCALLS).
@@ -24,27 +35,67 @@ open (as tcpdump -Z): no capabilities in any set and no way back to root, while 
 and counters keep working. Later reads of /proc are USER's: attachments of other users'
 processes, values and queue sizes of objects USER may not read come from traced calls only, and
 32-bit processes of other users go unreported. --output FILE is created (or truncated) with mode
-0600 by the user who started ipctrace, whatever the umask.";
+0600 by the user who started ipctrace, whatever the umask.
+
+With -- CMD ARGS... it runs CMD (as the user who started ipctrace), held until the programs are
+attached, so its first call is seen; the kernel follows every process CMD forks from then on.
+Tracing ends when CMD exits, and ipctrace exits with CMD's status (128+N if signal N killed it,
+127 if it could not be found), as strace and perf stat do. With --json on stdout, CMD's own
+standard output goes to stderr so that the stream stays JSON. --failed, --min-lat and
+--min-blocked are judged in the kernel, so what they drop costs no ring buffer space; a shmdt
+whose shmat was dropped names no segment.";
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct TraceArgs {
     #[command(flatten)]
     pub common: Common,
     /// Stop after this many calls.
-    #[arg(short = 'n', long, value_name = "N")]
+    #[arg(long, value_name = "N")]
     pub count: Option<u64>,
     /// Run the collector at this nice value (-20..19; below 0 needs root): on a machine whose
     /// cores are saturated, the default priority can starve it and the ring buffer fills.
     #[arg(long, value_name = "NICE", allow_hyphen_values = true,
           value_parser = clap::value_parser!(i32).range(-20..=19))]
     pub nice: Option<i32>,
+    /// Only calls that returned an error.
+    #[arg(long)]
+    pub failed: bool,
+    /// Only calls that took at least DURATION, enter to exit (10ms, 1.5s, 250us; a number is ms).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub min_lat: Option<Duration>,
+    /// Only calls that slept at least DURATION waiting (on a semaphore, a full or empty queue).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub min_blocked: Option<Duration>,
+    /// Start each line with the caller's uid (JSON always has uid and gid), as bcc's -U.
+    #[arg(short = 'U', long = "print-uid")]
+    pub print_uid: bool,
+    #[command(flatten)]
+    pub follow: FollowArgs,
+}
+
+impl TraceArgs {
+    /// A usage error clap cannot see (exit 2).
+    pub fn usage_problem(&self) -> Option<String> {
+        self.common.usage_problem()
+    }
+
+    fn filter(&self, command: Option<&FollowedCommand>) -> Filter {
+        Filter {
+            follow: command.map(FollowedCommand::pid),
+            only_failed: self.failed,
+            min_lat: self.min_lat,
+            min_blocked: self.min_blocked,
+            ..self.common.filter()
+        }
+    }
 }
 
 /// Runs `ipctrace trace`; the value is the exit code.
 pub fn run(args: TraceArgs) -> Result<i32> {
-    let filter = args.common.filter();
-    filter.validate()?;
     let prepared = args.common.prepare(true)?;
+    let mut command = args.common.start_command(&args.follow.command)?;
+    let filter = args.filter(command.as_ref());
+    filter.validate()?;
     let key_ids = ids_of_keys(&filter);
     let probe = attach(&filter, key_ids.clone(), with_processes())?;
     let shm_addresses = shm_addresses_now(&filter, &key_ids);
@@ -61,7 +112,8 @@ pub fn run(args: TraceArgs) -> Result<i32> {
         args.common.json,
         shm_addresses,
         args.count,
-    );
+    )
+    .with_uid_column(args.print_uid);
     if filter.filters_objects() {
         view = view.following_objects();
     }
@@ -70,8 +122,12 @@ pub fn run(args: TraceArgs) -> Result<i32> {
         interval: None,
         what: filter.describe(),
         notes: Vec::new(),
+        until_exit: command.as_ref().map(FollowedCommand::exit_fd),
     };
+    if let Some(command) = command.as_mut() {
+        command.release()?;
+    }
     let totals = runtime()?.block_on(session::run(probe, schedule, &mut view))?;
     view.finish(&totals)?;
-    Ok(0)
+    Ok(exit_code(command.as_mut()))
 }

@@ -79,6 +79,33 @@ pub struct Call {
     pub timeout_ns: Option<i64>,
     /// msgsnd: the type sent; msgrcv: the type received.
     pub mtype: Option<i64>,
+    /// The caller's real uid and gid (an EACCES is about who asked).
+    pub uid: u32,
+    pub gid: u32,
+    /// What a signal did to the call, if the kernel ended it with a restart code.
+    pub signal: Option<SignalOutcome>,
+}
+
+/// A call the kernel ended with ERESTARTSYS or kin (a signal arrived), as the process saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalOutcome {
+    /// No handler ran: the kernel re-executed the call and the process never knew. The record
+    /// is the one logical call, from its first entry to its last exit.
+    Restarted,
+    /// A handler ran: the call returned EINTR (`ret` says so).
+    Interrupted,
+    /// The thread died of the signal before the call returned (`ret` is the kernel's code).
+    ThreadExited,
+}
+
+impl SignalOutcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            SignalOutcome::Restarted => "restarted",
+            SignalOutcome::Interrupted => "interrupted",
+            SignalOutcome::ThreadExited => "thread_exited",
+        }
+    }
 }
 
 /// A process event the object model needs (shm mappings follow fork, exec and exit). Start
@@ -243,6 +270,17 @@ impl Call {
             sops_read: r.flags & common::CALL_SOPS_READ != 0,
             timeout_ns: (r.flags & common::CALL_TIMEOUT != 0).then_some(r.timeout_ns),
             mtype: (r.flags & common::CALL_MTYPE != 0).then_some(r.mtype),
+            uid: r.uid,
+            gid: r.gid,
+            signal: if r.flags & common::CALL_THREAD_EXITED != 0 {
+                Some(SignalOutcome::ThreadExited)
+            } else if r.flags & common::CALL_INTERRUPTED != 0 {
+                Some(SignalOutcome::Interrupted)
+            } else if r.flags & common::CALL_RESTARTED != 0 {
+                Some(SignalOutcome::Restarted)
+            } else {
+                None
+            },
         })
     }
 
@@ -383,6 +421,9 @@ impl Call {
             sops_read: false,
             timeout_ns: None,
             mtype: None,
+            uid: 0,
+            gid: 0,
+            signal: None,
         }
     }
 
@@ -431,6 +472,8 @@ mod tests {
             comm,
             waker_comm: [0; 16],
             sops: [common::SemBuf::default(); common::MAX_SOPS],
+            uid: 1000,
+            gid: 100,
         }
     }
 
@@ -509,6 +552,7 @@ mod tests {
             (Some(65538), Some(0x1234), Some(3))
         );
         assert_eq!(c.flags(), Some(0o1600));
+        assert_eq!((c.uid, c.gid), (1000, 100), "who asked");
         let failed = record(
             common::OP_MSGGET,
             [0xffff_ffff_8000_0001, 0, 0, 0, 0, 0],

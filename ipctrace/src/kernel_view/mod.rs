@@ -5,6 +5,7 @@
 pub mod abi;
 pub mod blocked;
 pub mod ctl;
+pub mod limits;
 pub mod maps;
 pub mod processes;
 pub mod snapshot;

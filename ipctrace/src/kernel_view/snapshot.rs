@@ -49,6 +49,28 @@ pub struct SemTable {
     pub blocked: Vec<BlockedSemop>,
 }
 
+/// How many times the semaphore counts and the walk of sleeping threads are taken, at most,
+/// while the walk finds fewer waiters than the kernel counts.
+const WAITER_LOOKS: usize = 3;
+
+impl SemTable {
+    /// Waiters the kernel counts that the walk of sleeping threads did not find.
+    pub fn unnamed_waiters(&self) -> usize {
+        self.sets
+            .iter()
+            .map(|(set, values)| {
+                let counted: usize = values
+                    .iter()
+                    .flatten()
+                    .map(|v| (v.ncount.max(0) + v.zcount.max(0)) as usize)
+                    .sum();
+                let found = self.blocked.iter().filter(|b| b.semid == set.semid).count();
+                counted.saturating_sub(found)
+            })
+            .sum()
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct MsgTable {
     pub taken_ns: u64,
@@ -73,9 +95,14 @@ impl KernelSnapshot {
         let mut named: BTreeSet<u32> = BTreeSet::new();
         let mut creators: Vec<u32> = Vec::new();
         if kinds.contains(&IpcKind::Shm) {
-            let taken_ns = now_ns();
-            let segments = sysvipc::read_shm()?.objects;
+            // The maps first, then the counts, and the time after the counts: a process that
+            // forks or exits during the scan is then in the counts as it is after it, and its
+            // fork or exit event (older than `taken_ns`) brings the scanned list in line without
+            // counting it twice. Counts read first would keep those that exited mid-scan, and
+            // NATTCH would exceed the ATTACHED list until the next look.
             let scan = maps::read_attachments()?;
+            let segments = sysvipc::read_shm()?.objects;
+            let taken_ns = now_ns();
             let mappings: Vec<ProcessAttachments> = scan
                 .processes
                 .into_iter()
@@ -100,34 +127,50 @@ impl KernelSnapshot {
             });
         }
         if kinds.contains(&IpcKind::Sem) {
-            let taken_ns = now_ns();
-            let sets: Vec<(SemSet, Option<Vec<SemValue>>)> = sysvipc::read_sem()?
-                .objects
-                .into_iter()
-                .map(|set| {
-                    let values = ctl::sem_values(set.semid, set.nsems as usize).ok();
-                    (set, values)
-                })
-                .collect();
-            let waited_on = sets.iter().any(|(_, values)| {
-                values
+            let listed = sysvipc::read_sem()?.objects;
+            // The counts and the /proc walk are two moments: a waiter woken between them (and
+            // running, so not in the walk) leaves a counted waiter unnamed. Under contention
+            // that is often, so the counts and the walk are taken again, a few times, until
+            // they agree, and the closest look is kept.
+            let mut best: Option<(usize, SemTable)> = None;
+            for _ in 0..WAITER_LOOKS {
+                let taken_ns = now_ns();
+                let sets: Vec<(SemSet, Option<Vec<SemValue>>)> = listed
                     .iter()
-                    .flatten()
-                    .any(|v| v.ncount > 0 || v.zcount > 0)
-            });
-            for value in sets.iter().filter_map(|(_, v)| v.as_ref()).flatten() {
+                    .map(|set| {
+                        let values = ctl::sem_values(set.semid, set.nsems as usize).ok();
+                        (set.clone(), values)
+                    })
+                    .collect();
+                let waited_on = sets.iter().any(|(_, values)| {
+                    values
+                        .iter()
+                        .flatten()
+                        .any(|v| v.ncount > 0 || v.zcount > 0)
+                });
+                let blocked = if waited_on {
+                    blocked::blocked_semops(Some(ns))
+                } else {
+                    Vec::new()
+                };
+                let table = SemTable {
+                    taken_ns,
+                    sets,
+                    blocked,
+                };
+                let unnamed = table.unnamed_waiters();
+                if best.as_ref().is_none_or(|(fewest, _)| unnamed < *fewest) {
+                    best = Some((unnamed, table));
+                }
+                if unnamed == 0 {
+                    break;
+                }
+            }
+            let (_, table) = best.expect("looked at least once");
+            for value in table.sets.iter().filter_map(|(_, v)| v.as_ref()).flatten() {
                 named.insert(value.last_pid as u32);
             }
-            let blocked = if waited_on {
-                blocked::blocked_semops(Some(ns))
-            } else {
-                Vec::new()
-            };
-            snap.sem = Some(SemTable {
-                taken_ns,
-                sets,
-                blocked,
-            });
+            snap.sem = Some(table);
         }
         if kinds.contains(&IpcKind::Msg) {
             let taken_ns = now_ns();

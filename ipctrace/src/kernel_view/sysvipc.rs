@@ -17,7 +17,7 @@ pub struct IpcTable<T> {
 }
 
 /// A line of /proc/sysvipc/shm.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ShmSeg {
     /// Signed, as the kernel prints it: keys >= 0x80000000 are negative. See [`ShmSeg::key_u32`].
     pub key: i32,
@@ -56,7 +56,7 @@ impl ShmSeg {
 }
 
 /// A line of /proc/sysvipc/sem. The kernel keeps no creator pid for a semaphore set.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SemSet {
     /// Signed, as the kernel prints it. See [`SemSet::key_u32`].
     pub key: i32,
@@ -79,7 +79,7 @@ impl SemSet {
 }
 
 /// A line of /proc/sysvipc/msg.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MsgQueue {
     /// Signed, as the kernel prints it. See [`MsgQueue::key_u32`].
     pub key: i32,

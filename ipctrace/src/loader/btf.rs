@@ -3,24 +3,21 @@
 
 use anyhow::{anyhow, bail, Result};
 
+/// The running kernel's BTF.
+pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+
 const BTF_MAGIC: u16 = 0xeb9f;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
+const KIND_TYPEDEF: u32 = 8;
 
 pub use ipctrace_common::KernelOffsets;
 
-/// The offsets the programs need, from /sys/kernel/btf/vmlinux; one line naming what is
-/// missing when the kernel has no usable BTF.
-pub fn offsets_of_running_kernel() -> Result<KernelOffsets> {
-    {
-        let path = "/sys/kernel/btf/vmlinux";
-        let needs = "needs a kernel built with CONFIG_DEBUG_INFO_BTF=y";
-        let data = std::fs::read(path)
-            .map_err(|e| anyhow!("no kernel BTF: cannot read {path} ({e}): {needs}"))?;
-        let btf = KernelBtf::parse(&data)
-            .map_err(|e| anyhow!("no kernel BTF: {path} is not usable ({e}): {needs}"))?;
-        offsets_from(&btf)
-    }
+/// The offsets the programs need, from the kernel's BTF blob (`vmlinux`, as
+/// `requirements::check` read it and found usable).
+pub fn offsets_from_vmlinux(vmlinux: &[u8]) -> Result<KernelOffsets> {
+    let btf = KernelBtf::parse(vmlinux).map_err(|e| anyhow!("{VMLINUX} is not usable ({e})"))?;
+    offsets_from(&btf)
 }
 
 fn offsets_from(btf: &KernelBtf) -> Result<KernelOffsets> {
@@ -160,6 +157,15 @@ impl<'a> KernelBtf<'a> {
         &rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())]
     }
 
+    /// Whether a typedef of this name exists (the kernel emits `btf_trace_<tracepoint>` ones for
+    /// the tracepoints tp_btf programs attach to).
+    pub fn has_typedef(&self, name: &str) -> bool {
+        self.starts
+            .iter()
+            .filter_map(|&at| self.type_at(at as usize).ok())
+            .any(|t| t.kind == KIND_TYPEDEF && self.name(t.name_off) == name.as_bytes())
+    }
+
     fn struct_named(&self, name: &str) -> Option<Type> {
         self.starts
             .iter()
@@ -232,13 +238,23 @@ mod tests {
 
     #[test]
     fn offsets_from_the_running_kernel() {
-        let o = offsets_of_running_kernel().unwrap();
+        let o = offsets_from_vmlinux(&std::fs::read(VMLINUX).unwrap()).unwrap();
         // tgid directly follows pid in task_struct; inum sits past ns_common's first members.
         assert_eq!(o.task_tgid, o.task_pid + 4);
         assert!(o.task_nsproxy > o.task_tgid);
         assert!(o.ipc_ns_inum > 0 && o.nsproxy_ipc_ns > 0);
         // start_boottime directly follows start_time (both u64).
         assert!(o.task_group_leader > o.task_tgid && o.task_start_boottime > o.task_tgid);
+    }
+
+    #[test]
+    fn the_running_kernel_has_the_typedefs_of_tp_btf() {
+        let data = std::fs::read(VMLINUX).unwrap();
+        let btf = KernelBtf::parse(&data).unwrap();
+        assert!(btf.has_typedef("btf_trace_sched_switch"));
+        assert!(!btf.has_typedef("btf_trace_no_such_tracepoint"));
+        // A struct of that name is not a typedef.
+        assert!(!btf.has_typedef("task_struct"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod aggregates;
 pub mod btf;
 pub mod privileges;
+pub mod requirements;
 
 use crate::decoder::syscalls::{IpcKind, Op};
 use crate::filter::Filter;
@@ -15,6 +16,7 @@ use aya::programs::trace_point::TracePointLink;
 use aya::programs::{BtfTracePoint, ProgramError, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use ipctrace_common as common;
+use std::path::PathBuf;
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipctrace-ebpf"));
 
@@ -60,8 +62,10 @@ pub struct Counters {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KernelCounts {
-    /// Records dropped because the ring buffer was full.
+    /// Call records dropped because the ring buffer was full.
     pub lost: u64,
+    /// Process fork/exec/exit records dropped because the ring buffer was full.
+    pub lost_process: u64,
     /// Calls or objects the kernel could not keep track of: no memory for a thread's pending
     /// call, or no room in the object filter for an object a `--key` names.
     pub untracked: u64,
@@ -79,6 +83,7 @@ impl Counters {
         };
         Ok(KernelCounts {
             lost: sum(common::COUNTER_LOST)?,
+            lost_process: sum(common::COUNTER_LOST_PROCESS)?,
             untracked: sum(common::COUNTER_UNTRACKED)?,
         })
     }
@@ -88,14 +93,22 @@ impl Probe {
     /// Loads and attaches; the caller checked privileges (`privileges::check`).
     pub fn attach(options: &ProbeOptions) -> Result<Probe> {
         let filter = &options.filter;
+        // The knobs of `-- CMD`, --failed, --min-lat, --min-blocked (globals of their own).
+        let follow_forks = filter.follow.is_some() as u32;
+        let report_processes = options.processes as u32;
+        let only_failed = filter.only_failed as u32;
+        let nanos = |d: Option<std::time::Duration>| d.map_or(0, |d| d.as_nanos() as u64);
+        let (min_lat_ns, min_blocked_ns) = (nanos(filter.min_lat), nanos(filter.min_blocked));
         // Memory: aya's loader parses the kernel's BTF in its constructor (about 18 MB for
         // 30 ms) though our programs need no CO-RE relocation, so that parse is dropped at once;
         // the tp_btf programs get a parse of their own later, in a thread, while the syscall
         // programs load. Our offsets come from a lean reader (6 MB, 7 ms), meanwhile. Startup
         // peaks at about 27 MB either way; once attached, ipctrace keeps about 21 MB, 16 of
         // them the ring buffer (8 MiB, its pages mapped twice).
+        let tracefs = ensure_tracefs()?;
+        let vmlinux = requirements::check(&tracefs)?;
         let (offsets, mut loader) = std::thread::scope(|scope| {
-            let offsets = scope.spawn(btf::offsets_of_running_kernel);
+            let offsets = scope.spawn(|| btf::offsets_from_vmlinux(&vmlinux));
             let mut loader = EbpfLoader::new();
             loader.btf(None);
             (offsets.join().expect("BTF offsets thread"), loader)
@@ -110,9 +123,15 @@ impl Probe {
         let stream_ops = options.stream_ops.as_ref().map_or(u32::MAX, |ops| {
             ops.iter().fold(removals, |mask, op| mask | 1 << op.code())
         });
+        drop(vmlinux);
         release_freed_memory();
         loader
             .override_global("CONFIG", &config, true)
+            .override_global("FOLLOW_FORKS", &follow_forks, true)
+            .override_global("REPORT_PROCESSES", &report_processes, true)
+            .override_global("ONLY_FAILED", &only_failed, true)
+            .override_global("MIN_LAT_NS", &min_lat_ns, true)
+            .override_global("MIN_BLOCKED_NS", &min_blocked_ns, true)
             // The aggregation knobs, apart from CONFIG for now (issue 15).
             .override_global("AGGREGATE", &aggregate, true)
             .override_global("STREAM_OPS", &stream_ops, true)
@@ -152,7 +171,17 @@ impl Probe {
             }
         }
 
-        ensure_tracefs()?;
+        if let Some(pid) = filter.follow {
+            // The command is held before its exec until this is in: its first call passes.
+            let mut followed: HashMap<_, u32, u8> = HashMap::try_from(
+                ebpf.map_mut("FOLLOWED")
+                    .ok_or_else(|| anyhow!("no FOLLOWED map"))?,
+            )?;
+            followed
+                .insert(pid, 1, 0)
+                .context("following the command's pid")?;
+        }
+
         let mut links = Links(Vec::new());
         let ops: Vec<Op> = filter.kinds().into_iter().flat_map(IpcKind::ops).collect();
         if options.floor {
@@ -171,12 +200,15 @@ impl Probe {
                 ("ipc_waking", "sched_waking"),
             ]);
         }
-        if options.processes {
+        if options.processes || filter.follow.is_some() {
+            // Following a command needs its forks and exits (FOLLOWED), reported or not.
             btf_programs.extend([
                 ("ipc_fork", "sched_process_fork"),
-                ("ipc_exec", "sched_process_exec"),
                 ("ipc_exit_process", "sched_process_exit"),
             ]);
+        }
+        if options.processes {
+            btf_programs.push(("ipc_exec", "sched_process_exec"));
         }
         std::thread::scope(|scope| -> Result<()> {
             let btf = (!btf_programs.is_empty()).then(|| scope.spawn(Btf::from_sys_fs));
@@ -190,6 +222,19 @@ impl Probe {
                 let enter: &mut TracePoint = program_mut(&mut ebpf, &name)?.try_into()?;
                 enter.load().with_context(|| format!("loading {name}"))?;
                 links.push(attach_syscall(enter, &name)?);
+            }
+            // A call that returned a restart code is finished by what happens on the way back
+            // to user space: a signal handler (EINTR) or the thread's exit.
+            for (program, category, tracepoint) in [
+                ("ipc_signal", "signal", "signal_deliver"),
+                ("ipc_thread_exit", "sched", "sched_process_exit"),
+            ] {
+                let prog: &mut TracePoint = program_mut(&mut ebpf, program)?.try_into()?;
+                prog.load().with_context(|| format!("loading {program}"))?;
+                let id = prog
+                    .attach(category, tracepoint)
+                    .with_context(|| format!("attaching to tracepoint {category}:{tracepoint}"))?;
+                links.push(prog.take_link(id)?);
             }
             let Some(btf) = btf else {
                 return Ok(());
@@ -293,10 +338,14 @@ impl Drop for Links {
 }
 
 /// Hands the parsers' freed memory back to the kernel: glibc keeps it (in the parse threads'
-/// arenas, too) and it would count as ipctrace's resident memory for the whole session.
+/// arenas, too) and it would count as ipctrace's resident memory for the whole session. musl's
+/// malloc (the static build) unmaps large freed blocks at once and has no such call.
 fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only walks glibc's own arenas.
-    unsafe { libc::malloc_trim(0) };
+    unsafe {
+        libc::malloc_trim(0)
+    };
 }
 
 fn attach_syscall(program: &mut TracePoint, name: &str) -> Result<TracePointLink> {
@@ -316,16 +365,20 @@ fn attach_syscall(program: &mut TracePoint, name: &str) -> Result<TracePointLink
 }
 
 /// Syscall tracepoints are attached through tracefs; a fresh boot may not have it mounted yet.
-fn ensure_tracefs() -> Result<()> {
+/// Returns where it is mounted.
+fn ensure_tracefs() -> Result<PathBuf> {
     const TRACEFS: &str = "/sys/kernel/tracing";
     // Where aya looks for it, in its order.
-    let mounted = |p: &str| {
-        std::fs::read_dir(p)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(false)
-    };
-    if mounted(TRACEFS) || mounted("/sys/kernel/debug/tracing") {
-        return Ok(());
+    for place in [TRACEFS, "/sys/kernel/debug/tracing"] {
+        match std::fs::read_dir(place).map(|mut dir| dir.next().is_some()) {
+            Ok(true) => return Ok(PathBuf::from(place)),
+            // tracefs is root's alone (mode 0700): CAP_BPF and CAP_PERFMON do not open it.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+                "cannot read tracefs at {place} ({e}): needs root, or CAP_DAC_READ_SEARCH \
+                 besides CAP_BPF and CAP_PERFMON"
+            ),
+            _ => {}
+        }
     }
     // SAFETY: all arguments are valid NUL-terminated strings.
     let rc = unsafe {
@@ -338,7 +391,7 @@ fn ensure_tracefs() -> Result<()> {
         )
     };
     if rc == 0 {
-        return Ok(());
+        return Ok(PathBuf::from(TRACEFS));
     }
     let error = std::io::Error::last_os_error();
     if error.raw_os_error() == Some(libc::ENODEV) {

@@ -2,8 +2,9 @@
 //! and giving them up for good once attached (`--user`, as tcpdump -Z does): the open BPF fds,
 //! ring buffer mapping and output file keep working without them.
 
+use crate::users::{self, PasswdEntry};
 use anyhow::{anyhow, bail, Context, Result};
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::io;
 
 const CAP_SETGID: u32 = 6;
@@ -125,32 +126,18 @@ pub struct User {
     pub groups: Vec<libc::gid_t>,
 }
 
-/// The fields of a passwd entry ipctrace uses.
-struct PasswdEntry {
-    name: String,
-    uid: libc::uid_t,
-    gid: libc::gid_t,
-}
-
 impl User {
     /// Looks up a user name, or a numeric uid that has a passwd entry. Fails with one line for an
     /// unknown user and for root (becoming root gives nothing up).
     pub fn lookup(spec: &str) -> Result<User> {
-        let by_name = match CString::new(spec) {
-            Ok(name) => passwd_entry(|pwd, buf, result| {
-                // SAFETY: every pointer is valid for the call.
-                unsafe { libc::getpwnam_r(name.as_ptr(), pwd, buf.as_mut_ptr(), buf.len(), result) }
-            })?,
-            Err(_) => None,
+        let lookup = |spec: &str| -> io::Result<Option<PasswdEntry>> {
+            match (users::user_by_name(spec)?, spec.parse::<libc::uid_t>()) {
+                (Some(entry), _) => Ok(Some(entry)),
+                (None, Ok(uid)) => users::user_by_uid(uid),
+                (None, Err(_)) => Ok(None),
+            }
         };
-        let entry = match (by_name, spec.parse::<libc::uid_t>()) {
-            (Some(entry), _) => Some(entry),
-            (None, Ok(uid)) => passwd_entry(|pwd, buf, result| {
-                // SAFETY: as above.
-                unsafe { libc::getpwuid_r(uid, pwd, buf.as_mut_ptr(), buf.len(), result) }
-            })?,
-            (None, Err(_)) => None,
-        };
+        let entry = lookup(spec).context("looking up --user")?;
         let Some(entry) = entry else {
             bail!("--user {spec}: no such user");
         };
@@ -262,36 +249,6 @@ fn drop_bounding_set() {
         if prctl(libc::PR_CAPBSET_DROP, cap) != 0 {
             break; // EINVAL past the last capability this kernel knows, or EPERM
         }
-    }
-}
-
-/// Runs a getpw*_r query, growing its buffer as asked; None when there is no such entry.
-fn passwd_entry(
-    query: impl Fn(&mut libc::passwd, &mut [libc::c_char], &mut *mut libc::passwd) -> libc::c_int,
-) -> Result<Option<PasswdEntry>> {
-    let mut buf = vec![0 as libc::c_char; 1024];
-    loop {
-        // SAFETY: passwd is plain data; getpw*_r fills it in.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result = std::ptr::null_mut();
-        let rc = query(&mut pwd, &mut buf, &mut result);
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc)).context("looking up --user");
-        }
-        if result.is_null() {
-            return Ok(None);
-        }
-        // SAFETY: on success pw_name points into `buf`, NUL-terminated.
-        let name = unsafe { CStr::from_ptr(pwd.pw_name) };
-        return Ok(Some(PasswdEntry {
-            name: name.to_string_lossy().into_owned(),
-            uid: pwd.pw_uid,
-            gid: pwd.pw_gid,
-        }));
     }
 }
 

@@ -2,6 +2,8 @@
 //! logic is unit-tested by feeding it events.
 
 pub mod export;
+pub mod limits;
 pub mod objects;
+pub mod orphans;
 pub mod shm_addresses;
 pub mod waits;

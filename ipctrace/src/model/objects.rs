@@ -598,8 +598,11 @@ impl Objects {
             return;
         }
         let key = ObjectKey { ns, kind, id };
-        // The kernel's numbers already hold what a call from before the last snapshot did.
-        let fresh = self.fresh(key, call.ts_ns);
+        // The kernel's numbers already hold what a call from before the last snapshot did. A
+        // call takes effect by its return (a blocked semop when woken, just before): judged by
+        // its start, one that slept across the snapshot would count as in it, and the model's
+        // values would drift from the kernel's by each such -1.
+        let fresh = self.fresh(key, call.ts_ns + call.lat_ns);
         if call.op.is_get() {
             self.apply_get(call, caller, key, fresh);
         }
@@ -1027,9 +1030,7 @@ impl Objects {
         entry.comm = Some(comm);
         entry.start = Some(ProcessStart::exact(child_start_ns));
         for key in held {
-            if !self.fresh(key, ts_ns) {
-                continue;
-            }
+            let fresh = self.fresh(key, ts_ns);
             let Some(ObjectState::Shm(seg)) = self.table.get_mut(&key).map(|o| &mut o.state) else {
                 continue;
             };
@@ -1037,9 +1038,17 @@ impl Objects {
             let Some(mut inherited) = seg.attached.get(&parent).cloned() else {
                 continue;
             };
+            if !fresh {
+                // Already in the kernel's count. The maps scan before it may have passed the
+                // child's pid before it existed: the list gets what the count has.
+                if seg.attached.contains_key(&child) {
+                    continue;
+                }
+            } else {
+                seg.nattch += inherited.maps();
+                seg.lpid = parent;
+            }
             inherited.comm = Some(comm);
-            seg.nattch += inherited.maps();
-            seg.lpid = parent;
             seg.attached.insert(child, inherited);
             self.index(child, key);
         }

@@ -51,6 +51,9 @@ pub struct WaitStats {
     pub hdr: Option<Histogram<u64>>,
     pub wakers: HashMap<Task, u64>,
     pub waiters: HashMap<Task, (u64, u64)>, // waits, total blocked ns
+    /// The process of the latest call, blocked or not: names a `--by process` key whose calls
+    /// all took the fast path.
+    pub last_caller: Option<Task>,
 }
 
 /// The log2 slot of a value: 0 for 0, else 1 + floor(log2 v).
@@ -103,6 +106,10 @@ impl WaitStats {
 
     fn record(&mut self, call: &Call) {
         self.calls += 1;
+        self.last_caller = Some(Task {
+            pid: call.pid,
+            comm: call.comm,
+        });
         match call.errno() {
             Some(syscalls::EAGAIN) if call.timed() && call.blocked_ns > 0 => self.timeouts += 1,
             Some(e) if syscalls::interrupted(e) => self.interrupted += 1,

@@ -25,6 +25,8 @@ pub struct LatView<W: Write> {
     /// Intervals still to print (`--count`).
     remaining: Option<u64>,
     printed_any: bool,
+    /// Histograms in milliseconds (`-m`, as bcc's tools take it).
+    milliseconds: bool,
 }
 
 impl<W: Write> LatView<W> {
@@ -38,7 +40,19 @@ impl<W: Write> LatView<W> {
             clock: WallClock::now(),
             remaining: count,
             printed_any: false,
+            milliseconds: false,
         }
+    }
+
+    /// Histogram buckets in milliseconds rather than microseconds (`-m`).
+    pub fn in_milliseconds(mut self, milliseconds: bool) -> Self {
+        self.milliseconds = milliseconds;
+        self
+    }
+
+    /// What was written (tests read it back).
+    pub fn into_output(self) -> W {
+        self.out
     }
 
     pub fn know_key(&mut self, kind: IpcKind, ipc_ns: u32, id: i32, key: i32) {
@@ -88,6 +102,15 @@ impl<W: Write> LatView<W> {
         s
     }
 
+    /// The object and, grouped by process, the waiter: what a key is, in one phrase.
+    fn key_name(&self, key: &WaitKey, stats: &WaitStats) -> String {
+        let mut s = self.object_name(key);
+        if let Some(pid) = key.pid {
+            let _ = write!(s, " waiter {}({pid})", caller_comm(stats, pid));
+        }
+        s
+    }
+
     fn human_report(&self, out: &mut String) {
         let now = self
             .clock
@@ -98,16 +121,7 @@ impl<W: Write> LatView<W> {
             return;
         }
         for (key, stats) in &hottest {
-            let mut head = self.object_name(key);
-            if let Some(pid) = key.pid {
-                let comm = stats
-                    .waiters
-                    .keys()
-                    .find(|t| t.pid == pid)
-                    .map(|t| t.comm.to_string())
-                    .unwrap_or_default();
-                let _ = write!(head, " waiter {comm}({pid})");
-            }
+            let head = self.key_name(key, stats);
             let pct = (100 * stats.blocked).checked_div(stats.calls).unwrap_or(0);
             let _ = writeln!(
                 out,
@@ -123,7 +137,7 @@ impl<W: Write> LatView<W> {
                 let _ = writeln!(out, "    every call took the fast path");
                 continue;
             }
-            log2_histogram(out, stats);
+            log2_histogram(out, stats, self.milliseconds);
             let _ = writeln!(
                 out,
                 "    p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
@@ -151,7 +165,7 @@ impl<W: Write> LatView<W> {
             .map(|(k, s)| {
                 format!(
                     "{} {}",
-                    self.object_name(k),
+                    self.key_name(k, s),
                     human_duration(s.blocked_total_ns)
                 )
             })
@@ -231,28 +245,35 @@ impl<W: Write> LatView<W> {
                 line["semnum"] = json!(key.semnum);
             }
             if let Some(pid) = key.pid {
-                let comm = s
-                    .waiters
-                    .keys()
-                    .find(|t| t.pid == pid)
-                    .map(|t| t.comm.to_string())
-                    .unwrap_or_default();
                 line["pid"] = json!(pid);
-                line["comm"] = json!(comm);
+                line["comm"] = json!(caller_comm(s, pid));
             }
             super::json_line(out, &line);
         }
     }
 }
 
+/// The command of the process a `--by process` key is about, from its calls.
+fn caller_comm(stats: &WaitStats, pid: u32) -> String {
+    stats
+        .waiters
+        .keys()
+        .chain(&stats.last_caller)
+        .find(|t| t.pid == pid)
+        .map(|t| t.comm.to_string())
+        .unwrap_or_default()
+}
+
 /// bcc's log2 histogram: a unit header, one row per power of two of the unit from the lowest
-/// to the highest non-empty one, and a 40-column bar scaled to the largest count.
-pub fn log2_histogram(out: &mut String, stats: &WaitStats) {
+/// to the highest non-empty one, and a 40-column bar scaled to the largest count. As bcc does,
+/// a bar is the count's share of 40 rounded down: a bucket of 50 next to one of 1,528 gets one
+/// star, a bucket of 1 there none, so bars compare as the counts do.
+pub fn log2_histogram(out: &mut String, stats: &WaitStats, milliseconds: bool) {
     if stats.blocked == 0 {
         return;
     }
-    // Microseconds unless the waits are long, as runqlat does with -m.
-    let (unit, div) = if stats.max() >= 10_000_000_000 {
+    // Microseconds unless asked for milliseconds (-m, as runqlat) or the waits are long.
+    let (unit, div) = if milliseconds || stats.max() >= 10_000_000_000 {
         ("msecs", 1_000_000)
     } else {
         ("usecs", 1_000)
@@ -264,7 +285,7 @@ pub fn log2_histogram(out: &mut String, stats: &WaitStats) {
     let _ = writeln!(out, "    {unit:>20} : count    distribution");
     for (slot, count) in slots.iter().enumerate().take(last + 1).skip(first) {
         let (lo, hi) = log2_range(slot);
-        let bar = "*".repeat(((count * 40).div_ceil(max.max(1))).min(40) as usize);
+        let bar = "*".repeat((count * 40 / max.max(1)).min(40) as usize);
         let _ = writeln!(out, "    {lo:>10} -> {hi:<10}: {count:<8} |{bar:<40}|");
     }
 }
@@ -406,6 +427,27 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("32 -> 63        : 1"), "{out}");
+        let mut ms = view(false).in_milliseconds(true);
+        ms.report().unwrap();
+        let out = String::from_utf8(ms.out).unwrap();
+        assert!(out.contains("msecs : count    distribution"), "{out}");
+        // 1.5, 2.1 and 2.2 ms fall in 1 -> 1 and 2 -> 3; 40 µs is 0 ms.
+        let row = |range: &str| {
+            let line = out.lines().find(|l| l.trim_start().starts_with(range));
+            line.map(|l| {
+                l.split(':')
+                    .nth(1)
+                    .unwrap()
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+            })
+        };
+        assert_eq!(
+            (row("2 -> 3 "), row("0 -> 0 ")),
+            (Some("2"), Some("1")),
+            "{out}"
+        );
         assert!(out.contains("released by: holder(99) 4"), "{out}");
         assert!(out.contains("top waiters: waiter(7) 4 waits"), "{out}");
         assert!(v.waits.stats.is_empty(), "a report starts a new interval");
@@ -441,6 +483,30 @@ mod tests {
         for f in ["p90_ns", "p99_ns", "p999_ns"] {
             assert!(j[f].is_u64(), "{f}");
         }
+    }
+
+    #[test]
+    fn bars_are_scaled_down_as_bcc_does() {
+        let mut waits = Waits::new(GroupBy::Object, vec![IpcKind::Sem]);
+        let waited = [(3_000, 1_528), (100_000, 50), (1_000_000, 1)]; // 2, 64 and 512 usecs
+        for (ns, n) in waited {
+            for _ in 0..n {
+                waits.record(&blocked(7, 5, ns));
+            }
+        }
+        let mut out = String::new();
+        log2_histogram(&mut out, waits.stats.values().next().unwrap(), false);
+        let bar = |lo: &str| {
+            let line = out
+                .lines()
+                .find(|l| l.trim_start().starts_with(lo))
+                .unwrap_or_else(|| panic!("{out}"));
+            line.split('|').nth(1).unwrap().trim_end().len()
+        };
+        assert_eq!(bar("2 ->"), 40, "{out}");
+        assert_eq!(bar("64 ->"), 1, "50 of 1528 is 1.3 stars: {out}");
+        assert_eq!(bar("512 ->"), 0, "1 of 1528 is no star: {out}");
+        assert_eq!(bar("4 ->"), 0, "{out}");
     }
 
     #[test]

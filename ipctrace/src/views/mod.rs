@@ -7,15 +7,23 @@ pub mod objects;
 pub mod output;
 pub mod trace;
 
-/// The last line of every session: what was reported and what the kernel could not hand over
-/// (`lost`: ring buffer full; `untracked`: no kernel memory for a call in flight or an object a
-/// `--key` names; 32-bit processes seen), with what a view adds (`extra`, JSON only).
+/// The last line of every session: what was reported and what the kernel could not hand over,
+/// calls and process records apart (`lost`: calls the ring buffer had no room for, so that
+/// `events + lost` is the calls made; `lost_process_events`: fork/exec/exit records;
+/// `untracked`: no kernel memory for a call in flight or an object a `--key` names; 32-bit
+/// processes seen), with what a view adds (`extra`, JSON only).
 pub fn summary(totals: &crate::session::Totals, json: bool, extra: &[(&str, u64)]) -> String {
     let k = &totals.kernel;
     if json {
         let mut s = format!(
-            "{{\"summary\": {{\"events\": {}, \"process_events\": {}, \"lost\": {}, \"untracked\": {}, \"malformed\": {}, \"compat_processes\": {}",
-            totals.events, totals.process_events, k.lost, k.untracked, totals.malformed, totals.compat_processes
+            "{{\"summary\": {{\"events\": {}, \"process_events\": {}, \"lost\": {}, \"lost_process_events\": {}, \"untracked\": {}, \"malformed\": {}, \"compat_processes\": {}",
+            totals.events,
+            totals.process_events,
+            k.lost,
+            k.lost_process,
+            k.untracked,
+            totals.malformed,
+            totals.compat_processes
         );
         for (name, value) in extra {
             s.push_str(&format!(", \"{name}\": {value}"));
@@ -23,7 +31,13 @@ pub fn summary(totals: &crate::session::Totals, json: bool, extra: &[(&str, u64)
         s.push_str("}}\n");
         return s;
     }
-    let mut s = format!("\n{} events, {} lost\n", totals.events, k.lost);
+    let mut s = format!("\n{} calls, {} lost\n", totals.events, k.lost);
+    if k.lost_process > 0 {
+        s.push_str(&format!(
+            "{} process records (fork, exec, exit), {} lost: who has a segment mapped may be off\n",
+            totals.process_events, k.lost_process
+        ));
+    }
     if k.untracked > 0 || totals.malformed > 0 {
         s.push_str(&format!(
             "{} calls or objects untracked (no room in the kernel), {} malformed records\n",

@@ -19,12 +19,20 @@ pub struct ObjectsView<W: Write> {
     json: bool,
     /// Which objects to print (--type, --id, --key).
     filter: Filter,
-    /// User names by uid, for the OWNER column.
+    /// User names by uid, for the OWNER column: asked of NSS once per uid.
     users: HashMap<u32, String>,
     clock: WallClock,
     /// Put the time above each report (when tracing: reports repeat).
     stamped: bool,
+    /// `-i ID`: each object shown in detail rather than as a table row.
+    detailed: bool,
+    /// The terminal's width, to fit the tables into; None: cut nothing.
+    width: Option<usize>,
 }
+
+mod info;
+pub mod limits;
+pub mod orphans;
 
 impl<W: Write> ObjectsView<W> {
     pub fn new(out: W, json: bool, filter: Filter) -> Self {
@@ -32,10 +40,24 @@ impl<W: Write> ObjectsView<W> {
             out,
             json,
             filter,
-            users: read_users(),
+            users: HashMap::new(),
             clock: WallClock::now(),
             stamped: false,
+            detailed: false,
+            width: None,
         }
+    }
+
+    /// Shows each object in detail (`-i ID`, as `ipcs -i`): per semaphore, per attachment.
+    pub fn detailed(mut self, detailed: bool) -> Self {
+        self.detailed = detailed;
+        self
+    }
+
+    /// Fits the tables into a terminal this wide (None, the default: cut nothing).
+    pub fn width(mut self, width: Option<usize>) -> Self {
+        self.width = width;
+        self
     }
 
     /// Puts the time above each table (for reports that repeat).
@@ -46,6 +68,8 @@ impl<W: Write> ObjectsView<W> {
 
     /// Prints the model as it is at `now_ns` (CLOCK_MONOTONIC).
     pub fn print(&mut self, objects: &Objects, now_ns: u64) -> io::Result<()> {
+        let owners = objects.iter().filter_map(|o| o.owner.map(|w| w.uid));
+        know_user_names(&mut self.users, owners);
         let text = if self.json {
             render_json(objects, &self.filter, now_ns)
         } else {
@@ -53,7 +77,23 @@ impl<W: Write> ObjectsView<W> {
             if self.stamped {
                 let _ = writeln!(text, "{}", self.clock.time_of_day(now_ns));
             }
-            text.push_str(&render_tables(objects, &self.filter, now_ns, &self.users));
+            if self.detailed {
+                let shown: Vec<&IpcObject> =
+                    objects.iter().filter(|o| shown(&self.filter, o)).collect();
+                if shown.is_empty() {
+                    let ids: Vec<String> = self.filter.ids.iter().map(i32::to_string).collect();
+                    let _ = writeln!(text, "no object with id {}", ids.join(","));
+                }
+                text.push_str(&info::render_info(&shown, now_ns, &self.users));
+            } else {
+                text.push_str(&render_tables(
+                    objects,
+                    &self.filter,
+                    now_ns,
+                    &self.users,
+                    self.width,
+                ));
+            }
             text
         };
         self.out.write_all(text.as_bytes())?;
@@ -71,11 +111,11 @@ impl<W: Write> ObjectsView<W> {
             ];
             self.out
                 .write_all(super::summary(totals, true, &extra).as_bytes())?;
-        } else if totals.kernel.lost > 0 {
+        } else if totals.kernel.lost + totals.kernel.lost_process > 0 {
             writeln!(
                 self.out,
-                "warning: {} events lost: the kernel's numbers above are right, names may be missing",
-                totals.kernel.lost
+                "warning: {} calls and {} process records lost: the kernel's numbers above are right, names may be missing",
+                totals.kernel.lost, totals.kernel.lost_process
             )?;
         }
         self.out.flush()
@@ -202,12 +242,69 @@ pub fn object_json(objects: &Objects, o: &IpcObject, now_ns: u64) -> Value {
     v
 }
 
-/// A text table whose columns are as wide as their widest cell, up to a limit past which cells
-/// are cut (with …), so that hundreds of rows stay aligned and on one line each.
+/// One cell: text, or a list of names with their count (ATTACHED, WAITERS), which gets the
+/// room the other columns leave on the terminal.
+enum Cell {
+    Text(String),
+    Names { count: usize, names: Vec<String> },
+}
+
+impl Cell {
+    /// The whole cell: `3: postgres(4)x2,bash(70),sh(9)`; `-` for no names.
+    fn full(&self) -> String {
+        match self {
+            Cell::Text(s) => s.clone(),
+            Cell::Names { names, .. } if names.is_empty() => "-".into(),
+            Cell::Names { count, names } => format!("{count}: {}", names.join(",")),
+        }
+    }
+
+    /// The cell in at most `width` characters: as many names as fit, then how many more.
+    fn fitted(&self, width: usize) -> String {
+        let full = self.full();
+        let Cell::Names { count, names } = self else {
+            return cut(&full, width);
+        };
+        if full.chars().count() <= width {
+            return full;
+        }
+        let mut text = format!("{count}: ");
+        for (i, name) in names.iter().enumerate() {
+            let rest = names.len() - i - 1;
+            let more = if rest > 0 {
+                format!(",+{rest}")
+            } else {
+                String::new()
+            };
+            let sep = if i > 0 { "," } else { "" };
+            let next = text.chars().count() + sep.len() + name.chars().count() + more.len();
+            if next > width {
+                // The first name, cut, says more than a count alone.
+                let room = width.saturating_sub(text.chars().count() + more.len());
+                if i == 0 && room >= 6 {
+                    let _ = write!(text, "{}{more}", cut(name, room));
+                } else {
+                    let _ = write!(text, "{}+{}", sep, names.len() - i);
+                }
+                return text;
+            }
+            text.push_str(sep);
+            text.push_str(name);
+        }
+        text
+    }
+}
+
+/// A text table whose columns are as wide as their widest cell. On a terminal, text cells past
+/// their column's limit are cut (with …) and name lists get the width left, so that hundreds of
+/// rows stay aligned and on one line each; elsewhere (a pipe, a file, --wide) nothing is cut.
 struct Table {
     columns: Vec<(&'static str, usize, bool)>, // header, widest allowed, right-aligned
-    rows: Vec<Vec<String>>,
+    rows: Vec<Vec<Cell>>,
 }
+
+/// The least a name list is given, however narrow the terminal: a count and a name.
+const MIN_NAMES_WIDTH: usize = 16;
 
 impl Table {
     fn new(columns: &[(&'static str, usize, bool)]) -> Table {
@@ -217,27 +314,48 @@ impl Table {
         }
     }
 
-    fn render(&self, out: &mut String) {
-        let widths: Vec<usize> = self
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, (header, limit, _))| {
-                self.rows
-                    .iter()
-                    .map(|r| r[i].chars().count())
-                    .chain([header.len()])
-                    .max()
-                    .unwrap_or(0)
-                    .min(*limit)
+    /// A row of plain text cells (the detail, limits and orphans tables).
+    fn push_text(&mut self, cells: Vec<String>) {
+        self.rows.push(cells.into_iter().map(Cell::Text).collect());
+    }
+
+    /// `terminal`: the terminal's width, or None to cut nothing.
+    fn render(&self, out: &mut String, terminal: Option<usize>) {
+        let is_names = |i: usize| self.rows.iter().any(|r| matches!(r[i], Cell::Names { .. }));
+        let widest = |i: usize, cells: &dyn Fn(&Cell) -> String| {
+            self.rows
+                .iter()
+                .map(|r| cells(&r[i]).chars().count())
+                .chain([self.columns[i].0.len()])
+                .max()
+                .unwrap_or(0)
+        };
+        let mut widths: Vec<usize> = (0..self.columns.len())
+            .map(|i| {
+                let full = widest(i, &|c: &Cell| c.full());
+                match terminal {
+                    Some(_) if !is_names(i) => full.min(self.columns[i].1),
+                    _ => full,
+                }
             })
             .collect();
-        let line = |out: &mut String, cells: Vec<&str>| {
+        if let Some(terminal) = terminal {
+            let others: usize = (0..widths.len())
+                .filter(|i| !is_names(*i))
+                .map(|i| widths[i] + 1)
+                .sum();
+            let names = terminal.saturating_sub(others).max(MIN_NAMES_WIDTH);
+            for (i, width) in widths.iter_mut().enumerate() {
+                if is_names(i) {
+                    *width = widest(i, &|c: &Cell| c.fitted(names)).min(names);
+                }
+            }
+        }
+        let line = |out: &mut String, cells: Vec<String>| {
             let last = cells.len() - 1;
             let mut text = String::new();
             for (i, cell) in cells.into_iter().enumerate() {
-                let cell = cut(cell, widths[i]);
-                let pad = widths[i] - cell.chars().count();
+                let pad = widths[i].saturating_sub(cell.chars().count());
                 if i > 0 {
                     text.push(' ');
                 }
@@ -254,9 +372,17 @@ impl Table {
             out.push_str(text.trim_end());
             out.push('\n');
         };
-        line(out, self.columns.iter().map(|c| c.0).collect());
+        line(out, self.columns.iter().map(|c| c.0.to_string()).collect());
         for row in &self.rows {
-            line(out, row.iter().map(String::as_str).collect());
+            let cells = row
+                .iter()
+                .enumerate()
+                .map(|(i, c)| match terminal {
+                    Some(_) => c.fitted(widths[i]),
+                    None => c.full(),
+                })
+                .collect();
+            line(out, cells);
         }
     }
 }
@@ -324,9 +450,9 @@ fn creator_text(o: &IpcObject) -> String {
     o.creator.map_or("-".into(), |c| who(c.pid, c.comm))
 }
 
-/// Processes with their mapping counts: `postgres(4)x2,bash(7)`.
-fn attached_text(s: &crate::model::objects::Segment) -> String {
-    let parts: Vec<String> = s
+/// Processes with their mapping counts: `2: postgres(4)x2,bash(7)`.
+fn attached_cell(s: &crate::model::objects::Segment) -> Cell {
+    let names: Vec<String> = s
         .attached
         .iter()
         .map(|(pid, a)| match a.maps() {
@@ -334,17 +460,18 @@ fn attached_text(s: &crate::model::objects::Segment) -> String {
             n => format!("{}x{n}", who(*pid, a.comm)),
         })
         .collect();
-    if parts.is_empty() {
-        "-".into()
-    } else {
-        parts.join(",")
+    Cell::Names {
+        count: names.len(),
+        names,
     }
 }
 
-/// Waiters by semaphore: `worker(12)@1 >2s,db(9)@0=0` (`=0`: waits for zero; `>2s`: seen
-/// waiting that long); counts alone when the kernel counts waiters we could not name.
-fn waiters_text(s: &crate::model::objects::SemaphoreSet, now_ns: u64) -> String {
-    let mut parts = Vec::new();
+/// Waiters by semaphore: `2: worker(12)@1 >2s,db(9)@0=0` (`=0`: waits for zero; `>2s`: seen
+/// waiting that long), counted as the kernel counts them; `3 on 0` for those it counts and we
+/// could not name.
+fn waiters_cell(s: &crate::model::objects::SemaphoreSet, now_ns: u64) -> Cell {
+    let mut names = Vec::new();
+    let mut count = 0;
     for (num, sem) in s.sems.iter().enumerate() {
         for w in &sem.waiters {
             let zero = if w.for_zero { "=0" } else { "" };
@@ -354,18 +481,16 @@ fn waiters_text(s: &crate::model::objects::SemaphoreSet, now_ns: u64) -> String 
             if waited >= 1_000_000_000 {
                 let _ = write!(part, " >{}", ago(waited));
             }
-            parts.push(part);
+            names.push(part);
         }
-        let unnamed = ((sem.ncount + sem.zcount) as usize).saturating_sub(sem.waiters.len());
+        let counted = (sem.ncount + sem.zcount) as usize;
+        count += counted.max(sem.waiters.len());
+        let unnamed = counted.saturating_sub(sem.waiters.len());
         if unnamed > 0 {
-            parts.push(format!("{unnamed} on {num}"));
+            names.push(format!("{unnamed} on {num}"));
         }
     }
-    if parts.is_empty() {
-        "-".into()
-    } else {
-        parts.join(",")
-    }
+    Cell::Names { count, names }
 }
 
 fn values_text(s: &crate::model::objects::SemaphoreSet) -> String {
@@ -385,12 +510,14 @@ fn task_text(task: Option<Task>) -> String {
     task.map_or("-".into(), |t| who(t.pid, t.comm))
 }
 
-/// One `ipcs -a` style section per kind the filter shows, with our extra columns.
+/// One `ipcs -a` style section per kind the filter shows, with our extra columns. `width`: the
+/// terminal's, to fit each row into; None to cut nothing (a pipe, a file, --wide).
 pub fn render_tables(
     objects: &Objects,
     filter: &Filter,
     now_ns: u64,
     users: &HashMap<u32, String>,
+    width: Option<usize>,
 ) -> String {
     let shown: Vec<&IpcObject> = objects.iter().filter(|o| shown(filter, o)).collect();
     let namespaces: BTreeSet<u32> = shown.iter().map(|o| o.key.ns).collect();
@@ -449,7 +576,7 @@ pub fn render_tables(
         }
         let mut table = Table::new(&columns);
         for o in shown.iter().filter(|o| o.key.kind == kind) {
-            let mut row = Vec::new();
+            let mut row: Vec<String> = Vec::new();
             if with_ns {
                 row.push(o.key.ns.to_string());
             }
@@ -459,6 +586,7 @@ pub fn render_tables(
                 owner_text(o, users),
                 perms_text(o),
             ]);
+            let mut names = None;
             match &o.state {
                 ObjectState::Shm(s) => {
                     let mut status = Vec::new();
@@ -473,15 +601,17 @@ pub fn render_tables(
                         s.nattch.to_string(),
                         status.join(","),
                         creator_text(o),
-                        attached_text(s),
                     ]);
+                    names = Some(attached_cell(s));
                 }
-                ObjectState::Sem(s) => row.extend([
-                    s.nsems.map_or("?".into(), |n| n.to_string()),
-                    creator_text(o),
-                    values_text(s),
-                    waiters_text(s, now_ns),
-                ]),
+                ObjectState::Sem(s) => {
+                    row.extend([
+                        s.nsems.map_or("?".into(), |n| n.to_string()),
+                        creator_text(o),
+                        values_text(s),
+                    ]);
+                    names = Some(waiters_cell(s, now_ns));
+                }
                 ObjectState::Msg(q) => row.extend([
                     q.cbytes.to_string(),
                     q.qnum.to_string(),
@@ -491,26 +621,24 @@ pub fn render_tables(
                     task_text(q.last_recv),
                 ]),
             }
-            row.push(last_op_text(o.last_op, now_ns));
-            table.rows.push(row);
+            let mut cells: Vec<Cell> = row.into_iter().map(Cell::Text).collect();
+            cells.extend(names);
+            cells.push(Cell::Text(last_op_text(o.last_op, now_ns)));
+            table.rows.push(cells);
         }
-        table.render(&mut out);
+        table.render(&mut out, width);
     }
     out
 }
 
-/// uid -> user name from /etc/passwd (empty when unreadable: OWNER shows numbers).
-fn read_users() -> HashMap<u32, String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    passwd
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split(':');
-            let name = fields.next()?;
-            let uid = fields.nth(1)?.parse().ok()?;
-            Some((uid, name.to_string()))
-        })
-        .collect()
+/// Adds the names of `uids` not yet in `users`, from the system's user database (NSS: LDAP,
+/// systemd and the like as well as /etc/passwd); a uid without a name stays a number.
+pub fn know_user_names(users: &mut HashMap<u32, String>, uids: impl Iterator<Item = u32>) {
+    for uid in uids {
+        if let std::collections::hash_map::Entry::Vacant(slot) = users.entry(uid) {
+            slot.insert(crate::users::user_name(uid).unwrap_or_else(|| uid.to_string()));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -679,7 +807,7 @@ mod tests {
 
     #[test]
     fn tables_read_like_ipcs_with_who_did_what() {
-        let text = render_tables(&model(), &Filter::default(), 5 * S, &HashMap::new());
+        let text = render_tables(&model(), &Filter::default(), 5 * S, &HashMap::new(), None);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[1], "------ Shared Memory Segments ------", "{text}");
         assert!(
@@ -745,7 +873,7 @@ mod tests {
             kinds: vec![IpcKind::Shm],
             ..Default::default()
         };
-        let text = render_tables(&o, &filter, 2 * S, &HashMap::new());
+        let text = render_tables(&o, &filter, 2 * S, &HashMap::new(), Some(200));
         let lines: Vec<&str> = text.lines().skip(2).collect();
         assert_eq!(lines.len(), 202);
         let attached_at = lines[0].find("ATTACHED").unwrap();
@@ -758,7 +886,73 @@ mod tests {
             assert_eq!(chars[attached_at - 1], ' ', "{line}");
             assert_ne!(chars[last_op_at], ' ', "{line}");
         }
-        assert!(text.contains('…'), "long cells are cut: {text}");
+        assert!(text.contains(" 6: "), "lists that fit are whole: {text}");
+    }
+
+    #[test]
+    fn name_lists_give_the_count_and_fit_the_terminal_or_list_everyone() {
+        let mut o = model();
+        for pid in 100..114u32 {
+            let at = Call::synthetic(Op::Shmat, pid, "postgres", [7, 0, 0, 0, 0, 0], 0x1000, S);
+            o.apply(&Event::Call(at));
+        }
+        let filter = Filter {
+            kinds: vec![IpcKind::Shm],
+            ..Default::default()
+        };
+        let row = |width| {
+            let text = render_tables(&o, &filter, 2 * S, &HashMap::new(), width);
+            text.lines().nth(3).unwrap().to_string()
+        };
+        let narrow = row(Some(160));
+        assert!(narrow.chars().count() <= 160, "{narrow}");
+        let at = narrow.find(" 16: ").unwrap() + 5;
+        let cell = narrow[at..].split_whitespace().next().unwrap();
+        assert!(
+            narrow.contains(" 16: postgres(4)x2,bash(70),postgres(100),"),
+            "{narrow}"
+        );
+        let shown = cell.matches('(').count();
+        assert!(cell.ends_with(&format!(",+{}", 16 - shown)), "{cell}");
+        let wide = row(None);
+        assert!(
+            wide.contains("16: postgres(4)x2,bash(70),postgres(100)"),
+            "{wide}"
+        );
+        for pid in 100..114 {
+            assert!(wide.contains(&format!("postgres({pid})")), "{wide}");
+        }
+        assert!(!wide.contains(",+"), "{wide}");
+        let tiny = row(Some(40));
+        assert!(
+            tiny.contains(" 16: postgre…,+15"),
+            "a name at least: {tiny}"
+        );
+    }
+
+    #[test]
+    fn waiters_are_counted_as_the_kernel_counts_them() {
+        let mut set = crate::model::objects::SemaphoreSet::default();
+        set.sems = vec![
+            crate::model::objects::Semaphore {
+                ncount: 3,
+                waiters: vec![crate::model::objects::SemWaiter {
+                    pid: 5,
+                    tid: 5,
+                    comm: Some(Comm::new("apache2")),
+                    for_zero: false,
+                    since_ns: S,
+                }],
+                ..Default::default()
+            },
+            crate::model::objects::Semaphore::default(),
+        ];
+        assert_eq!(waiters_cell(&set, S).full(), "3: apache2(5)@0,2 on 0");
+        assert_eq!(
+            waiters_cell(&Default::default(), S).full(),
+            "-",
+            "no waiters, no count"
+        );
     }
 
     #[test]

@@ -39,6 +39,27 @@ impl Output {
     }
 }
 
+impl Output {
+    /// The width of the terminal this writes to; None when it is not a terminal (a pipe, a
+    /// file), where a table's lines are never cut.
+    pub fn terminal_width(&self) -> Option<usize> {
+        let Output::Stdout(_) = self else {
+            return None;
+        };
+        // SAFETY: isatty and TIOCGWINSZ only read the descriptor's state into `size`.
+        let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+        if unsafe { libc::isatty(libc::STDOUT_FILENO) } != 1 {
+            return None;
+        }
+        let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+        Some(if ok && size.ws_col > 0 {
+            size.ws_col as usize
+        } else {
+            80
+        })
+    }
+}
+
 impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {

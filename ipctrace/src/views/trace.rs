@@ -4,7 +4,7 @@
 use super::{human_bytes, human_duration};
 use crate::clock::WallClock;
 use crate::decoder::syscalls::{self, Op};
-use crate::decoder::{Call, Event};
+use crate::decoder::{Call, Event, SignalOutcome};
 use crate::model::shm_addresses::ShmAddressBook;
 use crate::session::{Flow, Sink, Totals};
 use std::fmt::Write as _;
@@ -22,6 +22,8 @@ pub struct TraceView<W: Write> {
     /// Stop after this many calls (`--count`).
     remaining: Option<u64>,
     broken_pipe: bool,
+    /// A UID column first (`-U`, as bcc's opensnoop prints it).
+    uid_column: bool,
 }
 
 impl<W: Write> TraceView<W> {
@@ -36,7 +38,14 @@ impl<W: Write> TraceView<W> {
             header_done: false,
             remaining: count,
             broken_pipe: false,
+            uid_column: false,
         }
+    }
+
+    /// Human lines start with the caller's uid (JSON always has `uid` and `gid`).
+    pub fn with_uid_column(mut self, uid_column: bool) -> Self {
+        self.uid_column = uid_column;
+        self
     }
 
     /// With `--id`/`--key`: the kernel lets every shmdt through (it names an address, not a
@@ -77,9 +86,12 @@ impl<W: Write> TraceView<W> {
     fn human(&mut self, call: &Call, shmid: Option<i32>) {
         let line = &mut self.line;
         if !self.header_done {
+            if self.uid_column {
+                let _ = write!(line, "{:>6} ", "UID");
+            }
             let _ = writeln!(
                 line,
-                "{:<12} {:<15} {:>15} {:<10} {:<16} {:<34} {:>12} {:>9}",
+                "{:<12} {:<15} {:>15} {:<10} {:<16} {:<40} {:>12} {:>9}",
                 "TIME", "COMM", "PID/TID", "OP", "OBJECT", "ARGS", "RESULT", "LAT"
             );
             self.header_done = true;
@@ -89,13 +101,10 @@ impl<W: Write> TraceView<W> {
         } else {
             format!("{}/{}", call.pid, call.tid)
         };
-        let object = match (call.id().or(shmid), call.key()) {
-            (Some(id), Some(key)) if key != 0 => {
-                format!("{} {} key {:#x}", call.kind(), id, key as u32)
-            }
-            (Some(id), _) => format!("{} {}", call.kind(), id),
-            (None, Some(key)) if key != 0 => format!("{} key {:#x}", call.kind(), key as u32),
-            (None, _) => format!("{} -", call.kind()),
+        // The id alone ("sem 2147483647" fits the column); a get call's key is an argument.
+        let object = match call.id().or(shmid) {
+            Some(id) => format!("{} {}", call.kind(), id),
+            None => format!("{} -", call.kind()),
         };
         let result = match call.errno_name() {
             Some(name) => name,
@@ -105,15 +114,25 @@ impl<W: Write> TraceView<W> {
                 _ => call.ret.to_string(),
             },
         };
+        if self.uid_column {
+            let _ = write!(line, "{:>6} ", call.uid);
+        }
+        // Long arguments borrow RESULT's leading spaces, so that RESULT and LAT stay in line.
+        let args = args_text(call);
+        let result_width = 12usize
+            .saturating_sub(args.chars().count().saturating_sub(40))
+            .max(result.len());
         let _ = write!(
             line,
-            "{:<12} {:<15} {:>15} {:<10} {:<16} {:<34} {:>12} {:>9}",
-            self.clock.time_of_day(call.ts_ns),
+            "{:<12} {:<15} {:>15} {:<10} {:<16} {:<40} {:>result_width$} {:>9}",
+            // Lines come as calls return: TIME is when this one returned (JSON's ts_ns is
+            // when it was made), so that the column reads in order.
+            self.clock.time_of_day(call.ts_ns + call.lat_ns),
             call.comm.as_str(),
             pid_tid,
             call.op.name(),
             object,
-            args_text(call),
+            args,
             result,
             human_duration(call.lat_ns)
         );
@@ -122,6 +141,13 @@ impl<W: Write> TraceView<W> {
             if let Some(w) = waker_of(call) {
                 let _ = write!(line, ", woken by {} {}", w.comm, w.pid);
             }
+        }
+        if let Some(signal) = call.signal {
+            line.push_str(match signal {
+                SignalOutcome::Restarted => "  (a signal came; the kernel restarted the call)",
+                SignalOutcome::Interrupted => "  (a signal handler ran)",
+                SignalOutcome::ThreadExited => "  (the thread died of a signal in the call)",
+            });
         }
     }
 
@@ -144,6 +170,8 @@ impl<W: Write> TraceView<W> {
         j.int("pid", call.pid);
         j.int("tid", call.tid);
         j.str("comm", &call.comm.as_str());
+        j.int("uid", call.uid);
+        j.int("gid", call.gid);
         j.int("ipc_ns", call.ipc_ns);
         j.str("type", call.kind().name());
         j.str("op", call.op.name());
@@ -212,6 +240,11 @@ impl<W: Write> TraceView<W> {
                     }
                 }
             }
+        }
+        match call.signal {
+            Some(signal) => j.str("signal", signal.name()),
+            None if call.op.can_block() => j.null("signal"),
+            None => {}
         }
         if call.op.can_block() {
             j.int("blocked_ns", call.blocked_ns);
@@ -314,10 +347,14 @@ pub fn args_text(call: &Call) -> String {
             .map(|f| syscalls::flags_text(call.op, f))
             .unwrap_or_default()
     };
+    let key = || match call.key() {
+        Some(0) | None => "IPC_PRIVATE".to_string(),
+        Some(k) => format!("key={:#x}", k as u32),
+    };
     match call.op {
-        Op::Shmget => format!("size={} {}", human_bytes(call.args[1]), flags()),
-        Op::Semget => format!("nsems={} {}", call.args[1] as i32, flags()),
-        Op::Msgget => flags(),
+        Op::Shmget => format!("{} size={} {}", key(), human_bytes(call.args[1]), flags()),
+        Op::Semget => format!("{} nsems={} {}", key(), call.args[1] as i32, flags()),
+        Op::Msgget => format!("{} {}", key(), flags()),
         Op::Shmat => {
             let addr = if call.args[1] == 0 {
                 "NULL".to_string()
@@ -445,6 +482,8 @@ mod tests {
             }]);
         c.lat_ns = 5000;
         c.blocked_ns = 4000;
+        c.uid = 1000;
+        c.gid = 100;
         c.waker = Some(Waker {
             pid: 43,
             tid: 44,
@@ -463,6 +502,10 @@ mod tests {
         assert_eq!(v["blocked_ns"], 4000);
         assert_eq!(v["waker"]["pid"], 43);
         assert_eq!(v["waker"]["comm"], "holder");
+        assert_eq!(
+            (v["uid"].as_u64(), v["gid"].as_u64()),
+            (Some(1000), Some(100))
+        );
         for field in ["ts_ns", "pid", "tid", "ipc_ns", "ret", "lat_ns", "nsops"] {
             assert!(v[field].is_number(), "{field} missing in {out}");
         }
@@ -528,13 +571,66 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert!(lines[0].starts_with("TIME"), "{out}");
         assert!(
-            lines[1].contains("sem 32769 key 0x1234")
-                && lines[1].contains("nsems=2 IPC_CREAT|0600"),
+            lines[1].contains("sem 32769 ")
+                && lines[1].contains("key=0x1234 nsems=2 IPC_CREAT|0600"),
             "{out}"
         );
         assert!(
             lines[2].contains("sem[1] -1 IPC_NOWAIT|SEM_UNDO") && lines[2].contains("EAGAIN"),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn columns_stay_in_line_with_keys_and_large_ids() {
+        let calls = [
+            Call::synthetic(
+                Op::Semget,
+                7,
+                "db",
+                [0x5d00_0101, 2, 0o1600, 0, 0, 0],
+                262207,
+                1,
+            ),
+            Call::synthetic(
+                Op::Shmget,
+                7,
+                "db",
+                [0x7fff_ffff, 1 << 30, 0o1600, 0, 0, 0],
+                2147483647,
+                2,
+            ),
+            Call::synthetic(Op::Msgget, 7, "db", [0, 0o1600, 0, 0, 0, 0], 5, 3),
+            Call::synthetic(Op::Msgctl, 7, "db", [5, 0, 0, 0, 0, 0], 0, 4),
+        ];
+        let out = render(false, &calls);
+        let lines: Vec<&str> = out.lines().collect();
+        let result_end = lines[0].find("RESULT").unwrap() + "RESULT".len();
+        for line in &lines[1..] {
+            let before: String = line.chars().take(result_end).collect();
+            assert!(
+                before.ends_with(char::is_alphanumeric)
+                    && line.chars().nth(result_end) == Some(' '),
+                "RESULT ends in its column: {line:?} at {result_end}: {out}"
+            );
+        }
+        assert!(
+            lines[2].contains("shm 2147483647 ") && lines[2].contains("key=0x7fffffff size=1.0GiB"),
+            "{out}"
+        );
+        assert!(lines[3].contains("IPC_PRIVATE IPC_CREAT|0600"), "{out}");
+    }
+
+    #[test]
+    fn time_is_when_the_call_returned() {
+        let mut slow = Call::synthetic(Op::Msgrcv, 7, "rx", [5, 0, 8, 0, 0, 0], 8, 1_000_000_000);
+        slow.lat_ns = 2_500_000_000;
+        let view = TraceView::new(Vec::new(), false, ShmAddressBook::default(), None);
+        let expected = view.clock.time_of_day(3_500_000_000);
+        let out = render(false, &[slow]);
+        assert!(
+            out.lines().nth(1).unwrap().starts_with(&expected),
+            "{expected}: {out}"
         );
     }
 
@@ -552,6 +648,63 @@ mod tests {
         let c = Call::synthetic(Op::Msgctl, 1, "x", [1, 2, 0, 0, 0, 0], 0, 1);
         assert_eq!(view.event(&Event::Call(c)), Flow::Continue);
         assert_eq!(view.event(&Event::Call(c)), Flow::Stop);
+    }
+
+    #[test]
+    fn uid_column_on_request() {
+        let mut c = Call::synthetic(Op::Semget, 42, "worker", [0, 1, 0, 0, 0, 0], -13, 1000);
+        c.uid = 65534;
+        let plain = render(false, &[c]);
+        assert!(plain.starts_with("TIME"), "{plain}");
+        let mut view = TraceView::new(Vec::new(), false, ShmAddressBook::default(), None)
+            .with_uid_column(true);
+        view.event(&Event::Call(c));
+        let text = String::from_utf8(view.out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("   UID TIME"), "{text}");
+        assert!(lines[1].starts_with(" 65534 "), "{text}");
+        assert!(lines[1].contains("EACCES"), "{text}");
+    }
+
+    #[test]
+    fn what_a_signal_did_is_said_in_both_modes() {
+        let mut restarted = Call::synthetic(Op::Msgrcv, 1, "r", [3, 0x10, 64, 0, 0, 0], 5, 1);
+        restarted.signal = Some(SignalOutcome::Restarted);
+        let mut handled = Call::synthetic(Op::Msgrcv, 1, "r", [3, 0x10, 64, 0, 0, 0], -4, 2);
+        handled.signal = Some(SignalOutcome::Interrupted);
+        let plain = Call::synthetic(Op::Msgsnd, 1, "r", [3, 0x10, 5, 0, 0, 0], 0, 3);
+        let ctl = Call::synthetic(Op::Msgctl, 1, "r", [3, 2, 0, 0, 0, 0], 0, 4);
+        let json: Vec<serde_json::Value> = render(true, &[restarted, handled, plain, ctl])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(json[0]["signal"], "restarted");
+        assert_eq!(
+            (json[0]["ret"].as_i64(), &json[0]["errno"]),
+            (Some(5), &serde_json::Value::Null)
+        );
+        assert_eq!(
+            (json[1]["signal"].as_str(), json[1]["errno"].as_str()),
+            (Some("interrupted"), Some("EINTR"))
+        );
+        assert!(
+            json[2]["signal"].is_null(),
+            "calls that can block always say"
+        );
+        assert!(
+            json[3].get("signal").is_none(),
+            "others only when a signal came"
+        );
+        let human = render(false, &[restarted, handled]);
+        assert!(
+            human
+                .lines()
+                .nth(1)
+                .unwrap()
+                .ends_with("(a signal came; the kernel restarted the call)"),
+            "{human}"
+        );
+        assert!(human.lines().nth(2).unwrap().contains("EINTR"), "{human}");
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub(super) fn write_samples(path: &Path, ended: &[Ended]) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// The figures as markdown, ready for the README.
+/// The figures as markdown, ready for docs/performance.md.
 pub(super) fn render(asked: &Asked, observed: &Observed, checks: &[Check]) -> String {
     let Asked {
         minutes,

@@ -34,6 +34,35 @@ impl Objects {
             .collect()
     }
 
+    /// Segments of our namespace whose kernel count exceeds the mappings listed: a process
+    /// forked or exited while the kernel's view was read, and its event is still on its way.
+    pub fn segments_short_of_count(&self) -> Vec<ObjectKey> {
+        let Some(ns) = self.own_ns else {
+            return Vec::new();
+        };
+        self.table
+            .values()
+            .filter(|o| o.key.ns == ns)
+            .filter(|o| {
+                o.segment().is_some_and(|s| {
+                    s.nattch > s.attached.values().map(ShmAttachment::maps).sum::<u64>()
+                })
+            })
+            .map(|o| o.key)
+            .collect()
+    }
+
+    /// Takes a segment's count of mappings as the kernel gave it at `taken_ns` (events from
+    /// before then are already in it).
+    pub fn recount_segment(&mut self, key: ObjectKey, nattch: u64, taken_ns: u64) {
+        if let Some(object) = self.table.get_mut(&key) {
+            if let ObjectState::Shm(seg) = &mut object.state {
+                seg.nattch = nattch;
+                object.refreshed_ns = taken_ns;
+            }
+        }
+    }
+
     /// Takes a set's values, last pids and waiter counts as the kernel gave them at `taken_ns`:
     /// calls from before then are already in them.
     pub fn refresh_sem_values(&mut self, key: ObjectKey, values: &[SemValue], taken_ns: u64) {
@@ -377,10 +406,24 @@ fn named(known: Option<Task>, pid: u32, snap: &KernelSnapshot) -> Option<Task> {
 }
 
 /// The semaphore a sleeping semop is queued on, and whether it waits for zero: as the kernel
-/// decides, the first operation that cannot proceed once the ones before it are applied. None
-/// when its operations are unknown (and the set has not exactly one semaphore with waiters) or
-/// would all proceed now (it is being woken).
+/// decides, the first operation that cannot proceed once the ones before it are applied. The
+/// values were read a moment before the thread was seen asleep: if they say every operation
+/// would proceed (the mutex was free in between), it waits on the first of its semaphores the
+/// kernel counts waiters of that kind on. None when its operations are unknown (and the set has
+/// not exactly one semaphore with waiters) or no count fits.
 pub fn blocking_semaphore(values: &[SemValue], sops: &[SemOp]) -> Option<(usize, bool)> {
+    simulated_block(values, sops).or_else(|| {
+        sops.iter().find_map(|s| {
+            let v = values.get(s.num as usize)?;
+            let for_zero = s.op == 0;
+            let counted = if for_zero { v.zcount } else { v.ncount };
+            (s.op <= 0 && counted > 0).then_some((s.num as usize, for_zero))
+        })
+    })
+}
+
+/// `blocking_semaphore` as the values say, if they say it blocks.
+fn simulated_block(values: &[SemValue], sops: &[SemOp]) -> Option<(usize, bool)> {
     if sops.is_empty() {
         let mut waited = values
             .iter()

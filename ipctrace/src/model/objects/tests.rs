@@ -903,6 +903,23 @@ fn the_blocking_semaphore_is_the_first_operation_that_cannot_proceed() {
 }
 
 #[test]
+fn a_waiter_seen_asleep_after_its_mutex_read_free_waits_where_the_kernel_counts() {
+    use super::reconcile::blocking_semaphore;
+    let op = |num, op| SemOp { num, op, flg: 0 };
+    // Read as free (1) with 11 waiting: the holder gave it back between the reads, and the
+    // thread the walk then found asleep still waits on it.
+    let free = [sem_value(1, 0, 11, 0)];
+    assert_eq!(blocking_semaphore(&free, &[op(0, -1)]), Some((0, false)));
+    // Nobody counted there: it is not waiting on this set at all (being woken).
+    let idle = [sem_value(1, 0, 0, 0), sem_value(0, 0, 0, 2)];
+    assert_eq!(blocking_semaphore(&idle, &[op(0, -1)]), None);
+    assert_eq!(
+        blocking_semaphore(&idle, &[op(0, -1), op(1, 0)]),
+        Some((1, true))
+    );
+}
+
+#[test]
 fn a_reused_pid_is_not_its_predecessor() {
     let mut o = seeded();
     apply(
@@ -1165,4 +1182,42 @@ fn processes_whose_exits_were_lost_are_forgotten_and_counted() {
     assert!(o.processes() <= MAX_PROCESSES);
     assert_eq!(o.forgotten_processes(), MAX_PROCESSES as u64 - 1);
     assert_eq!(o.comm_of(1), Some(Comm::new("worker")), "holders are kept");
+}
+
+#[test]
+fn a_fork_during_the_maps_scan_joins_the_list_not_the_count() {
+    // The scan found only the parent; the counts, read after it, already held a child forked
+    // while it ran (its event is older than the snapshot).
+    let mut view = empty_view();
+    let shm = view.shm.as_mut().unwrap();
+    shm.taken_ns = 100;
+    shm.segments = vec![shm_seg(7, 0x42, 10, 2, 0o600)];
+    shm.mappings = vec![ProcessAttachments {
+        pid: 10,
+        comm: "postgres".into(),
+        start: None,
+        mappings: vec![SysvMapping {
+            start: 0x10000,
+            end: 0x11000,
+            shmid: 7,
+            key: 0x42,
+        }],
+    }];
+    let mut o = Objects::new();
+    o.reconcile(&view);
+    o.apply(&Event::Process(fork(10, 11, 90)));
+    assert_eq!(segment(&o, 7).nattch, 2, "already counted");
+    assert_eq!(maps_by_pid(&o, 7), [(10, 1), (11, 1)]);
+    assert!(o.segments_short_of_count().is_empty());
+    // A fork after the snapshot adds to both.
+    o.apply(&Event::Process(fork(10, 12, 150)));
+    assert_eq!(segment(&o, 7).nattch, 3);
+    assert_eq!(maps_by_pid(&o, 7), [(10, 1), (11, 1), (12, 1)]);
+    // An exit's event comes before the kernel stops counting: child 11 exited at 95, and the
+    // count read at 100 still held it. The list is then behind the count, which is taken again.
+    o.apply(&Event::Process(exit(11, 95)));
+    assert_eq!(maps_by_pid(&o, 7), [(10, 1), (12, 1)]);
+    assert_eq!(o.segments_short_of_count(), [key(IpcKind::Shm, 7)]);
+    o.recount_segment(key(IpcKind::Shm, 7), 2, 200);
+    assert!(o.segments_short_of_count().is_empty());
 }

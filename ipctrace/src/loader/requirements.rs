@@ -1,0 +1,85 @@
+//! What ipctrace's kernel programs need from the running kernel, checked before anything loads:
+//! each feature missing is one line naming it and the Linux release that brought it, not a
+//! verifier log. Features are probed (distribution kernels backport them), never read off
+//! `uname -r`.
+
+use super::btf::{KernelBtf, VMLINUX};
+use anyhow::{bail, Result};
+use aya::maps::MapType;
+use aya::programs::ProgramType;
+use aya::sys::{is_helper_supported, is_map_supported, BpfHelper};
+use std::path::Path;
+
+/// The tracepoint whose BTF type a tp_btf program attaches by (`btf_trace_<name>`).
+const TP_BTF_PROBE: &str = "btf_trace_sched_switch";
+
+/// Checks every requirement; on success hands back the kernel's BTF (read once, for the offsets
+/// the programs are given). `tracefs` is where tracefs is mounted.
+pub fn check(tracefs: &Path) -> Result<Vec<u8>> {
+    let mut missing = Vec::new();
+    let vmlinux = match std::fs::read(VMLINUX) {
+        Ok(data) => match KernelBtf::parse(&data) {
+            Ok(btf) => {
+                if !btf.has_typedef(TP_BTF_PROBE) {
+                    missing.push(format!(
+                        "no BTF-typed tracepoints (tp_btf): the kernel BTF has no \
+                         {TP_BTF_PROBE}: needs Linux 5.5 or later"
+                    ));
+                }
+                Some(data)
+            }
+            Err(e) => {
+                missing.push(format!(
+                    "no kernel BTF: {VMLINUX} is not usable ({e}): needs Linux 5.4 or later \
+                     built with CONFIG_DEBUG_INFO_BTF=y"
+                ));
+                None
+            }
+        },
+        Err(e) => {
+            missing.push(format!(
+                "no kernel BTF: cannot read {VMLINUX} ({e}): needs Linux 5.4 or later built \
+                 with CONFIG_DEBUG_INFO_BTF=y"
+            ));
+            None
+        }
+    };
+    let syscall_events = tracefs.join("events/syscalls");
+    if !syscall_events.is_dir() {
+        missing.push(format!(
+            "no syscall tracepoints: {} is missing: needs a kernel built with \
+             CONFIG_FTRACE_SYSCALLS=y",
+            syscall_events.display()
+        ));
+    }
+    // A probe that fails for another reason (EPERM from an LSM, say) is not a missing feature:
+    // loading will report that error as it is.
+    if is_map_supported(MapType::RingBuf).ok() == Some(false) {
+        missing.push(
+            "no BPF ring buffer (BPF_MAP_TYPE_RINGBUF): needs Linux 5.8 or later".to_string(),
+        );
+    }
+    if is_map_supported(MapType::TaskStorage).ok() == Some(false) {
+        missing.push(
+            "no BPF task storage (BPF_MAP_TYPE_TASK_STORAGE): needs Linux 5.11 or later"
+                .to_string(),
+        );
+    } else if is_helper_supported(
+        ProgramType::TracePoint,
+        BpfHelper::BPF_FUNC_task_storage_get,
+    )
+    .ok()
+        == Some(false)
+    {
+        missing.push(
+            "tracepoint programs may not use BPF task storage (bpf_task_storage_get): needs \
+             Linux 5.13 or later (5.11 and 5.12 allow it to LSM programs only)"
+                .to_string(),
+        );
+    }
+    match vmlinux {
+        Some(data) if missing.is_empty() => Ok(data),
+        // One line each; main prefixes every line with `ipctrace: `.
+        _ => bail!("{}", missing.join("\n")),
+    }
+}
