@@ -257,12 +257,158 @@ pub struct SemUndoRecord {
     pub semadj: [i16; MAX_UNDO_SEMS],
 }
 
+// ---- Kernel-side aggregates (issue 15): views that need only totals and histograms read these
+// maps each interval instead of a record per call, so a starved reader loses nothing. ----
+
+/// Calls by (op, errno) in the per-CPU `CALL_TOTALS` array: errno 1..AGG_ERRNO_OTHER, slot 0 for
+/// success, AGG_ERRNO_OTHER for any larger (kernel-internal) one.
+pub const AGG_ERRNO_OTHER: u32 = 135;
+pub const AGG_ERRNO_SLOTS: u32 = AGG_ERRNO_OTHER + 1;
+pub const CALL_TOTAL_SLOTS: u32 = OP_COUNT as u32 * AGG_ERRNO_SLOTS;
+
+/// The `CALL_TOTALS` index of a call of `op` that returned `ret` (raw: negative errno).
+#[inline(always)]
+pub fn call_total_slot(op: u32, ret: i64) -> u32 {
+    let errno = if ret >= 0 {
+        0
+    } else if ret > -(AGG_ERRNO_OTHER as i64) {
+        (-ret) as u32
+    } else {
+        AGG_ERRNO_OTHER
+    };
+    op * AGG_ERRNO_SLOTS + errno
+}
+
+/// Key of `OBJECT_OPS`: one object (ids repeat across namespaces) and one operation on it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectOpKey {
+    pub ipc_ns: u32,
+    pub id: u32,
+    pub op: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ObjectOpStats {
+    pub calls: u64,
+    pub errors: u64,
+}
+
+/// Key of `WAIT_HISTOGRAMS` and value part of `WAITING`: where a blocked call waited. `semnum`
+/// is the semaphore the call blocked on (the first of its operations that can block), 0 for
+/// queues.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WaitKey {
+    pub ipc_ns: u32,
+    pub id: u32,
+    pub op: u32,
+    pub semnum: u32,
+}
+
+/// Blocked time is bucketed in half-octaves of nanoseconds: slot 0 below 2^WAIT_FIRST_OCTAVE
+/// ns, then two slots per octave ([2^k, 1.5*2^k) and [1.5*2^k, 2^(k+1))), the last slot from
+/// 2^(WAIT_FIRST_OCTAVE + WAIT_OCTAVES) ns on. Half-octaves keep a median within 20 %.
+pub const WAIT_FIRST_OCTAVE: u32 = 12;
+pub const WAIT_OCTAVES: u32 = 24;
+pub const WAIT_SLOTS: usize = 2 + 2 * WAIT_OCTAVES as usize;
+
+/// The slot of a blocked time of `ns` (no loops: the kernel side uses it).
+#[inline(always)]
+pub fn wait_slot(ns: u64) -> usize {
+    let log = log2(ns);
+    if log < WAIT_FIRST_OCTAVE {
+        return 0;
+    }
+    if log >= WAIT_FIRST_OCTAVE + WAIT_OCTAVES {
+        return WAIT_SLOTS - 1;
+    }
+    let upper_half = (ns >> (log - 1)) & 1;
+    1 + 2 * (log - WAIT_FIRST_OCTAVE) as usize + upper_half as usize
+}
+
+/// The exclusive upper bound of a wait slot in ns (None for the last, unbounded one).
+pub fn wait_slot_upper_ns(slot: usize) -> Option<u64> {
+    if slot == 0 {
+        return Some(1 << WAIT_FIRST_OCTAVE);
+    }
+    if slot >= WAIT_SLOTS - 1 {
+        return None;
+    }
+    let octave = WAIT_FIRST_OCTAVE + (slot as u32 - 1) / 2;
+    Some(if slot % 2 == 1 {
+        3 << (octave - 1)
+    } else {
+        1 << (octave + 1)
+    })
+}
+
+/// floor(log2(v)) for v > 0 (0 for 0), by halving: BPF has no count-leading-zeros, and
+/// written out so that no loop or table reaches the kernel side.
+#[inline(always)]
+pub fn log2(mut v: u64) -> u32 {
+    let mut log = 0;
+    macro_rules! halve {
+        ($shift:literal) => {
+            if v >> $shift != 0 {
+                v >>= $shift;
+                log += $shift;
+            }
+        };
+    }
+    halve!(32);
+    halve!(16);
+    halve!(8);
+    halve!(4);
+    halve!(2);
+    if v >> 1 != 0 {
+        log += 1;
+    }
+    log
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct WaitHistogram {
+    pub count: u64,
+    pub sum_ns: u64,
+    pub slots: [u64; WAIT_SLOTS],
+}
+
+/// A thread asleep in a blocking call right now (`WAITING`, keyed by thread id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WaitingNow {
+    pub wait: WaitKey,
+    pub pid: u32,
+    pub _pad: u32,
+    /// CLOCK_MONOTONIC when it first switched out in this call.
+    pub since_ns: u64,
+}
+
+/// `STREAM_OPS` bit: successful IPC_RMID calls stream whatever their op's own bit says (a view
+/// that aggregates still needs to know when an object goes).
+pub const STREAM_REMOVALS: u32 = 1 << 31;
+
+/// Indices of the per-CPU `AGGREGATE_COUNTERS` array: entries the aggregate maps had no room
+/// for (their calls are in `CALL_TOTALS` still, but not per object).
+pub const AGGREGATE_FULL_OBJECTS: u32 = 0;
+pub const AGGREGATE_FULL_WAITS: u32 = 1;
+pub const AGGREGATE_FULL_WAITING: u32 = 2;
+pub const AGGREGATE_COUNTER_COUNT: u32 = 3;
+
 #[cfg(feature = "user")]
 mod user {
     unsafe impl aya::Pod for super::SemBuf {}
     unsafe impl aya::Pod for super::IpcCall {}
     unsafe impl aya::Pod for super::ProcessEvent {}
     unsafe impl aya::Pod for super::SemUndoRecord {}
+    unsafe impl aya::Pod for super::ObjectOpKey {}
+    unsafe impl aya::Pod for super::ObjectOpStats {}
+    unsafe impl aya::Pod for super::WaitKey {}
+    unsafe impl aya::Pod for super::WaitHistogram {}
+    unsafe impl aya::Pod for super::WaitingNow {}
     unsafe impl aya::Pod for super::Config {}
 }
 
@@ -279,5 +425,50 @@ mod tests {
         // No padding the two sides could disagree on: comms start 8-aligned.
         assert_eq!(core::mem::size_of::<Config>(), 152);
         assert_eq!(core::mem::offset_of!(Config, comms), 56);
+        assert_eq!(core::mem::size_of::<WaitHistogram>(), 8 * (2 + WAIT_SLOTS));
+        assert_eq!(core::mem::size_of::<WaitingNow>(), 32);
+    }
+
+    #[test]
+    fn wait_slots_are_half_octaves() {
+        assert_eq!(wait_slot(0), 0);
+        assert_eq!(wait_slot(4095), 0);
+        assert_eq!(wait_slot(4096), 1);
+        assert_eq!(wait_slot(6143), 1);
+        assert_eq!(wait_slot(6144), 2);
+        assert_eq!(wait_slot(8192), 3);
+        assert_eq!(wait_slot(u64::MAX), WAIT_SLOTS - 1);
+        // Every value falls below its slot's upper bound and at or above the one before.
+        for ns in [
+            1u64,
+            4096,
+            5000,
+            6144,
+            20_000_000,
+            1 << 35,
+            (1 << 36) - 1,
+            1 << 36,
+        ] {
+            let slot = wait_slot(ns);
+            if let Some(upper) = wait_slot_upper_ns(slot) {
+                assert!(ns < upper, "{ns} slot {slot} upper {upper}");
+            }
+            if slot > 0 {
+                assert!(ns >= wait_slot_upper_ns(slot - 1).unwrap(), "{ns}");
+            }
+        }
+        assert_eq!(wait_slot_upper_ns(WAIT_SLOTS - 2), Some(1 << 36));
+        assert_eq!(log2(1), 0);
+        assert_eq!(log2(u64::MAX), 63);
+    }
+
+    #[test]
+    fn errno_slots() {
+        assert_eq!(call_total_slot(OP_SEMOP, 0), OP_SEMOP * AGG_ERRNO_SLOTS);
+        assert_eq!(
+            call_total_slot(OP_SEMOP, -11),
+            OP_SEMOP * AGG_ERRNO_SLOTS + 11
+        );
+        assert_eq!(call_total_slot(OP_MSGCTL, -514), CALL_TOTAL_SLOTS - 1);
     }
 }

@@ -17,7 +17,7 @@ use aya_ebpf::{
         },
     },
     macros::{btf_map, btf_tracepoint, map, tracepoint},
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePointContext, TracePointContext},
     EbpfContext as _, Global,
 };
@@ -50,6 +50,35 @@ fn volatile<T: Copy>(field: *const T) -> T {
     unsafe { core::ptr::read_volatile(field) }
 }
 
+// ---- Kernel-side aggregates (issue 15): totals, wait histograms and waits in progress in maps
+// user space reads each interval, and records only for the calls a view needs one by one. ----
+/// Non-zero: count every call in the aggregate maps below, and list blocked waits in WAITING.
+#[no_mangle]
+static AGGREGATE: Global<u32> = Global::new(0);
+/// Bit `1 << op` set: calls of that op are handed over as records (all by default).
+#[no_mangle]
+static STREAM_OPS: Global<u32> = Global::new(u32::MAX);
+/// Calls by op and errno (`call_total_slot`).
+#[map]
+static CALL_TOTALS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CALL_TOTAL_SLOTS, 0);
+/// Calls and errors per object and op.
+#[map]
+static OBJECT_OPS: PerCpuHashMap<ObjectOpKey, ObjectOpStats> =
+    PerCpuHashMap::with_max_entries(8192, BPF_F_NO_PREALLOC);
+/// Blocked waits per semaphore (or queue and direction): count, total and half-octave slots.
+#[map]
+static WAIT_HISTOGRAMS: PerCpuHashMap<WaitKey, WaitHistogram> =
+    PerCpuHashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
+/// Never written: the zeroed value a new histogram starts from (too big for the BPF stack).
+#[map]
+static ZERO_WAIT_HISTOGRAM: PerCpuArray<WaitHistogram> = PerCpuArray::with_max_entries(1, 0);
+/// Threads asleep in a blocking call now, by thread id: waiters and the longest wait.
+#[map]
+static WAITING: HashMap<u32, WaitingNow> = HashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
+/// Entries the maps above had no room for (AGGREGATE_FULL_*).
+#[map]
+static AGGREGATE_COUNTERS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(AGGREGATE_COUNTER_COUNT, 0);
 // ---- Knobs of `trace -- CMD`, --failed, --min-lat and --min-blocked, set at load (0 = off). ----
 /// Non-zero: only processes in FOLLOWED pass, and a followed process's forks join it.
 #[no_mangle]
@@ -102,7 +131,13 @@ struct Pending {
     waker_pid: u32,
     waker_tid: u32,
     waker_comm: Comm,
+    /// With AGGREGATE: the semaphore a blocked semop waits on (read once, when it first sleeps).
+    semnum: u32,
+    _pad: u32,
 }
+
+/// Pending::flags bits of the aggregating path (kernel-internal, above the CALL_* bits).
+const PENDING_WAIT_NOTED: u32 = 1 << 8; // semnum read and the thread listed in WAITING
 
 /// A task's 16-byte comm as two words: copied and compared without byte loops.
 type Comm = [u64; 2];
@@ -217,6 +252,9 @@ pub fn ipc_switch(ctx: BtfTracePointContext) -> u32 {
         if p.ts_ns != 0 && op_can_block(p.op) {
             p.switched_out_ns = unsafe { bpf_ktime_get_ns() };
             p.flags |= CALL_SWITCHED_OUT;
+            if AGGREGATE.load() != 0 && p.flags & PENDING_WAIT_NOTED == 0 {
+                note_wait(prev, p);
+            }
         }
     }
     0
@@ -495,6 +533,15 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
         p.ts_ns = ts_ns;
         return None;
     }
+    if AGGREGATE.load() != 0 {
+        aggregate(task, p, ret);
+    }
+    let stream = STREAM_OPS.load();
+    if stream & (1 << p.op) == 0
+        && !(stream & STREAM_REMOVALS != 0 && ret == 0 && removes(p.op, &p.args))
+    {
+        return None;
+    }
     // The logical call is over (a restarted one from its first entry): judge it whole.
     if !slow_or_failed_enough(ret, now.saturating_sub(ts_ns), p.blocked_ns) {
         return None;
@@ -618,6 +665,141 @@ fn emit_call(
     Some(())
 }
 
+/// The semaphore a semop sleeps on: the first of its operations that can block (a decrement
+/// or a wait-for-zero), as user space guesses too. The sembufs were just read by the kernel, so
+/// they are resident; `current` is still the sleeper here.
+#[inline(always)]
+fn blocking_semnum(p: &Pending) -> u32 {
+    if !matches!(p.op, OP_SEMOP | OP_SEMTIMEDOP) {
+        return 0;
+    }
+    let mut sops = [SemBuf::default(); MAX_SOPS];
+    const S: u32 = core::mem::size_of::<SemBuf>() as u32;
+    let src = p.args[1] as *const _;
+    let buf = sops.as_mut_ptr().cast();
+    let read = unsafe {
+        match p.args[2] {
+            0 => return 0,
+            1 => read_user_into(buf, S, src),
+            2 => read_user_into(buf, 2 * S, src),
+            3 => read_user_into(buf, 3 * S, src),
+            _ => read_user_into(buf, 4 * S, src),
+        }
+    };
+    if read != 0 {
+        return 0;
+    }
+    let n = p.args[2];
+    for (i, sop) in sops.iter().enumerate() {
+        if (i as u64) < n && sop.op <= 0 {
+            return sop.num as u32;
+        }
+    }
+    sops[0].num as u32
+}
+
+/// A tracked call has just gone to sleep for the first time: note where, and list the thread.
+#[inline(always)]
+fn note_wait(task: *mut task_struct, p: &mut Pending) {
+    p.flags |= PENDING_WAIT_NOTED;
+    p.semnum = blocking_semnum(p);
+    let tid: u32 = unsafe { btf_read(task as *const u8, config!(offsets.task_pid)) };
+    let waiting = WaitingNow {
+        wait: WaitKey {
+            ipc_ns: ipc_ns_of(task as *const u8),
+            id: p.args[0] as u32,
+            op: p.op,
+            semnum: p.semnum,
+        },
+        pid: unsafe { btf_read(task as *const u8, config!(offsets.task_tgid)) },
+        _pad: 0,
+        since_ns: p.switched_out_ns,
+    };
+    if WAITING.insert(tid, waiting, 0).is_err() {
+        aggregate_full(AGGREGATE_FULL_WAITING);
+    }
+}
+
+/// Counts a completed call in the aggregate maps: by op and errno, per object, and its blocked
+/// time per semaphore. Ends the thread's entry in WAITING.
+#[inline(always)]
+fn aggregate(task: *mut task_struct, p: &Pending, ret: i64) {
+    let op = p.op;
+    if let Some(n) = CALL_TOTALS.get_ptr_mut(call_total_slot(op, ret)) {
+        unsafe { *n += 1 };
+    }
+    let ipc_ns = ipc_ns_of(task as *const u8);
+    // A get call names its object by its result; shmdt names an address user space resolves.
+    let id = if op_is_get(op) {
+        if ret < 0 {
+            return;
+        }
+        ret as u32
+    } else if op == OP_SHMDT {
+        return;
+    } else {
+        p.args[0] as u32
+    };
+    let key = ObjectOpKey { ipc_ns, id, op };
+    if OBJECT_OPS.get_ptr_mut(key).is_none() {
+        let zero = ObjectOpStats::default();
+        if let Err(e) = OBJECT_OPS.insert(key, zero, BPF_NOEXIST as u64) {
+            if e != -EEXIST {
+                aggregate_full(AGGREGATE_FULL_OBJECTS);
+            }
+        }
+    }
+    if let Some(stats) = OBJECT_OPS.get_ptr_mut(key) {
+        unsafe {
+            (*stats).calls += 1;
+            if ret < 0 {
+                (*stats).errors += 1;
+            }
+        }
+    }
+    if p.flags & PENDING_WAIT_NOTED != 0 {
+        let tid = bpf_get_current_pid_tgid() as u32;
+        let _ = WAITING.remove(tid);
+    }
+    if p.flags & CALL_BLOCKED == 0 {
+        return;
+    }
+    let wait = WaitKey {
+        ipc_ns,
+        id,
+        op,
+        semnum: p.semnum,
+    };
+    if WAIT_HISTOGRAMS.get_ptr_mut(wait).is_none() {
+        let Some(zero) = ZERO_WAIT_HISTOGRAM.get(0) else {
+            return;
+        };
+        if let Err(e) = WAIT_HISTOGRAMS.insert(wait, zero, BPF_NOEXIST as u64) {
+            if e != -EEXIST {
+                aggregate_full(AGGREGATE_FULL_WAITS);
+                return;
+            }
+        }
+    }
+    if let Some(h) = WAIT_HISTOGRAMS.get_ptr_mut(wait) {
+        let slot = wait_slot(p.blocked_ns);
+        unsafe {
+            (*h).count += 1;
+            (*h).sum_ns += p.blocked_ns;
+            if let Some(n) = (*h).slots.get_mut(slot) {
+                *n += 1;
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn aggregate_full(counter: u32) {
+    if let Some(n) = AGGREGATE_COUNTERS.get_ptr_mut(counter) {
+        unsafe { *n += 1 };
+    }
+}
+
 #[inline(always)]
 fn pid_passes(tgid: u32) -> bool {
     let n = config!(tgid_count) as usize;
@@ -654,18 +836,24 @@ fn follow_object(op: u32, id: u32) {
 /// calls are left, and those user space judges.
 #[inline(always)]
 fn forget_if_removed(op: u32, args: &[u64; 6]) {
-    let cmd = match op {
-        OP_SEMCTL => args[2],
-        OP_SHMCTL | OP_MSGCTL => args[1],
-        _ => return,
-    };
-    if cmd & 0xff != IPC_RMID {
+    if !removes(op, args) {
         return;
     }
     let key = object_filter_key(FILTER_ID, op_type(op), args[0] as u32);
     if unsafe { OBJECT_FILTER.get(key) } == Some(&FILTER_FOLLOWED) {
         let _ = OBJECT_FILTER.remove(key);
     }
+}
+
+/// Whether a ctl call with these arguments is an IPC_RMID.
+#[inline(always)]
+fn removes(op: u32, args: &[u64; 6]) -> bool {
+    let cmd = match op {
+        OP_SEMCTL => args[2],
+        OP_SHMCTL | OP_MSGCTL => args[1],
+        _ => return false,
+    };
+    cmd & 0xff == IPC_RMID
 }
 
 /// task->nsproxy->ipc_ns->ns.inum, loaded through BTF pointers (0 while the task is exiting).

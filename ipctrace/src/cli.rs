@@ -6,7 +6,7 @@ use crate::commands::followed::{CommandFailed, FollowedCommand};
 use crate::commands::lat::{LatArgs, LAT_EXAMPLES};
 use crate::commands::objects::{ObjectsArgs, OBJECTS_EXAMPLES};
 use crate::commands::trace::TraceArgs;
-use crate::commands::{floor, lat, objects, trace};
+use crate::commands::{export, floor, lat, objects, trace};
 use crate::decoder::syscalls::IpcKind;
 use crate::filter::{parse_id, parse_key, parse_kind, Filter};
 use crate::loader::privileges::{self, Needs, User};
@@ -54,6 +54,9 @@ pub enum Command {
     /// Live full-screen view: hottest semaphores, objects, queues, processes; alerts; q quits.
     #[command(after_help = crate::commands::top::EXAMPLES)]
     Top(crate::commands::top::TopArgs),
+    /// Prometheus metrics (or a node_exporter textfile) from counts kept in the kernel.
+    #[command(after_help = export::EXAMPLES)]
+    Export(export::ExportArgs),
     /// For benchmarks: the same syscall tracepoints with programs that do nothing.
     #[command(hide = true)]
     Floor(Common),
@@ -217,6 +220,7 @@ impl Cli {
             Some(Command::Lat(a)) => a.usage_problem().map(|p| (Some("lat"), p)),
             Some(Command::Objects(a)) => a.usage_problem().map(|p| (Some("objects"), p)),
             Some(Command::Top(a)) => a.common.usage_problem().map(|p| (Some("top"), p)),
+            Some(Command::Export(a)) => a.common.usage_problem().map(|p| (Some("export"), p)),
             Some(Command::Floor(c)) => c.usage_problem().map(|p| (Some("floor"), p)),
             Some(Command::Completions(_) | Command::Manpages(_)) => None,
             None => self.trace.usage_problem().map(|p| (None, p)),
@@ -231,6 +235,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Lat(args)) => lat::run(args),
         Some(Command::Objects(args)) => objects::run(args),
         Some(Command::Top(args)) => crate::commands::top::run(args),
+        Some(Command::Export(args)) => export::run(args),
         Some(Command::Floor(common)) => floor::run(common),
         Some(Command::Completions(args)) => completions::completions(args),
         Some(Command::Manpages(args)) => completions::manpages(args),

@@ -50,12 +50,20 @@ pub trait Sink {
     fn interval(&mut self) -> Flow {
         Flow::Continue
     }
-    /// A view that shows losses as they happen (top's alert line) says so, and is handed the
-    /// kernel's counts before each `interval`; the others are spared reading per-CPU counters.
-    fn wants_kernel_counts(&self) -> bool {
-        false
+    /// The session's totals so far, with the kernel's counts of what it could not hand over
+    /// read just then: every second, and right before each `interval`. Each view says losses
+    /// its own way while they happen (a line on stderr, top's alert line, export's metrics).
+    fn kernel_counts(&mut self, totals: &Totals);
+    /// When this is notified, the view gets an `interval` at once (a scrape asking for fresh
+    /// numbers). Asked once, at the start.
+    fn refresh_requests(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
     }
-    fn kernel_counts(&mut self, _counts: KernelCounts) {}
+    /// How often the ring buffer is drained: views that stream few records (their counts are
+    /// in the kernel's maps) wake less, since each wakeup is most of an idle collector's cost.
+    fn drain_every(&self) -> Duration {
+        DRAIN_EVERY
+    }
     /// 32-bit processes found (at start, or exec'd since): their calls are not traced, which
     /// the view says.
     fn compat_processes(&mut self, found: &[(u32, String)]);
@@ -127,15 +135,15 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
     if !compat.is_empty() {
         sink.compat_processes(&compat);
     }
+    let refresh = sink.refresh_requests();
     let deadline = schedule.duration.map(|d| tokio::time::Instant::now() + d);
     let mut ticker = schedule
         .interval
         .map(|i| tokio::time::interval_at(tokio::time::Instant::now() + i, i));
-    let mut drain_timer = tokio::time::interval(DRAIN_EVERY);
+    let mut drain_timer = tokio::time::interval(sink.drain_every());
     drain_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut loss_timer = tokio::time::interval(LOSS_WARNING_EVERY);
     loss_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut losses = LossWarning::default();
     let mut totals = Totals {
         events: 0,
         process_events: 0,
@@ -153,10 +161,10 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
             _ = sleep_until(deadline) => break Stop::Outside,
             _ = exited(command_exit.as_ref()) => break Stop::Outside,
             _ = tick(&mut ticker) => None,
+            _ = notified(&refresh) => None,
             _ = loss_timer.tick() => {
-                if let Some(warning) = losses.check(counters.read()?) {
-                    eprintln!("{warning}");
-                }
+                totals.kernel = counters.read()?;
+                sink.kernel_counts(&totals);
                 continue;
             }
             _ = drain_timer.tick() => {
@@ -179,6 +187,8 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
                 if drain(ring.get_mut(), sink, &mut totals) == Flow::Stop {
                     break Stop::View;
                 }
+                totals.kernel = counters.read()?;
+                sink.kernel_counts(&totals);
                 sink.before_interval();
                 let mut flow = Flow::Continue;
                 for _ in 0..SETTLE_ROUNDS {
@@ -189,9 +199,6 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
                 }
                 if flow == Flow::Stop {
                     break Stop::View;
-                }
-                if sink.wants_kernel_counts() {
-                    sink.kernel_counts(counters.read()?);
                 }
                 if sink.interval() == Flow::Stop {
                     break Stop::View;
@@ -208,36 +215,6 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
     Ok(totals)
 }
 
-/// Says on stderr, while it happens, that the kernel could not hand records over: the summary
-/// at the end says it too, but a person watching a live trace (or a script's log) should not
-/// learn only then that what scrolled by was incomplete.
-#[derive(Debug, Default)]
-struct LossWarning {
-    warned: KernelCounts,
-}
-
-impl LossWarning {
-    /// The warning for what was lost since the last one, if anything was.
-    fn check(&mut self, now: KernelCounts) -> Option<String> {
-        let calls = now.lost.saturating_sub(self.warned.lost);
-        let processes = now.lost_process.saturating_sub(self.warned.lost_process);
-        if calls == 0 && processes == 0 {
-            return None;
-        }
-        self.warned = now;
-        let mut what = Vec::new();
-        if calls > 0 {
-            what.push(format!("{calls} calls"));
-        }
-        if processes > 0 {
-            what.push(format!("{processes} process records"));
-        }
-        Some(format!(
-            "ipctrace: {} lost: the ring buffer was full (ipctrace could not keep up; narrow the trace with --pid, --type or --id)",
-            what.join(" and ")
-        ))
-    }
-}
 
 /// How long one drain hands records over before the session looks around again: under a load
 /// it cannot keep up with, the ring never empties, and signals, the deadline, the interval and
@@ -320,40 +297,18 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+async fn notified(refresh: &Option<std::sync::Arc<tokio::sync::Notify>>) {
+    match refresh {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn tick(ticker: &mut Option<tokio::time::Interval>) {
     match ticker {
         Some(t) => {
             t.tick().await;
         }
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn losses_are_told_once_each_as_they_grow() {
-        let mut w = LossWarning::default();
-        let counts = |lost, lost_process| KernelCounts {
-            lost,
-            lost_process,
-            ..Default::default()
-        };
-        assert_eq!(w.check(counts(0, 0)), None);
-        let first = w.check(counts(120, 0)).unwrap();
-        assert!(first.starts_with("ipctrace: 120 calls lost: "), "{first}");
-        assert_eq!(w.check(counts(120, 0)), None, "nothing new, nothing said");
-        let second = w.check(counts(130, 4)).unwrap();
-        assert!(
-            second.starts_with("ipctrace: 10 calls and 4 process records lost: "),
-            "{second}"
-        );
-        let third = w.check(counts(130, 9)).unwrap();
-        assert!(
-            third.starts_with("ipctrace: 5 process records lost"),
-            "{third}"
-        );
     }
 }

@@ -58,6 +58,9 @@ enum Config {
     Lat,
     Objects,
     Top,
+    Export,
+    /// Only under the saturated mix: trace at a raised priority.
+    TraceNice,
     FilteredOut,
     Bpftrace,
     RawSyscalls,
@@ -71,6 +74,7 @@ const CONFIGS: [Config; 10] = [
     Config::Lat,
     Config::Objects,
     Config::Top,
+    Config::Export,
     Config::FilteredOut,
     Config::Bpftrace,
     Config::RawSyscalls,
@@ -88,6 +92,8 @@ impl Config {
             Config::Objects => "ipctrace objects --watch 1 --json",
             // On a pseudo-terminal of its own, drawing every second.
             Config::Top => "ipctrace top (80x24 pty)",
+            Config::Export => "ipctrace export",
+            Config::TraceNice => "ipctrace trace --json --nice -15",
             Config::FilteredOut => "ipctrace trace --json --pid 1",
             Config::Bpftrace => "bpftrace latency hist",
             Config::RawSyscalls => "bpftrace raw_syscalls (empty)",
@@ -103,6 +109,8 @@ impl Config {
             Config::Lat => "lat",
             Config::Objects => "objects",
             Config::Top => "top",
+            Config::Export => "export",
+            Config::TraceNice => "trace_nice",
             Config::FilteredOut => "trace_pid1",
             Config::Bpftrace => "bpftrace",
             Config::RawSyscalls => "bpftrace_raw_syscalls",
@@ -125,6 +133,9 @@ impl Config {
             Config::Trace => &["trace", "--json"],
             Config::Lat => &["lat"],
             Config::Objects => &["objects", "--watch", "1", "--json"],
+            // Any free port: nobody scrapes; its summary line says what it lost.
+            Config::Export => &["export", "--listen", "127.0.0.1:0"],
+            Config::TraceNice => &["trace", "--json", "--nice", "-15"],
             Config::Top => &["top"],
             Config::FilteredOut => &["trace", "--json", "--pid", "1"],
             _ => return None,
@@ -402,6 +413,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         .collect();
     let mut pinned = Vec::new();
     let mut idle = Vec::new();
+    let mut saturated = Vec::new();
+    let mut export_idle = Vec::new();
     // Repetitions outermost, so drift on a shared VM spreads over every configuration alike.
     for rep in 1..=reps {
         let log = |workload: &str, label: &str, result: &Result<Sample>, took: Duration| {
@@ -445,6 +458,24 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             started.elapsed(),
         );
         idle.push(result.map_err(|e| format!("{e:#}")));
+        for config in SATURATED_CONFIGS {
+            let started = Instant::now();
+            let result = checked(|| measure_saturated(&tools, config));
+            log("stress-ng mix", config.label(), &result, started.elapsed());
+            saturated.push((config, result.map_err(|e| format!("{e:#}"))));
+        }
+        // Once: it takes half a minute.
+        if rep == 1 {
+            let started = Instant::now();
+            let result = checked(|| measure_export_idle(&tools));
+            log(
+                "1000 attached, scraped every 15 s",
+                "ipctrace export",
+                &result,
+                started.elapsed(),
+            );
+            export_idle.push(result.map_err(|e| format!("{e:#}")));
+        }
     }
 
     let results = Results {
@@ -452,6 +483,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         cells: &cells,
         pinned: &pinned,
         idle: &idle,
+        saturated: &saturated,
+        export_idle: &export_idle,
     };
     let targets = results.targets();
     let elapsed = began.elapsed();
@@ -713,6 +746,147 @@ fn measure_idle(tools: &Tools) -> Result<Sample> {
 
 /// Starts the tracer of `config` with its stdout going to a file; returns both, and for top
 /// the thread that copies its terminal's output there (done once top has exited).
+/// The saturated mix (issue 15): stress-ng keeps both cores busy with queues, semaphores and
+/// segments while each tracer runs at default priority.
+const SATURATED_CONFIGS: [Config; 4] = [
+    Config::Trace,
+    Config::TraceNice,
+    Config::Lat,
+    Config::Export,
+];
+const STRESS_NG_ARGS: [&str; 10] = [
+    "--msg",
+    "2",
+    "--sem-sysv",
+    "2",
+    "--shm-sysv",
+    "1",
+    "--timeout",
+    "5s",
+    "--quiet",
+    "--oomable",
+];
+
+fn measure_saturated(tools: &Tools, config: Config) -> Result<Sample> {
+    let (running, out) = start_tracer(tools, config, None)?;
+    let cpu_before = running.cpu_s_now();
+    tracer::run(
+        {
+            let mut cmd = Command::new("stress-ng");
+            cmd.args(STRESS_NG_ARGS);
+            cmd
+        },
+        WORKLOAD_TIMEOUT,
+    )
+    .context("stress-ng (apt-get install stress-ng; cargo xtask setup does)")?;
+    let cpu_after = running.cpu_s_now();
+    let (_, exit_ms) = running.stop()?;
+    let (events, lost) = summary_counts(&out);
+    let _ = std::fs::remove_file(&out);
+    Ok(Sample {
+        events,
+        lost,
+        cpu_s: cpu_after.zip(cpu_before).map(|(a, b)| a - b),
+        exit_ms: Some(exit_ms),
+        ..Sample::default()
+    })
+}
+
+/// `ipctrace export` on a host where 1,000 processes have segments attached, scraped every
+/// 15 s as Prometheus would: its CPU over 30 s once settled (the first full look at /proc and
+/// the walk for 32-bit processes are at start).
+fn measure_export_idle(tools: &Tools) -> Result<Sample> {
+    const PROCESSES: usize = 1000;
+    const SEGMENTS: usize = 10;
+    const SCRAPE_EVERY: Duration = Duration::from_secs(15);
+    let segments: Vec<libc::c_int> = (0..SEGMENTS)
+        .map(|_| unsafe { libc::shmget(libc::IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o600) })
+        .collect();
+    let mut children = Vec::new();
+    for i in 0..PROCESSES {
+        let id = segments[i % SEGMENTS];
+        // SAFETY: the child makes two syscalls and never returns.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            unsafe {
+                libc::shmat(id, std::ptr::null(), 0);
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+        if pid > 0 {
+            children.push(pid);
+        }
+    }
+    // SAFETY: our own segments, removed now: they live until the children go.
+    for id in &segments {
+        unsafe { libc::shmctl(*id, libc::IPC_RMID, std::ptr::null_mut()) };
+    }
+    let result = (|| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(&tools.ipctrace);
+        cmd.args(["export", "--listen", &listen]);
+        let out = tools.out_dir.join("export_idle.out");
+        cmd.stdout(File::create(&out)?);
+        let banner = Banner {
+            text: "Tracing ",
+            on_stdout: false,
+        };
+        let running = tracer::start("ipctrace export", cmd, banner, ATTACH_TIMEOUT)?;
+        let scrape = || -> Result<usize> {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(&listen)?;
+            write!(s, "GET /metrics HTTP/1.0\r\n\r\n")?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body.len())
+        };
+        // Steady state: past the start's one-off look for 32-bit processes (a /proc walk).
+        std::thread::sleep(Duration::from_secs(2));
+        let cpu_before = running.cpu_s_now();
+        let began = Instant::now();
+        let mut bytes = scrape()?;
+        for _ in 0..2 {
+            std::thread::sleep(SCRAPE_EVERY);
+            bytes = scrape()?;
+        }
+        let window = began.elapsed().as_secs_f64();
+        let cpu_after = running.cpu_s_now();
+        let rss_now_mb = running.rss_now_mb();
+        let attach_ms = running.attach_ms;
+        let (usage, exit_ms) = running.stop()?;
+        let (events, lost) = summary_counts(&out);
+        let _ = std::fs::remove_file(&out);
+        anyhow::ensure!(bytes > 1000, "a scrape of {bytes} bytes");
+        Ok(Sample {
+            events,
+            lost,
+            // Per cent of a core over the window.
+            cpu_s: cpu_after
+                .zip(cpu_before)
+                .map(|(a, b)| 100.0 * (a - b) / window),
+            rss_mb: Some(usage.maxrss_mb),
+            rss_now_mb,
+            attach_ms: Some(attach_ms),
+            exit_ms: Some(exit_ms),
+            ..Sample::default()
+        })
+    })();
+    for pid in children {
+        // SAFETY: our own children.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+    result
+}
+
+/// Starts the tracer of `config` with its stdout going to a file; returns both.
 fn start_tracer(
     tools: &Tools,
     config: Config,

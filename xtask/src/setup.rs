@@ -9,8 +9,9 @@ use crate::{describe, run_ok};
 
 /// What the build needs (LLVM 22 to build bpf-linker against the nightly's LLVM major) and what the
 /// tests call (bpftool, strace, perl; libnss-systemd names users /etc/passwd does not list;
-/// tmux: a real terminal for `ipctrace top`).
-const APT_PACKAGES: [&str; 9] = [
+/// tmux: a real terminal for `ipctrace top`; prometheus and its promtool for export's tests;
+/// stress-ng for the bench's saturated mix).
+const APT_PACKAGES: [&str; 11] = [
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
@@ -18,6 +19,8 @@ const APT_PACKAGES: [&str; 9] = [
     "bpftool",
     "strace",
     "perl",
+    "prometheus",
+    "stress-ng",
     "libnss-systemd",
     "tmux",
 ];

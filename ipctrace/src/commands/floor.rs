@@ -12,6 +12,7 @@ pub fn run(common: Common) -> Result<i32> {
     struct Nothing;
     impl session::Sink for Nothing {
         fn compat_processes(&mut self, _: &[(u32, String)]) {}
+        fn kernel_counts(&mut self, _: &session::Totals) {}
         fn event(&mut self, _: &crate::decoder::Event) -> session::Flow {
             session::Flow::Continue
         }

@@ -159,6 +159,10 @@ struct LatWatch<W: Write> {
 }
 
 impl<W: Write> Sink for LatWatch<W> {
+    fn kernel_counts(&mut self, totals: &crate::session::Totals) {
+        self.view.kernel_counts(totals);
+    }
+
     fn event(&mut self, event: &Event) -> Flow {
         self.view.event(event)
     }

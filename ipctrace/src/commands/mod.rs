@@ -2,6 +2,7 @@
 //! view. What several commands wire the same way (attaching, what /proc says now) is here.
 
 pub mod completions;
+pub mod export;
 pub mod floor;
 pub mod followed;
 pub mod hangs;

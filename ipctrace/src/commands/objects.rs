@@ -189,6 +189,7 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
         view,
         failed: None,
         remaining: args.count.or(args.count_pos),
+        losses: Default::default(),
     };
     if let Some(command) = command.as_mut() {
         command.release()?;
@@ -210,6 +211,8 @@ struct Watch<W: Write> {
     failed: Option<std::io::Error>,
     /// Reports still to print (`--count`); the last one is made after the session.
     remaining: Option<u64>,
+    /// Says losses on stderr as they happen.
+    losses: crate::views::LossWarning,
 }
 
 impl<W: Write> Watch<W> {
@@ -230,6 +233,10 @@ fn table_width(args: &ObjectsArgs, out: &crate::views::output::Output) -> Option
 }
 
 impl<W: Write> Sink for Watch<W> {
+    fn kernel_counts(&mut self, totals: &crate::session::Totals) {
+        self.losses.say(totals);
+    }
+
     fn compat_processes(&mut self, found: &[(u32, String)]) {
         crate::views::say_compat_processes(found);
     }

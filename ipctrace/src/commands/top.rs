@@ -207,12 +207,9 @@ impl Sink for Top {
         Flow::Continue
     }
 
-    fn wants_kernel_counts(&self) -> bool {
-        true
-    }
-
-    fn kernel_counts(&mut self, counts: KernelCounts) {
-        self.shown.counts = counts;
+    /// Losses go on the alert line (stderr is held while the screen is up).
+    fn kernel_counts(&mut self, totals: &session::Totals) {
+        self.shown.counts = totals.kernel;
     }
 
     /// As objects --watch does: segments first, drained again while their counts are ahead

@@ -60,6 +60,11 @@ pub struct TraceArgs {
     /// Stop after this many calls.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+    /// Run the collector at this nice value (-20..19; below 0 needs root): on a machine whose
+    /// cores are saturated, the default priority can starve it and the ring buffer fills.
+    #[arg(long, value_name = "NICE", allow_hyphen_values = true,
+          value_parser = clap::value_parser!(i32).range(-20..=19))]
+    pub nice: Option<i32>,
     /// Only calls that returned an error.
     #[arg(long)]
     pub failed: bool,
@@ -106,6 +111,13 @@ pub fn run(args: TraceArgs) -> Result<i32> {
     let key_ids = ids_of_keys(&filter);
     let probe = attach(&filter, key_ids.clone(), with_processes())?;
     let shm_addresses = shm_addresses_now(&filter, &key_ids);
+    if let Some(nice) = args.nice {
+        // Before --user gives up the right to raise it. The runtime runs on this thread.
+        // SAFETY: setpriority on ourselves.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
+            anyhow::bail!("--nice {nice}: {}", std::io::Error::last_os_error());
+        }
+    }
     // Deadlocks are looked for every second, in the kernel's view of the semaphores; the
     // reader of its SEM_UNDO lists is loaded while privileged.
     let live = match filter.kinds().contains(&IpcKind::Sem) {
@@ -157,6 +169,10 @@ struct TraceWatch<W: Write> {
 }
 
 impl<W: Write> Sink for TraceWatch<W> {
+    fn kernel_counts(&mut self, totals: &crate::session::Totals) {
+        self.view.kernel_counts(totals);
+    }
+
     fn event(&mut self, event: &Event) -> Flow {
         if let Some(live) = self.live.as_mut() {
             match event {

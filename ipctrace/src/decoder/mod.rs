@@ -2,6 +2,7 @@
 //! syscall argument its meaning (id, key, size, flags, command). No allocation per record.
 
 pub mod sem_undo;
+pub mod aggregates;
 pub mod syscalls;
 
 use ipctrace_common as common;

@@ -98,7 +98,7 @@ pub fn read_attachments() -> Result<AttachmentScan> {
     Ok(scan)
 }
 
-fn process_attachments(pid: u32) -> io::Result<Option<ProcessAttachments>> {
+pub fn process_attachments(pid: u32) -> io::Result<Option<ProcessAttachments>> {
     let mut maps = fs::read(format!("/proc/{pid}/maps"))?;
     if maps.is_empty() {
         // A leader that exited before its other threads shows no mappings of its own.

@@ -2,6 +2,7 @@
 //! globals, attaches them, and hands out the ring buffer and the counters.
 //! Dropping a `Probe` detaches every program and frees every map.
 
+pub mod aggregates;
 pub mod btf;
 pub mod pending;
 pub mod privileges;
@@ -11,7 +12,7 @@ pub mod sem_undo;
 use crate::decoder::syscalls::{IpcKind, Op};
 use crate::filter::Filter;
 use anyhow::{anyhow, bail, Context, Result};
-use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::programs::trace_point::TracePointError;
 use aya::programs::trace_point::TracePointLink;
 use aya::programs::{BtfTracePoint, ProgramError, TracePoint};
@@ -37,6 +38,12 @@ pub struct ProbeOptions {
     pub skip_user_memory: bool,
     /// Attach programs that do nothing instead (the benchmark's floor).
     pub floor: bool,
+    /// Count every call in the kernel's aggregate maps (`Probe::aggregates`).
+    pub aggregate: bool,
+    /// The ops whose calls are handed over one by one as records; None: all.
+    pub stream_ops: Option<Vec<Op>>,
+    /// With `stream_ops`: successful IPC_RMID calls are handed over too.
+    pub stream_removals: bool,
 }
 
 /// Attached kernel programs and their maps.
@@ -46,6 +53,8 @@ pub struct Probe {
     _ebpf: Ebpf,
     pub events: RingBuf<MapData>,
     pub counters: Counters,
+    /// With `ProbeOptions::aggregate`.
+    pub aggregates: Option<aggregates::Aggregates>,
 }
 
 /// What the kernel side could not hand over, summed over CPUs.
@@ -112,6 +121,15 @@ impl Probe {
             (offsets.join().expect("BTF offsets thread"), loader)
         });
         let config = kernel_config(options, offsets?);
+        let aggregate = options.aggregate as u32;
+        let removals = if options.stream_removals {
+            common::STREAM_REMOVALS
+        } else {
+            0
+        };
+        let stream_ops = options.stream_ops.as_ref().map_or(u32::MAX, |ops| {
+            ops.iter().fold(removals, |mask, op| mask | 1 << op.code())
+        });
         drop(vmlinux);
         release_freed_memory();
         loader
@@ -121,6 +139,9 @@ impl Probe {
             .override_global("ONLY_FAILED", &only_failed, true)
             .override_global("MIN_LAT_NS", &min_lat_ns, true)
             .override_global("MIN_BLOCKED_NS", &min_blocked_ns, true)
+            // The aggregation knobs, apart from CONFIG for now (issue 15).
+            .override_global("AGGREGATE", &aggregate, true)
+            .override_global("STREAM_OPS", &stream_ops, true)
             // PENDING is task storage, which aya loads but has no user-space type for.
             .allow_unsupported_maps();
         if let Some(bytes) = options.ring_bytes {
@@ -177,7 +198,7 @@ impl Probe {
                 links.push(attach_syscall(noop, &format!("sys_enter_{}", op.name()))?);
                 links.push(attach_syscall(noop, &format!("sys_exit_{}", op.name()))?);
             }
-            return Probe::finish(ebpf, links);
+            return Probe::finish(ebpf, links, false);
         }
         let mut btf_programs = Vec::new();
         if options.waits && filter.kinds().iter().any(|k| *k != IpcKind::Shm) {
@@ -241,11 +262,23 @@ impl Probe {
             Ok(())
         })?;
         release_freed_memory();
-        Probe::finish(ebpf, links)
+        Probe::finish(ebpf, links, options.aggregate)
     }
 
     /// Takes the maps user space reads; the rest stay with the object until it is dropped.
-    fn finish(mut ebpf: Ebpf, links: Links) -> Result<Probe> {
+    fn finish(mut ebpf: Ebpf, links: Links, aggregate: bool) -> Result<Probe> {
+        let aggregates = if aggregate {
+            let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| anyhow!("no {name} map"));
+            Some(aggregates::Aggregates {
+                call_totals: PerCpuArray::try_from(take("CALL_TOTALS")?)?,
+                object_ops: PerCpuHashMap::try_from(take("OBJECT_OPS")?)?,
+                waits: PerCpuHashMap::try_from(take("WAIT_HISTOGRAMS")?)?,
+                waiting: HashMap::try_from(take("WAITING")?)?,
+                full: PerCpuArray::try_from(take("AGGREGATE_COUNTERS")?)?,
+            })
+        } else {
+            None
+        };
         let events = RingBuf::try_from(
             ebpf.take_map("EVENTS")
                 .ok_or_else(|| anyhow!("no EVENTS map"))?,
@@ -261,6 +294,7 @@ impl Probe {
             _ebpf: ebpf,
             events,
             counters,
+            aggregates,
         })
     }
 }

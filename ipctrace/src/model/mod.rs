@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod deadlocks;
 pub mod holders;
+pub mod export;
 pub mod limits;
 pub mod objects;
 pub mod orphans;

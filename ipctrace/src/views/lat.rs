@@ -36,6 +36,8 @@ pub struct LatView<W: Write> {
     /// Which semaphores' waits in progress to show (the trace's filter), and when one is stuck.
     hang_filter: Filter,
     stuck_ns: u64,
+    /// Says losses on stderr as they happen.
+    losses: super::LossWarning,
 }
 
 /// A key's waits in progress (each with its semaphore number) and the holders of the
@@ -54,6 +56,7 @@ impl<W: Write> LatView<W> {
             waits,
             keys: HashMap::new(),
             removed: Vec::new(),
+            losses: super::LossWarning::default(),
             clock: WallClock::now(),
             remaining: count,
             printed_any: false,
@@ -461,6 +464,10 @@ pub fn log2_histogram(out: &mut String, stats: &WaitStats, milliseconds: bool) {
 }
 
 impl<W: Write> Sink for LatView<W> {
+    fn kernel_counts(&mut self, totals: &Totals) {
+        self.losses.say(totals);
+    }
+
     fn event(&mut self, event: &Event) -> Flow {
         if let Event::Call(call) = event {
             self.learn_key(call);

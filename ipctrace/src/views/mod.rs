@@ -2,6 +2,7 @@
 //! units) and for scripts (`--json`, one object per line). Views never reach back into the probe.
 
 pub mod hangs;
+pub mod export;
 pub mod lat;
 pub mod objects;
 pub mod output;
@@ -127,6 +128,44 @@ pub fn say_compat_processes(found: &[(u32, String)]) {
     }
 }
 
+/// Says on stderr, while it happens, that the kernel could not hand records over: the summary
+/// at the end says it too, but a person watching a live trace (or a script's log) should not
+/// learn only then that what scrolled by was incomplete.
+#[derive(Debug, Default)]
+pub struct LossWarning {
+    warned: crate::loader::KernelCounts,
+}
+
+impl LossWarning {
+    /// Says on stderr what `totals` counts as lost since the last time it said anything.
+    pub fn say(&mut self, totals: &crate::session::Totals) {
+        if let Some(warning) = self.check(totals.kernel) {
+            eprintln!("{warning}");
+        }
+    }
+
+    /// The warning for what was lost since the last one, if anything was.
+    pub fn check(&mut self, now: crate::loader::KernelCounts) -> Option<String> {
+        let calls = now.lost.saturating_sub(self.warned.lost);
+        let processes = now.lost_process.saturating_sub(self.warned.lost_process);
+        if calls == 0 && processes == 0 {
+            return None;
+        }
+        self.warned = now;
+        let mut what = Vec::new();
+        if calls > 0 {
+            what.push(format!("{calls} calls"));
+        }
+        if processes > 0 {
+            what.push(format!("{processes} process records"));
+        }
+        Some(format!(
+            "ipctrace: {} lost: the ring buffer was full (ipctrace could not keep up; narrow the trace with --pid, --type or --id)",
+            what.join(" and ")
+        ))
+    }
+}
+
 /// A duration in the unit a person reads best: 850ns, 12.3µs, 1.08ms, 2.50s.
 pub fn human_duration(ns: u64) -> String {
     let f = ns as f64;
@@ -179,6 +218,30 @@ mod tests {
             &serde_json::json!({"a": 1, "b": [2, 3], "c": {"d": null}}),
         );
         assert_eq!(out, "{\"a\": 1, \"b\": [2, 3], \"c\": {\"d\": null}}\n");
+    }
+
+    #[test]
+    fn losses_are_told_once_each_as_they_grow() {
+        let mut w = LossWarning::default();
+        let counts = |lost, lost_process| crate::loader::KernelCounts {
+            lost,
+            lost_process,
+            ..Default::default()
+        };
+        assert_eq!(w.check(counts(0, 0)), None);
+        let first = w.check(counts(120, 0)).unwrap();
+        assert!(first.starts_with("ipctrace: 120 calls lost: "), "{first}");
+        assert_eq!(w.check(counts(120, 0)), None, "nothing new, nothing said");
+        let second = w.check(counts(130, 4)).unwrap();
+        assert!(
+            second.starts_with("ipctrace: 10 calls and 4 process records lost: "),
+            "{second}"
+        );
+        let third = w.check(counts(130, 9)).unwrap();
+        assert!(
+            third.starts_with("ipctrace: 5 process records lost"),
+            "{third}"
+        );
     }
 
     #[test]

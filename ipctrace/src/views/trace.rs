@@ -25,6 +25,8 @@ pub struct TraceView<W: Write> {
     broken_pipe: bool,
     /// A UID column first (`-U`, as bcc's opensnoop prints it).
     uid_column: bool,
+    /// Says losses on stderr as they happen.
+    losses: super::LossWarning,
 }
 
 impl<W: Write> TraceView<W> {
@@ -32,6 +34,7 @@ impl<W: Write> TraceView<W> {
         TraceView {
             out,
             json,
+            losses: super::LossWarning::default(),
             clock: WallClock::now(),
             shm,
             following_objects: false,
@@ -441,6 +444,10 @@ pub fn args_text(call: &Call) -> String {
 }
 
 impl<W: Write> Sink for TraceView<W> {
+    fn kernel_counts(&mut self, totals: &Totals) {
+        self.losses.say(totals);
+    }
+
     fn compat_processes(&mut self, found: &[(u32, String)]) {
         super::say_compat_processes(found);
     }

@@ -1,0 +1,46 @@
+//! The kernel-side aggregates as plain values: one reading of the per-CPU totals, wait
+//! histograms and waits in progress, summed over CPUs (`loader::aggregates` reads them).
+
+use crate::decoder::syscalls::Op;
+use ipctrace_common as common;
+pub use ipctrace_common::{ObjectOpKey, WaitKey, WaitingNow, WAIT_SLOTS};
+
+/// Blocked waits of one semaphore (or queue and direction), summed over CPUs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitTotals {
+    pub count: u64,
+    pub sum_ns: u64,
+    /// Half-octave slots (`ipctrace_common::wait_slot`).
+    pub slots: [u64; WAIT_SLOTS],
+}
+
+impl Default for WaitTotals {
+    fn default() -> Self {
+        WaitTotals {
+            count: 0,
+            sum_ns: 0,
+            slots: [0; WAIT_SLOTS],
+        }
+    }
+}
+
+/// One reading of every aggregate map. Counters only grow (until an object's entries go).
+#[derive(Debug, Clone, Default)]
+pub struct AggregateReading {
+    /// (op, errno or None for success, calls).
+    pub calls: Vec<(Op, Option<i64>, u64)>,
+    /// Per object and op: (calls, errors).
+    pub object_ops: Vec<(ObjectOpKey, u64, u64)>,
+    pub waits: Vec<(WaitKey, WaitTotals)>,
+    /// (thread id, where and since when it waits).
+    pub waiting: Vec<(u32, WaitingNow)>,
+    /// Entries the kernel had no room for: per-object counts, histograms, waits in progress.
+    pub full: [u64; common::AGGREGATE_COUNTER_COUNT as usize],
+}
+
+impl AggregateReading {
+    /// All entries the kernel could not keep, for ipctrace's own `lost` counts.
+    pub fn unrecorded(&self) -> u64 {
+        self.full.iter().sum()
+    }
+}

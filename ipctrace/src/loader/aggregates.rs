@@ -1,0 +1,101 @@
+//! The kernel-side aggregate maps seen from user space: reads them into a plain
+//! `AggregateReading`, and deletes the entries of objects that are gone.
+
+use crate::decoder::aggregates::{AggregateReading, ObjectOpKey, WaitKey, WaitTotals, WaitingNow};
+use crate::decoder::syscalls::Op;
+use anyhow::{Context, Result};
+use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap};
+use ipctrace_common as common;
+
+/// The aggregate maps, taken from the loaded object (`Probe::aggregates`).
+pub struct Aggregates {
+    pub(crate) call_totals: PerCpuArray<MapData, u64>,
+    pub(crate) object_ops: PerCpuHashMap<MapData, ObjectOpKey, common::ObjectOpStats>,
+    pub(crate) waits: PerCpuHashMap<MapData, WaitKey, common::WaitHistogram>,
+    pub(crate) waiting: HashMap<MapData, u32, WaitingNow>,
+    pub(crate) full: PerCpuArray<MapData, u64>,
+}
+
+impl Aggregates {
+    pub fn read(&self) -> Result<AggregateReading> {
+        let mut reading = AggregateReading::default();
+        for op in Op::ALL {
+            for errno in 0..common::AGG_ERRNO_SLOTS {
+                let slot = op.code() * common::AGG_ERRNO_SLOTS + errno;
+                let n: u64 = self
+                    .call_totals
+                    .get(&slot, 0)
+                    .context("reading call totals")?
+                    .iter()
+                    .sum();
+                if n > 0 {
+                    reading
+                        .calls
+                        .push((op, (errno != 0).then_some(errno as i64), n));
+                }
+            }
+        }
+        for entry in self.object_ops.iter() {
+            // An entry deleted between listing and reading its key is simply gone.
+            let Ok((key, per_cpu)) = entry else { continue };
+            let (calls, errors) = per_cpu
+                .iter()
+                .fold((0, 0), |(c, e), s| (c + s.calls, e + s.errors));
+            reading.object_ops.push((key, calls, errors));
+        }
+        for entry in self.waits.iter() {
+            let Ok((key, per_cpu)) = entry else { continue };
+            let mut totals = WaitTotals::default();
+            for h in per_cpu.iter() {
+                totals.count += h.count;
+                totals.sum_ns += h.sum_ns;
+                for (sum, n) in totals.slots.iter_mut().zip(h.slots) {
+                    *sum += n;
+                }
+            }
+            reading.waits.push((key, totals));
+        }
+        for entry in self.waiting.iter() {
+            let Ok((tid, now)) = entry else { continue };
+            reading.waiting.push((tid, now));
+        }
+        for (i, slot) in reading.full.iter_mut().enumerate() {
+            *slot = self
+                .full
+                .get(&(i as u32), 0)
+                .context("reading aggregate counters")?
+                .iter()
+                .sum();
+        }
+        Ok(reading)
+    }
+
+    /// Deletes the entries of objects for which `gone(ipc_ns, op, id)` says so (read them
+    /// first: what they counted since is lost with them), and waits of threads that are gone.
+    pub fn forget(
+        &mut self,
+        gone: impl Fn(u32, Op, u32) -> bool,
+        thread_gone: impl Fn(u32) -> bool,
+    ) {
+        let by_op = |ipc_ns, op: u32, id| Op::from_code(op).is_some_and(|op| gone(ipc_ns, op, id));
+        let keys: Vec<ObjectOpKey> = self.object_ops.keys().flatten().collect();
+        for key in keys {
+            if by_op(key.ipc_ns, key.op, key.id) {
+                let _ = self.object_ops.remove(&key);
+            }
+        }
+        let keys: Vec<WaitKey> = self.waits.keys().flatten().collect();
+        for key in keys {
+            if by_op(key.ipc_ns, key.op, key.id) {
+                let _ = self.waits.remove(&key);
+            }
+        }
+        // A thread killed in its wait never reached sys_exit to take itself off.
+        let tids: Vec<u32> = self.waiting.keys().flatten().collect();
+        for tid in tids {
+            if thread_gone(tid) {
+                let _ = self.waiting.remove(&tid);
+            }
+        }
+    }
+}

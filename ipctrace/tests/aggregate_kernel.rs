@@ -1,0 +1,150 @@
+//! Kernel-side aggregation against the real kernel: every call is counted in the per-CPU maps
+//! (by op and errno, per object), real blocks land in the semaphore's wait histogram, waiters
+//! are listed while they sleep, and calls not asked for as records never reach the ring buffer.
+
+mod support;
+
+use ipctrace::decoder::aggregates::AggregateReading;
+use ipctrace::decoder::syscalls::Op;
+use ipctrace::decoder::{decode, Event};
+use ipctrace::filter::Filter;
+use ipctrace::loader::{Probe, ProbeOptions};
+use std::time::Duration;
+use support::*;
+
+fn aggregating(children: &[&Child]) -> Probe {
+    Probe::attach(&ProbeOptions {
+        filter: Filter {
+            pids: children.iter().map(|c| c.pid).collect(),
+            ..Default::default()
+        },
+        waits: true,
+        aggregate: true,
+        stream_ops: Some(vec![Op::Semget, Op::Shmget, Op::Msgget]),
+        ..Default::default()
+    })
+    .expect("attach")
+}
+
+fn semop_calls(r: &AggregateReading, errno: Option<i64>) -> u64 {
+    r.calls
+        .iter()
+        .filter(|(op, e, _)| op.is_semop() && *e == errno)
+        .map(|(_, _, n)| n)
+        .sum()
+}
+
+#[test]
+fn every_semop_is_counted_and_blocks_fill_the_semaphores_histogram() {
+    const H_US: u32 = 20_000;
+    const ROUNDS: usize = 12;
+    const FAST: usize = 100;
+    const FAILED: usize = 5;
+    let id = unsafe { libc::semget(libc::IPC_PRIVATE, 3, libc::IPC_CREAT | 0o600) };
+    let _cleanup = Removal::sem(id);
+    let waiter = spawn(c"it-agg-waiter", move || unsafe {
+        let mut take = [sembuf(0, -1, 0)];
+        for _ in 0..ROUNDS {
+            libc::semop(id, take.as_mut_ptr(), 1);
+        }
+        0
+    });
+    let holder = spawn(c"it-agg-holder", move || unsafe {
+        let mut post = [sembuf(0, 1, 0)];
+        let mut up = [sembuf(1, 1, 0)];
+        let mut down = [sembuf(1, -1, 0)];
+        let mut nowait = [sembuf(2, -1, libc::IPC_NOWAIT as i16)];
+        for _ in 0..FAST / 2 {
+            libc::semop(id, up.as_mut_ptr(), 1);
+            libc::semop(id, down.as_mut_ptr(), 1);
+        }
+        for _ in 0..FAILED {
+            libc::semop(id, nowait.as_mut_ptr(), 1);
+        }
+        for _ in 0..ROUNDS {
+            libc::usleep(H_US);
+            libc::semop(id, post.as_mut_ptr(), 1);
+        }
+        0
+    });
+    let mut probe = aggregating(&[&waiter, &holder]);
+    waiter.release();
+    holder.release();
+    assert_eq!((waiter.wait(), holder.wait()), (0, 0));
+    let r = probe.aggregates.as_ref().unwrap().read().unwrap();
+
+    let ok = (2 * ROUNDS + FAST) as u64;
+    assert_eq!(semop_calls(&r, None), ok, "{:?}", r.calls);
+    assert_eq!(semop_calls(&r, Some(libc::EAGAIN as i64)), FAILED as u64);
+    let (calls, errors) = r
+        .object_ops
+        .iter()
+        .filter(|(k, _, _)| k.id == id as u32)
+        .fold((0, 0), |(c, e), (_, n, f)| (c + n, e + f));
+    assert_eq!((calls, errors), (ok + FAILED as u64, FAILED as u64));
+
+    let waits: Vec<_> = r.waits.iter().filter(|(k, _)| k.id == id as u32).collect();
+    assert_eq!(waits.len(), 1, "only semaphore 0 blocked: {waits:?}");
+    let (key, h) = waits[0];
+    assert_eq!(key.semnum, 0);
+    assert!(h.count >= ROUNDS as u64 - 1, "{h:?}");
+    assert_eq!(h.slots.iter().sum::<u64>(), h.count);
+    // The waiter sleeps about one holder period each round (the first may start late).
+    let mean = h.sum_ns as f64 / h.count as f64;
+    let period = H_US as f64 * 1000.0;
+    assert!(mean > 0.5 * period && mean < 1.5 * period, "mean {mean}");
+    let median_slot = ipctrace_common::wait_slot(period as u64);
+    let near: u64 = h.slots[median_slot - 1..=median_slot + 1].iter().sum();
+    assert!(near * 2 > h.count, "{h:?}");
+    assert_eq!(r.unrecorded(), 0);
+
+    // Only the get calls were asked for one by one: no semop record reached the ring.
+    let mut records = 0;
+    while let Some(item) = probe.events.next() {
+        if let Ok(Event::Call(c)) = decode(&item) {
+            assert!(c.op.is_get(), "{:?}", c.op);
+        }
+        records += 1;
+    }
+    assert_eq!(records, 0);
+    assert_eq!(probe.counters.read().unwrap().lost, 0);
+}
+
+#[test]
+fn a_sleeping_waiter_is_listed_until_it_is_released() {
+    let id = unsafe { libc::semget(libc::IPC_PRIVATE, 4, libc::IPC_CREAT | 0o600) };
+    let _cleanup = Removal::sem(id);
+    let waiter = spawn(c"it-agg-sleeper", move || unsafe {
+        // Two operations: the first can proceed, the second (semaphore 3) blocks.
+        let mut ops = [sembuf(1, 1, 0), sembuf(3, -1, 0)];
+        libc::semop(id, ops.as_mut_ptr(), 2)
+    });
+    let probe = aggregating(&[&waiter]);
+    waiter.release();
+    let aggregates = probe.aggregates.as_ref().unwrap();
+    let mut listed = None;
+    for _ in 0..200 {
+        let r = aggregates.read().unwrap();
+        listed = r.waiting.iter().find(|(_, w)| w.pid == waiter.pid).copied();
+        if listed.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (tid, w) = listed.expect("the sleeper is listed in WAITING");
+    assert_eq!(tid, waiter.pid);
+    assert_eq!((w.wait.id, w.wait.semnum), (id as u32, 3));
+    assert!(w.since_ns > 0);
+
+    let mut post = [sembuf(3, 1, 0)];
+    assert_eq!(unsafe { libc::semop(id, post.as_mut_ptr(), 1) }, 0);
+    assert_eq!(waiter.wait(), 0);
+    let r = aggregates.read().unwrap();
+    assert!(r.waiting.iter().all(|(_, w)| w.pid != waiter.pid));
+    let h = r
+        .waits
+        .iter()
+        .find(|(k, _)| k.id == id as u32)
+        .expect("its wait");
+    assert_eq!((h.0.semnum, h.1.count), (3, 1));
+}

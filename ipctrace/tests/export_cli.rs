@@ -1,0 +1,150 @@
+//! `ipctrace export` from the command line: the textfile mode (promtool checks what it
+//! writes, the file is replaced atomically and removed at the end) and bad flags (a busy port,
+//! an unwritable directory) that get one line and exit 1 before anything loads.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+fn ipctrace(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ipctrace"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ipctrace")
+}
+
+fn one_line_error(out: &std::process::Output, code: i32, says: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(says), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+fn promtool_check(text: &str) {
+    use std::io::Write;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; cargo xtask setup installs it)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_textfile_passes_promtool_and_goes_when_ipctrace_stops() {
+    let dir = std::env::temp_dir().join(format!("ipctrace-textfile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let queue = unsafe { libc::msgget(libc::IPC_PRIVATE, libc::IPC_CREAT | 0o600) };
+    let _removal = Removal::msg(queue);
+    let message = Message {
+        mtype: 1,
+        text: [0u8; 40],
+    };
+    for _ in 0..3 {
+        let sent =
+            unsafe { libc::msgsnd(queue, &message as *const _ as *const libc::c_void, 40, 0) };
+        assert_eq!(sent, 0);
+    }
+    let dir_arg = dir.display().to_string();
+    let (mut tracer, _stderr) =
+        start_ipctrace(&["export", "--textfile", &dir_arg, "--interval", "0.3"]);
+    let path = dir.join("ipctrace.prom");
+    let want = "ipctrace_msg_messages{ipc_ns=";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.contains(want) {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no queue in {}: {text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    promtool_check(&text);
+    let depth = text
+        .lines()
+        .find(|l| l.starts_with("ipctrace_msg_messages") && l.contains(&format!("id=\"{queue}\"")))
+        .unwrap_or_else(|| panic!("queue {queue}: {text}"));
+    assert!(depth.ends_with(" 3.0"), "{depth}");
+    // Readable by node_exporter, whatever user it runs as.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644);
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(tracer.id() as i32, libc::SIGTERM) };
+    assert!(tracer.wait().unwrap().success());
+    // Gone with ipctrace, and no temporary file left behind.
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_busy_port_is_one_line_and_exit_1() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = busy.local_addr().unwrap().to_string();
+    let out = ipctrace(&["export", "--listen", &at, "--duration", "1"]);
+    one_line_error(&out, 1, &format!("cannot listen on {at}"));
+}
+
+#[test]
+fn an_unwritable_directory_is_one_line_and_exit_1() {
+    let out = ipctrace(&[
+        "export",
+        "--textfile",
+        "/nonexistent/ipctrace",
+        "--duration",
+        "1",
+    ]);
+    one_line_error(
+        &out,
+        1,
+        "cannot write --textfile /nonexistent/ipctrace/ipctrace.prom",
+    );
+    // A file where a directory should be.
+    let out = ipctrace(&[
+        "export",
+        "--textfile",
+        "/proc/self/status",
+        "--duration",
+        "1",
+    ]);
+    one_line_error(&out, 1, "cannot write --textfile");
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    for args in [
+        &["export", "--listen", "localhost"][..],
+        &["export", "--max-objects", "-1"],
+        &["export", "--interval", "0"],
+        &["export", "--listen", "127.0.0.1:1", "--textfile", "/tmp"],
+    ] {
+        let out = ipctrace(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {:?}", out);
+    }
+    let out = ipctrace(&["export", "--json"]);
+    one_line_error(&out, 1, "--json and --output do not apply");
+}
