@@ -215,7 +215,6 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
     Ok(totals)
 }
 
-
 /// How long one drain hands records over before the session looks around again: under a load
 /// it cannot keep up with, the ring never empties, and signals, the deadline, the interval and
 /// the loss warning must still be seen to. (The clock is read every 256 records.)

@@ -67,7 +67,7 @@ enum Config {
     Strace,
 }
 
-const CONFIGS: [Config; 10] = [
+const CONFIGS: [Config; 11] = [
     Config::Untraced,
     Config::Floor,
     Config::Trace,
@@ -768,7 +768,7 @@ const STRESS_NG_ARGS: [&str; 10] = [
 ];
 
 fn measure_saturated(tools: &Tools, config: Config) -> Result<Sample> {
-    let (running, out) = start_tracer(tools, config, None)?;
+    let (running, out, _) = start_tracer(tools, config, None)?;
     let cpu_before = running.cpu_s_now();
     tracer::run(
         {

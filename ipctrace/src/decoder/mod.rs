@@ -1,8 +1,8 @@
 //! The decoder: turns ring buffer records into `Call`s and `ProcessChange`s, and gives each raw
 //! syscall argument its meaning (id, key, size, flags, command). No allocation per record.
 
-pub mod sem_undo;
 pub mod aggregates;
+pub mod sem_undo;
 pub mod syscalls;
 
 use ipctrace_common as common;

@@ -3,8 +3,8 @@
 
 pub mod activity;
 pub mod deadlocks;
-pub mod holders;
 pub mod export;
+pub mod holders;
 pub mod limits;
 pub mod objects;
 pub mod orphans;

@@ -1,8 +1,8 @@
 //! Views turn the decoded stream and the model into output for people (aligned text, human
 //! units) and for scripts (`--json`, one object per line). Views never reach back into the probe.
 
-pub mod hangs;
 pub mod export;
+pub mod hangs;
 pub mod lat;
 pub mod objects;
 pub mod output;
