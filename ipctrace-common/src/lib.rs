@@ -32,6 +32,21 @@ pub struct Config {
     /// kernel compares them without byte loops.
     pub comms: [[u64; 2]; MAX_FILTER_COMMS],
     pub offsets: KernelOffsets,
+    /// `-- CMD`: only processes in FOLLOWED pass, and forks of one join it.
+    pub follow_forks: u32,
+    /// Non-zero: fork/exec/exit records go to user space (views that follow attachments).
+    pub report_processes: u32,
+    /// `--failed`: only calls that returned an error are reported.
+    pub only_failed: u32,
+    /// Non-zero: count calls and waits in the aggregate maps (export), beside or instead of
+    /// streaming them.
+    pub aggregate: u32,
+    /// Which ops stream through the ring buffer: bit `op` (and STREAM_REMOVALS for IPC_RMID).
+    pub stream_ops: u32,
+    pub _reserved2: u32,
+    /// `--min-lat` / `--min-blocked`: shorter calls are not reported.
+    pub min_lat_ns: u64,
+    pub min_blocked_ns: u64,
 }
 
 impl Config {
@@ -55,6 +70,14 @@ impl Config {
             nsproxy_ipc_ns: 0,
             ipc_ns_inum: 0,
         },
+        follow_forks: 0,
+        report_processes: 1,
+        only_failed: 0,
+        aggregate: 0,
+        stream_ops: u32::MAX,
+        _reserved2: 0,
+        min_lat_ns: 0,
+        min_blocked_ns: 0,
     };
 }
 
@@ -387,7 +410,7 @@ pub struct WaitingNow {
     pub since_ns: u64,
 }
 
-/// `STREAM_OPS` bit: successful IPC_RMID calls stream whatever their op's own bit says (a view
+/// `Config::stream_ops` bit: successful IPC_RMID calls stream whatever their op's own bit says (a view
 /// that aggregates still needs to know when an object goes).
 pub const STREAM_REMOVALS: u32 = 1 << 31;
 
@@ -423,7 +446,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<ProcessEvent>(), 48);
         assert_eq!(core::mem::size_of::<SemUndoRecord>(), 160);
         // No padding the two sides could disagree on: comms start 8-aligned.
-        assert_eq!(core::mem::size_of::<Config>(), 152);
+        assert_eq!(core::mem::size_of::<Config>(), 192);
         assert_eq!(core::mem::offset_of!(Config, comms), 56);
         assert_eq!(core::mem::size_of::<WaitHistogram>(), 8 * (2 + WAIT_SLOTS));
         assert_eq!(core::mem::size_of::<WaitingNow>(), 32);

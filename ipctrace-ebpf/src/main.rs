@@ -52,12 +52,6 @@ fn volatile<T: Copy>(field: *const T) -> T {
 
 // ---- Kernel-side aggregates (issue 15): totals, wait histograms and waits in progress in maps
 // user space reads each interval, and records only for the calls a view needs one by one. ----
-/// Non-zero: count every call in the aggregate maps below, and list blocked waits in WAITING.
-#[no_mangle]
-static AGGREGATE: Global<u32> = Global::new(0);
-/// Bit `1 << op` set: calls of that op are handed over as records (all by default).
-#[no_mangle]
-static STREAM_OPS: Global<u32> = Global::new(u32::MAX);
 /// Calls by op and errno (`call_total_slot`).
 #[map]
 static CALL_TOTALS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CALL_TOTAL_SLOTS, 0);
@@ -79,23 +73,6 @@ static WAITING: HashMap<u32, WaitingNow> = HashMap::with_max_entries(16384, BPF_
 #[map]
 static AGGREGATE_COUNTERS: PerCpuArray<u64> =
     PerCpuArray::with_max_entries(AGGREGATE_COUNTER_COUNT, 0);
-// ---- Knobs of `trace -- CMD`, --failed, --min-lat and --min-blocked, set at load (0 = off). ----
-/// Non-zero: only processes in FOLLOWED pass, and a followed process's forks join it.
-#[no_mangle]
-static FOLLOW_FORKS: Global<u32> = Global::new(0);
-/// Zero: fork and exit only keep FOLLOWED up to date; no process records (lat needs none).
-#[no_mangle]
-static REPORT_PROCESSES: Global<u32> = Global::new(1);
-/// Non-zero: only calls that returned an error are reported.
-#[no_mangle]
-static ONLY_FAILED: Global<u32> = Global::new(0);
-/// Only calls that took at least this long, enter to exit.
-#[no_mangle]
-static MIN_LAT_NS: Global<u64> = Global::new(0);
-/// Only calls that were switched out waiting at least this long.
-#[no_mangle]
-static MIN_BLOCKED_NS: Global<u64> = Global::new(0);
-
 // ---- Maps. ----
 /// Completed calls and process events, to user space.
 #[map]
@@ -131,7 +108,7 @@ struct Pending {
     waker_pid: u32,
     waker_tid: u32,
     waker_comm: Comm,
-    /// With AGGREGATE: the semaphore a blocked semop waits on (read once, when it first sleeps).
+    /// With Config::aggregate: the semaphore a blocked semop waits on (read once, when it first sleeps).
     semnum: u32,
     _pad: u32,
 }
@@ -252,7 +229,7 @@ pub fn ipc_switch(ctx: BtfTracePointContext) -> u32 {
         if p.ts_ns != 0 && op_can_block(p.op) {
             p.switched_out_ns = unsafe { bpf_ktime_get_ns() };
             p.flags |= CALL_SWITCHED_OUT;
-            if AGGREGATE.load() != 0 && p.flags & PENDING_WAIT_NOTED == 0 {
+            if config!(aggregate) != 0 && p.flags & PENDING_WAIT_NOTED == 0 {
                 note_wait(prev, p);
             }
         }
@@ -293,7 +270,7 @@ pub fn ipc_fork(ctx: BtfTracePointContext) -> u32 {
     // A new thread shares its process's mappings: only new processes matter.
     if child_pid == child_tgid && child_tgid != parent_tgid {
         let followed = follow_fork(parent_tgid, child_tgid);
-        if REPORT_PROCESSES.load() != 0 && followed {
+        if config!(report_processes) != 0 && followed {
             emit_process(PROCESS_FORK, parent_tgid, child_tgid, child_start);
         }
     }
@@ -304,7 +281,7 @@ pub fn ipc_fork(ctx: BtfTracePointContext) -> u32 {
 pub fn ipc_exec(_ctx: BtfTracePointContext) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // Following a command, only its processes' records matter.
-    if FOLLOW_FORKS.load() == 0 || unsafe { FOLLOWED.get(tgid) }.is_some() {
+    if config!(follow_forks) == 0 || unsafe { FOLLOWED.get(tgid) }.is_some() {
         emit_process(PROCESS_EXEC, tgid, 0, current_process_start());
     }
     0
@@ -315,8 +292,8 @@ pub fn ipc_exit_process(ctx: BtfTracePointContext) -> u32 {
     let group_dead: u64 = ctx.arg(1);
     if group_dead & 0xff != 0 {
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-        let followed = FOLLOW_FORKS.load() == 0 || FOLLOWED.remove(tgid).is_ok();
-        if REPORT_PROCESSES.load() != 0 && followed {
+        let followed = config!(follow_forks) == 0 || FOLLOWED.remove(tgid).is_ok();
+        if config!(report_processes) != 0 && followed {
             emit_process(PROCESS_EXIT, tgid, 0, current_process_start());
         }
     }
@@ -328,7 +305,7 @@ pub fn ipc_exit_process(ctx: BtfTracePointContext) -> u32 {
 /// following a command whose processes the parent is not one of).
 #[inline(always)]
 fn follow_fork(parent_tgid: u32, child_tgid: u32) -> bool {
-    if FOLLOW_FORKS.load() == 0 {
+    if config!(follow_forks) == 0 {
         return true;
     }
     if unsafe { FOLLOWED.get(parent_tgid) }.is_none() {
@@ -343,9 +320,9 @@ fn follow_fork(parent_tgid: u32, child_tgid: u32) -> bool {
 /// --failed, --min-lat, --min-blocked: judged at exit, once result and times are known.
 #[inline(always)]
 fn slow_or_failed_enough(ret: i64, lat_ns: u64, blocked_ns: u64) -> bool {
-    (ONLY_FAILED.load() == 0 || ret < 0)
-        && lat_ns >= MIN_LAT_NS.load()
-        && blocked_ns >= MIN_BLOCKED_NS.load()
+    (config!(only_failed) == 0 || ret < 0)
+        && lat_ns >= config!(min_lat_ns)
+        && blocked_ns >= config!(min_blocked_ns)
 }
 
 // ---- Signal restarts (issue 13): finish a call that returned ERESTART* as the process saw it. ----
@@ -441,7 +418,7 @@ fn try_ipc_enter<const NARGS: usize>(ctx: &TracePointContext, op: u32) -> Option
     if tgid == config!(exclude_tgid) || !pid_passes(tgid) {
         return None;
     }
-    if FOLLOW_FORKS.load() != 0 && unsafe { FOLLOWED.get(tgid) }.is_none() {
+    if config!(follow_forks) != 0 && unsafe { FOLLOWED.get(tgid) }.is_none() {
         return None;
     }
     if config!(comm_count) != 0
@@ -533,10 +510,10 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
         p.ts_ns = ts_ns;
         return None;
     }
-    if AGGREGATE.load() != 0 {
+    if config!(aggregate) != 0 {
         aggregate(task, p, ret);
     }
-    let stream = STREAM_OPS.load();
+    let stream = config!(stream_ops);
     if stream & (1 << p.op) == 0
         && !(stream & STREAM_REMOVALS != 0 && ret == 0 && removes(p.op, &p.args))
     {

@@ -101,11 +101,6 @@ impl Probe {
     pub fn attach(options: &ProbeOptions) -> Result<Probe> {
         let filter = &options.filter;
         // The knobs of `-- CMD`, --failed, --min-lat, --min-blocked (globals of their own).
-        let follow_forks = filter.follow.is_some() as u32;
-        let report_processes = options.processes as u32;
-        let only_failed = filter.only_failed as u32;
-        let nanos = |d: Option<std::time::Duration>| d.map_or(0, |d| d.as_nanos() as u64);
-        let (min_lat_ns, min_blocked_ns) = (nanos(filter.min_lat), nanos(filter.min_blocked));
         // Memory: aya's loader parses the kernel's BTF in its constructor (about 18 MB for
         // 30 ms) though our programs need no CO-RE relocation, so that parse is dropped at once;
         // the tp_btf programs get a parse of their own later, in a thread, while the syscall
@@ -121,27 +116,10 @@ impl Probe {
             (offsets.join().expect("BTF offsets thread"), loader)
         });
         let config = kernel_config(options, offsets?);
-        let aggregate = options.aggregate as u32;
-        let removals = if options.stream_removals {
-            common::STREAM_REMOVALS
-        } else {
-            0
-        };
-        let stream_ops = options.stream_ops.as_ref().map_or(u32::MAX, |ops| {
-            ops.iter().fold(removals, |mask, op| mask | 1 << op.code())
-        });
         drop(vmlinux);
         release_freed_memory();
         loader
             .override_global("CONFIG", &config, true)
-            .override_global("FOLLOW_FORKS", &follow_forks, true)
-            .override_global("REPORT_PROCESSES", &report_processes, true)
-            .override_global("ONLY_FAILED", &only_failed, true)
-            .override_global("MIN_LAT_NS", &min_lat_ns, true)
-            .override_global("MIN_BLOCKED_NS", &min_blocked_ns, true)
-            // The aggregation knobs, apart from CONFIG for now (issue 15).
-            .override_global("AGGREGATE", &aggregate, true)
-            .override_global("STREAM_OPS", &stream_ops, true)
             // PENDING is task storage, which aya loads but has no user-space type for.
             .allow_unsupported_maps();
         if let Some(bytes) = options.ring_bytes {
@@ -309,6 +287,7 @@ struct Links(Vec<Box<dyn Send>>);
 /// line) in the kernel's terms, and the kernel's offsets.
 fn kernel_config(options: &ProbeOptions, offsets: common::KernelOffsets) -> common::Config {
     let filter = &options.filter;
+    let nanos = |d: Option<std::time::Duration>| d.map_or(0, |d| d.as_nanos() as u64);
     let mut config = common::Config {
         exclude_tgid: std::process::id(),
         tgid_count: filter.pids.len() as u32,
@@ -316,6 +295,20 @@ fn kernel_config(options: &ProbeOptions, offsets: common::KernelOffsets) -> comm
         filter_objects: filter.filters_objects() as u32,
         read_user_memory: !options.skip_user_memory as u32,
         offsets,
+        follow_forks: filter.follow.is_some() as u32,
+        report_processes: options.processes as u32,
+        only_failed: filter.only_failed as u32,
+        aggregate: options.aggregate as u32,
+        stream_ops: options.stream_ops.as_ref().map_or(u32::MAX, |ops| {
+            let removals = if options.stream_removals {
+                common::STREAM_REMOVALS
+            } else {
+                0
+            };
+            ops.iter().fold(removals, |mask, op| mask | 1 << op.code())
+        }),
+        min_lat_ns: nanos(filter.min_lat),
+        min_blocked_ns: nanos(filter.min_blocked),
         ..common::Config::DEFAULT
     };
     config.tgids[..filter.pids.len()].copy_from_slice(&filter.pids);
