@@ -1,6 +1,7 @@
 //! `ipctrace top`: its arguments and help, and the wiring: the same probe as `objects --watch`
 //! (no kernel work of its own), the object model seeded from /proc, and the full-screen view.
 
+use super::hangs::HangSources;
 use super::live::LiveObjects;
 use super::{attach, ids_of_keys, other_namespaces_note, runtime, with_processes};
 use crate::cli::{parse_seconds, Common};
@@ -76,6 +77,10 @@ pub fn run(args: TopArgs) -> Result<i32> {
     let mut live = LiveObjects::seed(&kinds)?;
     live.objects_mut()
         .set_partial_view(!filter.pids.is_empty() || !filter.comms.is_empty());
+    // Holders from the kernel's SEM_UNDO lists: the reader is loaded while privileged.
+    if kinds.contains(&IpcKind::Sem) {
+        live = live.with_hangs(HangSources::new(Some(&probe)), true);
+    }
     prepared.drop_privileges()?;
     // Waits happen on semaphores and queues; shared memory never waits.
     let wait_kinds = kinds.iter().copied().filter(|k| *k != IpcKind::Shm);

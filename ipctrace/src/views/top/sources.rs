@@ -1,8 +1,11 @@
 //! What `top` shows that another part of the model owns: who holds a semaphore and which
-//! processes are deadlocked. The one place that reads them, so the holders model plugs in here.
+//! processes are deadlocked. The one place that reads them from the holders model.
 
 use crate::decoder::Comm;
+use crate::filter::Filter;
 use crate::model::objects::{ObjectKey, Objects};
+use crate::views::hangs::deadlock_text;
+use crate::views::objects::shown_deadlocks;
 
 /// A process that holds units of a semaphore.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,13 +25,31 @@ pub struct Deadlock {
     pub possible: bool,
 }
 
-/// The holders of semaphore `semnum` of set `key`. The object model does not tell holders yet
-/// (issue 11 adds them): until it does, none are known and the view says `?`.
-pub fn holders(_objects: &Objects, _key: ObjectKey, _semnum: usize) -> Option<Vec<Holder>> {
-    None
+/// The holders of semaphore `semnum` of set `key`, as the object model knows them (the kernel's
+/// SEM_UNDO lists, the traced ledger, or a guess, each labelled).
+pub fn holders(objects: &Objects, key: ObjectKey, semnum: usize) -> Option<Vec<Holder>> {
+    objects.get(&key)?.semaphores()?;
+    Some(
+        objects
+            .holders(key, semnum)
+            .into_iter()
+            .map(|h| Holder {
+                pid: h.pid,
+                comm: h.comm,
+                units: h.units as i32,
+                source: h.source.name(),
+            })
+            .collect(),
+    )
 }
 
-/// The deadlocks the model found (issue 11 adds the wait-for graph): none known until then.
-pub fn deadlocks(_objects: &Objects) -> Vec<Deadlock> {
-    Vec::new()
+/// The cycles of the wait-for graph the object model holds now, each as one line.
+pub fn deadlocks(objects: &Objects) -> Vec<Deadlock> {
+    shown_deadlocks(objects, &Filter::default())
+        .iter()
+        .map(|d| Deadlock {
+            text: deadlock_text(d),
+            possible: d.possible,
+        })
+        .collect()
 }
