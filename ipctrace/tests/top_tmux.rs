@@ -37,6 +37,11 @@ fn ensure_tmux() {
 }
 
 /// A tmux server of this test's own with one pane running sh, killed on drop.
+fn next_server() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 struct Tmux {
     socket: String,
 }
@@ -45,7 +50,8 @@ impl Tmux {
     fn new(width: u16, height: u16) -> Tmux {
         ensure_tmux();
         let tmux = Tmux {
-            socket: format!("ipctrace-top-{}", std::process::id()),
+            // One tmux server per test: tests run side by side, and one kills its server.
+            socket: format!("ipctrace-top-{}-{}", std::process::id(), next_server()),
         };
         let (w, h) = (width.to_string(), height.to_string());
         let ok = tmux
@@ -400,4 +406,29 @@ fn top_without_a_terminal_says_what_to_use_instead() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("objects --watch"), "{err}");
     }
+}
+
+#[test]
+fn top_ends_when_its_terminal_goes_away() {
+    // A killed tmux (or ssh) session closes the pty: reads return end-of-file from then on, and
+    // top must end, detaching its programs, instead of spinning on them.
+    let tmux = Tmux::new(80, 24);
+    let pidfile = format!("/tmp/ipctrace-top-gone-{}.pid", std::process::id());
+    tmux.start_top(&pidfile, "--type shm", "");
+    tmux.wait_for("top's screen", |s| s.contains("ipctrace top"));
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(tmux.command(&["kill-server"]).status().unwrap().success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "top ({pid}) still runs 10 s after its terminal went away"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_file(&pidfile);
 }

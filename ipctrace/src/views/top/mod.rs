@@ -94,6 +94,7 @@ impl TopView {
     /// Handles the keys waiting; true if the screen should be drawn again. A detail opened
     /// now gets its figures from `models` at once, even when paused.
     pub fn read_keys(&mut self, models: &Models, now_ns: u64) -> io::Result<bool> {
+        terminal_still_there()?;
         let mut changed = false;
         while event::poll(Duration::ZERO)? {
             match event::read()? {
@@ -119,6 +120,26 @@ impl TopView {
         }
         Ok(changed)
     }
+}
+
+/// Fails once the terminal is gone (its pty closed: a killed tmux or ssh session). Reading it
+/// would then return end-of-file forever, which crossterm's reader retries without end, so top
+/// must end (and detach) instead of spinning.
+fn terminal_still_there() -> io::Result<()> {
+    let mut stdin = libc::pollfd {
+        fd: libc::STDIN_FILENO,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd we own, no wait.
+    let ready = unsafe { libc::poll(&mut stdin, 1, 0) };
+    if ready > 0 && stdin.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "the terminal went away (hung up)",
+        ));
+    }
+    Ok(())
 }
 
 /// A blank screen and a terminal that knows it, so its first draw writes every cell. Not
