@@ -24,30 +24,6 @@ fn one_line_error(out: &std::process::Output, code: i32, says: &str) {
     assert!(out.stdout.is_empty());
 }
 
-fn promtool_check(text: &str) {
-    use std::io::Write;
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian's prometheus package; cargo xtask setup installs it)");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn the_textfile_passes_promtool_and_goes_when_ipctrace_stops() {
     let dir = std::env::temp_dir().join(format!("ipctrace-textfile-{}", std::process::id()));

@@ -172,26 +172,7 @@ fn prometheus_scrapes_what_the_kernel_did() {
     let (status, head, text) = get(export_at, "/metrics", None);
     assert_eq!(status, 200, "{head}");
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian's prometheus package; cargo xtask setup installs it)");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let checked = promtool.wait_with_output().unwrap();
-    assert!(
-        checked.status.success(),
-        "promtool: {}{}\n{text}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    promtool_check(&text);
     let (_, head, open) = get(
         export_at,
         "/metrics",
