@@ -163,9 +163,12 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
     // Seeded once attached: what happens in between is in the kernel's numbers, and its events
     // (stamped before the seed) only add names.
     let mut live = LiveObjects::seed(&kinds)?;
-    live.objects_mut().set_partial_view(
-        !filter.pids.is_empty() || !filter.comms.is_empty() || filter.follow.is_some(),
-    );
+    let partial_view =
+        !filter.pids.is_empty() || !filter.comms.is_empty() || filter.follow.is_some();
+    live.objects_mut().set_partial_view(partial_view);
+    if let Ok(in_flight) = probe.pending_calls() {
+        live = live.with_calls_in_flight(in_flight, !partial_view);
+    }
     // Loaded while privileged; read at every report, holders shown waited on or not.
     if kinds.contains(&IpcKind::Sem) {
         live = live.with_hangs(HangSources::new(Some(&probe)), true);
