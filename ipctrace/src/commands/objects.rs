@@ -65,8 +65,9 @@ pub struct ObjectsArgs {
     /// Number of tables, positional (as --count).
     #[arg(value_name = "COUNT", conflicts_with = "count")]
     pub count_pos: Option<u64>,
-    /// One object in detail, as ipcs -i: per semaphore its value, last pid, ncount, zcount and
-    /// waiters; a queue's counts; a segment's attachments with their addresses.
+    /// One object in detail, as ipcs -i: per semaphore its value, last pid, ncount, zcount,
+    /// waiters and holders; a queue's counts and waiters; a segment's attachments with their
+    /// addresses.
     #[arg(short = 'i', long = "info", value_name = "ID", value_parser = parse_id)]
     pub info: Option<i32>,
     /// Each SysV IPC limit with what uses it now (ipcs -l and -u together); -u too.

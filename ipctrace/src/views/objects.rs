@@ -94,7 +94,7 @@ impl<W: Write> ObjectsView<W> {
                     let ids: Vec<String> = self.filter.ids.iter().map(i32::to_string).collect();
                     let _ = writeln!(text, "no object with id {}", ids.join(","));
                 }
-                text.push_str(&info::render_info(&shown, now_ns, &self.users));
+                text.push_str(&info::render_info(objects, &shown, now_ns, &self.users));
             } else {
                 text.push_str(&render_tables(
                     objects,
