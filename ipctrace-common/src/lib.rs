@@ -280,6 +280,23 @@ pub struct SemUndoRecord {
     pub semadj: [i16; MAX_UNDO_SEMS],
 }
 
+// ---- Calls in flight, read from every thread's PENDING by the `calls_in_flight` task iterator. ----
+/// A thread asleep right now inside a traced blocking call (semop, semtimedop, msgsnd, msgrcv):
+/// `objects` names the waiters the kernel counts from these, without /proc.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CallInFlight {
+    /// CLOCK_MONOTONIC at the call's sys_enter (its first, for a restarted call).
+    pub ts_ns: u64,
+    /// The call's first three arguments: the object's id, then semop's sops and nsops.
+    pub args: [u64; 3],
+    pub pid: u32, // thread group id
+    pub tid: u32,
+    pub ipc_ns: u32,
+    pub op: u32,
+    pub comm: [u8; TASK_COMM_LEN],
+}
+
 // ---- Kernel-side aggregates (issue 15): views that need only totals and histograms read these
 // maps each interval instead of a record per call, so a starved reader loses nothing. ----
 
@@ -427,6 +444,7 @@ mod user {
     unsafe impl aya::Pod for super::IpcCall {}
     unsafe impl aya::Pod for super::ProcessEvent {}
     unsafe impl aya::Pod for super::SemUndoRecord {}
+    unsafe impl aya::Pod for super::CallInFlight {}
     unsafe impl aya::Pod for super::ObjectOpKey {}
     unsafe impl aya::Pod for super::ObjectOpStats {}
     unsafe impl aya::Pod for super::WaitKey {}
@@ -445,6 +463,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<IpcCall>(), 192);
         assert_eq!(core::mem::size_of::<ProcessEvent>(), 48);
         assert_eq!(core::mem::size_of::<SemUndoRecord>(), 160);
+        assert_eq!(core::mem::size_of::<CallInFlight>(), 64);
         // No padding the two sides could disagree on: comms start 8-aligned.
         assert_eq!(core::mem::size_of::<Config>(), 192);
         assert_eq!(core::mem::offset_of!(Config, comms), 56);

@@ -1027,6 +1027,46 @@ fn try_sem_undo_lists(ctx: *const TaskIterContext) -> Option<()> {
     Some(())
 }
 
+/// Called by the kernel once per task (thread) and once more with none at the end; writes one
+/// `CallInFlight` for a thread asleep in a traced blocking call (entered while tracing, not
+/// returned, switched out and not woken): the waiters of calls traced, /proc unread.
+#[no_mangle]
+#[link_section = "iter/task"]
+pub fn calls_in_flight(ctx: *const TaskIterContext) -> i32 {
+    let _ = try_calls_in_flight(ctx);
+    0
+}
+
+#[inline(always)]
+fn try_calls_in_flight(ctx: *const TaskIterContext) -> Option<()> {
+    let (task, meta) = unsafe { ((*ctx).task, (*ctx).meta) };
+    if task.is_null() || meta.is_null() {
+        return None;
+    }
+    let p = unsafe { PENDING.get(task as *mut task_struct, false).as_ref() }?;
+    if p.ts_ns == 0 || p.flags & CALL_SWITCHED_OUT == 0 || !op_can_block(p.op) {
+        return None;
+    }
+    let mut record = CallInFlight {
+        ts_ns: p.ts_ns,
+        args: [p.args[0], p.args[1], p.args[2]],
+        pid: unsafe { btf_read(task, config!(offsets.task_tgid)) },
+        tid: unsafe { btf_read(task, config!(offsets.task_pid)) },
+        ipc_ns: ipc_ns_of(task),
+        op: p.op,
+        comm: [0; TASK_COMM_LEN],
+    };
+    unsafe { *(addr_of_mut!(record.comm) as *mut Comm) = comm_of(task) };
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_seq_write(
+            (*meta).seq,
+            &record as *const CallInFlight as *const _,
+            core::mem::size_of::<CallInFlight>() as u32,
+        )
+    };
+    Some(())
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -86,6 +86,59 @@ fn run(args: &[&str]) -> (i32, String, String) {
 }
 
 #[test]
+fn objects_info_names_each_semaphores_holders() {
+    // A child takes a unit of semaphore 1 with SEM_UNDO and sleeps: the kernel's undo list
+    // says it holds it.
+    // SAFETY: plain SysV calls on a set this test owns; the child sleeps until killed.
+    let sem = unsafe { libc::semget(libc::IPC_PRIVATE, 2, libc::IPC_CREAT | 0o600) };
+    assert!(sem >= 0);
+    let _cleanup = Removal::sem(sem);
+    assert_eq!(unsafe { libc::semctl(sem, 1, libc::SETVAL, 1) }, 0);
+    let holder = support::spawn(c"it-holder", move || unsafe {
+        let mut take = [support::sembuf(1, -1, libc::SEM_UNDO as i16)];
+        libc::semop(sem, take.as_mut_ptr(), 1);
+        libc::pause();
+        0
+    });
+    holder.release();
+    std::thread::sleep(std::time::Duration::from_millis(200)); // it holds the unit by now
+    let id = sem.to_string();
+    let (code, text, stderr) = run(&["objects", "-s", "-i", &id]);
+    let (json_code, json, _) = run(&["objects", "--json", "-s", "-i", &id]);
+    // SAFETY: ends our own child.
+    unsafe { libc::kill(holder.pid as i32, libc::SIGKILL) };
+    holder.wait();
+
+    assert_eq!(code, 0, "{stderr}");
+    let held = format!(
+        "sem[1] it-holder({}) holds 1 (kernel: SEM_UNDO)",
+        holder.pid
+    );
+    let block = text.split_once("\nholders:\n").map(|(_, b)| b);
+    assert_eq!(block.map(str::trim), Some(held.as_str()), "{text}");
+    assert_eq!(json_code, 0);
+    let lines = json_lines(json.as_bytes());
+    assert_eq!(lines.len(), 1, "{json}");
+    assert_eq!(lines[0]["sems"][0]["holders"], serde_json::json!([]));
+    let holders = lines[0]["sems"][1]["holders"].as_array().unwrap();
+    assert_eq!(holders.len(), 1, "{json}");
+    assert_eq!(
+        (
+            &holders[0]["pid"],
+            &holders[0]["comm"],
+            &holders[0]["units"],
+            &holders[0]["source"]
+        ),
+        (
+            &serde_json::json!(holder.pid),
+            &serde_json::json!("it-holder"),
+            &serde_json::json!(1),
+            &serde_json::json!("kernel")
+        )
+    );
+}
+
+#[test]
 fn objects_info_details_one_object_as_ipcs_i() {
     // A set of two semaphores, a child asleep on the second; a segment this test has mapped.
     // SAFETY: plain SysV calls on objects this test owns.

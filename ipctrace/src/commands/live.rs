@@ -6,7 +6,9 @@ use super::hangs::HangSources;
 use crate::clock::clock_ns;
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::Event;
-use crate::kernel_view::{ctl, processes, snapshot::KernelSnapshot};
+use crate::kernel_view::snapshot::{KernelSnapshot, WaiterLooks};
+use crate::kernel_view::{ctl, processes};
+use crate::loader::pending::PendingCalls;
 use crate::model::objects::Objects;
 use anyhow::Result;
 
@@ -19,6 +21,12 @@ pub struct LiveObjects {
     /// The kernel's SEM_UNDO lists and the waits' starts, read on each refresh; with `true`,
     /// even when nothing waits (the holders of every semaphore are shown).
     hangs: Option<(HangSources, bool)>,
+    /// The traced calls threads are asleep in now (None: nothing traced): who waits, without
+    /// walking /proc for the waits begun while tracing.
+    in_flight: Option<PendingCalls>,
+    /// Whether every caller is traced: then /proc is walked for queue waiters at the first look
+    /// only (a wait begun later is a traced call in flight).
+    traces_everyone: bool,
 }
 
 impl LiveObjects {
@@ -31,7 +39,17 @@ impl LiveObjects {
             kinds: kinds.to_vec(),
             warned: false,
             hangs: None,
+            in_flight: None,
+            traces_everyone: false,
         })
+    }
+
+    /// Also names waiters from `in_flight` on each refresh; `everyone`: no filter keeps any
+    /// caller's calls out of the trace.
+    pub fn with_calls_in_flight(mut self, in_flight: PendingCalls, everyone: bool) -> LiveObjects {
+        self.in_flight = Some(in_flight);
+        self.traces_everyone = everyone;
+        self
     }
 
     /// Also reads, now and on each refresh, what names holders and dates waits (see
@@ -106,7 +124,17 @@ impl LiveObjects {
         if kinds.is_empty() {
             return;
         }
-        if let Err(e) = reconcile(&mut self.objects, &kinds) {
+        let in_flight = self.in_flight.as_ref().map(|pending| {
+            // A walk that fails leaves /proc to tell.
+            move || pending.asleep()?.ok()
+        });
+        let looks = WaiterLooks {
+            in_flight: in_flight
+                .as_ref()
+                .map(|f| f as &dyn Fn() -> Option<Vec<ipctrace_common::CallInFlight>>),
+            scan_queues: !self.traces_everyone,
+        };
+        if let Err(e) = reconcile_looking(&mut self.objects, &kinds, looks) {
             if !self.warned {
                 eprintln!("ipctrace: not reconciled with the kernel's view: {e:#}");
                 self.warned = true;
@@ -120,8 +148,13 @@ impl LiveObjects {
 
 /// Reads the kernel's view of `kinds` and corrects `objects` with it.
 pub fn reconcile(objects: &mut Objects, kinds: &[IpcKind]) -> Result<()> {
+    reconcile_looking(objects, kinds, WaiterLooks::default())
+}
+
+/// `reconcile`, with the waiters found where `looks` says.
+fn reconcile_looking(objects: &mut Objects, kinds: &[IpcKind], looks: WaiterLooks) -> Result<()> {
     let ns = processes::own_ipc_namespace().unwrap_or(0);
-    let snapshot = KernelSnapshot::read(kinds, &objects.attached_pids(ns))?;
+    let snapshot = KernelSnapshot::read_looking(kinds, &objects.attached_pids(ns), looks)?;
     objects.reconcile(&snapshot);
     Ok(())
 }

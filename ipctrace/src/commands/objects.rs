@@ -65,8 +65,9 @@ pub struct ObjectsArgs {
     /// Number of tables, positional (as --count).
     #[arg(value_name = "COUNT", conflicts_with = "count")]
     pub count_pos: Option<u64>,
-    /// One object in detail, as ipcs -i: per semaphore its value, last pid, ncount, zcount and
-    /// waiters; a queue's counts; a segment's attachments with their addresses.
+    /// One object in detail, as ipcs -i: per semaphore its value, last pid, ncount, zcount,
+    /// waiters and holders; a queue's counts and waiters; a segment's attachments with their
+    /// addresses.
     #[arg(short = 'i', long = "info", value_name = "ID", value_parser = parse_id)]
     pub info: Option<i32>,
     /// Each SysV IPC limit with what uses it now (ipcs -l and -u together); -u too.
@@ -163,9 +164,12 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
     // Seeded once attached: what happens in between is in the kernel's numbers, and its events
     // (stamped before the seed) only add names.
     let mut live = LiveObjects::seed(&kinds)?;
-    live.objects_mut().set_partial_view(
-        !filter.pids.is_empty() || !filter.comms.is_empty() || filter.follow.is_some(),
-    );
+    let partial_view =
+        !filter.pids.is_empty() || !filter.comms.is_empty() || filter.follow.is_some();
+    live.objects_mut().set_partial_view(partial_view);
+    if let Ok(in_flight) = probe.pending_calls() {
+        live = live.with_calls_in_flight(in_flight, !partial_view);
+    }
     // Loaded while privileged; read at every report, holders shown waited on or not.
     if kinds.contains(&IpcKind::Sem) {
         live = live.with_hangs(HangSources::new(Some(&probe)), true);

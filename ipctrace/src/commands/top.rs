@@ -75,8 +75,11 @@ pub fn run(args: TopArgs) -> Result<i32> {
     // Seeded once attached, as objects --watch does: what happens in between is in the
     // kernel's numbers, and its events only add names.
     let mut live = LiveObjects::seed(&kinds)?;
-    live.objects_mut()
-        .set_partial_view(!filter.pids.is_empty() || !filter.comms.is_empty());
+    let partial_view = !filter.pids.is_empty() || !filter.comms.is_empty();
+    live.objects_mut().set_partial_view(partial_view);
+    if let Ok(in_flight) = probe.pending_calls() {
+        live = live.with_calls_in_flight(in_flight, !partial_view);
+    }
     // Holders from the kernel's SEM_UNDO lists: the reader is loaded while privileged.
     if kinds.contains(&IpcKind::Sem) {
         live = live.with_hangs(HangSources::new(Some(&probe)), true);

@@ -1,7 +1,11 @@
-//! Threads asleep in semop now, read from /proc/<pid>/task/<tid>/syscall and their sembufs
-//! from the caller's memory: the waiters ipctrace did not see start waiting.
+//! Threads asleep in semop, msgsnd or msgrcv now: from the calls in flight the kernel programs
+//! list (those entered while tracing), or from /proc/<pid>/task/<tid>/syscall (any, also those
+//! ipctrace did not see start waiting); a semop's sembufs from the caller's memory.
 
 use super::processes::{comm_at, ipc_namespace_of};
+use crate::decoder::syscalls::Op;
+use crate::decoder::Comm;
+use ipctrace_common::CallInFlight;
 use std::fs;
 use std::io;
 
@@ -14,6 +18,72 @@ pub struct BlockedSemop {
     pub semid: i32,
     /// Its operations, read from its memory (empty when that is not allowed).
     pub sops: Vec<crate::decoder::SemOp>,
+    /// When it entered its semop, if it did while traced (None: found in /proc).
+    pub entered_ns: Option<u64>,
+}
+
+/// A thread asleep in msgsnd (the queue full) or msgrcv (no message for it) now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockedMsg {
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    pub msqid: i32,
+    pub op: Op,
+    /// When it entered the call, if it did while traced (None: found in /proc).
+    pub entered_ns: Option<u64>,
+}
+
+/// The threads asleep in calls that wait, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Blocked {
+    pub sems: Vec<BlockedSemop>,
+    pub msgs: Vec<BlockedMsg>,
+}
+
+impl Blocked {
+    /// The threads in `calls` (the kernel programs' calls in flight) of IPC namespace `ns`.
+    pub fn in_flight(calls: &[CallInFlight], ns: u32) -> Blocked {
+        let mut blocked = Blocked::default();
+        for c in calls.iter().filter(|c| c.ipc_ns == ns) {
+            let comm = Comm::from_bytes(c.comm).as_str().into_owned();
+            let id = c.args[0] as i32;
+            match Op::from_code(c.op) {
+                Some(Op::Semop | Op::Semtimedop) => blocked.sems.push(BlockedSemop {
+                    pid: c.pid,
+                    tid: c.tid,
+                    comm,
+                    semid: id,
+                    sops: read_sops(c.pid, c.args[1], c.args[2] as usize).unwrap_or_default(),
+                    entered_ns: Some(c.ts_ns),
+                }),
+                Some(op @ (Op::Msgsnd | Op::Msgrcv)) => blocked.msgs.push(BlockedMsg {
+                    pid: c.pid,
+                    tid: c.tid,
+                    comm,
+                    msqid: id,
+                    op,
+                    entered_ns: Some(c.ts_ns),
+                }),
+                _ => {}
+            }
+        }
+        blocked
+    }
+
+    /// Adds the threads of `other` not listed yet (by thread id).
+    pub fn add_missing(&mut self, other: Blocked) {
+        for b in other.sems {
+            if !self.sems.iter().any(|s| s.tid == b.tid) {
+                self.sems.push(b);
+            }
+        }
+        for b in other.msgs {
+            if !self.msgs.iter().any(|m| m.tid == b.tid) {
+                self.msgs.push(b);
+            }
+        }
+    }
 }
 
 /// `220 0x800f 0x7fff4feabb1a 0x2 0x0 0x0 0x7fad287e6740 0x7fff4feabaf8 0x7fad288f45da`: the
@@ -28,14 +98,12 @@ pub fn parse_syscall_line(line: &str) -> Option<(u64, [u64; 6])> {
     Some((nr, args))
 }
 
-/// Every thread in IPC namespace `ns` (None: any) asleep in semop or semtimedop. Threads that
-/// vanish or whose files we may not read are skipped, as everywhere in /proc.
-pub fn blocked_semops(ns: Option<u32>) -> Vec<BlockedSemop> {
-    let semop_nrs = [
-        crate::decoder::syscalls::Op::Semop.syscall_nr(),
-        crate::decoder::syscalls::Op::Semtimedop.syscall_nr(),
-    ];
-    let mut blocked = Vec::new();
+/// Every thread in IPC namespace `ns` (None: any) asleep in semop, semtimedop, msgsnd or
+/// msgrcv, as /proc shows it. Threads that vanish or whose files we may not read are skipped,
+/// as everywhere in /proc.
+pub fn blocked_calls(ns: Option<u32>) -> Blocked {
+    let waiting_ops = [Op::Semop, Op::Semtimedop, Op::Msgsnd, Op::Msgrcv];
+    let mut blocked = Blocked::default();
     let Ok(procs) = fs::read_dir("/proc") else {
         return blocked;
     };
@@ -51,16 +119,32 @@ pub fn blocked_semops(ns: Option<u32>) -> Vec<BlockedSemop> {
             else {
                 continue;
             };
-            if !semop_nrs.contains(&nr) || (ns.is_some() && ipc_namespace_of(pid) != ns) {
+            let Some(op) = waiting_ops.into_iter().find(|op| op.syscall_nr() == nr) else {
+                continue;
+            };
+            if ns.is_some() && ipc_namespace_of(pid) != ns {
                 continue;
             }
-            blocked.push(BlockedSemop {
-                pid,
-                tid,
-                comm: comm_at(&format!("{dir}/comm")).unwrap_or_default(),
-                semid: args[0] as i32,
-                sops: read_sops(pid, args[1], args[2] as usize).unwrap_or_default(),
-            });
+            let comm = comm_at(&format!("{dir}/comm")).unwrap_or_default();
+            if op.is_semop() {
+                blocked.sems.push(BlockedSemop {
+                    pid,
+                    tid,
+                    comm,
+                    semid: args[0] as i32,
+                    sops: read_sops(pid, args[1], args[2] as usize).unwrap_or_default(),
+                    entered_ns: None,
+                });
+            } else {
+                blocked.msgs.push(BlockedMsg {
+                    pid,
+                    tid,
+                    comm,
+                    msqid: args[0] as i32,
+                    op,
+                    entered_ns: None,
+                });
+            }
         }
     }
     blocked

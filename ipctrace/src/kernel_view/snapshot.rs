@@ -2,7 +2,7 @@
 //! maps, semctl and msgctl), kept as plain data so that seeding and reconciling the object model
 //! are pure functions, unit-tested with snapshots made by hand.
 
-use super::blocked::{self, BlockedSemop};
+use super::blocked::{self, Blocked, BlockedMsg, BlockedSemop};
 use super::ctl::{self, SemValue};
 use super::maps::{self, ProcessAttachments};
 use super::processes;
@@ -49,6 +49,26 @@ pub struct SemTable {
     pub blocked: Vec<BlockedSemop>,
 }
 
+/// Where a snapshot finds the threads asleep in calls that wait.
+#[derive(Clone, Copy, Default)]
+pub struct WaiterLooks<'a> {
+    /// The calls in flight the kernel programs list (None: nothing is traced, /proc alone
+    /// tells). /proc is then walked only when they name fewer semaphore waiters than the
+    /// kernel counts.
+    pub in_flight: Option<&'a dyn Fn() -> Option<Vec<ipctrace_common::CallInFlight>>>,
+    /// Walk /proc for queue waiters even so (the kernel counts none): the first look, or
+    /// when some callers are not traced.
+    pub scan_queues: bool,
+}
+
+impl WaiterLooks<'_> {
+    /// The threads asleep in traced calls now, of namespace `ns` (None: not known).
+    fn in_flight(&self, ns: u32) -> Option<Blocked> {
+        let calls = (self.in_flight?)()?;
+        Some(Blocked::in_flight(&calls, ns))
+    }
+}
+
 /// How many times the semaphore counts and the walk of sleeping threads are taken, at most,
 /// while the walk finds fewer waiters than the kernel counts.
 const WAITER_LOOKS: usize = 3;
@@ -78,6 +98,10 @@ pub struct MsgTable {
     pub queues: Vec<(MsgQueue, Option<u64>)>,
     /// The limit new queues get (/proc/sys/kernel/msgmnb).
     pub msgmnb: Option<u64>,
+    /// Threads asleep in msgsnd or msgrcv.
+    pub blocked: Vec<BlockedMsg>,
+    /// Whether /proc was walked for them: if not, a waiter /proc found before may still wait.
+    pub scanned: bool,
 }
 
 impl KernelSnapshot {
@@ -85,6 +109,15 @@ impl KernelSnapshot {
     /// mapped: those whose maps turn out unreadable are listed as such. Fails when our namespace
     /// or a /proc/sysvipc table cannot be read.
     pub fn read(kinds: &[IpcKind], believed_attached: &BTreeSet<u32>) -> Result<KernelSnapshot> {
+        KernelSnapshot::read_looking(kinds, believed_attached, WaiterLooks::default())
+    }
+
+    /// `read`, with the waiters found where `looks` says.
+    pub fn read_looking(
+        kinds: &[IpcKind],
+        believed_attached: &BTreeSet<u32>,
+        looks: WaiterLooks,
+    ) -> Result<KernelSnapshot> {
         let ns = processes::own_ipc_namespace().context("reading /proc/self/ns/ipc")?;
         let mut snap = KernelSnapshot {
             ns,
@@ -148,16 +181,21 @@ impl KernelSnapshot {
                         .flatten()
                         .any(|v| v.ncount > 0 || v.zcount > 0)
                 });
-                let blocked = if waited_on {
-                    blocked::blocked_semops(Some(ns))
-                } else {
-                    Vec::new()
-                };
-                let table = SemTable {
+                let mut table = SemTable {
                     taken_ns,
                     sets,
-                    blocked,
+                    blocked: Vec::new(),
                 };
+                if waited_on {
+                    let traced = looks.in_flight(ns);
+                    table.blocked = traced.as_ref().map_or(Vec::new(), |b| b.sems.clone());
+                    // Waits begun before tracing, or by callers not traced: /proc alone shows them.
+                    if traced.is_none() || table.unnamed_waiters() > 0 {
+                        let mut found = traced.unwrap_or_default();
+                        found.add_missing(blocked::blocked_calls(Some(ns)));
+                        table.blocked = found.sems;
+                    }
+                }
                 let unnamed = table.unnamed_waiters();
                 if best.as_ref().is_none_or(|(fewest, _)| unnamed < *fewest) {
                     best = Some((unnamed, table));
@@ -185,10 +223,18 @@ impl KernelSnapshot {
             for (q, _) in &queues {
                 named.extend([q.lspid, q.lrpid]);
             }
+            let traced = looks.in_flight(ns);
+            let scanned = traced.is_none() || looks.scan_queues;
+            let mut found = traced.unwrap_or_default();
+            if scanned && !queues.is_empty() {
+                found.add_missing(blocked::blocked_calls(Some(ns)));
+            }
             snap.msg = Some(MsgTable {
                 taken_ns,
                 queues,
                 msgmnb: ctl::read_msgmnb(),
+                blocked: found.msgs,
+                scanned,
             });
         }
         named.remove(&0);

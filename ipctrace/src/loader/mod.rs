@@ -15,7 +15,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::programs::trace_point::TracePointError;
 use aya::programs::trace_point::TracePointLink;
-use aya::programs::{BtfTracePoint, ProgramError, TracePoint};
+use aya::programs::{BtfTracePoint, Iter, ProgramError, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use ipctrace_common as common;
 use std::path::PathBuf;
@@ -228,6 +228,7 @@ impl Probe {
                 .join()
                 .expect("BTF thread")
                 .context("reading kernel BTF (/sys/kernel/btf/vmlinux)")?;
+            let follows_sleeps = btf_programs.iter().any(|(p, _)| *p == "ipc_switch");
             for (program, tracepoint) in btf_programs {
                 let prog: &mut BtfTracePoint = program_mut(&mut ebpf, program)?.try_into()?;
                 prog.load(tracepoint, &btf)
@@ -236,6 +237,12 @@ impl Probe {
                     .attach()
                     .with_context(|| format!("attaching to tp_btf/{tracepoint}"))?;
                 links.push(prog.take_link(id)?);
+            }
+            if follows_sleeps {
+                // Loaded, never attached here: `PendingCalls::asleep` runs it on demand.
+                let walk: &mut Iter = program_mut(&mut ebpf, "calls_in_flight")?.try_into()?;
+                walk.load("task", &btf)
+                    .context("loading the task iterator calls_in_flight (iter/task)")?;
             }
             Ok(())
         })?;

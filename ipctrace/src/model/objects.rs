@@ -188,6 +188,19 @@ pub struct SemWaiter {
     pub exact: bool,
 }
 
+/// A task asleep in msgsnd or msgrcv on one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueWaiter {
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: Option<Comm>,
+    pub op: Op,
+    /// As a semaphore waiter's: exact when its call was entered while we traced, else when we
+    /// first saw it waiting.
+    pub since_ns: u64,
+    pub exact: bool,
+}
+
 /// A message queue.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Queue {
@@ -200,6 +213,8 @@ pub struct Queue {
     pub lrpid: u32,
     pub last_send: Option<Task>,
     pub last_recv: Option<Task>,
+    /// Tasks asleep in msgsnd (the queue full) or msgrcv (no message for them) on it.
+    pub waiters: Vec<QueueWaiter>,
     pub bytes_sent: u64,
     pub bytes_received: u64,
     /// (mtype, size) of every queued message, oldest first, while all of them are known: a
@@ -304,7 +319,7 @@ impl IpcObject {
                         .flat_map(|s| s.waiters.iter().map(|w| w.pid)),
                 )
                 .collect(),
-            ObjectState::Msg(_) => BTreeSet::new(),
+            ObjectState::Msg(q) => q.waiters.iter().map(|w| w.pid).collect(),
         }
     }
 }
@@ -652,10 +667,12 @@ impl Objects {
             self.follow_undo(key, call);
             return;
         }
-        if let ObjectState::Sem(set) = &mut object.state {
-            if call.op.is_semop() {
+        match &mut object.state {
+            ObjectState::Sem(set) if call.op.is_semop() => {
                 set.stop_waiting(|w| w.tid == call.tid, true);
             }
+            ObjectState::Msg(q) if call.op.can_block() => q.waiters.retain(|w| w.tid != call.tid),
+            _ => {}
         }
         if call.errno() == Some(syscalls::EIDRM) {
             self.remove(key);
@@ -1112,7 +1129,8 @@ impl Objects {
                         keeps = set.undo.contains_key(&pid);
                     }
                 }
-                ObjectState::Msg(_) => {}
+                // A task killed in its wait leaves the queue.
+                ObjectState::Msg(q) => q.waiters.retain(|w| w.pid != pid),
             }
             let destroyed = object.removed && object.segment().is_some_and(|s| s.nattch == 0);
             if !keeps {

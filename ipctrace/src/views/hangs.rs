@@ -6,7 +6,7 @@ use super::objects::ago;
 use crate::decoder::Comm;
 use crate::model::deadlocks::{Deadlock, SemName};
 use crate::model::holders::{Holder, HolderSource};
-use crate::model::objects::SemWaiter;
+use crate::model::objects::{QueueWaiter, SemWaiter};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
@@ -77,6 +77,26 @@ pub fn waiter_json(w: &SemWaiter, now_ns: u64, stuck_ns: u64) -> Value {
         "for_zero": w.for_zero, "waited_ns": waited_ns, "exact": w.exact,
         "stuck": waited_ns >= stuck_ns,
     })
+}
+
+/// A task asleep on a queue: `op` is `"msgsnd"` (the queue full) or `"msgrcv"` (no message).
+pub fn queue_waiter_json(w: &QueueWaiter, now_ns: u64, stuck_ns: u64) -> Value {
+    let waited_ns = now_ns.saturating_sub(w.since_ns);
+    json!({
+        "pid": w.pid, "tid": w.tid, "comm": comm_json(w.comm), "op": w.op.name(),
+        "since_ns": w.since_ns, "waited_ns": waited_ns, "exact": w.exact,
+        "stuck": waited_ns >= stuck_ns,
+    })
+}
+
+/// `rcv(12) msgrcv`, with how long once past a second: `snd(9) msgsnd >4.2s`.
+pub fn queue_waiter_text(w: &QueueWaiter, now_ns: u64, stuck_ns: u64) -> String {
+    let mut text = format!("{} {}", who(w.pid, w.comm), w.op.name());
+    let waited_ns = now_ns.saturating_sub(w.since_ns);
+    if waited_ns >= 1_000_000_000 {
+        let _ = write!(text, " {}", wait_text(waited_ns, w.exact, stuck_ns));
+    }
+    text
 }
 
 fn sem_json(s: SemName) -> Value {

@@ -94,7 +94,7 @@ impl<W: Write> ObjectsView<W> {
                     let ids: Vec<String> = self.filter.ids.iter().map(i32::to_string).collect();
                     let _ = writeln!(text, "no object with id {}", ids.join(","));
                 }
-                text.push_str(&info::render_info(&shown, now_ns, &self.users));
+                text.push_str(&info::render_info(objects, &shown, now_ns, &self.users));
             } else {
                 text.push_str(&render_tables(
                     objects,
@@ -271,6 +271,12 @@ pub fn object_json(objects: &Objects, o: &IpcObject, now_ns: u64, stuck_ns: u64)
             fields.insert("last_recv".into(), task_json(q.last_recv));
             fields.insert("bytes_sent".into(), json!(q.bytes_sent));
             fields.insert("bytes_received".into(), json!(q.bytes_received));
+            let waiters: Vec<Value> = q
+                .waiters
+                .iter()
+                .map(|w| hangs::queue_waiter_json(w, now_ns, stuck_ns))
+                .collect();
+            fields.insert("waiters".into(), Value::from(waiters));
         }
     }
     v
@@ -624,6 +630,7 @@ pub fn render_tables(
                 ("CREATOR", 24, false),
                 ("LAST SEND", 24, false),
                 ("LAST RECV", 24, false),
+                ("WAITERS", 40, false),
                 ("LAST OP", 48, false),
             ]),
         }
@@ -639,8 +646,7 @@ pub fn render_tables(
                 owner_text(o, users),
                 perms_text(o),
             ]);
-            let mut names = None;
-            match &o.state {
+            let names = match &o.state {
                 ObjectState::Shm(s) => {
                     let mut status = Vec::new();
                     if o.removed {
@@ -655,7 +661,7 @@ pub fn render_tables(
                         status.join(","),
                         creator_text(o),
                     ]);
-                    names = Some(attached_cell(s));
+                    attached_cell(s)
                 }
                 ObjectState::Sem(s) => {
                     row.extend([
@@ -664,19 +670,30 @@ pub fn render_tables(
                         values_text(s),
                         holders_text(objects, o, s.sems.len()),
                     ]);
-                    names = Some(waiters_cell(s, now_ns, stuck_ns));
+                    waiters_cell(s, now_ns, stuck_ns)
                 }
-                ObjectState::Msg(q) => row.extend([
-                    q.cbytes.to_string(),
-                    q.qnum.to_string(),
-                    q.qbytes.map_or("?".into(), |n| n.to_string()),
-                    creator_text(o),
-                    task_text(q.last_send),
-                    task_text(q.last_recv),
-                ]),
-            }
+                ObjectState::Msg(q) => {
+                    row.extend([
+                        q.cbytes.to_string(),
+                        q.qnum.to_string(),
+                        q.qbytes.map_or("?".into(), |n| n.to_string()),
+                        creator_text(o),
+                        task_text(q.last_send),
+                        task_text(q.last_recv),
+                    ]);
+                    let waiters: Vec<String> = q
+                        .waiters
+                        .iter()
+                        .map(|w| hangs::queue_waiter_text(w, now_ns, stuck_ns))
+                        .collect();
+                    Cell::Names {
+                        count: waiters.len(),
+                        names: waiters,
+                    }
+                }
+            };
             let mut cells: Vec<Cell> = row.into_iter().map(Cell::Text).collect();
-            cells.extend(names);
+            cells.push(names);
             cells.push(Cell::Text(last_op_text(o.last_op, now_ns)));
             table.rows.push(cells);
         }

@@ -3,7 +3,8 @@
 //! what only calls can tell (creators, names, last operations) is kept where it still fits.
 
 use super::{
-    Actor, IpcObject, ObjectKey, ObjectState, Objects, Owner, SemWaiter, ShmAttachment, Task,
+    Actor, IpcObject, ObjectKey, ObjectState, Objects, Owner, QueueWaiter, SemWaiter,
+    ShmAttachment, Task,
 };
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::{Comm, SemOp};
@@ -296,12 +297,15 @@ impl Objects {
                     let Some((num, for_zero)) = blocking_semaphore(values, &b.sops) else {
                         continue;
                     };
-                    let (since_ns, exact) = state.sems[num]
-                        .waiters
-                        .iter()
-                        .find(|w| w.tid == b.tid && w.for_zero == for_zero)
-                        // First seen now: waiting at least since then.
-                        .map_or((table.taken_ns, false), |w| (w.since_ns, w.exact));
+                    let (since_ns, exact) = match b.entered_ns {
+                        Some(entered) => (entered, true),
+                        None => state.sems[num]
+                            .waiters
+                            .iter()
+                            .find(|w| w.tid == b.tid && w.for_zero == for_zero)
+                            // First seen now: waiting at least since then.
+                            .map_or((table.taken_ns, false), |w| (w.since_ns, w.exact)),
+                    };
                     waiters[num].push(SemWaiter {
                         pid: b.pid,
                         tid: b.tid,
@@ -358,10 +362,55 @@ impl Objects {
             state.lrpid = queue.lrpid;
             state.last_send = named(state.last_send, queue.lspid, snap);
             state.last_recv = named(state.last_recv, queue.lrpid, snap);
-            self.reindex(key, before, &snap.comms);
+            state.waiters = queue_waiters(&state.waiters, queue.msqid, table);
+            let mut comms = snap.comms.clone();
+            for w in &state.waiters {
+                if let Some(comm) = w.comm {
+                    comms.entry(w.pid).or_insert(comm);
+                }
+            }
+            self.reindex(key, before, &comms);
         }
         self.synced.insert((ns, IpcKind::Msg), table.taken_ns);
     }
+}
+
+/// Who waits on queue `msqid` now: the threads the snapshot found asleep on it, and, when it
+/// did not walk /proc, those /proc showed before (waits begun before tracing, which no call in
+/// flight lists) that no return or exit has ended since.
+fn queue_waiters(known: &[QueueWaiter], msqid: i32, table: &MsgTable) -> Vec<QueueWaiter> {
+    let mut waiters: Vec<QueueWaiter> = table
+        .blocked
+        .iter()
+        .filter(|b| b.msqid == msqid)
+        .map(|b| {
+            let (since_ns, exact) = match b.entered_ns {
+                Some(entered) => (entered, true),
+                None => known
+                    .iter()
+                    .find(|w| w.tid == b.tid && w.op == b.op)
+                    .map_or((table.taken_ns, false), |w| (w.since_ns, w.exact)),
+            };
+            QueueWaiter {
+                pid: b.pid,
+                tid: b.tid,
+                comm: Some(Comm::new(&b.comm)),
+                op: b.op,
+                since_ns,
+                exact,
+            }
+        })
+        .collect();
+    if !table.scanned {
+        let kept: Vec<QueueWaiter> = known
+            .iter()
+            .filter(|w| !w.exact && !waiters.iter().any(|n| n.tid == w.tid))
+            .copied()
+            .collect();
+        waiters.extend(kept);
+    }
+    waiters.sort_by_key(|w| (w.since_ns, w.tid));
+    waiters
 }
 
 /// The kernel's values, last pids and counts; a last pid's name is kept when the pid is the

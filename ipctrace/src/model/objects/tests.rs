@@ -4,8 +4,8 @@ use super::*;
 use crate::decoder::SemOp;
 use crate::kernel_view::snapshot::{MsgTable, SemTable, ShmTable};
 use crate::kernel_view::{
-    blocked::BlockedSemop, ctl::SemValue, maps::ProcessAttachments, maps::SysvMapping,
-    sysvipc::MsgQueue, sysvipc::SemSet, sysvipc::ShmSeg,
+    blocked::BlockedMsg, blocked::BlockedSemop, ctl::SemValue, maps::ProcessAttachments,
+    maps::SysvMapping, sysvipc::MsgQueue, sysvipc::SemSet, sysvipc::ShmSeg,
 };
 
 const CREAT: u64 = 0o1000;
@@ -737,6 +737,7 @@ fn reconcile_corrects_counts_attachments_and_values() {
             op: -1,
             flg: 0,
         }],
+        entered_ns: None,
     }];
     let msg = view.msg.as_mut().unwrap();
     msg.taken_ns = 10;
@@ -1220,4 +1221,48 @@ fn a_fork_during_the_maps_scan_joins_the_list_not_the_count() {
     assert_eq!(o.segments_short_of_count(), [key(IpcKind::Shm, 7)]);
     o.recount_segment(key(IpcKind::Shm, 7), 2, 200);
     assert!(o.segments_short_of_count().is_empty());
+}
+
+#[test]
+fn queue_waiters_come_from_the_snapshot_and_leave_when_their_call_returns() {
+    let receiver = |pid: u32, entered_ns: Option<u64>| BlockedMsg {
+        pid,
+        tid: pid,
+        comm: "rcv".into(),
+        msqid: 9,
+        op: Op::Msgrcv,
+        entered_ns,
+    };
+    let look = |taken_ns: u64, blocked: Vec<BlockedMsg>, scanned: bool| {
+        let mut view = empty_view();
+        let msg = view.msg.as_mut().unwrap();
+        msg.taken_ns = taken_ns;
+        msg.queues = vec![(msg_queue(9, 0, 0, 0, 0), Some(2048))];
+        msg.blocked = blocked;
+        msg.scanned = scanned;
+        view
+    };
+    let waiters = |o: &Objects| -> Vec<(u32, u64, bool)> {
+        queue(o, 9)
+            .waiters
+            .iter()
+            .map(|w| (w.pid, w.since_ns, w.exact))
+            .collect()
+    };
+    let mut o = Objects::new();
+    // /proc shows 70 waiting (begun before tracing): at least since the look.
+    o.reconcile(&look(10, vec![receiver(70, None)], true));
+    assert_eq!(waiters(&o), [(70, 10, false)]);
+    // Later looks list the traced calls in flight only: 70 still waits, unseen by them.
+    o.reconcile(&look(20, vec![receiver(71, Some(15))], false));
+    assert_eq!(waiters(&o), [(70, 10, false), (71, 15, true)]);
+    assert_eq!(o.comm_of(71), Some(Comm::new("rcv")));
+    apply(&mut o, &[msgrcv(70, 9, 8, 0, Some((1, 8)), 25)]);
+    assert_eq!(waiters(&o), [(71, 15, true)], "its msgrcv returned");
+    o.apply(&Event::Process(exit(71, 30)));
+    assert_eq!(waiters(&o), [], "killed in its wait");
+    // A look that walked /proc and found nobody: nobody waits.
+    o.reconcile(&look(40, vec![receiver(72, None)], true));
+    o.reconcile(&look(50, vec![], true));
+    assert_eq!(waiters(&o), []);
 }

@@ -1,15 +1,22 @@
 //! `objects -i ID`: one object in detail, as `ipcs -i` shows it and more: per semaphore its
-//! value, last pid and comm, ncount, zcount and who waits; a queue's counts and last sender and
-//! receiver; a segment's attachments, one process a line with its addresses.
+//! value, last pid and comm, ncount, zcount, who waits and who holds it; a queue's counts, last
+//! sender and receiver and who waits; a segment's attachments, one process a line with its
+//! addresses.
 
 use super::{ago, owner_text, perms_text, who, Table};
 use crate::decoder::syscalls::IpcKind;
-use crate::model::objects::{IpcObject, ObjectState, Queue, Segment, SemaphoreSet};
+use crate::model::holders::HolderSource;
+use crate::model::objects::{IpcObject, ObjectState, Objects, Queue, Segment, SemaphoreSet};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
 /// The detail of every object with this id (ids of different kinds may coincide).
-pub fn render_info(objects: &[&IpcObject], now_ns: u64, users: &HashMap<u32, String>) -> String {
+pub fn render_info(
+    model: &Objects,
+    objects: &[&IpcObject],
+    now_ns: u64,
+    users: &HashMap<u32, String>,
+) -> String {
     let mut out = String::new();
     for o in objects {
         let (title, id_name) = match o.key.kind {
@@ -51,8 +58,11 @@ pub fn render_info(objects: &[&IpcObject], now_ns: u64, users: &HashMap<u32, Str
         }
         match &o.state {
             ObjectState::Shm(s) => segment(&mut out, s),
-            ObjectState::Sem(s) => semaphores(&mut out, s, now_ns),
-            ObjectState::Msg(q) => queue(&mut out, q),
+            ObjectState::Sem(s) => {
+                semaphores(&mut out, s, now_ns);
+                holders(&mut out, model, o, s.sems.len());
+            }
+            ObjectState::Msg(q) => queue(&mut out, q, now_ns),
         }
     }
     out
@@ -156,11 +166,37 @@ fn semaphores(out: &mut String, s: &SemaphoreSet, now_ns: u64) {
     if !waits.is_empty() {
         let _ = writeln!(out, "\nwaiters:\n{}", waits.trim_end());
     }
-    // Holders (who took units and has not given them back) go here once the model keeps them
-    // (issue 11): a "holders:" block like the waiters', one line per holder and semaphore.
 }
 
-fn queue(out: &mut String, q: &Queue) {
+/// Who took units of each semaphore and has not given them back, and how that is known:
+/// `sem[0] sleeper(41) holds 1 (kernel: SEM_UNDO)`.
+fn holders(out: &mut String, model: &Objects, o: &IpcObject, nsems: usize) {
+    let mut lines = String::new();
+    for num in 0..nsems {
+        for h in model.holders(o.key, num) {
+            let how = match h.source {
+                HolderSource::Kernel => "kernel: SEM_UNDO".to_string(),
+                HolderSource::Traced => "traced".to_string(),
+                HolderSource::Inferred => match &h.why {
+                    Some(why) => format!("inferred: {why}"),
+                    None => "inferred".to_string(),
+                },
+            };
+            let gone = if h.exited { ", gone" } else { "" };
+            let _ = writeln!(
+                lines,
+                "  sem[{num}] {} holds {} ({how}{gone})",
+                who(h.pid, h.comm),
+                h.units
+            );
+        }
+    }
+    if !lines.is_empty() {
+        let _ = writeln!(out, "\nholders:\n{}", lines.trim_end());
+    }
+}
+
+fn queue(out: &mut String, q: &Queue, now_ns: u64) {
     let _ = writeln!(
         out,
         "{} messages, {} bytes queued of {} (qbytes)",
@@ -187,5 +223,18 @@ fn queue(out: &mut String, q: &Queue) {
             "while traced: {} bytes sent, {} bytes received",
             q.bytes_sent, q.bytes_received
         );
+    }
+    if !q.waiters.is_empty() {
+        let _ = writeln!(out, "\nwaiters:");
+        for w in &q.waiters {
+            let bound = if w.exact { "" } else { "at least " };
+            let _ = writeln!(
+                out,
+                "  {} waits in {}, {bound}{}",
+                who(w.pid, w.comm),
+                w.op.name(),
+                ago(now_ns.saturating_sub(w.since_ns))
+            );
+        }
     }
 }

@@ -93,6 +93,7 @@ fn world() -> World {
             op: -1,
             flg: 0,
         }],
+        entered_ns: None,
     };
     let snapshot = |taken_ns: u64| KernelSnapshot {
         shm: Some(ShmTable {
@@ -135,6 +136,7 @@ fn world() -> World {
                 Some(2048),
             )],
             msgmnb: Some(16384),
+            ..Default::default()
         }),
         ..Default::default()
     };
