@@ -364,11 +364,13 @@ fn top_in_a_real_terminal_shows_the_workload_and_gives_the_terminal_back() {
     }
 
     // A panic restores the terminal before its one line. The failpoint (debug builds) panics
-    // at the first call traced: a set made under a fourth key, once the screen is up.
+    // at the first call traced: a set made under a fourth key, once the screen is up. Only
+    // semaphores: with --key every shmdt passes the kernel filter (its segment is known only
+    // by address), so another test's shmdt would fire it before the screen is drawn.
     let panic_key = key + 3;
     tmux.start_top(
         &pidfile,
-        &format!("-k {panic_key:#x}"),
+        &format!("--type sem -k {panic_key:#x}"),
         "IPCTRACE_FAILPOINT=panic",
     );
     tmux.wait_for("top with nothing yet", |s| {
