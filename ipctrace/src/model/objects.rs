@@ -68,7 +68,7 @@ pub struct LastOp {
 
 /// A task the kernel names by a pid (a queue's last sender or receiver).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Task {
+pub struct QueueUser {
     pub pid: u32,
     pub tid: u32,
     pub comm: Option<Comm>,
@@ -198,8 +198,8 @@ pub struct Queue {
     pub lspid: u32,
     /// After a receive handed over by msgsnd to a waiting receiver, that receiver's thread id.
     pub lrpid: u32,
-    pub last_send: Option<Task>,
-    pub last_recv: Option<Task>,
+    pub last_send: Option<QueueUser>,
+    pub last_recv: Option<QueueUser>,
     pub bytes_sent: u64,
     pub bytes_received: u64,
     /// (mtype, size) of every queued message, oldest first, while all of them are known: a
@@ -729,7 +729,7 @@ impl Objects {
         let Some(object) = self.table.get_mut(&key) else {
             return;
         };
-        let task = Task {
+        let task = QueueUser {
             pid: call.pid,
             tid: call.tid,
             comm: Some(call.comm),
@@ -920,7 +920,7 @@ impl Objects {
         q.cbytes += size;
         q.bytes_sent += size;
         q.lspid = call.pid;
-        q.last_send = Some(Task {
+        q.last_send = Some(QueueUser {
             pid: call.pid,
             tid: call.tid,
             comm: Some(call.comm),
@@ -950,7 +950,7 @@ impl Objects {
         } else {
             call.pid
         };
-        q.last_recv = Some(Task {
+        q.last_recv = Some(QueueUser {
             pid: call.pid,
             tid: call.tid,
             comm: Some(call.comm),

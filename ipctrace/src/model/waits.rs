@@ -30,7 +30,7 @@ pub struct WaitKey {
 
 /// The process and command of a waiter or waker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Task {
+pub struct Caller {
     pub pid: u32,
     pub comm: Comm,
 }
@@ -49,11 +49,11 @@ pub struct WaitStats {
     /// Blocked waits, nanoseconds, 3 significant digits; made at the first (at 16 KiB and up,
     /// not for each of the many keys whose calls all take the fast path).
     pub hdr: Option<Histogram<u64>>,
-    pub wakers: HashMap<Task, u64>,
-    pub waiters: HashMap<Task, (u64, u64)>, // waits, total blocked ns
+    pub wakers: HashMap<Caller, u64>,
+    pub waiters: HashMap<Caller, (u64, u64)>, // waits, total blocked ns
     /// The process of the latest call, blocked or not: names a `--by process` key whose calls
     /// all took the fast path.
-    pub last_caller: Option<Task>,
+    pub last_caller: Option<Caller>,
 }
 
 /// The log2 slot of a value: 0 for 0, else 1 + floor(log2 v).
@@ -98,15 +98,15 @@ impl WaitStats {
     }
 
     /// Wakers, most first (ties by pid).
-    pub fn top_wakers(&self) -> Vec<(Task, u64)> {
-        let mut v: Vec<(Task, u64)> = self.wakers.iter().map(|(t, n)| (*t, *n)).collect();
+    pub fn top_wakers(&self) -> Vec<(Caller, u64)> {
+        let mut v: Vec<(Caller, u64)> = self.wakers.iter().map(|(t, n)| (*t, *n)).collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         v
     }
 
     fn record(&mut self, call: &Call) {
         self.calls += 1;
-        self.last_caller = Some(Task {
+        self.last_caller = Some(Caller {
             pid: call.pid,
             comm: call.comm,
         });
@@ -127,7 +127,7 @@ impl WaitStats {
         let _ = hdr.record(call.blocked_ns.max(1));
         let waiter = self
             .waiters
-            .entry(Task {
+            .entry(Caller {
                 pid: call.pid,
                 comm: call.comm,
             })
@@ -141,7 +141,7 @@ impl WaitStats {
         {
             *self
                 .wakers
-                .entry(Task {
+                .entry(Caller {
                     pid: w.pid,
                     comm: w.comm,
                 })
@@ -217,8 +217,8 @@ impl Waits {
     }
 
     /// Waiters over all keys: (task, waits, blocked ns), most blocked time first.
-    pub fn top_waiters(&self) -> Vec<(Task, u64, u64)> {
-        let mut all: HashMap<Task, (u64, u64)> = HashMap::new();
+    pub fn top_waiters(&self) -> Vec<(Caller, u64, u64)> {
+        let mut all: HashMap<Caller, (u64, u64)> = HashMap::new();
         for s in self.stats.values() {
             for (t, (n, ns)) in &s.waiters {
                 let e = all.entry(*t).or_default();
@@ -232,8 +232,8 @@ impl Waits {
     }
 
     /// Wakers over all keys, most first.
-    pub fn top_wakers(&self) -> Vec<(Task, u64)> {
-        let mut all: HashMap<Task, u64> = HashMap::new();
+    pub fn top_wakers(&self) -> Vec<(Caller, u64)> {
+        let mut all: HashMap<Caller, u64> = HashMap::new();
         for s in self.stats.values() {
             for (t, n) in &s.wakers {
                 *all.entry(*t).or_default() += n;
@@ -304,7 +304,7 @@ mod tests {
         assert_eq!(
             w.top_wakers()[0],
             (
-                Task {
+                Caller {
                     pid: 20,
                     comm: Comm::new("holder")
                 },

@@ -8,7 +8,7 @@ use crate::decoder::syscalls::{self, IpcKind};
 use crate::decoder::Comm;
 use crate::filter::Filter;
 use crate::model::deadlocks::{Deadlock, SemName};
-use crate::model::objects::{IpcObject, LastOp, ObjectKey, ObjectState, Objects, Task};
+use crate::model::objects::{IpcObject, LastOp, ObjectKey, ObjectState, Objects, QueueUser};
 use crate::session::Totals;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -176,7 +176,7 @@ fn comm_json(comm: Option<Comm>) -> Value {
     comm.map_or(Value::Null, |c| Value::from(c.as_str().as_ref()))
 }
 
-fn task_json(task: Option<Task>) -> Value {
+fn task_json(task: Option<QueueUser>) -> Value {
     task.map_or(
         Value::Null,
         |t| json!({"pid": t.pid, "tid": t.tid, "comm": comm_json(t.comm)}),
@@ -557,7 +557,7 @@ fn values_text(s: &crate::model::objects::SemaphoreSet) -> String {
     }
 }
 
-fn task_text(task: Option<Task>) -> String {
+fn task_text(task: Option<QueueUser>) -> String {
     task.map_or("-".into(), |t| who(t.pid, t.comm))
 }
 

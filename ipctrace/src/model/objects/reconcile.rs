@@ -3,7 +3,7 @@
 //! what only calls can tell (creators, names, last operations) is kept where it still fits.
 
 use super::{
-    Actor, IpcObject, ObjectKey, ObjectState, Objects, Owner, SemWaiter, ShmAttachment, Task,
+    Actor, IpcObject, ObjectKey, ObjectState, Objects, Owner, QueueUser, SemWaiter, ShmAttachment,
 };
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::{Comm, SemOp};
@@ -398,11 +398,11 @@ fn forget_impossible_creator(object: &mut IpcObject, snap: &KernelSnapshot, ctim
 
 /// The task behind a pid the kernel keeps: the one calls named if it matches, else whoever
 /// holds the pid now.
-fn named(known: Option<Task>, pid: u32, snap: &KernelSnapshot) -> Option<Task> {
+fn named(known: Option<QueueUser>, pid: u32, snap: &KernelSnapshot) -> Option<QueueUser> {
     match known {
         _ if pid == 0 => None,
         Some(t) if t.pid == pid || t.tid == pid => Some(t),
-        _ => Some(Task {
+        _ => Some(QueueUser {
             pid,
             tid: pid,
             comm: snap.comm(pid),

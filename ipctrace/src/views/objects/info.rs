@@ -168,7 +168,7 @@ fn queue(out: &mut String, q: &Queue) {
         q.cbytes,
         q.qbytes.map_or("?".to_string(), |n| n.to_string())
     );
-    let task = |t: Option<crate::model::objects::Task>, pid: u32| match t {
+    let task = |t: Option<crate::model::objects::QueueUser>, pid: u32| match t {
         Some(t) => who(t.pid, t.comm),
         None if pid != 0 => pid.to_string(),
         None => "-".to_string(),

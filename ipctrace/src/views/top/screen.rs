@@ -10,7 +10,7 @@ use crate::filter::Filter;
 use crate::loader::KernelCounts;
 use crate::model::activity::Activity;
 use crate::model::objects::{IpcObject, ObjectKey, ObjectState, Objects, SemaphoreSet};
-use crate::model::waits::{Task, WaitStats, Waits};
+use crate::model::waits::{Caller, WaitStats, Waits};
 use crate::views::objects::{ago, shown, who};
 use crate::views::{human_bytes, human_duration};
 use hdrhistogram::Histogram;
@@ -302,7 +302,7 @@ pub fn detail_of(m: &Models, now_ns: u64, open: Option<RowId>) -> Option<Detail>
 #[derive(Default)]
 struct SetWaits {
     hdr: Option<Histogram<u64>>,
-    wakers: HashMap<Task, u64>,
+    wakers: HashMap<Caller, u64>,
     /// Per semaphore (None: calls that named none, such as queues' or unread sembufs).
     by_sem: BTreeMap<Option<u16>, WaitStats>,
 }
@@ -656,8 +656,9 @@ fn queues(m: &Models, now_ns: u64) -> Table {
         };
         let tally = m.activity.object(&o.key).map(|a| a.tally.last_interval);
         let tally = tally.unwrap_or_default();
-        let task =
-            |t: Option<crate::model::objects::Task>| t.map_or("-".into(), |t| who(t.pid, t.comm));
+        let task = |t: Option<crate::model::objects::QueueUser>| {
+            t.map_or("-".into(), |t| who(t.pid, t.comm))
+        };
         let stuck = queue_stuck(m, o, now_ns);
         let fill = q
             .qbytes

@@ -7,7 +7,7 @@ use super::{
     queue_stuck, rate_text, Detail, DetailLine, Models, RowId, SetWaits,
 };
 use crate::model::objects::{IpcObject, ObjectKey, ObjectState};
-use crate::model::waits::{log2_range, Task, LOG2_SLOTS};
+use crate::model::waits::{log2_range, Caller, LOG2_SLOTS};
 use crate::views::objects::{ago, who};
 use crate::views::top::sources;
 use crate::views::trace::args_text;
@@ -156,7 +156,7 @@ fn object_detail(
                     opt_duration(percentile(hdr, 0.99)).0,
                     opt_duration(hdr.filter(|h| !h.is_empty()).map(|h| h.max())).0
                 )));
-                let mut wakers: Vec<(&Task, &u64)> = w.wakers.iter().collect();
+                let mut wakers: Vec<(&Caller, &u64)> = w.wakers.iter().collect();
                 wakers.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
                 if !wakers.is_empty() {
                     let list: Vec<String> = wakers
@@ -181,7 +181,7 @@ fn object_detail(
                 human_bytes(q.bytes_sent),
                 human_bytes(q.bytes_received)
             )));
-            let task = |t: Option<crate::model::objects::Task>| {
+            let task = |t: Option<crate::model::objects::QueueUser>| {
                 t.map_or("-".into(), |t| who(t.pid, t.comm))
             };
             lines.push(text(format!(
