@@ -61,11 +61,11 @@ impl LiveObjects {
     /// After each batch of events, at once rather than at the next refresh: later semops build
     /// on the values a SETALL left unknown. Cheap when there are none.
     pub fn batch_done(&mut self) {
-        for (key, nsems) in self.objects.take_unknown_values() {
+        for (identity, nsems) in self.objects.take_unknown_values() {
             let taken_ns = clock_ns(libc::CLOCK_MONOTONIC) as u64;
             // Gone or unreadable: the next call or refresh says more.
-            if let Ok(values) = ctl::sem_values(key.id, nsems as usize) {
-                self.objects.refresh_sem_values(key, &values, taken_ns);
+            if let Ok(values) = ctl::sem_values(identity.id, nsems as usize) {
+                self.objects.refresh_sem_values(identity, &values, taken_ns);
             }
         }
     }
@@ -81,9 +81,9 @@ impl LiveObjects {
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
         let taken_ns = clock_ns(libc::CLOCK_MONOTONIC) as u64;
-        for key in ahead {
-            if let Ok(nattch) = ctl::shm_nattch(key.id) {
-                self.objects.recount_segment(key, nattch, taken_ns);
+        for identity in ahead {
+            if let Ok(nattch) = ctl::shm_nattch(identity.id) {
+                self.objects.recount_segment(identity, nattch, taken_ns);
             }
         }
         false

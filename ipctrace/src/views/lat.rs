@@ -99,15 +99,15 @@ impl<W: Write> LatView<W> {
                 for w in sem.waiters.iter().filter(|w| waiter_passes(w)) {
                     let key = WaitKey {
                         kind: IpcKind::Sem,
-                        ipc_ns: o.key.ns,
-                        id: o.key.id,
+                        ipc_ns: o.identity.ns,
+                        id: o.identity.id,
                         semnum: (self.waits.by == GroupBy::Semnum).then_some(num as u16),
                         pid: (self.waits.by == GroupBy::Process).then_some(w.pid),
                     };
                     let entry = by_key.entry(key).or_default();
                     entry.waiting.push((*w, num));
                     if !entry.holders.iter().any(|(_, n)| *n == num) {
-                        for h in objects.holders(o.key, num) {
+                        for h in objects.holders(o.identity, num) {
                             entry.holders.push((h, num));
                         }
                     }

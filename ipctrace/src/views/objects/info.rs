@@ -12,12 +12,12 @@ use std::fmt::Write as _;
 pub fn render_info(objects: &[&IpcObject], now_ns: u64, users: &HashMap<u32, String>) -> String {
     let mut out = String::new();
     for o in objects {
-        let (title, id_name) = match o.key.kind {
+        let (title, id_name) = match o.identity.kind {
             IpcKind::Shm => ("Shared Memory Segment", "shmid"),
             IpcKind::Sem => ("Semaphore Array", "semid"),
             IpcKind::Msg => ("Message Queue", "msqid"),
         };
-        let _ = writeln!(out, "\n------ {title} {id_name}={} ------", o.key.id);
+        let _ = writeln!(out, "\n------ {title} {id_name}={} ------", o.identity.id);
         let owner = o.owner.map_or("?".to_string(), |w| {
             format!("{} (uid {}, gid {})", owner_text(o, users), w.uid, w.gid)
         });
@@ -26,7 +26,7 @@ pub fn render_info(objects: &[&IpcObject], now_ns: u64, users: &HashMap<u32, Str
             "key {:#010x}  owner {owner}  perms {}  ipc_ns {}{}",
             o.ipc_key as u32,
             perms_text(o),
-            o.key.ns,
+            o.identity.ns,
             if o.removed {
                 "  removed (lives until the last detach)"
             } else {

@@ -310,12 +310,12 @@ struct SetWaits {
 fn sem_stats(waits: &Waits) -> HashMap<ObjectKey, SetWaits> {
     let mut sets: HashMap<ObjectKey, SetWaits> = HashMap::new();
     for (k, s) in &waits.stats {
-        let key = ObjectKey {
+        let identity = ObjectKey {
             ns: k.ipc_ns,
             kind: k.kind,
             id: k.id,
         };
-        let set = sets.entry(key).or_default();
+        let set = sets.entry(identity).or_default();
         if let Some(h) = &s.hdr {
             match &mut set.hdr {
                 Some(all) => {
@@ -397,7 +397,7 @@ fn holders_text(holders: Option<Vec<Holder>>) -> String {
 fn set_holders(m: &Models, o: &IpcObject, set: &SemaphoreSet) -> Option<Vec<Holder>> {
     let mut all = Vec::new();
     for num in 0..set.sems.len() {
-        all.extend(sources::holders(m.objects, o.key, num)?);
+        all.extend(sources::holders(m.objects, o.identity, num)?);
     }
     Some(all)
 }
@@ -424,9 +424,12 @@ fn semaphores(m: &Models, now_ns: u64, per_set: &HashMap<ObjectKey, SetWaits>) -
         let ObjectState::Sem(set) = &o.state else {
             continue;
         };
-        let tally = m.activity.object(&o.key).map(|a| a.tally.last_interval);
+        let tally = m
+            .activity
+            .object(&o.identity)
+            .map(|a| a.tally.last_interval);
         let tally = tally.unwrap_or_default();
-        let waits = per_set.get(&o.key);
+        let waits = per_set.get(&o.identity);
         let blocked = m.rate(tally.blocked_ns);
         let wait_rate = m.rate(tally.waits);
         let p99 = percentile(waits.and_then(|w| w.hdr.as_ref()), 0.99);
@@ -466,10 +469,10 @@ fn semaphores(m: &Models, now_ns: u64, per_set: &HashMap<ObjectKey, SetWaits>) -
             Severity::Normal
         };
         rows.push(Row {
-            id: RowId::Object(o.key),
+            id: RowId::Object(o.identity),
             cells: vec![
                 key_text(o.ipc_key),
-                o.key.id.to_string(),
+                o.identity.id.to_string(),
                 blocked_text(blocked),
                 rate_text(wait_rate),
                 p99_text,
@@ -480,7 +483,7 @@ fn semaphores(m: &Models, now_ns: u64, per_set: &HashMap<ObjectKey, SetWaits>) -
             ],
             sort: vec![
                 SortKey::Num(o.ipc_key as u32 as f64),
-                SortKey::Num(o.key.id as f64),
+                SortKey::Num(o.identity.id as f64),
                 SortKey::Num(blocked),
                 SortKey::Num(wait_rate),
                 p99_sort,
@@ -573,11 +576,11 @@ fn objects_table(m: &Models, now_ns: u64) -> Table {
         let ago_cell = |ns: Option<u64>| ns.map_or("-".into(), ago);
         let owner = owner_text(o, m.users);
         rows.push(Row {
-            id: RowId::Object(o.key),
+            id: RowId::Object(o.identity),
             cells: vec![
-                o.key.kind.name().to_string(),
+                o.identity.kind.name().to_string(),
                 key_text(o.ipc_key),
-                o.key.id.to_string(),
+                o.identity.id.to_string(),
                 owner.clone(),
                 creator.clone(),
                 attached.to_string(),
@@ -586,9 +589,9 @@ fn objects_table(m: &Models, now_ns: u64) -> Table {
                 ago_cell(age),
             ],
             sort: vec![
-                SortKey::Text(o.key.kind.name().into()),
+                SortKey::Text(o.identity.kind.name().into()),
                 SortKey::Num(o.ipc_key as u32 as f64),
-                SortKey::Num(o.key.id as f64),
+                SortKey::Num(o.identity.id as f64),
                 SortKey::Text(owner),
                 SortKey::Text(creator),
                 SortKey::Num(attached as f64),
@@ -630,7 +633,7 @@ fn queue_stuck(m: &Models, o: &IpcObject, now_ns: u64) -> Option<String> {
     let ObjectState::Msg(q) = &o.state else {
         return None;
     };
-    let activity = m.activity.object(&o.key);
+    let activity = m.activity.object(&o.identity);
     let full = q.qbytes.is_some_and(|l| l > 0 && q.cbytes >= l)
         || activity.is_some_and(|a| a.tally.last_interval.blocked_sends > 0);
     if full {
@@ -654,7 +657,10 @@ fn queues(m: &Models, now_ns: u64) -> Table {
         let ObjectState::Msg(q) = &o.state else {
             continue;
         };
-        let tally = m.activity.object(&o.key).map(|a| a.tally.last_interval);
+        let tally = m
+            .activity
+            .object(&o.identity)
+            .map(|a| a.tally.last_interval);
         let tally = tally.unwrap_or_default();
         let task = |t: Option<crate::model::objects::QueueUser>| {
             t.map_or("-".into(), |t| who(t.pid, t.comm))
@@ -672,10 +678,10 @@ fn queues(m: &Models, now_ns: u64) -> Table {
         }
         let (send, recv) = (task(q.last_send), task(q.last_recv));
         rows.push(Row {
-            id: RowId::Object(o.key),
+            id: RowId::Object(o.identity),
             cells: vec![
                 key_text(o.ipc_key),
-                o.key.id.to_string(),
+                o.identity.id.to_string(),
                 q.qnum.to_string(),
                 fill_bar(q.cbytes, q.qbytes, 6),
                 rate_text(m.rate(tally.sends)),
@@ -686,7 +692,7 @@ fn queues(m: &Models, now_ns: u64) -> Table {
             ],
             sort: vec![
                 SortKey::Num(o.ipc_key as u32 as f64),
-                SortKey::Num(o.key.id as f64),
+                SortKey::Num(o.identity.id as f64),
                 SortKey::Num(q.qnum as f64),
                 SortKey::Num(fill),
                 SortKey::Num(m.rate(tally.sends)),
@@ -721,7 +727,7 @@ fn holdings(m: &Models) -> BTreeMap<u32, (Option<Comm>, Vec<String>)> {
                 for (pid, a) in &s.attached {
                     let e = by_pid.entry(*pid).or_default();
                     e.0 = e.0.or(a.comm);
-                    e.1.push(format!("shm {} attached", o.key.id));
+                    e.1.push(format!("shm {} attached", o.identity.id));
                 }
             }
             ObjectState::Sem(s) => {
@@ -729,7 +735,7 @@ fn holdings(m: &Models) -> BTreeMap<u32, (Option<Comm>, Vec<String>)> {
                     for w in &sem.waiters {
                         let e = by_pid.entry(w.pid).or_default();
                         e.0 = e.0.or(w.comm);
-                        e.1.push(format!("sem {}[{num}] waiting", o.key.id));
+                        e.1.push(format!("sem {}[{num}] waiting", o.identity.id));
                     }
                 }
             }
@@ -821,7 +827,7 @@ fn alerts(m: &Models, now_ns: u64) -> Vec<Alert> {
                     if waited >= m.stuck_ns {
                         stuck.push((
                             waited,
-                            format!("{} on sem {}[{num}]", who(w.pid, w.comm), o.key.id),
+                            format!("{} on sem {}[{num}]", who(w.pid, w.comm), o.identity.id),
                         ));
                     }
                 }
@@ -847,11 +853,14 @@ fn alerts(m: &Models, now_ns: u64) -> Vec<Alert> {
             let text = if why == "FULL" {
                 format!(
                     "queue {} full ({})",
-                    o.key.id,
+                    o.identity.id,
                     fill_bar(q.cbytes, q.qbytes, 0).trim()
                 )
             } else {
-                format!("queue {}: {} msgs, no receive for {why}", o.key.id, q.qnum)
+                format!(
+                    "queue {}: {} msgs, no receive for {why}",
+                    o.identity.id, q.qnum
+                )
             };
             alerts.push(Alert {
                 severity: Severity::Alert,
@@ -885,7 +894,7 @@ fn alerts(m: &Models, now_ns: u64) -> Vec<Alert> {
             severity: Severity::Warn,
             text: format!(
                 "orphan: shm {} {size}, unattached, creator {} gone{more}",
-                first.key.id,
+                first.identity.id,
                 first.creator.map_or(0, |c| c.pid)
             ),
         });

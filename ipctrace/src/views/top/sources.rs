@@ -25,13 +25,13 @@ pub struct Deadlock {
     pub possible: bool,
 }
 
-/// The holders of semaphore `semnum` of set `key`, as the object model knows them (the kernel's
+/// The holders of semaphore `semnum` of set `identity`, as the object model knows them (the kernel's
 /// SEM_UNDO lists, the traced ledger, or a guess, each labelled).
-pub fn holders(objects: &Objects, key: ObjectKey, semnum: usize) -> Option<Vec<Holder>> {
-    objects.get(&key)?.semaphores()?;
+pub fn holders(objects: &Objects, identity: ObjectKey, semnum: usize) -> Option<Vec<Holder>> {
+    objects.get(&identity)?.semaphores()?;
     Some(
         objects
-            .holders(key, semnum)
+            .holders(identity, semnum)
             .into_iter()
             .map(|h| Holder {
                 pid: h.pid,
