@@ -18,7 +18,7 @@ pub enum GroupBy {
 
 /// What one histogram describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WaitKey {
+pub struct WaitGroup {
     pub kind: IpcKind,
     pub ipc_ns: u32,
     pub id: i32,
@@ -37,7 +37,7 @@ pub struct Caller {
 
 pub const LOG2_SLOTS: usize = 64;
 
-/// Waits on one key.
+/// Waits in one group (see `GroupBy`).
 #[derive(Debug, Clone, Default)]
 pub struct WaitStats {
     pub calls: u64,
@@ -47,11 +47,11 @@ pub struct WaitStats {
     pub interrupted: u64,
     pub removed: u64,
     /// Blocked waits, nanoseconds, 3 significant digits; made at the first (at 16 KiB and up,
-    /// not for each of the many keys whose calls all take the fast path).
+    /// not for each of the many groups whose calls all take the fast path).
     pub hdr: Option<Histogram<u64>>,
     pub wakers: HashMap<Caller, u64>,
     pub waiters: HashMap<Caller, (u64, u64)>, // waits, total blocked ns
-    /// The process of the latest call, blocked or not: names a `--by process` key whose calls
+    /// The process of the latest call, blocked or not: names a `--by process` group whose calls
     /// all took the fast path.
     pub last_caller: Option<Caller>,
 }
@@ -168,7 +168,7 @@ pub struct Waits {
     pub by: GroupBy,
     /// Which families count: semaphores, and message queues with `--type msg`.
     pub kinds: Vec<IpcKind>,
-    pub stats: HashMap<WaitKey, WaitStats>,
+    pub stats: HashMap<WaitGroup, WaitStats>,
 }
 
 impl Waits {
@@ -189,7 +189,7 @@ impl Waits {
             return;
         }
         let Some(id) = call.id() else { return };
-        let key = WaitKey {
+        let group = WaitGroup {
             kind: call.kind(),
             ipc_ns: call.ipc_ns,
             id,
@@ -202,11 +202,11 @@ impl Waits {
                 _ => None,
             },
         };
-        self.stats.entry(key).or_default().record(call);
+        self.stats.entry(group).or_default().record(call);
     }
 
     /// Keys with at least one call, hottest (most blocked time) first.
-    pub fn hottest(&self) -> Vec<(&WaitKey, &WaitStats)> {
+    pub fn hottest(&self) -> Vec<(&WaitGroup, &WaitStats)> {
         let mut v: Vec<_> = self.stats.iter().collect();
         v.sort_by(|a, b| {
             b.1.blocked_total_ns
@@ -216,7 +216,7 @@ impl Waits {
         v
     }
 
-    /// Waiters over all keys: (task, waits, blocked ns), most blocked time first.
+    /// Waiters over all groups: (task, waits, blocked ns), most blocked time first.
     pub fn top_waiters(&self) -> Vec<(Caller, u64, u64)> {
         let mut all: HashMap<Caller, (u64, u64)> = HashMap::new();
         for s in self.stats.values() {
@@ -231,7 +231,7 @@ impl Waits {
         v
     }
 
-    /// Wakers over all keys, most first.
+    /// Wakers over all groups, most first.
     pub fn top_wakers(&self) -> Vec<(Caller, u64)> {
         let mut all: HashMap<Caller, u64> = HashMap::new();
         for s in self.stats.values() {
@@ -285,7 +285,7 @@ mod tests {
         w.record(&semop(10, 5, 0, 2_000_000, Some(20), 0));
         w.record(&semop(11, 5, 1, 4_000_000, Some(20), 0));
         w.record(&semop(11, 6, 0, 1_000, Some(21), 0));
-        let s = &w.stats[&WaitKey {
+        let s = &w.stats[&WaitGroup {
             kind: IpcKind::Sem,
             ipc_ns: 0,
             id: 5,
@@ -314,7 +314,7 @@ mod tests {
     }
 
     #[test]
-    fn by_semnum_and_by_process_split_the_keys() {
+    fn by_semnum_and_by_process_split_the_groups() {
         let mut w = Waits::new(GroupBy::Semnum, vec![IpcKind::Sem]);
         w.record(&semop(10, 5, 0, 10, Some(2), 0));
         w.record(&semop(10, 5, 1, 0, None, 0));
@@ -365,13 +365,13 @@ mod tests {
     }
 
     #[test]
-    fn keys_whose_calls_never_block_hold_no_histogram() {
+    fn groups_whose_calls_never_block_hold_no_histogram() {
         let mut w = Waits::new(GroupBy::Object, vec![IpcKind::Sem]);
         for id in 0..100_000 {
             w.record(&semop(10, id, 0, 0, None, 0));
         }
         assert!(w.stats.values().all(|s| s.hdr.is_none()));
-        let s = &w.stats[&WaitKey {
+        let s = &w.stats[&WaitGroup {
             kind: IpcKind::Sem,
             ipc_ns: 0,
             id: 7,
