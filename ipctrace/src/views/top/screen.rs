@@ -4,14 +4,15 @@
 
 mod detail;
 
-use super::sources::{self, Holder};
 use crate::decoder::Comm;
 use crate::filter::Filter;
 use crate::loader::KernelCounts;
 use crate::model::activity::Activity;
+use crate::model::holders::Holder;
 use crate::model::objects::{IpcObject, ObjectKey, ObjectState, Objects, SemaphoreSet};
 use crate::model::waits::{Caller, WaitStats, Waits};
-use crate::views::objects::{ago, shown, who};
+use crate::views::hangs::deadlock_text;
+use crate::views::objects::{ago, shown, shown_deadlocks, who};
 use crate::views::{human_bytes, human_duration};
 use hdrhistogram::Histogram;
 use std::cmp::Ordering;
@@ -381,25 +382,23 @@ fn opt_duration(ns: Option<u64>) -> (String, SortKey) {
     }
 }
 
-fn holders_text(holders: Option<Vec<Holder>>) -> String {
-    match holders {
-        None => "?".into(),
-        Some(h) if h.is_empty() => "-".into(),
-        Some(h) => h
-            .iter()
-            .map(|h| format!("{}x{}", who(h.pid, h.comm), h.units))
-            .collect::<Vec<_>>()
-            .join(","),
+fn holders_text(holders: &[Holder]) -> String {
+    if holders.is_empty() {
+        return "-".into();
     }
+    holders
+        .iter()
+        .map(|h| format!("{}x{}", who(h.pid, h.comm), h.units))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-/// The set's holders over all its semaphores, None when the model cannot tell.
-fn set_holders(m: &Models, o: &IpcObject, set: &SemaphoreSet) -> Option<Vec<Holder>> {
-    let mut all = Vec::new();
-    for num in 0..set.sems.len() {
-        all.extend(sources::holders(m.objects, o.identity, num)?);
-    }
-    Some(all)
+/// The set's holders over all its semaphores (the kernel's SEM_UNDO lists, the traced ledger,
+/// or a guess).
+fn set_holders(m: &Models, o: &IpcObject, set: &SemaphoreSet) -> Vec<Holder> {
+    (0..set.sems.len())
+        .flat_map(|num| m.objects.holders(o.identity, num))
+        .collect()
 }
 
 fn waiters_now(set: &SemaphoreSet) -> u64 {
@@ -439,7 +438,7 @@ fn semaphores(m: &Models, now_ns: u64, per_set: &HashMap<ObjectKey, SetWaits>) -
         let waiting = waiters_now(set);
         let (p99_text, p99_sort) = opt_duration(p99);
         let (longest_text, longest_sort) = opt_duration(longest);
-        let holders = holders_text(set_holders(m, o, set));
+        let holders = holders_text(&set_holders(m, o, set));
         let waker = top_waker(waits);
         let mut pids: Vec<u32> = set
             .sems
@@ -807,13 +806,13 @@ fn processes(m: &Models) -> Table {
 /// The alert line's parts, worst first.
 fn alerts(m: &Models, now_ns: u64) -> Vec<Alert> {
     let mut alerts = Vec::new();
-    for d in sources::deadlocks(m.objects) {
+    for d in shown_deadlocks(m.objects, &Filter::default()) {
         alerts.push(Alert {
             severity: Severity::Alert,
             text: format!(
                 "{}DEADLOCK {}",
                 if d.possible { "possible " } else { "" },
-                d.text
+                deadlock_text(&d)
             ),
         });
     }

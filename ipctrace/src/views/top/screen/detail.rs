@@ -9,7 +9,6 @@ use super::{
 use crate::model::objects::{IpcObject, ObjectKey, ObjectState};
 use crate::model::waits::{log2_range, Caller, LOG2_SLOTS};
 use crate::views::objects::{ago, who};
-use crate::views::top::sources;
 use crate::views::trace::args_text;
 use crate::views::{human_bytes, human_duration};
 use hdrhistogram::Histogram;
@@ -138,7 +137,7 @@ fn object_detail(
                     sem.value.map_or("?".into(), |v| v.to_string()),
                     sem.ncount,
                     sem.zcount,
-                    holders_text(sources::holders(m.objects, o.identity, num)),
+                    holders_text(&m.objects.holders(o.identity, num)),
                     if waiters.is_empty() {
                         "-".into()
                     } else {
