@@ -6,7 +6,8 @@ use super::hangs::HangSources;
 use crate::clock::clock_ns;
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::Event;
-use crate::kernel_view::{ctl, processes, snapshot::KernelSnapshot};
+use crate::kernel_view::processes::{self, ProcessScan, ScanFor};
+use crate::kernel_view::{ctl, snapshot::KernelSnapshot};
 use crate::model::objects::Objects;
 use anyhow::Result;
 
@@ -25,13 +26,19 @@ impl LiveObjects {
     /// The objects that exist now, from /proc and semctl (our namespace). Fails when
     /// /proc/sysvipc cannot be read for one of `kinds`.
     pub fn seed(kinds: &[IpcKind]) -> Result<LiveObjects> {
-        let snapshot = KernelSnapshot::read(kinds, &Default::default())?;
-        Ok(LiveObjects {
+        Ok(Self::seed_with(kinds, ScanFor::default())?.0)
+    }
+
+    /// `seed`, its walk of /proc also reading what `also` asks (see `ProcessScan`), handed back.
+    pub fn seed_with(kinds: &[IpcKind], also: ScanFor) -> Result<(LiveObjects, ProcessScan)> {
+        let (snapshot, scan) = KernelSnapshot::read_with(kinds, &Default::default(), also)?;
+        let live = LiveObjects {
             objects: Objects::from_snapshot(&snapshot),
             kinds: kinds.to_vec(),
             warned: false,
             hangs: None,
-        })
+        };
+        Ok((live, scan))
     }
 
     /// Also reads, now and on each refresh, what names holders and dates waits (see

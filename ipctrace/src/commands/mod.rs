@@ -14,6 +14,7 @@ pub mod trace;
 
 use crate::decoder::syscalls::IpcKind;
 use crate::filter::Filter;
+use crate::kernel_view::processes::{ProcessScan, ScanFor};
 use crate::loader::{Probe, ProbeOptions};
 use crate::model::shm_addresses::ShmAddressBook;
 use anyhow::Result;
@@ -45,10 +46,22 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// What the walk of /proc that seeds a live object model also reads: every process's namespace
+/// (for `other_namespaces_note`), and with `abi` the 32-bit processes (for the session).
+fn seed_scan(abi: bool) -> ScanFor {
+    ScanFor {
+        namespaces: true,
+        abi,
+        ..ScanFor::default()
+    }
+}
+
 /// Says so when processes live in other IPC namespaces (containers): /proc/sysvipc lists the
 /// objects of ipctrace's own namespace only, so theirs are known only from their traced calls.
-fn other_namespaces_note() -> Option<String> {
-    let (processes, namespaces) = crate::kernel_view::processes::in_other_ipc_namespaces();
+/// `scan` read every process's namespace.
+fn other_namespaces_note(scan: &ProcessScan) -> Option<String> {
+    let own = crate::kernel_view::processes::own_ipc_namespace()?;
+    let (processes, namespaces) = scan.in_other_namespaces(own);
     (processes > 0).then(|| {
         format!(
             "note: {processes} processes in {namespaces} other IPC namespace(s): /proc/sysvipc \

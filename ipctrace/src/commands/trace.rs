@@ -144,6 +144,7 @@ pub fn run(args: TraceArgs) -> Result<i32> {
         what: filter.describe(),
         notes: Vec::new(),
         until_exit: command.as_ref().map(FollowedCommand::exit_fd),
+        compat: None,
     };
     let mut watch = TraceWatch {
         live,

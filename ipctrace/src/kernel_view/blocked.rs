@@ -1,7 +1,7 @@
 //! Threads asleep in semop now, read from /proc/<pid>/task/<tid>/syscall and their sembufs
 //! from the caller's memory: the waiters ipctrace did not see start waiting.
 
-use super::processes::{comm_at, ipc_namespace_of};
+use super::processes::{comm_at, ProcessScan, ScanFor};
 use std::fs;
 use std::io;
 
@@ -28,40 +28,42 @@ pub fn parse_syscall_line(line: &str) -> Option<(u64, [u64; 6])> {
     Some((nr, args))
 }
 
-/// Every thread in IPC namespace `ns` (None: any) asleep in semop or semtimedop. Threads that
-/// vanish or whose files we may not read are skipped, as everywhere in /proc.
+/// Every thread in IPC namespace `ns` (None: any) asleep in semop or semtimedop (a
+/// `ProcessScan` for them alone). Threads that vanish or whose files we may not read are
+/// skipped, as everywhere in /proc.
 pub fn blocked_semops(ns: Option<u32>) -> Vec<BlockedSemop> {
+    let what = ScanFor {
+        semop_sleepers: true,
+        ..ScanFor::default()
+    };
+    ProcessScan::read(what).map_or_else(|_| Vec::new(), |scan| scan.sleepers_in(ns))
+}
+
+/// Those of the threads `tids` of process `pid` asleep in semop or semtimedop now.
+pub(super) fn semop_sleepers_of(pid: u32, tids: &[u32]) -> Vec<BlockedSemop> {
     let semop_nrs = [
         crate::decoder::syscalls::Op::Semop.syscall_nr(),
         crate::decoder::syscalls::Op::Semtimedop.syscall_nr(),
     ];
     let mut blocked = Vec::new();
-    let Ok(procs) = fs::read_dir("/proc") else {
-        return blocked;
-    };
-    for pid in procs.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
-        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+    for &tid in tids {
+        let dir = format!("/proc/{pid}/task/{tid}");
+        let Some((nr, args)) = fs::read_to_string(format!("{dir}/syscall"))
+            .ok()
+            .and_then(|line| parse_syscall_line(&line))
+        else {
             continue;
         };
-        for tid in tasks.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
-            let dir = format!("/proc/{pid}/task/{tid}");
-            let Some((nr, args)) = fs::read_to_string(format!("{dir}/syscall"))
-                .ok()
-                .and_then(|line| parse_syscall_line(&line))
-            else {
-                continue;
-            };
-            if !semop_nrs.contains(&nr) || (ns.is_some() && ipc_namespace_of(pid) != ns) {
-                continue;
-            }
-            blocked.push(BlockedSemop {
-                pid,
-                tid,
-                comm: comm_at(&format!("{dir}/comm")).unwrap_or_default(),
-                semid: args[0] as i32,
-                sops: read_sops(pid, args[1], args[2] as usize).unwrap_or_default(),
-            });
+        if !semop_nrs.contains(&nr) {
+            continue;
         }
+        blocked.push(BlockedSemop {
+            pid,
+            tid,
+            comm: comm_at(&format!("{dir}/comm")).unwrap_or_default(),
+            semid: args[0] as i32,
+            sops: read_sops(pid, args[1], args[2] as usize).unwrap_or_default(),
+        });
     }
     blocked
 }
