@@ -104,10 +104,14 @@ fn ids_of_keys(filter: &Filter) -> Vec<(IpcKind, i32)> {
         .collect()
 }
 
-/// Where each process has segments attached now, so a shmdt of one names its segment. With
-/// `--id`/`--key` (`key_ids`: the objects its keys name), only the segments they follow: the
-/// trace view reports no other's shmdt.
-fn shm_addresses_now(filter: &Filter, key_ids: &[(IpcKind, i32)]) -> ShmAddressBook {
+/// Where each process has segments attached now (`scan` read the mappings), so a shmdt of one
+/// names its segment. With `--id`/`--key` (`key_ids`: the objects its keys name), only the
+/// segments they follow: the trace view reports no other's shmdt.
+fn shm_addresses_now(
+    filter: &Filter,
+    key_ids: &[(IpcKind, i32)],
+    scan: &ProcessScan,
+) -> ShmAddressBook {
     let followed = filter.filters_objects().then(|| {
         let by_key = key_ids.iter();
         let shm_by_key = by_key.filter_map(|&(kind, id)| (kind == IpcKind::Shm).then_some(id));
@@ -119,12 +123,10 @@ fn shm_addresses_now(filter: &Filter, key_ids: &[(IpcKind, i32)]) -> ShmAddressB
             .collect::<Vec<_>>()
     });
     let mut book = ShmAddressBook::default();
-    if let Ok(scan) = crate::kernel_view::maps::read_attachments() {
-        for p in scan.processes {
-            for m in p.mappings {
-                if followed.as_ref().is_none_or(|ids| ids.contains(&m.shmid)) {
-                    book.seed(p.pid, m.start, m.shmid);
-                }
+    for p in &scan.attachments.processes {
+        for m in &p.mappings {
+            if followed.as_ref().is_none_or(|ids| ids.contains(&m.shmid)) {
+                book.seed(p.pid, m.start, m.shmid);
             }
         }
     }

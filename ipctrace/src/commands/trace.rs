@@ -9,6 +9,7 @@ use crate::cli::{Common, FollowArgs};
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::Event;
 use crate::filter::{parse_duration, Filter};
+use crate::kernel_view::processes::{ProcessScan, ScanFor};
 use crate::model::deadlocks::ReportedDeadlocks;
 use crate::session::{self, Schedule};
 use crate::session::{Flow, Sink};
@@ -110,7 +111,14 @@ pub fn run(args: TraceArgs) -> Result<i32> {
     filter.validate()?;
     let key_ids = ids_of_keys(&filter);
     let probe = attach(&filter, key_ids.clone(), with_processes())?;
-    let shm_addresses = shm_addresses_now(&filter, &key_ids);
+    // One walk of /proc for the attachments now and the 32-bit processes the session reports.
+    let scan = ProcessScan::read(ScanFor {
+        mappings: true,
+        abi: true,
+        ..ScanFor::default()
+    })
+    .unwrap_or_default();
+    let shm_addresses = shm_addresses_now(&filter, &key_ids, &scan);
     if let Some(nice) = args.nice {
         // Before --user gives up the right to raise it. The runtime runs on this thread.
         // SAFETY: setpriority on ourselves.
@@ -144,7 +152,7 @@ pub fn run(args: TraceArgs) -> Result<i32> {
         what: filter.describe(),
         notes: Vec::new(),
         until_exit: command.as_ref().map(FollowedCommand::exit_fd),
-        compat: None,
+        compat: Some(scan.compat),
     };
     let mut watch = TraceWatch {
         live,
