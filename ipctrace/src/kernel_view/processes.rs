@@ -62,7 +62,8 @@ impl ProcessScan {
                         kept = true;
                     }
                     Ok(None) => {}
-                    // Gone (ENOENT, ESRCH) or protected (EACCES, EPERM): normal, and nothing to tell.
+                    // Gone (ENOENT, ESRCH) or protected (EACCES, EPERM): normal, and nothing
+                    // to tell.
                     Err(_) => scan.attachments.unreadable += 1,
                 }
             }
