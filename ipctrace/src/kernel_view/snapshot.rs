@@ -142,8 +142,8 @@ impl KernelSnapshot {
         let first_look = sem_listed.as_deref().map(SemTable::counts);
         let waited_on = first_look.as_ref().is_some_and(SemTable::waited_on);
         let what = ScanFor {
-            mappings: read_shm,
-            semop_sleepers: waited_on,
+            mappings: read_shm || also.mappings,
+            semop_sleepers: waited_on || also.semop_sleepers,
             ..also
         };
         let scan = if what == ScanFor::default() {
