@@ -194,7 +194,9 @@ impl KernelSnapshot {
             // running, so not in the walk) leaves a counted waiter unnamed. Under contention
             // that is often, so the counts and the walk are taken again, a few times, until
             // they agree, and the closest look is kept.
-            look.blocked = scan.sleepers_in(Some(ns));
+            if waited_on {
+                look.blocked = scan.sleepers_in(Some(ns));
+            }
             let mut best: Option<(usize, SemTable)> = None;
             for again in 0..WAITER_LOOKS {
                 if again > 0 {
