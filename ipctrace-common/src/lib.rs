@@ -96,6 +96,24 @@ pub struct KernelOffsets {
     pub ipc_ns_inum: u32,
 }
 
+/// Where each process's SEM_UNDO adjustments sit (task->sysvsem.undo_list, a list of struct
+/// sem_undo), read from BTF by user space and set once at load as the `sem_undo_lists`
+/// iterator's read-only global `SEM_UNDO_OFFSETS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SemUndoOffsets {
+    pub task_undo_list: u32,
+    /// sem_undo_list.list_proc: the list head.
+    pub list_proc: u32,
+    /// sem_undo.list_proc: the link in each entry.
+    pub undo_list_proc: u32,
+    pub undo_semid: u32,
+    pub undo_semadj: u32,
+    /// Non-zero where semadj is a pointer (older kernels), not the entry's own trailing array
+    /// (6.x).
+    pub semadj_is_pointer: u32,
+}
+
 /// Record kinds: the first `u32` of every ring buffer record.
 pub const RECORD_CALL: u32 = 1;
 pub const RECORD_PROCESS: u32 = 2;
@@ -451,6 +469,7 @@ mod user {
     unsafe impl aya::Pod for super::WaitHistogram {}
     unsafe impl aya::Pod for super::WaitingNow {}
     unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::SemUndoOffsets {}
 }
 
 #[cfg(test)]
@@ -466,6 +485,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<CallInFlight>(), 64);
         // No padding the two sides could disagree on: comms start 8-aligned.
         assert_eq!(core::mem::size_of::<Config>(), 192);
+        assert_eq!(core::mem::size_of::<SemUndoOffsets>(), 24);
         assert_eq!(core::mem::offset_of!(Config, comms), 56);
         assert_eq!(core::mem::size_of::<WaitHistogram>(), 8 * (2 + WAIT_SLOTS));
         assert_eq!(core::mem::size_of::<WaitingNow>(), 32);

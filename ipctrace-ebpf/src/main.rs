@@ -46,7 +46,8 @@ fn config_ref() -> &'static Config {
 
 #[inline(always)]
 fn volatile<T: Copy>(field: *const T) -> T {
-    // SAFETY: `field` points into CONFIG, which is always mapped and initialised.
+    // SAFETY: `field` points into a read-only global (CONFIG, SEM_UNDO_OFFSETS), always mapped
+    // and initialised.
     unsafe { core::ptr::read_volatile(field) }
 }
 
@@ -882,19 +883,30 @@ fn count(counter: u32) {
 
 // ---- Who holds a semaphore: every process's SEM_UNDO adjustments, read by a task iterator
 // that user space runs on demand (no tracing involved; the kernel keeps no such list in /proc).
+/// The undo lists' layout (`ipctrace_common::SemUndoOffsets`), frozen read-only data like
+/// `CONFIG`: each field is a constant to the verifier.
 #[no_mangle]
-static OFFSET_TASK_UNDO_LIST: Global<u32> = Global::new(0);
-#[no_mangle]
-static OFFSET_UNDO_LIST_PROC: Global<u32> = Global::new(0);
-#[no_mangle]
-static OFFSET_SEM_UNDO_LINK: Global<u32> = Global::new(0);
-#[no_mangle]
-static OFFSET_SEM_UNDO_SEMID: Global<u32> = Global::new(0);
-#[no_mangle]
-static OFFSET_SEM_UNDO_SEMADJ: Global<u32> = Global::new(0);
-/// Non-zero where sem_undo.semadj is a pointer rather than the entry's trailing array.
-#[no_mangle]
-static SEMADJ_IS_POINTER: Global<u32> = Global::new(0);
+static SEM_UNDO_OFFSETS: Global<SemUndoOffsets> = Global::new(SemUndoOffsets {
+    task_undo_list: 0,
+    list_proc: 0,
+    undo_list_proc: 0,
+    undo_semid: 0,
+    undo_semadj: 0,
+    semadj_is_pointer: 0,
+});
+
+/// One field of `SEM_UNDO_OFFSETS`, read on its own and volatile, as `config!` reads `CONFIG`.
+macro_rules! undo_offset {
+    ($field:ident) => {
+        volatile(core::ptr::addr_of!(sem_undo_offsets_ref().$field))
+    };
+}
+
+#[inline(always)]
+fn sem_undo_offsets_ref() -> &'static SemUndoOffsets {
+    // SAFETY: Global is repr(transparent) over an initialised SemUndoOffsets.
+    unsafe { &*(&SEM_UNDO_OFFSETS as *const Global<SemUndoOffsets> as *const SemUndoOffsets) }
+}
 
 /// (ipc_ns << 32 | semid) -> nsems, filled by user space before each walk: the kernel's semadj
 /// array ends at nsems and nothing in the entry says where, so nothing past it is read.
@@ -932,7 +944,7 @@ fn try_sem_undo_lists(ctx: *const TaskIterContext) -> Option<()> {
         return None;
     }
     let seq = unsafe { (*meta).seq };
-    let list: *const u8 = unsafe { btf_read(task, OFFSET_TASK_UNDO_LIST.load()) };
+    let list: *const u8 = unsafe { btf_read(task, undo_offset!(task_undo_list)) };
     if list.is_null() {
         return None;
     }
@@ -945,14 +957,14 @@ fn try_sem_undo_lists(ctx: *const TaskIterContext) -> Option<()> {
     // Threads made with CLONE_SYSVSEM (all pthreads) share their leader's list: report it once.
     if pid != tgid {
         let leader: *const u8 = unsafe { btf_read(task, config!(offsets.task_group_leader)) };
-        let leader_list: *const u8 = unsafe { btf_read(leader, OFFSET_TASK_UNDO_LIST.load()) };
+        let leader_list: *const u8 = unsafe { btf_read(leader, undo_offset!(task_undo_list)) };
         if leader_list == list {
             return None;
         }
     }
     // The entries are freed through RCU, which the iterator's program runs under; they are
     // walked with probe reads (a list link is not a BTF pointer to the entry around it).
-    let head = list as u64 + OFFSET_UNDO_LIST_PROC.load() as u64;
+    let head = list as u64 + undo_offset!(list_proc) as u64;
     let mut link: u64 = unsafe { read_kernel(head as *const u64) }.ok()?;
     // Built field by field: a struct literal's zeroed array becomes a byte-loop memset call.
     let mut slot = core::mem::MaybeUninit::<SemUndoRecord>::uninit();
@@ -971,12 +983,12 @@ fn try_sem_undo_lists(ctx: *const TaskIterContext) -> Option<()> {
         if link == head || link == 0 {
             return Some(());
         }
-        let entry = link - OFFSET_SEM_UNDO_LINK.load() as u64;
+        let entry = link - undo_offset!(undo_list_proc) as u64;
         let semid: i32 =
-            unsafe { read_kernel((entry + OFFSET_SEM_UNDO_SEMID.load() as u64) as *const i32) }
+            unsafe { read_kernel((entry + undo_offset!(undo_semid) as u64) as *const i32) }
                 .unwrap_or(-1);
-        let at = entry + OFFSET_SEM_UNDO_SEMADJ.load() as u64;
-        let semadj = if SEMADJ_IS_POINTER.load() != 0 {
+        let at = entry + undo_offset!(undo_semadj) as u64;
+        let semadj = if undo_offset!(semadj_is_pointer) != 0 {
             unsafe { read_kernel(at as *const u64) }.unwrap_or(0)
         } else {
             at

@@ -103,10 +103,13 @@ pub struct Schedule {
     pub notes: Vec<String>,
     /// A pidfd: the session ends when that process exits (the command of `-- CMD`).
     pub until_exit: Option<std::os::fd::RawFd>,
+    /// The 32-bit processes running at start, when the command's own walk of /proc read them
+    /// once attached (None: the session looks).
+    pub compat: Option<Vec<(u32, String)>>,
 }
 
 /// Drives `sink` from `probe` until something stops it; the probe is detached on return.
-pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Result<Totals> {
+pub async fn run(probe: Probe, mut schedule: Schedule, sink: &mut dyn Sink) -> Result<Totals> {
     let Probe {
         events, counters, ..
     } = probe;
@@ -131,7 +134,7 @@ pub async fn run(probe: Probe, schedule: Schedule, sink: &mut dyn Sink) -> Resul
     for note in &schedule.notes {
         eprintln!("{note}");
     }
-    let compat = crate::kernel_view::abi::running_32bit();
+    let compat = (schedule.compat.take()).unwrap_or_else(crate::kernel_view::abi::running_32bit);
     if !compat.is_empty() {
         sink.compat_processes(&compat);
     }

@@ -6,7 +6,7 @@ mod support;
 
 use ipctrace::decoder::syscalls::IpcKind;
 use ipctrace::filter::Filter;
-use ipctrace::model::waits::{GroupBy, WaitKey, WaitStats, Waits};
+use ipctrace::model::waits::{GroupBy, WaitGroup, WaitStats, Waits};
 use support::*;
 
 const MS: u64 = 1_000_000;
@@ -27,7 +27,7 @@ fn stats_for(w: &Waits, id: i32, semnum: Option<u16>) -> &WaitStats {
         .unwrap_or_else(|| {
             panic!(
                 "no stats for {id}/{semnum:?}: {:?}",
-                w.stats.keys().collect::<Vec<&WaitKey>>()
+                w.stats.keys().collect::<Vec<&WaitGroup>>()
             )
         })
 }
@@ -235,7 +235,7 @@ fn msgsnd_on_a_full_queue_and_msgrcv_on_an_empty_one_block() {
 }
 
 /// `lat --by process`: a process that only ever took the fast path is still named, and the
-/// contention summary names the waiter of each key rather than listing one queue twice.
+/// contention summary names the waiter of each group rather than listing one queue twice.
 #[test]
 fn by_process_every_key_names_its_process() {
     use ipctrace::decoder::Event;

@@ -218,8 +218,8 @@ fn assert_agrees_with_kernel(model: &Objects, ids: &BTreeSet<(IpcKind, i32)>, co
     let msg = sysvipc::read_msg().unwrap().objects;
     let mapped = kernel_attachments(ns);
     for &(kind, id) in ids {
-        let key = ObjectKey { ns, kind, id };
-        let object = model.get(&key);
+        let identity = ObjectKey { ns, kind, id };
+        let object = model.get(&identity);
         let what = format!("{context}: {kind} {id}");
         match kind {
             IpcKind::Shm => {
@@ -626,14 +626,14 @@ fn waiters_are_found_in_the_kernel_and_leave_when_their_semop_returns() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let mut model = LiveObjects::seed(&[IpcKind::Sem]).unwrap().into_objects();
-    let key = ObjectKey {
+    let identity = ObjectKey {
         ns: own_ns(),
         kind: IpcKind::Sem,
         id,
     };
     let waiters = |model: &Objects| -> Vec<Vec<(u32, bool)>> {
         model
-            .get(&key)
+            .get(&identity)
             .unwrap()
             .semaphores()
             .unwrap()
@@ -650,7 +650,7 @@ fn waiters_are_found_in_the_kernel_and_leave_when_their_semop_returns() {
     let mut on_sem0 = vec![(decrement.pid, false), (complex.pid, false)];
     on_sem0.sort();
     assert_eq!(waiters(&model), [on_sem0, vec![(for_zero.pid, true)]]);
-    let sems = &model.get(&key).unwrap().semaphores().unwrap().sems;
+    let sems = &model.get(&identity).unwrap().semaphores().unwrap().sems;
     let first_seen = sems[0].waiters[0].since_ns;
     assert_eq!((sems[0].ncount, sems[1].zcount), (2, 1));
     let w = sems[1].waiters[0];
@@ -669,7 +669,7 @@ fn waiters_are_found_in_the_kernel_and_leave_when_their_semop_returns() {
         "its semop returned: no longer waiting"
     );
     assert_eq!(
-        model.get(&key).unwrap().semaphores().unwrap().sems[1].zcount,
+        model.get(&identity).unwrap().semaphores().unwrap().sems[1].zcount,
         0
     );
     reconcile(&mut model, &[IpcKind::Sem]).unwrap();
@@ -677,7 +677,7 @@ fn waiters_are_found_in_the_kernel_and_leave_when_their_semop_returns() {
         waiters(&model),
         [vec![(decrement.pid, false)], vec![(complex.pid, false)]]
     );
-    let sems = &model.get(&key).unwrap().semaphores().unwrap().sems;
+    let sems = &model.get(&identity).unwrap().semaphores().unwrap().sems;
     assert_eq!(
         sems[0].waiters[0].since_ns, first_seen,
         "still the same wait"

@@ -143,6 +143,7 @@ pub fn run(args: ExportArgs) -> Result<i32> {
         what,
         notes: Vec::new(),
         until_exit: None,
+        compat: None,
     };
     if listener.is_some() {
         sink.refresh = Some(refresh.clone());

@@ -32,6 +32,7 @@ pub fn run(common: Common) -> Result<i32> {
         what: format!("{} with empty programs", filter.describe()),
         notes: Vec::new(),
         until_exit: None,
+        compat: None,
     };
     runtime()?.block_on(session::run(probe, schedule, &mut Nothing))?;
     Ok(0)

@@ -137,6 +137,7 @@ pub fn run(args: LatArgs) -> Result<i32> {
         what: format!("{} waits", filter.describe()),
         notes: Vec::new(),
         until_exit: command.as_ref().map(FollowedCommand::exit_fd),
+        compat: None,
     };
     let mut watch = LatWatch { live, view };
     if let Some(command) = command.as_mut() {

@@ -6,8 +6,8 @@ use super::hangs::HangSources;
 use crate::clock::clock_ns;
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::Event;
-use crate::kernel_view::snapshot::{KernelSnapshot, WaiterLooks};
-use crate::kernel_view::{ctl, processes};
+use crate::kernel_view::processes::{self, ProcessScan, ScanFor};
+use crate::kernel_view::{ctl, snapshot::KernelSnapshot, snapshot::WaiterLooks};
 use crate::loader::pending::PendingCalls;
 use crate::model::objects::Objects;
 use anyhow::Result;
@@ -33,15 +33,22 @@ impl LiveObjects {
     /// The objects that exist now, from /proc and semctl (our namespace). Fails when
     /// /proc/sysvipc cannot be read for one of `kinds`.
     pub fn seed(kinds: &[IpcKind]) -> Result<LiveObjects> {
-        let snapshot = KernelSnapshot::read(kinds, &Default::default())?;
-        Ok(LiveObjects {
+        Ok(Self::seed_with(kinds, ScanFor::default())?.0)
+    }
+
+    /// `seed`, its walk of /proc also reading what `also` asks (see `ProcessScan`), handed back.
+    pub fn seed_with(kinds: &[IpcKind], also: ScanFor) -> Result<(LiveObjects, ProcessScan)> {
+        let (snapshot, scan) =
+            KernelSnapshot::read_with(kinds, &Default::default(), also, WaiterLooks::default())?;
+        let live = LiveObjects {
             objects: Objects::from_snapshot(&snapshot),
             kinds: kinds.to_vec(),
             warned: false,
             hangs: None,
             in_flight: None,
             traces_everyone: false,
-        })
+        };
+        Ok((live, scan))
     }
 
     /// Also names waiters from `in_flight` on each refresh; `everyone`: no filter keeps any
@@ -79,11 +86,11 @@ impl LiveObjects {
     /// After each batch of events, at once rather than at the next refresh: later semops build
     /// on the values a SETALL left unknown. Cheap when there are none.
     pub fn batch_done(&mut self) {
-        for (key, nsems) in self.objects.take_unknown_values() {
+        for (identity, nsems) in self.objects.take_unknown_values() {
             let taken_ns = clock_ns(libc::CLOCK_MONOTONIC) as u64;
             // Gone or unreadable: the next call or refresh says more.
-            if let Ok(values) = ctl::sem_values(key.id, nsems as usize) {
-                self.objects.refresh_sem_values(key, &values, taken_ns);
+            if let Ok(values) = ctl::sem_values(identity.id, nsems as usize) {
+                self.objects.refresh_sem_values(identity, &values, taken_ns);
             }
         }
     }
@@ -99,9 +106,9 @@ impl LiveObjects {
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
         let taken_ns = clock_ns(libc::CLOCK_MONOTONIC) as u64;
-        for key in ahead {
-            if let Ok(nattch) = ctl::shm_nattch(key.id) {
-                self.objects.recount_segment(key, nattch, taken_ns);
+        for identity in ahead {
+            if let Ok(nattch) = ctl::shm_nattch(identity.id) {
+                self.objects.recount_segment(identity, nattch, taken_ns);
             }
         }
         false
@@ -154,7 +161,8 @@ pub fn reconcile(objects: &mut Objects, kinds: &[IpcKind]) -> Result<()> {
 /// `reconcile`, with the waiters found where `looks` says.
 fn reconcile_looking(objects: &mut Objects, kinds: &[IpcKind], looks: WaiterLooks) -> Result<()> {
     let ns = processes::own_ipc_namespace().unwrap_or(0);
-    let snapshot = KernelSnapshot::read_looking(kinds, &objects.attached_pids(ns), looks)?;
+    let (snapshot, _) =
+        KernelSnapshot::read_with(kinds, &objects.attached_pids(ns), ScanFor::default(), looks)?;
     objects.reconcile(&snapshot);
     Ok(())
 }

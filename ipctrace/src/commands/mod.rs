@@ -14,6 +14,7 @@ pub mod trace;
 
 use crate::decoder::syscalls::IpcKind;
 use crate::filter::Filter;
+use crate::kernel_view::processes::{ProcessScan, ScanFor};
 use crate::loader::{Probe, ProbeOptions};
 use crate::model::shm_addresses::ShmAddressBook;
 use anyhow::Result;
@@ -45,10 +46,22 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// What the walk of /proc that seeds a live object model also reads: every process's namespace
+/// (for `other_namespaces_note`), and with `abi` the 32-bit processes (for the session).
+fn seed_scan(abi: bool) -> ScanFor {
+    ScanFor {
+        namespaces: true,
+        abi,
+        ..ScanFor::default()
+    }
+}
+
 /// Says so when processes live in other IPC namespaces (containers): /proc/sysvipc lists the
 /// objects of ipctrace's own namespace only, so theirs are known only from their traced calls.
-fn other_namespaces_note() -> Option<String> {
-    let (processes, namespaces) = crate::kernel_view::processes::in_other_ipc_namespaces();
+/// `scan` read every process's namespace.
+fn other_namespaces_note(scan: &ProcessScan) -> Option<String> {
+    let own = crate::kernel_view::processes::own_ipc_namespace()?;
+    let (processes, namespaces) = scan.in_other_namespaces(own);
     (processes > 0).then(|| {
         format!(
             "note: {processes} processes in {namespaces} other IPC namespace(s): /proc/sysvipc \
@@ -91,10 +104,14 @@ fn ids_of_keys(filter: &Filter) -> Vec<(IpcKind, i32)> {
         .collect()
 }
 
-/// Where each process has segments attached now, so a shmdt of one names its segment. With
-/// `--id`/`--key` (`key_ids`: the objects its keys name), only the segments they follow: the
-/// trace view reports no other's shmdt.
-fn shm_addresses_now(filter: &Filter, key_ids: &[(IpcKind, i32)]) -> ShmAddressBook {
+/// Where each process has segments attached now (`scan` read the mappings), so a shmdt of one
+/// names its segment. With `--id`/`--key` (`key_ids`: the objects its keys name), only the
+/// segments they follow: the trace view reports no other's shmdt.
+fn shm_addresses_now(
+    filter: &Filter,
+    key_ids: &[(IpcKind, i32)],
+    scan: &ProcessScan,
+) -> ShmAddressBook {
     let followed = filter.filters_objects().then(|| {
         let by_key = key_ids.iter();
         let shm_by_key = by_key.filter_map(|&(kind, id)| (kind == IpcKind::Shm).then_some(id));
@@ -106,12 +123,10 @@ fn shm_addresses_now(filter: &Filter, key_ids: &[(IpcKind, i32)]) -> ShmAddressB
             .collect::<Vec<_>>()
     });
     let mut book = ShmAddressBook::default();
-    if let Ok(scan) = crate::kernel_view::maps::read_attachments() {
-        for p in scan.processes {
-            for m in p.mappings {
-                if followed.as_ref().is_none_or(|ids| ids.contains(&m.shmid)) {
-                    book.seed(p.pid, m.start, m.shmid);
-                }
+    for p in &scan.attachments.processes {
+        for m in &p.mappings {
+            if followed.as_ref().is_none_or(|ids| ids.contains(&m.shmid)) {
+                book.seed(p.pid, m.start, m.shmid);
             }
         }
     }

@@ -4,7 +4,9 @@
 use super::followed::FollowedCommand;
 use super::hangs::{HangArgs, HangSources};
 use super::live::LiveObjects;
-use super::{attach, exit_code, ids_of_keys, other_namespaces_note, runtime, with_processes};
+use super::{
+    attach, exit_code, ids_of_keys, other_namespaces_note, runtime, seed_scan, with_processes,
+};
 use crate::cli::{parse_seconds, Common, FollowArgs};
 use crate::clock::clock_ns;
 use crate::decoder::syscalls::IpcKind;
@@ -135,11 +137,11 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
         args.common.duration.is_some() || interval.is_some() || !args.follow.command.is_empty();
     let prepared = args.common.prepare(tracing)?;
     if !tracing {
-        let mut live = LiveObjects::seed(&kinds)?;
+        let (mut live, scan) = LiveObjects::seed_with(&kinds, seed_scan(false))?;
         if kinds.contains(&IpcKind::Sem) {
             live = live.with_hangs(HangSources::new(None), true);
         }
-        if let Some(note) = other_namespaces_note() {
+        if let Some(note) = other_namespaces_note(&scan) {
             eprintln!("{note}");
         }
         prepared.drop_privileges()?;
@@ -163,7 +165,7 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
     let probe = attach(&filter, ids_of_keys(&filter), with_processes())?;
     // Seeded once attached: what happens in between is in the kernel's numbers, and its events
     // (stamped before the seed) only add names.
-    let mut live = LiveObjects::seed(&kinds)?;
+    let (mut live, scan) = LiveObjects::seed_with(&kinds, seed_scan(true))?;
     let partial_view =
         !filter.pids.is_empty() || !filter.comms.is_empty() || filter.follow.is_some();
     live.objects_mut().set_partial_view(partial_view);
@@ -185,8 +187,9 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
         duration: args.common.duration,
         interval,
         what: format!("{} objects", filter.describe()),
-        notes: other_namespaces_note().into_iter().collect(),
+        notes: other_namespaces_note(&scan).into_iter().collect(),
         until_exit: command.as_ref().map(FollowedCommand::exit_fd),
+        compat: Some(scan.compat),
     };
     let mut watch = Watch {
         live,

@@ -3,7 +3,7 @@
 
 use super::hangs::HangSources;
 use super::live::LiveObjects;
-use super::{attach, ids_of_keys, other_namespaces_note, runtime, with_processes};
+use super::{attach, ids_of_keys, other_namespaces_note, runtime, seed_scan, with_processes};
 use crate::cli::{parse_seconds, Common};
 use crate::clock::clock_ns;
 use crate::decoder::syscalls::IpcKind;
@@ -74,7 +74,7 @@ pub fn run(args: TopArgs) -> Result<i32> {
     let probe = attach(&filter, ids_of_keys(&filter), with_processes())?;
     // Seeded once attached, as objects --watch does: what happens in between is in the
     // kernel's numbers, and its events only add names.
-    let mut live = LiveObjects::seed(&kinds)?;
+    let (mut live, scan) = LiveObjects::seed_with(&kinds, seed_scan(true))?;
     let partial_view = !filter.pids.is_empty() || !filter.comms.is_empty();
     live.objects_mut().set_partial_view(partial_view);
     if let Ok(in_flight) = probe.pending_calls() {
@@ -110,8 +110,9 @@ pub fn run(args: TopArgs) -> Result<i32> {
         duration: args.common.duration,
         interval: Some(args.interval),
         what: format!("{} for top", filter.describe()),
-        notes: other_namespaces_note().into_iter().collect(),
+        notes: other_namespaces_note(&scan).into_iter().collect(),
         until_exit: None,
+        compat: Some(scan.compat),
     };
     let totals = runtime()?.block_on(session::run(probe, schedule, &mut top));
     // The terminal is back before anything else is said.

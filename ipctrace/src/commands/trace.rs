@@ -9,6 +9,7 @@ use crate::cli::{Common, FollowArgs};
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::Event;
 use crate::filter::{parse_duration, Filter};
+use crate::kernel_view::processes::{ProcessScan, ScanFor};
 use crate::model::deadlocks::ReportedDeadlocks;
 use crate::session::{self, Schedule};
 use crate::session::{Flow, Sink};
@@ -110,7 +111,6 @@ pub fn run(args: TraceArgs) -> Result<i32> {
     filter.validate()?;
     let key_ids = ids_of_keys(&filter);
     let probe = attach(&filter, key_ids.clone(), with_processes())?;
-    let shm_addresses = shm_addresses_now(&filter, &key_ids);
     if let Some(nice) = args.nice {
         // Before --user gives up the right to raise it. The runtime runs on this thread.
         // SAFETY: setpriority on ourselves.
@@ -118,14 +118,26 @@ pub fn run(args: TraceArgs) -> Result<i32> {
             anyhow::bail!("--nice {nice}: {}", std::io::Error::last_os_error());
         }
     }
+    // One walk of /proc for the attachments now, the 32-bit processes the session reports and,
+    // seeding the semaphores, the threads asleep in semop.
+    let what = ScanFor {
+        mappings: true,
+        abi: true,
+        ..ScanFor::default()
+    };
     // Deadlocks are looked for every second, in the kernel's view of the semaphores; the
     // reader of its SEM_UNDO lists is loaded while privileged.
-    let live = match filter.kinds().contains(&IpcKind::Sem) {
-        true => Some(
-            LiveObjects::seed(&[IpcKind::Sem])?.with_hangs(HangSources::new(Some(&probe)), false),
-        ),
-        false => None,
+    let (live, scan) = match filter.kinds().contains(&IpcKind::Sem) {
+        true => {
+            let (live, scan) = LiveObjects::seed_with(&[IpcKind::Sem], what)?;
+            (
+                Some(live.with_hangs(HangSources::new(Some(&probe)), false)),
+                scan,
+            )
+        }
+        false => (None, ProcessScan::read(what).unwrap_or_default()),
     };
+    let shm_addresses = shm_addresses_now(&filter, &key_ids, &scan);
     prepared.drop_privileges()?;
     let mut view = TraceView::new(
         std::io::BufWriter::with_capacity(1 << 16, prepared.out),
@@ -144,6 +156,7 @@ pub fn run(args: TraceArgs) -> Result<i32> {
         what: filter.describe(),
         notes: Vec::new(),
         until_exit: command.as_ref().map(FollowedCommand::exit_fd),
+        compat: Some(scan.compat),
     };
     let mut watch = TraceWatch {
         live,

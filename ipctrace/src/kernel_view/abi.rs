@@ -2,6 +2,7 @@
 //! i386 syscall numbers, which the `syscalls:*` tracepoints never see, so ipctrace reports them
 //! as not covered instead of missing their calls silently.
 
+use super::processes::{ProcessScan, ScanFor};
 use std::io::Read;
 
 /// True if the process runs a 32-bit ELF executable; None if its executable cannot be read.
@@ -15,22 +16,13 @@ pub fn is_32bit(pid: u32) -> Option<bool> {
     (header[..4] == *b"\x7fELF").then_some(header[4] == 1)
 }
 
-/// The 32-bit processes running now, with their command names.
+/// The 32-bit processes running now, with their command names (a `ProcessScan` for them alone).
 pub fn running_32bit() -> Vec<(u32, String)> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
+    let what = ScanFor {
+        abi: true,
+        ..ScanFor::default()
     };
-    let mut found: Vec<(u32, String)> = dir
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| is_32bit(*pid) == Some(true))
-        .map(|pid| {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            (pid, comm.trim().to_string())
-        })
-        .collect();
-    found.sort();
-    found
+    ProcessScan::read(what).map_or_else(|_| Vec::new(), |scan| scan.compat)
 }
 
 #[cfg(test)]

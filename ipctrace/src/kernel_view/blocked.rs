@@ -2,7 +2,7 @@
 //! list (those entered while tracing), or from /proc/<pid>/task/<tid>/syscall (any, also those
 //! ipctrace did not see start waiting); a semop's sembufs from the caller's memory.
 
-use super::processes::{comm_at, ipc_namespace_of};
+use super::processes::{comm_at, ProcessScan, ScanFor};
 use crate::decoder::syscalls::Op;
 use crate::decoder::Comm;
 use ipctrace_common::CallInFlight;
@@ -99,52 +99,50 @@ pub fn parse_syscall_line(line: &str) -> Option<(u64, [u64; 6])> {
 }
 
 /// Every thread in IPC namespace `ns` (None: any) asleep in semop, semtimedop, msgsnd or
-/// msgrcv, as /proc shows it. Threads that vanish or whose files we may not read are skipped,
-/// as everywhere in /proc.
+/// msgrcv, as /proc shows it (a `ProcessScan` for them alone). Threads that vanish or whose
+/// files we may not read are skipped, as everywhere in /proc.
 pub fn blocked_calls(ns: Option<u32>) -> Blocked {
+    let what = ScanFor {
+        sleepers: true,
+        ..ScanFor::default()
+    };
+    ProcessScan::read(what).map_or_else(|_| Blocked::default(), |scan| scan.sleepers_in(ns))
+}
+
+/// Those of the threads `tids` of process `pid` asleep in semop, semtimedop, msgsnd or msgrcv.
+pub(super) fn sleepers_of(pid: u32, tids: &[u32]) -> Blocked {
     let waiting_ops = [Op::Semop, Op::Semtimedop, Op::Msgsnd, Op::Msgrcv];
     let mut blocked = Blocked::default();
-    let Ok(procs) = fs::read_dir("/proc") else {
-        return blocked;
-    };
-    for pid in procs.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
-        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+    for &tid in tids {
+        let dir = format!("/proc/{pid}/task/{tid}");
+        let Some((nr, args)) = fs::read_to_string(format!("{dir}/syscall"))
+            .ok()
+            .and_then(|line| parse_syscall_line(&line))
+        else {
             continue;
         };
-        for tid in tasks.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
-            let dir = format!("/proc/{pid}/task/{tid}");
-            let Some((nr, args)) = fs::read_to_string(format!("{dir}/syscall"))
-                .ok()
-                .and_then(|line| parse_syscall_line(&line))
-            else {
-                continue;
-            };
-            let Some(op) = waiting_ops.into_iter().find(|op| op.syscall_nr() == nr) else {
-                continue;
-            };
-            if ns.is_some() && ipc_namespace_of(pid) != ns {
-                continue;
-            }
-            let comm = comm_at(&format!("{dir}/comm")).unwrap_or_default();
-            if op.is_semop() {
-                blocked.sems.push(BlockedSemop {
-                    pid,
-                    tid,
-                    comm,
-                    semid: args[0] as i32,
-                    sops: read_sops(pid, args[1], args[2] as usize).unwrap_or_default(),
-                    entered_ns: None,
-                });
-            } else {
-                blocked.msgs.push(BlockedMsg {
-                    pid,
-                    tid,
-                    comm,
-                    msqid: args[0] as i32,
-                    op,
-                    entered_ns: None,
-                });
-            }
+        let Some(op) = waiting_ops.into_iter().find(|op| op.syscall_nr() == nr) else {
+            continue;
+        };
+        let comm = comm_at(&format!("{dir}/comm")).unwrap_or_default();
+        if op.is_semop() {
+            blocked.sems.push(BlockedSemop {
+                pid,
+                tid,
+                comm,
+                semid: args[0] as i32,
+                sops: read_sops(pid, args[1], args[2] as usize).unwrap_or_default(),
+                entered_ns: None,
+            });
+        } else {
+            blocked.msgs.push(BlockedMsg {
+                pid,
+                tid,
+                comm,
+                msqid: args[0] as i32,
+                op,
+                entered_ns: None,
+            });
         }
     }
     blocked

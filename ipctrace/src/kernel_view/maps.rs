@@ -1,9 +1,9 @@
 //! Who has which segment mapped now: the SysV mappings in every /proc/<pid>/maps (one shmat
 //! can be several mappings once split), the source for attachments the kernel keeps no list of.
 
-use super::processes::{comm_at, process_start};
+use super::processes::{comm_at, process_start, thread_ids, ProcessScan, ScanFor};
 use crate::decoder::ProcessStart;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::fs;
 use std::io;
 
@@ -74,35 +74,30 @@ pub struct AttachmentScan {
     pub unreadable: usize,
 }
 
-/// Scans /proc/<pid>/maps of every process for SysV shared memory mappings. Fails only when
-/// /proc itself cannot be listed.
+/// Scans /proc/<pid>/maps of every process for SysV shared memory mappings (a `ProcessScan`
+/// for them alone). Fails only when /proc itself cannot be listed.
 pub fn read_attachments() -> Result<AttachmentScan> {
-    let mut scan = AttachmentScan::default();
-    for entry in fs::read_dir("/proc").context("listing /proc")? {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse().ok())
-        else {
-            continue;
-        };
-        match process_attachments(pid) {
-            Ok(Some(process)) => scan.processes.push(process),
-            Ok(None) => {}
-            // Gone (ENOENT, ESRCH) or protected (EACCES, EPERM): normal, and nothing to tell.
-            Err(_) => scan.unreadable += 1,
-        }
-    }
-    scan.processes.sort_by_key(|process| process.pid);
-    Ok(scan)
+    let what = ScanFor {
+        mappings: true,
+        ..ScanFor::default()
+    };
+    Ok(ProcessScan::read(what)?.attachments)
 }
 
 pub fn process_attachments(pid: u32) -> io::Result<Option<ProcessAttachments>> {
+    attachments_of(pid, &mut None)
+}
+
+/// `process_attachments`, with the process's thread ids if already listed (else listed here
+/// when needed, and kept).
+pub(super) fn attachments_of(
+    pid: u32,
+    tids: &mut Option<Vec<u32>>,
+) -> io::Result<Option<ProcessAttachments>> {
     let mut maps = fs::read(format!("/proc/{pid}/maps"))?;
     if maps.is_empty() {
         // A leader that exited before its other threads shows no mappings of its own.
-        maps = other_thread_maps(pid);
+        maps = other_thread_maps(pid, tids.get_or_insert_with(|| thread_ids(pid)));
     }
     let mappings = parse_sysv_maps(&String::from_utf8_lossy(&maps));
     if mappings.is_empty() {
@@ -118,12 +113,9 @@ pub fn process_attachments(pid: u32) -> io::Result<Option<ProcessAttachments>> {
 }
 
 /// The maps of the first other thread of `pid` that has any (empty if none has).
-fn other_thread_maps(pid: u32) -> Vec<u8> {
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .filter_map(|task| task.ok()?.file_name().to_str()?.parse::<u32>().ok())
+fn other_thread_maps(pid: u32, tids: &[u32]) -> Vec<u8> {
+    tids.iter()
+        .copied()
         .filter(|&tid| tid != pid)
         .filter_map(|tid| fs::read(format!("/proc/{pid}/task/{tid}/maps")).ok())
         .find(|maps| !maps.is_empty())

@@ -1,9 +1,132 @@
-//! What /proc says of a process: its name, IPC namespace and start time (with its pid, who it
-//! is), for naming the pids the kernel's tables and the traced calls carry.
+//! What /proc says of processes: one walk of /proc (`ProcessScan`) that reads of each what the
+//! kernel view needs at that moment, and a process's name, IPC namespace and start time (with
+//! its pid, who it is), for naming the pids the kernel's tables and the traced calls carry.
 
+use super::abi;
+use super::blocked::{self, Blocked};
+use super::maps::{self, AttachmentScan};
 use crate::decoder::ProcessStart;
+use anyhow::{Context, Result};
+use std::collections::BTreeSet;
 use std::fs;
 use std::io;
+
+/// What a `ProcessScan` reads of each process, beside its pid.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanFor {
+    /// Every process's IPC namespace; without it, only the namespaces of the processes the
+    /// other reads keep.
+    pub namespaces: bool,
+    /// The ELF class of every process's executable: 32-bit processes are not covered.
+    pub abi: bool,
+    /// Its SysV shared memory mappings (/proc/<pid>/maps).
+    pub mappings: bool,
+    /// Its threads asleep in semop, msgsnd or msgrcv (/proc/<pid>/task/<tid>/syscall).
+    pub sleepers: bool,
+}
+
+/// One walk of /proc, reading of each process what `ScanFor` asked: the attachments, the
+/// threads asleep in calls that wait, the 32-bit processes and the IPC namespaces the kernel view needs at
+/// one moment, for one listing of /proc instead of one each.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessScan {
+    /// The processes with SysV mappings, of every namespace (see `namespace`).
+    pub attachments: AttachmentScan,
+    /// Threads asleep in semop, msgsnd or msgrcv, of every namespace.
+    pub sleepers: Blocked,
+    /// The 32-bit processes, with their command names, by pid.
+    pub compat: Vec<(u32, String)>,
+    /// The IPC namespace of each process read (None: gone or unreadable), by pid.
+    namespaces: Vec<(u32, Option<u32>)>,
+}
+
+impl ProcessScan {
+    /// Walks /proc once. Processes that exit during the walk or whose files we may not read are
+    /// skipped (unreadable maps are counted). Fails only when /proc itself cannot be listed.
+    pub fn read(what: ScanFor) -> Result<ProcessScan> {
+        let mut scan = ProcessScan::default();
+        for entry in fs::read_dir("/proc").context("listing /proc")? {
+            let Some(pid) = entry
+                .ok()
+                .and_then(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let mut kept = false;
+            // Listed once, if the maps or the sleepers need them.
+            let mut tids: Option<Vec<u32>> = None;
+            if what.mappings {
+                match maps::attachments_of(pid, &mut tids) {
+                    Ok(Some(process)) => {
+                        scan.attachments.processes.push(process);
+                        kept = true;
+                    }
+                    Ok(None) => {}
+                    // Gone (ENOENT, ESRCH) or protected (EACCES, EPERM): normal, and nothing
+                    // to tell.
+                    Err(_) => scan.attachments.unreadable += 1,
+                }
+            }
+            if what.sleepers {
+                let tids = tids.get_or_insert_with(|| thread_ids(pid));
+                let asleep = blocked::sleepers_of(pid, tids);
+                kept |= !asleep.sems.is_empty() || !asleep.msgs.is_empty();
+                scan.sleepers.sems.extend(asleep.sems);
+                scan.sleepers.msgs.extend(asleep.msgs);
+            }
+            if what.abi && abi::is_32bit(pid) == Some(true) {
+                let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                scan.compat.push((pid, comm.trim().to_string()));
+            }
+            if what.namespaces || kept {
+                scan.namespaces.push((pid, ipc_namespace_of(pid)));
+            }
+        }
+        scan.attachments
+            .processes
+            .sort_by_key(|process| process.pid);
+        scan.compat.sort();
+        scan.namespaces.sort_unstable();
+        Ok(scan)
+    }
+
+    /// The IPC namespace of a process the scan kept (None: not read, gone or unreadable).
+    pub fn namespace(&self, pid: u32) -> Option<u32> {
+        let at = self
+            .namespaces
+            .binary_search_by_key(&pid, |(p, _)| *p)
+            .ok()?;
+        self.namespaces[at].1
+    }
+
+    /// The threads asleep in calls that wait, of IPC namespace `ns` (None: any).
+    pub fn sleepers_in(&self, ns: Option<u32>) -> Blocked {
+        let ours = |pid: u32| ns.is_none() || self.namespace(pid) == ns;
+        Blocked {
+            sems: (self.sleepers.sems.iter())
+                .filter(|b| ours(b.pid))
+                .cloned()
+                .collect(),
+            msgs: (self.sleepers.msgs.iter())
+                .filter(|b| ours(b.pid))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Processes in IPC namespaces other than `own`, and how many such namespaces (with
+    /// `ScanFor::namespaces`). Processes we may not look at are not counted.
+    pub fn in_other_namespaces(&self, own: u32) -> (usize, usize) {
+        let others: Vec<u32> = self
+            .namespaces
+            .iter()
+            .filter_map(|(_, ns)| *ns)
+            .filter(|ns| *ns != own)
+            .collect();
+        let namespaces: BTreeSet<u32> = others.iter().copied().collect();
+        (others.len(), namespaces.len())
+    }
+}
 
 pub(super) fn comm_at(path: &str) -> io::Result<String> {
     let comm = fs::read(path)?;
@@ -27,22 +150,14 @@ pub fn own_ipc_namespace() -> Option<u32> {
     ipc_namespace_at("/proc/self/ns/ipc")
 }
 
-/// Processes in IPC namespaces other than ours, and how many such namespaces: their objects are
-/// not in our /proc/sysvipc. Processes we may not look at are not counted.
-pub fn in_other_ipc_namespaces() -> (usize, usize) {
-    let Some(own) = own_ipc_namespace() else {
-        return (0, 0);
+/// The ids of the threads of process `pid` (empty if it is gone or unreadable).
+pub(super) fn thread_ids(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
     };
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return (0, 0);
-    };
-    let others: Vec<u32> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(ipc_namespace_of)
-        .filter(|ns| *ns != own)
-        .collect();
-    let namespaces: std::collections::BTreeSet<u32> = others.iter().copied().collect();
-    (others.len(), namespaces.len())
+    tasks
+        .filter_map(|task| task.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
 }
 
 fn ipc_namespace_at(path: &str) -> Option<u32> {

@@ -4,8 +4,8 @@
 
 use super::blocked::{self, Blocked, BlockedMsg, BlockedSemop};
 use super::ctl::{self, SemValue};
-use super::maps::{self, ProcessAttachments};
-use super::processes;
+use super::maps::ProcessAttachments;
+use super::processes::{self, ProcessScan, ScanFor};
 use super::sysvipc::{self, MsgQueue, SemSet, ShmSeg};
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::Comm;
@@ -74,6 +74,33 @@ impl WaiterLooks<'_> {
 const WAITER_LOOKS: usize = 3;
 
 impl SemTable {
+    /// One look at the counts of the sets `listed`, the sleeping threads not yet searched for.
+    fn counts(listed: &[SemSet]) -> SemTable {
+        let taken_ns = now_ns();
+        let sets = listed
+            .iter()
+            .map(|set| {
+                let values = ctl::sem_values(set.semid, set.nsems as usize).ok();
+                (set.clone(), values)
+            })
+            .collect();
+        SemTable {
+            taken_ns,
+            sets,
+            blocked: Vec::new(),
+        }
+    }
+
+    /// Whether some semaphore has a thread waiting on it: only then is /proc searched for them.
+    fn waited_on(&self) -> bool {
+        self.sets.iter().any(|(_, values)| {
+            values
+                .iter()
+                .flatten()
+                .any(|v| v.ncount > 0 || v.zcount > 0)
+        })
+    }
+
     /// Waiters the kernel counts that the walk of sleeping threads did not find.
     pub fn unnamed_waiters(&self) -> usize {
         self.sets
@@ -104,20 +131,45 @@ pub struct MsgTable {
     pub scanned: bool,
 }
 
+impl MsgTable {
+    /// The queues and their limits, as the kernel has them now; no waiters yet.
+    fn counts() -> Result<MsgTable> {
+        let taken_ns = now_ns();
+        let queues = sysvipc::read_msg()?
+            .objects
+            .into_iter()
+            .map(|q| {
+                let qbytes = ctl::msg_qbytes(q.msqid).ok();
+                (q, qbytes)
+            })
+            .collect();
+        Ok(MsgTable {
+            taken_ns,
+            queues,
+            msgmnb: ctl::read_msgmnb(),
+            blocked: Vec::new(),
+            scanned: false,
+        })
+    }
+}
+
 impl KernelSnapshot {
     /// Reads the kinds asked for. `believed_attached` are pids the caller thinks have segments
     /// mapped: those whose maps turn out unreadable are listed as such. Fails when our namespace
     /// or a /proc/sysvipc table cannot be read.
     pub fn read(kinds: &[IpcKind], believed_attached: &BTreeSet<u32>) -> Result<KernelSnapshot> {
-        KernelSnapshot::read_looking(kinds, believed_attached, WaiterLooks::default())
+        let looks = WaiterLooks::default();
+        Ok(Self::read_with(kinds, believed_attached, ScanFor::default(), looks)?.0)
     }
 
-    /// `read`, with the waiters found where `looks` says.
-    pub fn read_looking(
+    /// `read`, with the waiters found where `looks` says, its one walk of /proc also reading
+    /// what `also` asks (every process's namespace, the 32-bit processes), handed back beside it.
+    pub fn read_with(
         kinds: &[IpcKind],
         believed_attached: &BTreeSet<u32>,
+        also: ScanFor,
         looks: WaiterLooks,
-    ) -> Result<KernelSnapshot> {
+    ) -> Result<(KernelSnapshot, ProcessScan)> {
         let ns = processes::own_ipc_namespace().context("reading /proc/self/ns/ipc")?;
         let mut snap = KernelSnapshot {
             ns,
@@ -127,20 +179,67 @@ impl KernelSnapshot {
         };
         let mut named: BTreeSet<u32> = BTreeSet::new();
         let mut creators: Vec<u32> = Vec::new();
-        if kinds.contains(&IpcKind::Shm) {
+        let read_shm = kinds.contains(&IpcKind::Shm);
+        // The semaphore counts come before the walk of /proc, the segment counts after it (see
+        // below), so that one walk serves both.
+        let sem_listed = if kinds.contains(&IpcKind::Sem) {
+            Some(sysvipc::read_sem()?.objects)
+        } else {
+            None
+        };
+        let mut first_look = sem_listed.as_deref().map(SemTable::counts);
+        let waited_on = first_look.as_ref().is_some_and(SemTable::waited_on);
+        // The queues too, for the same walk to find their waiters.
+        let queues = if kinds.contains(&IpcKind::Msg) {
+            Some(MsgTable::counts()?)
+        } else {
+            None
+        };
+        // The traced calls in flight first: /proc is walked for sleepers only for what they
+        // cannot name (waits begun before tracing, callers not traced, queues at first).
+        let traced = if waited_on || queues.is_some() {
+            looks.in_flight(ns)
+        } else {
+            None
+        };
+        if let (Some(look), true) = (&mut first_look, waited_on) {
+            look.blocked = traced.as_ref().map_or(Vec::new(), |b| b.sems.clone());
+        }
+        let sems_unnamed = first_look
+            .as_ref()
+            .is_some_and(|look| waited_on && (traced.is_none() || look.unnamed_waiters() > 0));
+        let queues_scanned = traced.is_none() || looks.scan_queues;
+        let scan_queues = queues_scanned && queues.as_ref().is_some_and(|q| !q.queues.is_empty());
+        let what = ScanFor {
+            mappings: read_shm || also.mappings,
+            sleepers: sems_unnamed || scan_queues || also.sleepers,
+            ..also
+        };
+        let scan = if what == ScanFor::default() {
+            ProcessScan::default()
+        } else {
+            match ProcessScan::read(what) {
+                Ok(scan) => scan,
+                Err(e) if read_shm => return Err(e),
+                // Without the sleeping threads, the waiters stay unnamed.
+                Err(_) => ProcessScan::default(),
+            }
+        };
+        if read_shm {
             // The maps first, then the counts, and the time after the counts: a process that
             // forks or exits during the scan is then in the counts as it is after it, and its
             // fork or exit event (older than `taken_ns`) brings the scanned list in line without
             // counting it twice. Counts read first would keep those that exited mid-scan, and
             // NATTCH would exceed the ATTACHED list until the next look.
-            let scan = maps::read_attachments()?;
             let segments = sysvipc::read_shm()?.objects;
             let taken_ns = now_ns();
             let mappings: Vec<ProcessAttachments> = scan
+                .attachments
                 .processes
-                .into_iter()
+                .iter()
                 // A process in another namespace maps that namespace's segment with this id.
-                .filter(|p| processes::ipc_namespace_of(p.pid).is_none_or(|n| n == ns))
+                .filter(|p| scan.namespace(p.pid).is_none_or(|n| n == ns))
+                .cloned()
                 .collect();
             let unreadable = believed_attached
                 .iter()
@@ -159,46 +258,33 @@ impl KernelSnapshot {
                 unreadable,
             });
         }
-        if kinds.contains(&IpcKind::Sem) {
-            let listed = sysvipc::read_sem()?.objects;
+        if let (Some(listed), Some(mut look)) = (&sem_listed, first_look) {
             // The counts and the /proc walk are two moments: a waiter woken between them (and
             // running, so not in the walk) leaves a counted waiter unnamed. Under contention
             // that is often, so the counts and the walk are taken again, a few times, until
             // they agree, and the closest look is kept.
+            if sems_unnamed {
+                let mut found = traced.clone().unwrap_or_default();
+                found.add_missing(scan.sleepers_in(Some(ns)));
+                look.blocked = found.sems;
+            }
             let mut best: Option<(usize, SemTable)> = None;
-            for _ in 0..WAITER_LOOKS {
-                let taken_ns = now_ns();
-                let sets: Vec<(SemSet, Option<Vec<SemValue>>)> = listed
-                    .iter()
-                    .map(|set| {
-                        let values = ctl::sem_values(set.semid, set.nsems as usize).ok();
-                        (set.clone(), values)
-                    })
-                    .collect();
-                let waited_on = sets.iter().any(|(_, values)| {
-                    values
-                        .iter()
-                        .flatten()
-                        .any(|v| v.ncount > 0 || v.zcount > 0)
-                });
-                let mut table = SemTable {
-                    taken_ns,
-                    sets,
-                    blocked: Vec::new(),
-                };
-                if waited_on {
-                    let traced = looks.in_flight(ns);
-                    table.blocked = traced.as_ref().map_or(Vec::new(), |b| b.sems.clone());
-                    // Waits begun before tracing, or by callers not traced: /proc alone shows them.
-                    if traced.is_none() || table.unnamed_waiters() > 0 {
-                        let mut found = traced.unwrap_or_default();
-                        found.add_missing(blocked::blocked_calls(Some(ns)));
-                        table.blocked = found.sems;
+            for again in 0..WAITER_LOOKS {
+                if again > 0 {
+                    look = SemTable::counts(listed);
+                    if look.waited_on() {
+                        let traced = looks.in_flight(ns);
+                        look.blocked = traced.as_ref().map_or(Vec::new(), |b| b.sems.clone());
+                        if traced.is_none() || look.unnamed_waiters() > 0 {
+                            let mut found = traced.unwrap_or_default();
+                            found.add_missing(blocked::blocked_calls(Some(ns)));
+                            look.blocked = found.sems;
+                        }
                     }
                 }
-                let unnamed = table.unnamed_waiters();
+                let unnamed = look.unnamed_waiters();
                 if best.as_ref().is_none_or(|(fewest, _)| unnamed < *fewest) {
-                    best = Some((unnamed, table));
+                    best = Some((unnamed, std::mem::take(&mut look)));
                 }
                 if unnamed == 0 {
                     break;
@@ -210,32 +296,17 @@ impl KernelSnapshot {
             }
             snap.sem = Some(table);
         }
-        if kinds.contains(&IpcKind::Msg) {
-            let taken_ns = now_ns();
-            let queues: Vec<(MsgQueue, Option<u64>)> = sysvipc::read_msg()?
-                .objects
-                .into_iter()
-                .map(|q| {
-                    let qbytes = ctl::msg_qbytes(q.msqid).ok();
-                    (q, qbytes)
-                })
-                .collect();
-            for (q, _) in &queues {
+        if let Some(mut table) = queues {
+            for (q, _) in &table.queues {
                 named.extend([q.lspid, q.lrpid]);
             }
-            let traced = looks.in_flight(ns);
-            let scanned = traced.is_none() || looks.scan_queues;
             let mut found = traced.unwrap_or_default();
-            if scanned && !queues.is_empty() {
-                found.add_missing(blocked::blocked_calls(Some(ns)));
+            if scan_queues {
+                found.add_missing(scan.sleepers_in(Some(ns)));
             }
-            snap.msg = Some(MsgTable {
-                taken_ns,
-                queues,
-                msgmnb: ctl::read_msgmnb(),
-                blocked: found.msgs,
-                scanned,
-            });
+            table.blocked = found.msgs;
+            table.scanned = queues_scanned;
+            snap.msg = Some(table);
         }
         named.remove(&0);
         for pid in named {
@@ -248,7 +319,7 @@ impl KernelSnapshot {
                 snap.started.insert(pid, start);
             }
         }
-        Ok(snap)
+        Ok((snap, scan))
     }
 
     /// The name of a process the tables name, if it still runs.

@@ -543,3 +543,78 @@ fn a_split_attachment_is_several_mappings() {
         .unwrap();
     assert_eq!(seg.nattch, 3);
 }
+
+#[test]
+fn one_walk_of_proc_sees_our_namespace_a_childs_mapping_and_its_sleep_in_semop() {
+    let segment = Segment::new(4096);
+    // SAFETY: plain syscalls on objects this test owns.
+    let set = SemaphoreSet(ok(
+        unsafe { libc::semget(libc::IPC_PRIVATE, 1, libc::IPC_CREAT | 0o600) },
+        "semget",
+    ));
+    // The child inherits the attachment and sleeps in semop (value 0) until killed; it only
+    // makes async-signal-safe calls.
+    // SAFETY: see above.
+    let child = ok(unsafe { libc::fork() }, "fork");
+    if child == 0 {
+        let mut take = libc::sembuf {
+            sem_num: 0,
+            sem_op: -1,
+            sem_flg: 0,
+        };
+        unsafe {
+            libc::semop(set.0, &mut take, 1);
+            libc::_exit(0);
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // SAFETY: GETNCNT takes no fourth argument.
+    while unsafe { libc::semctl(set.0, 0, libc::GETNCNT) } < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never slept"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let scan = ProcessScan::read(ScanFor {
+        namespaces: true,
+        abi: true,
+        mappings: true,
+        sleepers: true,
+    });
+    // SAFETY: the child is ours.
+    unsafe {
+        libc::kill(child, libc::SIGKILL);
+        libc::waitpid(child, std::ptr::null_mut(), 0);
+    }
+    let scan = scan.unwrap();
+    let child = child as u32;
+    let own = own_ipc_namespace();
+    assert!(own.is_some());
+    assert_eq!(scan.namespace(our_pid()), own);
+    assert_eq!(scan.namespace(child), own);
+    let mapped = |pid: u32| {
+        scan.attachments
+            .processes
+            .iter()
+            .filter(|p| p.pid == pid)
+            .flat_map(|p| &p.mappings)
+            .any(|m| m.shmid == segment.shmid)
+    };
+    assert!(mapped(our_pid()) && mapped(child));
+    let asleep: Vec<(u32, i32)> = scan
+        .sleepers_in(own)
+        .sems
+        .iter()
+        .filter(|b| b.semid == set.0)
+        .map(|b| (b.pid, b.semid))
+        .collect();
+    assert_eq!(asleep, [(child, set.0)]);
+    let elsewhere = own.map(|own| own.wrapping_add(1));
+    assert!(scan
+        .sleepers_in(elsewhere)
+        .sems
+        .iter()
+        .all(|b| b.pid != child));
+    assert!(scan.compat.iter().all(|(pid, _)| *pid != our_pid()));
+}

@@ -36,32 +36,18 @@ fn offsets_from(btf: &KernelBtf) -> Result<KernelOffsets> {
     }
 }
 
-/// Where each process's SEM_UNDO adjustments sit (task->sysvsem.undo_list, a list of
-/// struct sem_undo), for the `sem_undo_lists` iterator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SemUndoOffsets {
-    pub task_undo_list: u32,
-    /// sem_undo_list.list_proc: the list head.
-    pub list_proc: u32,
-    /// sem_undo.list_proc: the link in each entry.
-    pub undo_list_proc: u32,
-    pub undo_semid: u32,
-    pub undo_semadj: u32,
-    /// semadj is a pointer (older kernels), not the entry's own trailing array (6.x).
-    pub semadj_is_pointer: bool,
-}
+pub use ipctrace_common::SemUndoOffsets;
 
-impl SemUndoOffsets {
-    pub fn from_btf(btf: &KernelBtf) -> Result<Self> {
-        Ok(Self {
-            task_undo_list: btf.member_offset("task_struct", &["sysvsem", "undo_list"])?,
-            list_proc: btf.member_offset("sem_undo_list", &["list_proc"])?,
-            undo_list_proc: btf.member_offset("sem_undo", &["list_proc"])?,
-            undo_semid: btf.member_offset("sem_undo", &["semid"])?,
-            undo_semadj: btf.member_offset("sem_undo", &["semadj"])?,
-            semadj_is_pointer: btf.member_is_pointer("sem_undo", "semadj")?,
-        })
-    }
+/// Where each process's SEM_UNDO adjustments sit, for the `sem_undo_lists` iterator.
+pub fn sem_undo_offsets(btf: &KernelBtf) -> Result<SemUndoOffsets> {
+    Ok(SemUndoOffsets {
+        task_undo_list: btf.member_offset("task_struct", &["sysvsem", "undo_list"])?,
+        list_proc: btf.member_offset("sem_undo_list", &["list_proc"])?,
+        undo_list_proc: btf.member_offset("sem_undo", &["list_proc"])?,
+        undo_semid: btf.member_offset("sem_undo", &["semid"])?,
+        undo_semadj: btf.member_offset("sem_undo", &["semadj"])?,
+        semadj_is_pointer: btf.member_is_pointer("sem_undo", "semadj")? as u32,
+    })
 }
 
 struct Member {
@@ -300,12 +286,12 @@ mod tests {
     #[test]
     fn sem_undo_layout_of_the_running_kernel() {
         let data = std::fs::read("/sys/kernel/btf/vmlinux").unwrap();
-        let o = SemUndoOffsets::from_btf(&KernelBtf::parse(&data).unwrap()).unwrap();
+        let o = sem_undo_offsets(&KernelBtf::parse(&data).unwrap()).unwrap();
         // sem_undo starts with its list_proc link; semid and semadj come last.
         assert_eq!(o.undo_list_proc, 0);
         assert!(o.undo_semadj > o.undo_semid && o.list_proc > 0);
         // 6.x keeps semadj[] inline at the end of the entry (a flexible array).
-        assert!(!o.semadj_is_pointer);
+        assert_eq!(o.semadj_is_pointer, 0);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `sem_undo_lists` task iterator (loaded once, attached only while it is read) and returns its
 //! raw records. This is the only place the kernel's per-process undo lists can be seen.
 
-use crate::loader::btf::{self, SemUndoOffsets};
+use crate::loader::btf;
 use anyhow::{anyhow, Context, Result};
 use aya::maps::HashMap;
 use aya::programs::Iter;
@@ -23,23 +23,17 @@ impl SemUndoReader {
         let path = btf::VMLINUX;
         let data = std::fs::read(path).with_context(|| format!("reading {path}"))?;
         let lean = btf::KernelBtf::parse(&data)?;
-        let undo = SemUndoOffsets::from_btf(&lean)?;
+        let undo = btf::sem_undo_offsets(&lean)?;
         let config = ipctrace_common::Config {
             offsets: btf::offsets_from_vmlinux(&data)?,
             ..ipctrace_common::Config::DEFAULT
         };
         drop(data);
-        let semadj_is_pointer = undo.semadj_is_pointer as u32;
         let mut loader = EbpfLoader::new();
         loader
             .btf(None)
             .override_global("CONFIG", &config, true)
-            .override_global("OFFSET_TASK_UNDO_LIST", &undo.task_undo_list, true)
-            .override_global("OFFSET_UNDO_LIST_PROC", &undo.list_proc, true)
-            .override_global("OFFSET_SEM_UNDO_LINK", &undo.undo_list_proc, true)
-            .override_global("OFFSET_SEM_UNDO_SEMID", &undo.undo_semid, true)
-            .override_global("OFFSET_SEM_UNDO_SEMADJ", &undo.undo_semadj, true)
-            .override_global("SEMADJ_IS_POINTER", &semadj_is_pointer, true)
+            .override_global("SEM_UNDO_OFFSETS", &undo, true)
             // The tracing programs' ring buffer is not used here: one page, not 8 MiB.
             .map_max_entries("EVENTS", 4096)
             .allow_unsupported_maps();

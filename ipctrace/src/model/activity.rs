@@ -141,7 +141,7 @@ impl Activity {
         let Some(id) = call.id().filter(|_| call.op != Op::Shmdt) else {
             return;
         };
-        let key = ObjectKey {
+        let identity = ObjectKey {
             ns: call.ipc_ns,
             kind: call.kind(),
             id,
@@ -150,7 +150,7 @@ impl Activity {
         if call.op.is_get() && !call.succeeded() {
             return;
         }
-        let object = self.objects.entry(key).or_default();
+        let object = self.objects.entry(identity).or_default();
         object.tally.total.add(call);
         if object.recent.len() == RECENT_CALLS {
             object.recent.pop_front();
@@ -200,8 +200,8 @@ impl Activity {
         self.processes.iter().map(|(pid, p)| (*pid, p))
     }
 
-    pub fn object(&self, key: &ObjectKey) -> Option<&ObjectActivity> {
-        self.objects.get(key)
+    pub fn object(&self, identity: &ObjectKey) -> Option<&ObjectActivity> {
+        self.objects.get(identity)
     }
 
     /// Per second over the last interval.
@@ -231,7 +231,7 @@ mod tests {
         )
     }
 
-    fn key(kind: IpcKind, id: i32) -> ObjectKey {
+    fn identity(kind: IpcKind, id: i32) -> ObjectKey {
         ObjectKey { ns: 0, kind, id }
     }
 
@@ -247,7 +247,7 @@ mod tests {
         assert_eq!(p.tally.last_interval.calls, 11);
         assert_eq!(p.tally.last_interval.errors, 1);
         assert_eq!(a.rate(p.tally.last_interval.calls), 5.5);
-        let o = a.object(&key(IpcKind::Msg, 3)).unwrap();
+        let o = a.object(&identity(IpcKind::Msg, 3)).unwrap();
         assert_eq!((o.tally.last_interval.sends, o.last_send_ns), (10, Some(9)));
         // The next interval sees only its own calls.
         a.apply_call(&msgsnd(7, 3, 0, 3 * S));
@@ -272,7 +272,7 @@ mod tests {
             6,
         ));
         a.tick(S, |_| true);
-        let o = a.object(&key(IpcKind::Sem, 9)).unwrap();
+        let o = a.object(&identity(IpcKind::Sem, 9)).unwrap();
         assert_eq!(
             (
                 o.tally.last_interval.waits,
@@ -289,7 +289,7 @@ mod tests {
         for ts in 0..20 {
             a.apply_call(&msgsnd(1, 3, 0, ts));
         }
-        let o = a.object(&key(IpcKind::Msg, 3)).unwrap();
+        let o = a.object(&identity(IpcKind::Msg, 3)).unwrap();
         assert_eq!(o.recent.len(), RECENT_CALLS);
         assert_eq!(o.recent.front().unwrap().ts_ns, 20 - RECENT_CALLS as u64);
         assert_eq!(o.recent.back().unwrap().ts_ns, 19);
@@ -308,7 +308,7 @@ mod tests {
         assert_eq!(a.process(5).unwrap().tally.last_interval.calls, 1);
         a.tick(2 * S, |k| k.id != 3);
         assert!(a.process(5).is_none());
-        assert!(a.object(&key(IpcKind::Msg, 3)).is_none());
+        assert!(a.object(&identity(IpcKind::Msg, 3)).is_none());
     }
 
     #[test]

@@ -22,7 +22,7 @@ type WaitsBySemnum = BTreeMap<(Op, u32), WaitTotals>;
 /// One object as exported.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportedObject {
-    pub key: ObjectKey,
+    pub identity: ObjectKey,
     /// The IPC key, when /proc or a traced get call told it.
     pub ipc_key: Option<i32>,
     /// Owner uid and gid (from /proc/sysvipc: objects of our namespace only).
@@ -66,9 +66,9 @@ pub enum Detail {
 }
 
 impl ExportedObject {
-    fn new(key: ObjectKey) -> ExportedObject {
+    fn new(identity: ObjectKey) -> ExportedObject {
         ExportedObject {
-            key,
+            identity,
             ipc_key: None,
             owner: None,
             creator: None,
@@ -142,8 +142,8 @@ impl ExportModel {
         self.objects.values()
     }
 
-    pub fn get(&self, key: &ObjectKey) -> Option<&ExportedObject> {
-        self.objects.get(key)
+    pub fn get(&self, identity: &ObjectKey) -> Option<&ExportedObject> {
+        self.objects.get(identity)
     }
 
     pub fn calls(&self) -> &[(Op, Option<i64>, u64)] {
@@ -167,15 +167,15 @@ impl ExportModel {
             }
             Op::Shmget | Op::Semget | Op::Msgget => {
                 let Some(id) = call.id() else { return };
-                let key = ObjectKey {
+                let identity = ObjectKey {
                     ns: call.ipc_ns,
                     kind: call.kind(),
                     id,
                 };
                 // An object nobody knew of yet was made by this call: another process can get
                 // it only after it exists, and everything that existed was read at start.
-                let object = self.objects.entry(key).or_insert_with(|| {
-                    let mut o = ExportedObject::new(key);
+                let object = self.objects.entry(identity).or_insert_with(|| {
+                    let mut o = ExportedObject::new(identity);
                     o.creator = Some((call.pid, Some(call.comm)));
                     o
                 });
@@ -186,15 +186,15 @@ impl ExportModel {
                     .cmd()
                     .is_some_and(|c| syscalls::ctl_command(c) == libc::IPC_RMID as i64);
                 let Some(id) = call.id() else { return };
-                let key = ObjectKey {
+                let identity = ObjectKey {
                     ns: call.ipc_ns,
                     kind: call.kind(),
                     id,
                 };
                 // A segment of ours lives on while attached: /proc says when it is gone.
-                if removed && !(key.kind == IpcKind::Shm && key.ns == self.own_ns) {
-                    self.objects.remove(&key);
-                    self.removed.insert(key);
+                if removed && !(identity.kind == IpcKind::Shm && identity.ns == self.own_ns) {
+                    self.objects.remove(&identity);
+                    self.removed.insert(identity);
                 }
             }
             _ => {}
@@ -235,16 +235,16 @@ impl ExportModel {
         segments
             .iter()
             .filter(|s| {
-                let key = self.own_key(IpcKind::Shm, s.shmid);
+                let identity = self.own_identity(IpcKind::Shm, s.shmid);
                 self.objects
-                    .get(&key)
+                    .get(&identity)
                     .is_none_or(|o| o.creator.is_none_or(|(_, comm)| comm.is_none()))
             })
             .map(|s| s.cpid)
             .collect()
     }
 
-    fn own_key(&self, kind: IpcKind, id: i32) -> ObjectKey {
+    fn own_identity(&self, kind: IpcKind, id: i32) -> ObjectKey {
         ObjectKey {
             ns: self.own_ns,
             kind,
@@ -342,8 +342,10 @@ impl ExportModel {
         .filter_map(|(k, read)| read.then_some(k))
         .collect();
         let own_ns = self.own_ns;
-        let gone_in_tables = |key: &ObjectKey| {
-            key.ns == own_ns && read_kinds.contains(&key.kind) && !listed.contains(key)
+        let gone_in_tables = |identity: &ObjectKey| {
+            identity.ns == own_ns
+                && read_kinds.contains(&identity.kind)
+                && !listed.contains(identity)
         };
         let mut gone: Vec<ObjectKey> = self
             .objects
@@ -361,23 +363,26 @@ impl ExportModel {
             let Some(op) = Op::from_code(k.op) else {
                 continue;
             };
-            let key = ObjectKey {
+            let identity = ObjectKey {
                 ns: k.ipc_ns,
                 kind: op.kind(),
                 id: k.id as i32,
             };
-            seen.entry(key).or_default().0.insert(op, (calls, errors));
+            seen.entry(identity)
+                .or_default()
+                .0
+                .insert(op, (calls, errors));
         }
         for (k, totals) in reading.waits {
             let Some(op) = Op::from_code(k.op) else {
                 continue;
             };
-            let key = ObjectKey {
+            let identity = ObjectKey {
                 ns: k.ipc_ns,
                 kind: op.kind(),
                 id: k.id as i32,
             };
-            seen.entry(key)
+            seen.entry(identity)
                 .or_default()
                 .1
                 .insert((op, k.semnum), totals);
@@ -385,15 +390,15 @@ impl ExportModel {
         for o in self.objects.values_mut() {
             o.waiting.clear();
         }
-        for (key, (ops, waits)) in seen {
-            if gone_in_tables(&key) || self.removed.contains(&key) {
-                gone.push(key);
+        for (identity, (ops, waits)) in seen {
+            if gone_in_tables(&identity) || self.removed.contains(&identity) {
+                gone.push(identity);
                 continue;
             }
             let o = self
                 .objects
-                .entry(key)
-                .or_insert_with(|| ExportedObject::new(key));
+                .entry(identity)
+                .or_insert_with(|| ExportedObject::new(identity));
             let before = o.calls();
             o.ops = ops;
             o.waits = waits;
@@ -403,12 +408,12 @@ impl ExportModel {
             let Some(op) = Op::from_code(w.wait.op) else {
                 continue;
             };
-            let key = ObjectKey {
+            let identity = ObjectKey {
                 ns: w.wait.ipc_ns,
                 kind: op.kind(),
                 id: w.wait.id as i32,
             };
-            if let Some(o) = self.objects.get_mut(&key) {
+            if let Some(o) = self.objects.get_mut(&identity) {
                 let e = o.waiting.entry(w.wait.semnum).or_insert((0, w.since_ns));
                 e.0 += 1;
                 e.1 = e.1.min(w.since_ns);
@@ -417,8 +422,8 @@ impl ExportModel {
         gone.extend(std::mem::take(&mut self.removed));
         gone.sort();
         gone.dedup();
-        for key in &gone {
-            self.objects.remove(key);
+        for identity in &gone {
+            self.objects.remove(identity);
         }
         gone
     }
@@ -433,12 +438,12 @@ impl ExportModel {
         gid: u32,
         listed: &mut BTreeSet<ObjectKey>,
     ) -> &mut ExportedObject {
-        let key = self.own_key(kind, id);
-        listed.insert(key);
+        let identity = self.own_identity(kind, id);
+        listed.insert(identity);
         let o = self
             .objects
-            .entry(key)
-            .or_insert_with(|| ExportedObject::new(key));
+            .entry(identity)
+            .or_insert_with(|| ExportedObject::new(identity));
         // A removed segment's key reads 0 in the table; the one it was made with stays.
         if ipc_key != 0 || o.ipc_key.is_none() {
             o.ipc_key = Some(ipc_key);

@@ -68,7 +68,7 @@ pub struct LastOp {
 
 /// A task the kernel names by a pid (a queue's last sender or receiver).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Task {
+pub struct QueueUser {
     pub pid: u32,
     pub tid: u32,
     pub comm: Option<Comm>,
@@ -83,7 +83,7 @@ pub struct Owner {
 /// One SysV object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IpcObject {
-    pub key: ObjectKey,
+    pub identity: ObjectKey,
     /// The IPC key (0 for IPC_PRIVATE, and for a removed segment).
     pub ipc_key: i32,
     /// Known from the kernel's tables only.
@@ -211,8 +211,8 @@ pub struct Queue {
     pub lspid: u32,
     /// After a receive handed over by msgsnd to a waiting receiver, that receiver's thread id.
     pub lrpid: u32,
-    pub last_send: Option<Task>,
-    pub last_recv: Option<Task>,
+    pub last_send: Option<QueueUser>,
+    pub last_recv: Option<QueueUser>,
     /// Tasks asleep in msgsnd (the queue full) or msgrcv (no message for them) on it.
     pub waiters: Vec<QueueWaiter>,
     pub bytes_sent: u64,
@@ -232,9 +232,9 @@ const MAX_SEMS_PER_SET: usize = 32000;
 const MAX_PROCESSES: usize = 1 << 16;
 
 impl IpcObject {
-    fn new(key: ObjectKey, ipc_key: i32, known_since_ns: u64) -> IpcObject {
+    fn new(identity: ObjectKey, ipc_key: i32, known_since_ns: u64) -> IpcObject {
         IpcObject {
-            key,
+            identity,
             ipc_key,
             owner: None,
             mode: None,
@@ -244,7 +244,7 @@ impl IpcObject {
             removed: false,
             ops: BTreeMap::new(),
             errors: 0,
-            state: match key.kind {
+            state: match identity.kind {
                 IpcKind::Shm => ObjectState::Shm(Segment::default()),
                 IpcKind::Sem => ObjectState::Sem(SemaphoreSet::default()),
                 IpcKind::Msg => ObjectState::Msg(Queue::default()),
@@ -255,8 +255,13 @@ impl IpcObject {
     }
 
     /// The object a successful get call returned; `created` when that call made it.
-    fn from_get(call: &Call, caller: ProcessSerial, key: ObjectKey, created: bool) -> IpcObject {
-        let mut o = IpcObject::new(key, call.key().unwrap_or(0), call.ts_ns);
+    fn from_get(
+        call: &Call,
+        caller: ProcessSerial,
+        identity: ObjectKey,
+        created: bool,
+    ) -> IpcObject {
+        let mut o = IpcObject::new(identity, call.key().unwrap_or(0), call.ts_ns);
         if !created {
             return o;
         }
@@ -471,8 +476,8 @@ impl Objects {
         self.partial_view = partial;
     }
 
-    pub fn get(&self, key: &ObjectKey) -> Option<&IpcObject> {
-        self.table.get(key)
+    pub fn get(&self, identity: &ObjectKey) -> Option<&IpcObject> {
+        self.table.get(identity)
     }
 
     /// Every object, ordered by namespace, kind and id.
@@ -522,7 +527,7 @@ impl Objects {
     pub fn attached_pids(&self, ns: u32) -> BTreeSet<u32> {
         self.table
             .values()
-            .filter(|o| o.key.ns == ns)
+            .filter(|o| o.identity.ns == ns)
             .filter_map(IpcObject::segment)
             .flat_map(|s| s.attached.keys().copied())
             .collect()
@@ -540,10 +545,10 @@ impl Objects {
     }
 
     /// Whether something that happened at `ts_ns` is not yet in the kernel's numbers the model
-    /// holds for `key`.
-    fn fresh(&self, key: ObjectKey, ts_ns: u64) -> bool {
-        let refreshed = self.table.get(&key).map_or(0, |o| o.refreshed_ns);
-        ts_ns > self.synced_at(key.ns, key.kind).max(refreshed)
+    /// holds for `identity`.
+    fn fresh(&self, identity: ObjectKey, ts_ns: u64) -> bool {
+        let refreshed = self.table.get(&identity).map_or(0, |o| o.refreshed_ns);
+        ts_ns > self.synced_at(identity.ns, identity.kind).max(refreshed)
     }
 
     /// True when an id this model does not know must be new: it has the kernel's list for the
@@ -578,31 +583,31 @@ impl Objects {
         Some(self.processes.get(&pid).is_none_or(|p| p.serial != process))
     }
 
-    fn index(&mut self, pid: u32, key: ObjectKey) {
-        self.process_mut(pid).objects.insert(key);
+    fn index(&mut self, pid: u32, identity: ObjectKey) {
+        self.process_mut(pid).objects.insert(identity);
     }
 
-    fn unindex(&mut self, pid: u32, key: ObjectKey) {
+    fn unindex(&mut self, pid: u32, identity: ObjectKey) {
         if let Some(p) = self.processes.get_mut(&pid) {
-            p.objects.remove(&key);
+            p.objects.remove(&identity);
         }
     }
 
     /// Drops an object and every process's reference to it.
-    fn remove(&mut self, key: ObjectKey) {
-        if let Some(o) = self.table.remove(&key) {
+    fn remove(&mut self, identity: ObjectKey) {
+        if let Some(o) = self.table.remove(&identity) {
             for pid in o.pids() {
-                self.unindex(pid, key);
+                self.unindex(pid, identity);
             }
         }
     }
 
     fn insert(&mut self, object: IpcObject) {
-        let key = object.key;
+        let identity = object.identity;
         for pid in object.pids() {
-            self.index(pid, key);
+            self.index(pid, identity);
         }
-        self.table.insert(key, object);
+        self.table.insert(identity, object);
     }
 
     pub fn apply_call(&mut self, call: &Call) {
@@ -629,23 +634,23 @@ impl Objects {
         {
             return;
         }
-        let key = ObjectKey { ns, kind, id };
+        let identity = ObjectKey { ns, kind, id };
         // The kernel's numbers already hold what a call from before the last snapshot did. A
         // call takes effect by its return (a blocked semop when woken, just before): judged by
         // its start, one that slept across the snapshot would count as in it, and the model's
         // values would drift from the kernel's by each such -1.
-        let fresh = self.fresh(key, call.ts_ns + call.lat_ns);
+        let fresh = self.fresh(identity, call.ts_ns + call.lat_ns);
         if call.op.is_get() {
-            self.apply_get(call, caller, key, fresh);
+            self.apply_get(call, caller, identity, fresh);
         }
-        if !self.table.contains_key(&key) {
+        if !self.table.contains_key(&identity) {
             if !call.succeeded() || !fresh {
                 return;
             }
             // Made by a process or at a time we did not see.
-            self.insert(IpcObject::new(key, 0, call.ts_ns));
+            self.insert(IpcObject::new(identity, 0, call.ts_ns));
         }
-        let object = self.table.get_mut(&key).expect("just ensured");
+        let object = self.table.get_mut(&identity).expect("just ensured");
         *object.ops.entry(call.op).or_default() += 1;
         if !call.succeeded() {
             object.errors += 1;
@@ -662,9 +667,9 @@ impl Objects {
             });
         }
         if !fresh {
-            self.add_names(call, key);
+            self.add_names(call, identity);
             // /proc never shows SEM_UNDO adjustments: they follow every call.
-            self.follow_undo(key, call);
+            self.follow_undo(identity, call);
             return;
         }
         match &mut object.state {
@@ -675,25 +680,25 @@ impl Objects {
             _ => {}
         }
         if call.errno() == Some(syscalls::EIDRM) {
-            self.remove(key);
+            self.remove(identity);
             return;
         }
         if !call.succeeded() {
             return;
         }
         match call.op {
-            Op::Shmat => self.attach(key, call),
-            Op::Shmdt => self.detach(key, call),
-            Op::Shmctl | Op::Semctl | Op::Msgctl => self.control(key, call, caller),
-            Op::Semop | Op::Semtimedop => self.semop(key, call),
-            Op::Msgsnd => self.msgsnd(key, call),
-            Op::Msgrcv => self.msgrcv(key, call),
+            Op::Shmat => self.attach(identity, call),
+            Op::Shmdt => self.detach(identity, call),
+            Op::Shmctl | Op::Semctl | Op::Msgctl => self.control(identity, call, caller),
+            Op::Semop | Op::Semtimedop => self.semop(identity, call),
+            Op::Msgsnd => self.msgsnd(identity, call),
+            Op::Msgrcv => self.msgrcv(identity, call),
             Op::Shmget | Op::Semget | Op::Msgget => {}
         }
     }
 
     /// A successful get call: the object it returned, new or known.
-    fn apply_get(&mut self, call: &Call, caller: ProcessSerial, key: ObjectKey, fresh: bool) {
+    fn apply_get(&mut self, call: &Call, caller: ProcessSerial, identity: ObjectKey, fresh: bool) {
         if !call.succeeded() {
             return;
         }
@@ -708,13 +713,13 @@ impl Objects {
         if !fresh {
             // Older than the snapshot that told us of the object: if it was the creation, the
             // snapshot could not say who made it (or, for a segment, knew the pid only).
-            let Some(o) = self.table.get_mut(&key) else {
+            let Some(o) = self.table.get_mut(&identity) else {
                 return;
             };
             if may_create && o.known_since_ns >= call.ts_ns && o.ipc_key == ipc_key {
                 let made_it = match o.creator {
                     Some(c) => c.pid == call.pid && c.ts_ns.is_none(),
-                    None => surely_new && o.key.kind != IpcKind::Shm,
+                    None => surely_new && o.identity.kind != IpcKind::Shm,
                 };
                 if made_it {
                     o.creator = Some(Actor::of(call, caller));
@@ -726,27 +731,28 @@ impl Objects {
         // key: the object we knew by that id was removed unseen, and the id reused.
         let replaced = self
             .table
-            .get(&key)
+            .get(&identity)
             .is_some_and(|o| surely_new || o.removed || o.ipc_key != ipc_key);
         if replaced {
-            self.remove(key);
+            self.remove(identity);
         }
-        if !self.table.contains_key(&key) {
-            let created = may_create && (surely_new || self.knows_every_object(key.ns, key.kind));
-            self.insert(IpcObject::from_get(call, caller, key, created));
+        if !self.table.contains_key(&identity) {
+            let created =
+                may_create && (surely_new || self.knows_every_object(identity.ns, identity.kind));
+            self.insert(IpcObject::from_get(call, caller, identity, created));
         }
     }
 
     /// A call from before the last snapshot: the kernel's numbers hold its effect already, but
     /// it can still name the pids they show.
-    fn add_names(&mut self, call: &Call, key: ObjectKey) {
+    fn add_names(&mut self, call: &Call, identity: ObjectKey) {
         if !call.succeeded() {
             return;
         }
-        let Some(object) = self.table.get_mut(&key) else {
+        let Some(object) = self.table.get_mut(&identity) else {
             return;
         };
-        let task = Task {
+        let task = QueueUser {
             pid: call.pid,
             tid: call.tid,
             comm: Some(call.comm),
@@ -772,8 +778,9 @@ impl Objects {
         }
     }
 
-    fn attach(&mut self, key: ObjectKey, call: &Call) {
-        let Some(ObjectState::Shm(seg)) = self.table.get_mut(&key).map(|o| &mut o.state) else {
+    fn attach(&mut self, identity: ObjectKey, call: &Call) {
+        let Some(ObjectState::Shm(seg)) = self.table.get_mut(&identity).map(|o| &mut o.state)
+        else {
             return;
         };
         seg.lpid = call.pid;
@@ -782,12 +789,12 @@ impl Objects {
         // SHM_REMAP over an earlier attachment at the same address replaces its mappings.
         let replaced = attachment.spans.insert(call.ret as u64, 1).unwrap_or(0) as u64;
         seg.nattch = (seg.nattch + 1).saturating_sub(replaced);
-        self.index(call.pid, key);
+        self.index(call.pid, identity);
     }
 
-    fn detach(&mut self, key: ObjectKey, call: &Call) {
+    fn detach(&mut self, identity: ObjectKey, call: &Call) {
         let address = call.args[0];
-        let Some(object) = self.table.get_mut(&key) else {
+        let Some(object) = self.table.get_mut(&identity) else {
             return;
         };
         let ObjectState::Shm(seg) = &mut object.state else {
@@ -805,16 +812,16 @@ impl Objects {
         let still_attached = seg.attached.contains_key(&call.pid);
         let destroyed = object.removed && seg.nattch == 0;
         if !still_attached {
-            self.unindex(call.pid, key);
+            self.unindex(call.pid, identity);
         }
         if destroyed {
-            self.remove(key);
+            self.remove(identity);
         }
     }
 
-    fn control(&mut self, key: ObjectKey, call: &Call, caller: ProcessSerial) {
+    fn control(&mut self, identity: ObjectKey, call: &Call, caller: ProcessSerial) {
         let Some(cmd) = call.cmd() else { return };
-        let Some(object) = self.table.get_mut(&key) else {
+        let Some(object) = self.table.get_mut(&identity) else {
             return;
         };
         match (cmd, &mut object.state) {
@@ -825,7 +832,7 @@ impl Objects {
                 object.mode = object.mode.map(|m| m | SHM_DEST);
             }
             (syscalls::IPC_RMID, _) => {
-                self.remove(key);
+                self.remove(identity);
             }
             (syscalls::IPC_SET, _) => object.changed_by = Some(Actor::of(call, caller)),
             (syscalls::SHM_LOCK, ObjectState::Shm(_)) => {
@@ -854,15 +861,16 @@ impl Objects {
                     sem.last_pid = call.pid;
                     sem.last_comm = Some(call.comm);
                 }
-                self.unknown_values.insert(key);
+                self.unknown_values.insert(identity);
             }
             _ => {}
         }
-        self.follow_undo(key, call);
+        self.follow_undo(identity, call);
     }
 
-    fn semop(&mut self, key: ObjectKey, call: &Call) {
-        let Some(ObjectState::Sem(set)) = self.table.get_mut(&key).map(|o| &mut o.state) else {
+    fn semop(&mut self, identity: ObjectKey, call: &Call) {
+        let Some(ObjectState::Sem(set)) = self.table.get_mut(&identity).map(|o| &mut o.state)
+        else {
             return;
         };
         let sops = call.sops();
@@ -881,18 +889,19 @@ impl Objects {
             for sem in &mut set.sems {
                 sem.value = None;
             }
-            self.unknown_values.insert(key);
+            self.unknown_values.insert(identity);
         }
-        self.follow_undo(key, call);
+        self.follow_undo(identity, call);
     }
 
     /// SEM_UNDO bookkeeping: a successful semop records what its exit will take back;
     /// SETVAL and SETALL clear it for the semaphores they set.
-    fn follow_undo(&mut self, key: ObjectKey, call: &Call) {
+    fn follow_undo(&mut self, identity: ObjectKey, call: &Call) {
         if !call.succeeded() {
             return;
         }
-        let Some(ObjectState::Sem(set)) = self.table.get_mut(&key).map(|o| &mut o.state) else {
+        let Some(ObjectState::Sem(set)) = self.table.get_mut(&identity).map(|o| &mut o.state)
+        else {
             return;
         };
         let mut recorded = false;
@@ -924,12 +933,12 @@ impl Objects {
             _ => {}
         }
         if recorded {
-            self.index(call.pid, key);
+            self.index(call.pid, identity);
         }
     }
 
-    fn msgsnd(&mut self, key: ObjectKey, call: &Call) {
-        let Some(ObjectState::Msg(q)) = self.table.get_mut(&key).map(|o| &mut o.state) else {
+    fn msgsnd(&mut self, identity: ObjectKey, call: &Call) {
+        let Some(ObjectState::Msg(q)) = self.table.get_mut(&identity).map(|o| &mut o.state) else {
             return;
         };
         let size = call.size().unwrap_or(0);
@@ -937,7 +946,7 @@ impl Objects {
         q.cbytes += size;
         q.bytes_sent += size;
         q.lspid = call.pid;
-        q.last_send = Some(Task {
+        q.last_send = Some(QueueUser {
             pid: call.pid,
             tid: call.tid,
             comm: Some(call.comm),
@@ -948,8 +957,8 @@ impl Objects {
         }
     }
 
-    fn msgrcv(&mut self, key: ObjectKey, call: &Call) {
-        let Some(ObjectState::Msg(q)) = self.table.get_mut(&key).map(|o| &mut o.state) else {
+    fn msgrcv(&mut self, identity: ObjectKey, call: &Call) {
+        let Some(ObjectState::Msg(q)) = self.table.get_mut(&identity).map(|o| &mut o.state) else {
             return;
         };
         let returned = call.ret.max(0) as u64;
@@ -967,7 +976,7 @@ impl Objects {
         } else {
             call.pid
         };
-        q.last_recv = Some(Task {
+        q.last_recv = Some(QueueUser {
             pid: call.pid,
             tid: call.tid,
             comm: Some(call.comm),
@@ -1067,9 +1076,10 @@ impl Objects {
         let entry = self.process_mut(child);
         entry.comm = Some(comm);
         entry.start = Some(ProcessStart::exact(child_start_ns));
-        for key in held {
-            let fresh = self.fresh(key, ts_ns);
-            let Some(ObjectState::Shm(seg)) = self.table.get_mut(&key).map(|o| &mut o.state) else {
+        for identity in held {
+            let fresh = self.fresh(identity, ts_ns);
+            let Some(ObjectState::Shm(seg)) = self.table.get_mut(&identity).map(|o| &mut o.state)
+            else {
                 continue;
             };
             // The child gets a copy of every mapping; the kernel counts the copies as the parent's.
@@ -1088,7 +1098,7 @@ impl Objects {
             }
             inherited.comm = Some(comm);
             seg.attached.insert(child, inherited);
-            self.index(child, key);
+            self.index(child, identity);
         }
     }
 
@@ -1100,10 +1110,10 @@ impl Objects {
         };
         let comm = p.comm;
         let held: Vec<ObjectKey> = p.objects.iter().copied().collect();
-        for key in held {
-            let fresh = self.fresh(key, ts_ns);
-            let Some(object) = self.table.get_mut(&key) else {
-                self.unindex(pid, key);
+        for identity in held {
+            let fresh = self.fresh(identity, ts_ns);
+            let Some(object) = self.table.get_mut(&identity) else {
+                self.unindex(pid, identity);
                 continue;
             };
             let mut keeps = false;
@@ -1134,10 +1144,10 @@ impl Objects {
             }
             let destroyed = object.removed && object.segment().is_some_and(|s| s.nattch == 0);
             if !keeps {
-                self.unindex(pid, key);
+                self.unindex(pid, identity);
             }
             if destroyed && fresh {
-                self.remove(key);
+                self.remove(identity);
             }
         }
     }
@@ -1159,7 +1169,7 @@ impl Objects {
     pub fn sem_sizes(&self) -> Vec<(u32, i32, u32)> {
         self.table
             .values()
-            .filter_map(|o| Some((o.key.ns, o.key.id, o.semaphores()?.nsems?)))
+            .filter_map(|o| Some((o.identity.ns, o.identity.id, o.semaphores()?.nsems?)))
             .collect()
     }
 
@@ -1191,9 +1201,9 @@ impl Objects {
         }
     }
 
-    /// The holders of semaphore `num` of set `key`, each with how it is known.
-    pub fn holders(&self, key: ObjectKey, num: usize) -> Vec<Holder> {
-        let Some(set) = self.table.get(&key).and_then(IpcObject::semaphores) else {
+    /// The holders of semaphore `num` of set `identity`, each with how it is known.
+    pub fn holders(&self, identity: ObjectKey, num: usize) -> Vec<Holder> {
+        let Some(set) = self.table.get(&identity).and_then(IpcObject::semaphores) else {
             return Vec::new();
         };
         let Some(sem) = set.sems.get(num) else {
@@ -1207,8 +1217,8 @@ impl Objects {
             .collect();
         let now = SemNow {
             slot: SemSlot {
-                ns: key.ns,
-                id: key.id,
+                ns: identity.ns,
+                id: identity.id,
                 num: num as u16,
             },
             value: sem.value,
@@ -1223,7 +1233,7 @@ impl Objects {
         let kernel = self
             .kernel_undo
             .as_ref()
-            .filter(|_| self.own_ns == Some(key.ns));
+            .filter(|_| self.own_ns == Some(identity.ns));
         let mut found = holders::holders_of(&now, kernel, &self.ledger, |pid| {
             pid == sem.last_pid && sem.last_pid_alive
         });
@@ -1243,14 +1253,14 @@ impl Objects {
                     continue;
                 }
                 let holders: Vec<(u32, bool)> = self
-                    .holders(o.key, num)
+                    .holders(o.identity, num)
                     .iter()
                     .filter(|h| !h.exited)
                     .map(|h| (h.pid, h.source == holders::HolderSource::Inferred))
                     .collect();
                 let name = SemName {
-                    ns: o.key.ns,
-                    id: o.key.id,
+                    ns: o.identity.ns,
+                    id: o.identity.id,
                     key: o.ipc_key,
                     num: num as u16,
                 };

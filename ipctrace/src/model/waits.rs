@@ -18,7 +18,7 @@ pub enum GroupBy {
 
 /// What one histogram describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WaitKey {
+pub struct WaitGroup {
     pub kind: IpcKind,
     pub ipc_ns: u32,
     pub id: i32,
@@ -30,14 +30,14 @@ pub struct WaitKey {
 
 /// The process and command of a waiter or waker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Task {
+pub struct Caller {
     pub pid: u32,
     pub comm: Comm,
 }
 
 pub const LOG2_SLOTS: usize = 64;
 
-/// Waits on one key.
+/// Waits in one group (see `GroupBy`).
 #[derive(Debug, Clone, Default)]
 pub struct WaitStats {
     pub calls: u64,
@@ -47,13 +47,13 @@ pub struct WaitStats {
     pub interrupted: u64,
     pub removed: u64,
     /// Blocked waits, nanoseconds, 3 significant digits; made at the first (at 16 KiB and up,
-    /// not for each of the many keys whose calls all take the fast path).
+    /// not for each of the many groups whose calls all take the fast path).
     pub hdr: Option<Histogram<u64>>,
-    pub wakers: HashMap<Task, u64>,
-    pub waiters: HashMap<Task, (u64, u64)>, // waits, total blocked ns
-    /// The process of the latest call, blocked or not: names a `--by process` key whose calls
+    pub wakers: HashMap<Caller, u64>,
+    pub waiters: HashMap<Caller, (u64, u64)>, // waits, total blocked ns
+    /// The process of the latest call, blocked or not: names a `--by process` group whose calls
     /// all took the fast path.
-    pub last_caller: Option<Task>,
+    pub last_caller: Option<Caller>,
 }
 
 /// The log2 slot of a value: 0 for 0, else 1 + floor(log2 v).
@@ -98,15 +98,15 @@ impl WaitStats {
     }
 
     /// Wakers, most first (ties by pid).
-    pub fn top_wakers(&self) -> Vec<(Task, u64)> {
-        let mut v: Vec<(Task, u64)> = self.wakers.iter().map(|(t, n)| (*t, *n)).collect();
+    pub fn top_wakers(&self) -> Vec<(Caller, u64)> {
+        let mut v: Vec<(Caller, u64)> = self.wakers.iter().map(|(t, n)| (*t, *n)).collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         v
     }
 
     fn record(&mut self, call: &Call) {
         self.calls += 1;
-        self.last_caller = Some(Task {
+        self.last_caller = Some(Caller {
             pid: call.pid,
             comm: call.comm,
         });
@@ -127,7 +127,7 @@ impl WaitStats {
         let _ = hdr.record(call.blocked_ns.max(1));
         let waiter = self
             .waiters
-            .entry(Task {
+            .entry(Caller {
                 pid: call.pid,
                 comm: call.comm,
             })
@@ -141,7 +141,7 @@ impl WaitStats {
         {
             *self
                 .wakers
-                .entry(Task {
+                .entry(Caller {
                     pid: w.pid,
                     comm: w.comm,
                 })
@@ -168,7 +168,7 @@ pub struct Waits {
     pub by: GroupBy,
     /// Which families count: semaphores, and message queues with `--type msg`.
     pub kinds: Vec<IpcKind>,
-    pub stats: HashMap<WaitKey, WaitStats>,
+    pub stats: HashMap<WaitGroup, WaitStats>,
 }
 
 impl Waits {
@@ -189,7 +189,7 @@ impl Waits {
             return;
         }
         let Some(id) = call.id() else { return };
-        let key = WaitKey {
+        let group = WaitGroup {
             kind: call.kind(),
             ipc_ns: call.ipc_ns,
             id,
@@ -202,11 +202,11 @@ impl Waits {
                 _ => None,
             },
         };
-        self.stats.entry(key).or_default().record(call);
+        self.stats.entry(group).or_default().record(call);
     }
 
     /// Keys with at least one call, hottest (most blocked time) first.
-    pub fn hottest(&self) -> Vec<(&WaitKey, &WaitStats)> {
+    pub fn hottest(&self) -> Vec<(&WaitGroup, &WaitStats)> {
         let mut v: Vec<_> = self.stats.iter().collect();
         v.sort_by(|a, b| {
             b.1.blocked_total_ns
@@ -216,9 +216,9 @@ impl Waits {
         v
     }
 
-    /// Waiters over all keys: (task, waits, blocked ns), most blocked time first.
-    pub fn top_waiters(&self) -> Vec<(Task, u64, u64)> {
-        let mut all: HashMap<Task, (u64, u64)> = HashMap::new();
+    /// Waiters over all groups: (task, waits, blocked ns), most blocked time first.
+    pub fn top_waiters(&self) -> Vec<(Caller, u64, u64)> {
+        let mut all: HashMap<Caller, (u64, u64)> = HashMap::new();
         for s in self.stats.values() {
             for (t, (n, ns)) in &s.waiters {
                 let e = all.entry(*t).or_default();
@@ -231,9 +231,9 @@ impl Waits {
         v
     }
 
-    /// Wakers over all keys, most first.
-    pub fn top_wakers(&self) -> Vec<(Task, u64)> {
-        let mut all: HashMap<Task, u64> = HashMap::new();
+    /// Wakers over all groups, most first.
+    pub fn top_wakers(&self) -> Vec<(Caller, u64)> {
+        let mut all: HashMap<Caller, u64> = HashMap::new();
         for s in self.stats.values() {
             for (t, n) in &s.wakers {
                 *all.entry(*t).or_default() += n;
@@ -285,7 +285,7 @@ mod tests {
         w.record(&semop(10, 5, 0, 2_000_000, Some(20), 0));
         w.record(&semop(11, 5, 1, 4_000_000, Some(20), 0));
         w.record(&semop(11, 6, 0, 1_000, Some(21), 0));
-        let s = &w.stats[&WaitKey {
+        let s = &w.stats[&WaitGroup {
             kind: IpcKind::Sem,
             ipc_ns: 0,
             id: 5,
@@ -304,7 +304,7 @@ mod tests {
         assert_eq!(
             w.top_wakers()[0],
             (
-                Task {
+                Caller {
                     pid: 20,
                     comm: Comm::new("holder")
                 },
@@ -314,7 +314,7 @@ mod tests {
     }
 
     #[test]
-    fn by_semnum_and_by_process_split_the_keys() {
+    fn by_semnum_and_by_process_split_the_groups() {
         let mut w = Waits::new(GroupBy::Semnum, vec![IpcKind::Sem]);
         w.record(&semop(10, 5, 0, 10, Some(2), 0));
         w.record(&semop(10, 5, 1, 0, None, 0));
@@ -365,13 +365,13 @@ mod tests {
     }
 
     #[test]
-    fn keys_whose_calls_never_block_hold_no_histogram() {
+    fn groups_whose_calls_never_block_hold_no_histogram() {
         let mut w = Waits::new(GroupBy::Object, vec![IpcKind::Sem]);
         for id in 0..100_000 {
             w.record(&semop(10, id, 0, 0, None, 0));
         }
         assert!(w.stats.values().all(|s| s.hdr.is_none()));
-        let s = &w.stats[&WaitKey {
+        let s = &w.stats[&WaitGroup {
             kind: IpcKind::Sem,
             ipc_ns: 0,
             id: 7,

@@ -1,6 +1,6 @@
 //! `ipctrace lat`: wait-latency histograms per object, semaphore or process, printed bcc-style
 //! (log2 buckets with bars under a unit header) with HDR percentiles, the waiters' releasers and
-//! a contention summary; or one JSON object per key per interval.
+//! a contention summary; or one JSON object per group per interval.
 
 use super::human_duration;
 use crate::clock::WallClock;
@@ -10,7 +10,7 @@ use crate::decoder::{Call, Event};
 use crate::filter::Filter;
 use crate::model::holders::Holder;
 use crate::model::objects::{Objects, SemWaiter};
-use crate::model::waits::{log2_range, GroupBy, WaitKey, WaitStats, Waits};
+use crate::model::waits::{log2_range, GroupBy, WaitGroup, WaitStats, Waits};
 use crate::session::{Flow, Sink, Totals};
 use crate::views::hangs;
 use crate::views::objects::{shown, shown_deadlocks};
@@ -40,7 +40,7 @@ pub struct LatView<W: Write> {
     losses: super::LossWarning,
 }
 
-/// A key's waits in progress (each with its semaphore number) and the holders of the
+/// A group's waits in progress (each with its semaphore number) and the holders of the
 /// semaphores they wait on.
 #[derive(Default)]
 struct InProgress {
@@ -80,11 +80,11 @@ impl<W: Write> LatView<W> {
         self
     }
 
-    /// The waits in progress by this view's key, and their semaphores' holders.
-    fn in_progress(&self, objects: Option<&Objects>) -> BTreeMap<WaitKey, InProgress> {
-        let mut by_key: BTreeMap<WaitKey, InProgress> = BTreeMap::new();
+    /// The waits in progress by this view's groups, and their semaphores' holders.
+    fn in_progress(&self, objects: Option<&Objects>) -> BTreeMap<WaitGroup, InProgress> {
+        let mut by_group: BTreeMap<WaitGroup, InProgress> = BTreeMap::new();
         let Some(objects) = objects else {
-            return by_key;
+            return by_group;
         };
         let filter = &self.hang_filter;
         let waiter_passes = |w: &SemWaiter| {
@@ -97,24 +97,24 @@ impl<W: Write> LatView<W> {
             let Some(set) = o.semaphores() else { continue };
             for (num, sem) in set.sems.iter().enumerate() {
                 for w in sem.waiters.iter().filter(|w| waiter_passes(w)) {
-                    let key = WaitKey {
+                    let group = WaitGroup {
                         kind: IpcKind::Sem,
-                        ipc_ns: o.key.ns,
-                        id: o.key.id,
+                        ipc_ns: o.identity.ns,
+                        id: o.identity.id,
                         semnum: (self.waits.by == GroupBy::Semnum).then_some(num as u16),
                         pid: (self.waits.by == GroupBy::Process).then_some(w.pid),
                     };
-                    let entry = by_key.entry(key).or_default();
+                    let entry = by_group.entry(group).or_default();
                     entry.waiting.push((*w, num));
                     if !entry.holders.iter().any(|(_, n)| *n == num) {
-                        for h in objects.holders(o.key, num) {
+                        for h in objects.holders(o.identity, num) {
                             entry.holders.push((h, num));
                         }
                     }
                 }
             }
         }
-        by_key
+        by_group
     }
 
     /// `waiting now: a(1)@0 >3s, ...` and `held by: h(2)@0, ...`.
@@ -185,25 +185,25 @@ impl<W: Write> LatView<W> {
         self.out.flush()
     }
 
-    fn object_name(&self, key: &WaitKey) -> String {
-        let mut s = format!("{} {}", key.kind, key.id);
+    fn object_name(&self, group: &WaitGroup) -> String {
+        let mut s = format!("{} {}", group.kind, group.id);
         if let Some(k) = self
             .keys
-            .get(&(key.kind, key.ipc_ns, key.id))
+            .get(&(group.kind, group.ipc_ns, group.id))
             .filter(|k| **k != 0)
         {
             let _ = write!(s, " key {:#x}", *k as u32);
         }
-        if let Some(n) = key.semnum {
+        if let Some(n) = group.semnum {
             let _ = write!(s, " sem[{n}]");
         }
         s
     }
 
-    /// The object and, grouped by process, the waiter: what a key is, in one phrase.
-    fn key_name(&self, key: &WaitKey, stats: &WaitStats) -> String {
-        let mut s = self.object_name(key);
-        if let Some(pid) = key.pid {
+    /// The object and, grouped by process, the waiter: what a group is, in one phrase.
+    fn group_name(&self, group: &WaitGroup, stats: &WaitStats) -> String {
+        let mut s = self.object_name(group);
+        if let Some(pid) = group.pid {
             let _ = write!(s, " waiter {}({pid})", caller_comm(stats, pid));
         }
         s
@@ -218,16 +218,16 @@ impl<W: Write> LatView<W> {
             let _ = writeln!(out, "{now}: no waits");
             return;
         }
-        for (key, stats) in &hottest {
-            self.human_key(out, &now, key, stats);
-            if let Some(p) = in_progress.remove(key) {
+        for (group, stats) in &hottest {
+            self.human_group(out, &now, group, stats);
+            if let Some(p) = in_progress.remove(group) {
                 self.human_in_progress(out, &p, now_ns);
             }
         }
         // Keys whose waits have all been going on since before this report: the hang itself.
-        for (key, p) in &in_progress {
-            let mut head = self.object_name(key);
-            if let Some(pid) = key.pid {
+        for (group, p) in &in_progress {
+            let mut head = self.object_name(group);
+            if let Some(pid) = group.pid {
                 let _ = write!(head, " waiter {pid}");
             }
             let _ = writeln!(out, "\n{now} {head}: no wait finished yet");
@@ -245,9 +245,9 @@ impl<W: Write> LatView<W> {
         self.human_summary(out, &hottest);
     }
 
-    fn human_key(&self, out: &mut String, now: &str, key: &WaitKey, stats: &WaitStats) {
+    fn human_group(&self, out: &mut String, now: &str, group: &WaitGroup, stats: &WaitStats) {
         {
-            let head = self.key_name(key, stats);
+            let head = self.group_name(group, stats);
             let pct = (100 * stats.blocked).checked_div(stats.calls).unwrap_or(0);
             let _ = writeln!(
                 out,
@@ -285,7 +285,7 @@ impl<W: Write> LatView<W> {
         }
     }
 
-    fn human_summary(&self, out: &mut String, hottest: &[(&WaitKey, &WaitStats)]) {
+    fn human_summary(&self, out: &mut String, hottest: &[(&WaitGroup, &WaitStats)]) {
         let _ = writeln!(out, "\nContention summary");
         let hot: Vec<String> = hottest
             .iter()
@@ -294,7 +294,7 @@ impl<W: Write> LatView<W> {
             .map(|(k, s)| {
                 format!(
                     "{} {}",
-                    self.key_name(k, s),
+                    self.group_name(k, s),
                     human_duration(s.blocked_total_ns)
                 )
             })
@@ -347,25 +347,25 @@ impl<W: Write> LatView<W> {
         let mut in_progress = self.in_progress(objects);
         let none = WaitStats::default();
         let finished = self.waits.hottest();
-        let waiting_only: Vec<(&WaitKey, &WaitStats)> = in_progress
+        let waiting_only: Vec<(&WaitGroup, &WaitStats)> = in_progress
             .keys()
             .filter(|k| !self.waits.stats.contains_key(k))
             .map(|k| (k, &none))
             .collect();
-        let waiting_only: Vec<(WaitKey, &WaitStats)> =
+        let waiting_only: Vec<(WaitGroup, &WaitStats)> =
             waiting_only.into_iter().map(|(k, s)| (*k, s)).collect();
-        let keys = finished
+        let groups = finished
             .into_iter()
             .map(|(k, s)| (*k, s))
             .chain(waiting_only);
-        for (key, s) in keys {
-            let key = &key;
+        for (group, s) in groups {
+            let group = &group;
             let mut line = json!({
                 "ts_ns": ts as u64,
-                "type": key.kind.name(),
-                "id": key.id,
-                "ipc_ns": key.ipc_ns,
-                "key": self.keys.get(&(key.kind, key.ipc_ns, key.id)),
+                "type": group.kind.name(),
+                "id": group.id,
+                "ipc_ns": group.ipc_ns,
+                "key": self.keys.get(&(group.kind, group.ipc_ns, group.id)),
                 "calls": s.calls,
                 "blocked": s.blocked,
                 "blocked_total_ns": s.blocked_total_ns,
@@ -386,14 +386,14 @@ impl<W: Write> LatView<W> {
                 }).collect::<Vec<_>>(),
             });
             if self.waits.by == GroupBy::Semnum {
-                line["semnum"] = json!(key.semnum);
+                line["semnum"] = json!(group.semnum);
             }
-            if let Some(pid) = key.pid {
+            if let Some(pid) = group.pid {
                 line["pid"] = json!(pid);
                 line["comm"] = json!(caller_comm(s, pid));
             }
             if objects.is_some() {
-                let p = in_progress.remove(key).unwrap_or_default();
+                let p = in_progress.remove(group).unwrap_or_default();
                 let now_ns = ts as u64;
                 line["waiting"] = p
                     .waiting
@@ -426,7 +426,7 @@ impl<W: Write> LatView<W> {
     }
 }
 
-/// The command of the process a `--by process` key is about, from its calls.
+/// The command of the process a `--by process` group is about, from its calls.
 fn caller_comm(stats: &WaitStats, pid: u32) -> String {
     stats
         .waiters

@@ -8,7 +8,7 @@ use crate::decoder::syscalls::{self, IpcKind};
 use crate::decoder::Comm;
 use crate::filter::Filter;
 use crate::model::deadlocks::{Deadlock, SemName};
-use crate::model::objects::{IpcObject, LastOp, ObjectKey, ObjectState, Objects, Task};
+use crate::model::objects::{IpcObject, LastOp, ObjectKey, ObjectState, Objects, QueueUser};
 use crate::session::Totals;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -135,8 +135,8 @@ impl<W: Write> ObjectsView<W> {
 
 /// Whether the filter asks for this object (--type, --id, --key; --pid and --comm choose calls).
 pub fn shown(filter: &Filter, o: &IpcObject) -> bool {
-    filter.kinds().contains(&o.key.kind)
-        && (filter.ids.is_empty() || filter.ids.contains(&o.key.id))
+    filter.kinds().contains(&o.identity.kind)
+        && (filter.ids.is_empty() || filter.ids.contains(&o.identity.id))
         && (filter.keys.is_empty() || filter.keys.contains(&o.ipc_key))
 }
 
@@ -146,12 +146,12 @@ pub fn shown_deadlocks(objects: &Objects, filter: &Filter) -> Vec<Deadlock> {
         return Vec::new();
     }
     let passes = |s: &SemName| {
-        let key = ObjectKey {
+        let identity = ObjectKey {
             ns: s.ns,
             kind: IpcKind::Sem,
             id: s.id,
         };
-        objects.get(&key).is_some_and(|o| shown(filter, o))
+        objects.get(&identity).is_some_and(|o| shown(filter, o))
     };
     objects
         .deadlocks()
@@ -176,7 +176,7 @@ fn comm_json(comm: Option<Comm>) -> Value {
     comm.map_or(Value::Null, |c| Value::from(c.as_str().as_ref()))
 }
 
-fn task_json(task: Option<Task>) -> Value {
+fn task_json(task: Option<QueueUser>) -> Value {
     task.map_or(
         Value::Null,
         |t| json!({"pid": t.pid, "tid": t.tid, "comm": comm_json(t.comm)}),
@@ -207,10 +207,10 @@ pub fn object_json(objects: &Objects, o: &IpcObject, now_ns: u64, stuck_ns: u64)
         .map(|(op, n)| (op.name().to_string(), Value::from(*n)))
         .collect();
     let mut v = json!({
-        "type": o.key.kind.name(),
-        "id": o.key.id,
+        "type": o.identity.kind.name(),
+        "id": o.identity.id,
         "key": o.ipc_key,
-        "ipc_ns": o.key.ns,
+        "ipc_ns": o.identity.ns,
         "owner": o.owner.map(|w| json!({"uid": w.uid, "gid": w.gid})),
         "mode": o.mode,
         "creator": actor(o.creator),
@@ -247,7 +247,7 @@ pub fn object_json(objects: &Objects, o: &IpcObject, now_ns: u64, stuck_ns: u64)
                         .map(|w| hangs::waiter_json(w, now_ns, stuck_ns))
                         .collect();
                     let holders: Vec<Value> = objects
-                        .holders(o.key, num)
+                        .holders(o.identity, num)
                         .iter()
                         .map(hangs::holder_json)
                         .collect();
@@ -538,7 +538,7 @@ fn holders_text(objects: &Objects, o: &IpcObject, nsems: usize) -> String {
     let parts: Vec<String> = (0..nsems)
         .flat_map(|num| {
             objects
-                .holders(o.key, num)
+                .holders(o.identity, num)
                 .into_iter()
                 .map(move |h| hangs::holder_at(&h, num))
         })
@@ -563,7 +563,7 @@ fn values_text(s: &crate::model::objects::SemaphoreSet) -> String {
     }
 }
 
-fn task_text(task: Option<Task>) -> String {
+fn task_text(task: Option<QueueUser>) -> String {
     task.map_or("-".into(), |t| who(t.pid, t.comm))
 }
 
@@ -578,7 +578,7 @@ pub fn render_tables(
     stuck_ns: u64,
 ) -> String {
     let shown: Vec<&IpcObject> = objects.iter().filter(|o| shown(filter, o)).collect();
-    let namespaces: BTreeSet<u32> = shown.iter().map(|o| o.key.ns).collect();
+    let namespaces: BTreeSet<u32> = shown.iter().map(|o| o.identity.ns).collect();
     let with_ns = namespaces.len() > 1;
     let mut out = String::new();
     for kind in filter.kinds() {
@@ -635,14 +635,14 @@ pub fn render_tables(
             ]),
         }
         let mut table = Table::new(&columns);
-        for o in shown.iter().filter(|o| o.key.kind == kind) {
+        for o in shown.iter().filter(|o| o.identity.kind == kind) {
             let mut row: Vec<String> = Vec::new();
             if with_ns {
-                row.push(o.key.ns.to_string());
+                row.push(o.identity.ns.to_string());
             }
             row.extend([
                 format!("{:#010x}", o.ipc_key as u32),
-                o.key.id.to_string(),
+                o.identity.id.to_string(),
                 owner_text(o, users),
                 perms_text(o),
             ]);

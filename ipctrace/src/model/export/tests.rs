@@ -53,7 +53,7 @@ fn mapping(shmid: i32) -> SysvMapping {
     }
 }
 
-fn key(kind: IpcKind, id: i32) -> ObjectKey {
+fn identity(kind: IpcKind, id: i32) -> ObjectKey {
     ObjectKey { ns: NS, kind, id }
 }
 
@@ -78,7 +78,7 @@ fn tables_give_depths_and_attachments_count_processes_not_mappings() {
         full_scan: true,
         ..Default::default()
     });
-    let shm = |id| m.get(&key(IpcKind::Shm, id)).unwrap().detail.clone();
+    let shm = |id| m.get(&identity(IpcKind::Shm, id)).unwrap().detail.clone();
     assert_eq!(
         shm(7),
         Detail::Shm {
@@ -92,7 +92,7 @@ fn tables_give_depths_and_attachments_count_processes_not_mappings() {
     // Nothing attached and its creator (not among the live ones) gone.
     assert!(matches!(shm(8), Detail::Shm { orphaned: true, .. }));
     assert_eq!(
-        m.get(&key(IpcKind::Msg, 9)).unwrap().detail,
+        m.get(&identity(IpcKind::Msg, 9)).unwrap().detail,
         Detail::Msg {
             messages: 7,
             bytes: 700,
@@ -127,7 +127,7 @@ fn events_say_whose_maps_to_read_and_forks_inherit() {
         ..Default::default()
     });
     assert!(m.pids_to_rescan().is_empty());
-    let attached = |m: &ExportModel| match m.get(&key(IpcKind::Shm, 7)).unwrap().detail {
+    let attached = |m: &ExportModel| match m.get(&identity(IpcKind::Shm, 7)).unwrap().detail {
         Detail::Shm { attached, .. } => attached,
         _ => panic!(),
     };
@@ -207,7 +207,7 @@ fn kernel_counts_land_on_their_objects_and_removed_ones_go() {
         ..Default::default()
     });
     assert!(gone.is_empty());
-    let o = m.get(&key(IpcKind::Sem, 5)).unwrap();
+    let o = m.get(&identity(IpcKind::Sem, 5)).unwrap();
     assert_eq!(o.creator, Some((30, Some(Comm::new("app")))));
     assert_eq!(o.ipc_key, Some(0x42));
     assert_eq!(o.ops[&Op::Semtimedop], (10, 1));
@@ -221,8 +221,8 @@ fn kernel_counts_land_on_their_objects_and_removed_ones_go() {
         sem: Some(vec![]),
         ..Default::default()
     });
-    assert_eq!(gone, vec![key(IpcKind::Sem, 5)]);
-    assert!(m.get(&key(IpcKind::Sem, 5)).is_none());
+    assert_eq!(gone, vec![identity(IpcKind::Sem, 5)]);
+    assert!(m.get(&identity(IpcKind::Sem, 5)).is_none());
 }
 
 #[test]

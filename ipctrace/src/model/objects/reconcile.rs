@@ -3,8 +3,8 @@
 //! what only calls can tell (creators, names, last operations) is kept where it still fits.
 
 use super::{
-    Actor, IpcObject, ObjectKey, ObjectState, Objects, Owner, QueueWaiter, SemWaiter,
-    ShmAttachment, Task,
+    Actor, IpcObject, ObjectKey, ObjectState, Objects, Owner, QueueUser, QueueWaiter, SemWaiter,
+    ShmAttachment,
 };
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::{Comm, SemOp};
@@ -30,8 +30,10 @@ impl Objects {
         };
         unknown
             .into_iter()
-            .filter(|key| key.ns == ns)
-            .filter_map(|key| Some((key, self.table.get(&key)?.semaphores()?.nsems?)))
+            .filter(|identity| identity.ns == ns)
+            .filter_map(|identity| {
+                Some((identity, self.table.get(&identity)?.semaphores()?.nsems?))
+            })
             .collect()
     }
 
@@ -43,20 +45,20 @@ impl Objects {
         };
         self.table
             .values()
-            .filter(|o| o.key.ns == ns)
+            .filter(|o| o.identity.ns == ns)
             .filter(|o| {
                 o.segment().is_some_and(|s| {
                     s.nattch > s.attached.values().map(ShmAttachment::maps).sum::<u64>()
                 })
             })
-            .map(|o| o.key)
+            .map(|o| o.identity)
             .collect()
     }
 
     /// Takes a segment's count of mappings as the kernel gave it at `taken_ns` (events from
     /// before then are already in it).
-    pub fn recount_segment(&mut self, key: ObjectKey, nattch: u64, taken_ns: u64) {
-        if let Some(object) = self.table.get_mut(&key) {
+    pub fn recount_segment(&mut self, identity: ObjectKey, nattch: u64, taken_ns: u64) {
+        if let Some(object) = self.table.get_mut(&identity) {
             if let ObjectState::Shm(seg) = &mut object.state {
                 seg.nattch = nattch;
                 object.refreshed_ns = taken_ns;
@@ -66,7 +68,7 @@ impl Objects {
 
     /// Takes a set's values, last pids and waiter counts as the kernel gave them at `taken_ns`:
     /// calls from before then are already in them.
-    pub fn refresh_sem_values(&mut self, key: ObjectKey, values: &[SemValue], taken_ns: u64) {
+    pub fn refresh_sem_values(&mut self, identity: ObjectKey, values: &[SemValue], taken_ns: u64) {
         let comms: HashMap<u32, Comm> = values
             .iter()
             .filter_map(|v| {
@@ -74,7 +76,7 @@ impl Objects {
                 Some((pid, self.comm_of(pid)?))
             })
             .collect();
-        let Some(object) = self.table.get_mut(&key) else {
+        let Some(object) = self.table.get_mut(&identity) else {
             return;
         };
         let ObjectState::Sem(state) = &mut object.state else {
@@ -110,45 +112,45 @@ impl Objects {
             .filter(|k| k.ns == ns && k.kind == kind && !live.contains(&k.id))
             .copied()
             .collect();
-        for key in vanished {
-            self.remove(key);
+        for identity in vanished {
+            self.remove(identity);
         }
     }
 
-    /// The object the kernel lists under `key`: the one we know if `same` says it is, else a
+    /// The object the kernel lists under `identity`: the one we know if `same` says it is, else a
     /// fresh one (the id was reused unseen).
     fn listed(
         &mut self,
-        key: ObjectKey,
+        identity: ObjectKey,
         ipc_key: i32,
         taken_ns: u64,
         same: impl Fn(&IpcObject) -> bool,
     ) -> BTreeSet<u32> {
-        if self.table.get(&key).is_some_and(|o| !same(o)) {
-            self.remove(key);
+        if self.table.get(&identity).is_some_and(|o| !same(o)) {
+            self.remove(identity);
         }
-        match self.table.get(&key) {
+        match self.table.get(&identity) {
             Some(o) => o.pids(),
             None => {
                 self.table
-                    .insert(key, IpcObject::new(key, ipc_key, taken_ns));
+                    .insert(identity, IpcObject::new(identity, ipc_key, taken_ns));
                 BTreeSet::new()
             }
         }
     }
 
     /// Brings the process index in line with an object's pids after a correction.
-    fn reindex(&mut self, key: ObjectKey, before: BTreeSet<u32>, comms: &HashMap<u32, Comm>) {
+    fn reindex(&mut self, identity: ObjectKey, before: BTreeSet<u32>, comms: &HashMap<u32, Comm>) {
         let after = self
             .table
-            .get(&key)
+            .get(&identity)
             .map(IpcObject::pids)
             .unwrap_or_default();
         for pid in before.difference(&after) {
-            self.unindex(*pid, key);
+            self.unindex(*pid, identity);
         }
         for pid in after.difference(&before) {
-            self.index(*pid, key);
+            self.index(*pid, identity);
         }
         for pid in after {
             let entry = self.process_mut(pid);
@@ -199,12 +201,12 @@ impl Objects {
         }
 
         for seg in &table.segments {
-            let key = ObjectKey {
+            let identity = ObjectKey {
                 ns,
                 kind: IpcKind::Shm,
                 id: seg.shmid,
             };
-            let before = self.listed(key, seg.key, table.taken_ns, |o| {
+            let before = self.listed(identity, seg.key, table.taken_ns, |o| {
                 let key_fits = o.ipc_key == seg.key || (seg.removed() && seg.key == 0);
                 let cpid_fits = o
                     .segment()
@@ -214,7 +216,7 @@ impl Objects {
                 let removal_fits = seg.removed() || !o.removed;
                 key_fits && cpid_fits && removal_fits
             });
-            let object = self.table.get_mut(&key).expect("listed");
+            let object = self.table.get_mut(&identity).expect("listed");
             object.ipc_key = seg.key;
             object.owner = Some(Owner {
                 uid: seg.uid,
@@ -231,7 +233,7 @@ impl Objects {
                 });
             }
             let ObjectState::Shm(state) = &mut object.state else {
-                unreachable!("shm key")
+                unreachable!("shm object")
             };
             state.size = Some(seg.size);
             state.nattch = seg.nattch;
@@ -245,7 +247,7 @@ impl Objects {
                 }
             }
             state.attached = attached;
-            self.reindex(key, before, &comms);
+            self.reindex(identity, before, &comms);
         }
         // Their starts, so that a fork event still in the ring buffer is known for theirs.
         for process in &table.mappings {
@@ -267,18 +269,18 @@ impl Objects {
             comms.entry(b.pid).or_insert_with(|| Comm::new(&b.comm));
         }
         for (set, values) in &table.sets {
-            let key = ObjectKey {
+            let identity = ObjectKey {
                 ns,
                 kind: IpcKind::Sem,
                 id: set.semid,
             };
-            let before = self.listed(key, set.key, table.taken_ns, |o| {
+            let before = self.listed(identity, set.key, table.taken_ns, |o| {
                 o.ipc_key == set.key
                     && o.semaphores()
                         .and_then(|s| s.nsems)
                         .is_none_or(|n| n == set.nsems)
             });
-            let object = self.table.get_mut(&key).expect("listed");
+            let object = self.table.get_mut(&identity).expect("listed");
             object.owner = Some(Owner {
                 uid: set.uid,
                 gid: set.gid,
@@ -286,7 +288,7 @@ impl Objects {
             object.mode = Some(set.perms);
             forget_impossible_creator(object, snap, set.ctime);
             let ObjectState::Sem(state) = &mut object.state else {
-                unreachable!("sem key")
+                unreachable!("sem object")
             };
             state.nsems = Some(set.nsems);
             state.sems.resize_with(set.nsems as usize, Default::default);
@@ -319,7 +321,7 @@ impl Objects {
                     sem.waiters = waiting;
                 }
             }
-            self.reindex(key, before, &comms);
+            self.reindex(identity, before, &comms);
         }
         self.synced.insert((ns, IpcKind::Sem), table.taken_ns);
     }
@@ -329,13 +331,15 @@ impl Objects {
         let live: HashSet<i32> = table.queues.iter().map(|(q, _)| q.msqid).collect();
         self.drop_vanished(ns, IpcKind::Msg, &live);
         for (queue, qbytes) in &table.queues {
-            let key = ObjectKey {
+            let identity = ObjectKey {
                 ns,
                 kind: IpcKind::Msg,
                 id: queue.msqid,
             };
-            let before = self.listed(key, queue.key, table.taken_ns, |o| o.ipc_key == queue.key);
-            let object = self.table.get_mut(&key).expect("listed");
+            let before = self.listed(identity, queue.key, table.taken_ns, |o| {
+                o.ipc_key == queue.key
+            });
+            let object = self.table.get_mut(&identity).expect("listed");
             let first_look = object.known_since_ns == table.taken_ns;
             object.owner = Some(Owner {
                 uid: queue.uid,
@@ -344,7 +348,7 @@ impl Objects {
             object.mode = Some(queue.perms);
             forget_impossible_creator(object, snap, queue.ctime);
             let ObjectState::Msg(state) = &mut object.state else {
-                unreachable!("msg key")
+                unreachable!("msg object")
             };
             let followed = state
                 .messages
@@ -369,7 +373,7 @@ impl Objects {
                     comms.entry(w.pid).or_insert(comm);
                 }
             }
-            self.reindex(key, before, &comms);
+            self.reindex(identity, before, &comms);
         }
         self.synced.insert((ns, IpcKind::Msg), table.taken_ns);
     }
@@ -447,11 +451,11 @@ fn forget_impossible_creator(object: &mut IpcObject, snap: &KernelSnapshot, ctim
 
 /// The task behind a pid the kernel keeps: the one calls named if it matches, else whoever
 /// holds the pid now.
-fn named(known: Option<Task>, pid: u32, snap: &KernelSnapshot) -> Option<Task> {
+fn named(known: Option<QueueUser>, pid: u32, snap: &KernelSnapshot) -> Option<QueueUser> {
     match known {
         _ if pid == 0 => None,
         Some(t) if t.pid == pid || t.tid == pid => Some(t),
-        _ => Some(Task {
+        _ => Some(QueueUser {
             pid,
             tid: pid,
             comm: snap.comm(pid),

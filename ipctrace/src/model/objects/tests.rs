@@ -11,7 +11,7 @@ use crate::kernel_view::{
 const CREAT: u64 = 0o1000;
 const EXCL: u64 = 0o2000;
 
-fn key(kind: IpcKind, id: i32) -> ObjectKey {
+fn identity(kind: IpcKind, id: i32) -> ObjectKey {
     ObjectKey { ns: 0, kind, id }
 }
 
@@ -197,7 +197,10 @@ fn apply(o: &mut Objects, calls: &[Call]) {
 }
 
 fn segment(o: &Objects, id: i32) -> &Segment {
-    o.get(&key(IpcKind::Shm, id)).unwrap().segment().unwrap()
+    o.get(&identity(IpcKind::Shm, id))
+        .unwrap()
+        .segment()
+        .unwrap()
 }
 
 fn maps_by_pid(o: &Objects, id: i32) -> Vec<(u32, u64)> {
@@ -209,7 +212,7 @@ fn maps_by_pid(o: &Objects, id: i32) -> Vec<(u32, u64)> {
 }
 
 fn values(o: &Objects, id: i32) -> Vec<Option<i32>> {
-    o.get(&key(IpcKind::Sem, id))
+    o.get(&identity(IpcKind::Sem, id))
         .unwrap()
         .semaphores()
         .unwrap()
@@ -220,7 +223,7 @@ fn values(o: &Objects, id: i32) -> Vec<Option<i32>> {
 }
 
 fn queue(o: &Objects, id: i32) -> &Queue {
-    o.get(&key(IpcKind::Msg, id)).unwrap().queue().unwrap()
+    o.get(&identity(IpcKind::Msg, id)).unwrap().queue().unwrap()
 }
 
 fn shm_seg(shmid: i32, ipc_key: i32, cpid: u32, nattch: u64, perms: u32) -> ShmSeg {
@@ -299,7 +302,7 @@ fn the_get_call_that_made_an_object_is_its_creator() {
             semget(12, 0x1234, 0, 0, 5, 300),
         ],
     );
-    let set = o.get(&key(IpcKind::Sem, 5)).unwrap();
+    let set = o.get(&identity(IpcKind::Sem, 5)).unwrap();
     assert_eq!(
         set.creator,
         Some(Actor {
@@ -347,7 +350,7 @@ fn without_the_kernels_list_only_private_or_exclusive_gets_prove_creation() {
     let mut o = seeded();
     o.set_partial_view(true);
     apply(&mut o, &[msgget(10, 0x50, CREAT | 0o600, 1, 100)]);
-    assert_eq!(o.get(&key(IpcKind::Msg, 1)).unwrap().creator, None);
+    assert_eq!(o.get(&identity(IpcKind::Msg, 1)).unwrap().creator, None);
 }
 
 #[test]
@@ -361,7 +364,7 @@ fn objects_that_existed_at_start_have_no_creator_but_segments_have_their_cpid() 
     view.comms.insert(77, Comm::new("worker"));
     o.reconcile(&view);
     apply(&mut o, &[semget(10, 0x99, 1, CREAT | 0o600, 3, 100)]);
-    let set = o.get(&key(IpcKind::Sem, 3)).unwrap();
+    let set = o.get(&identity(IpcKind::Sem, 3)).unwrap();
     assert_eq!(set.creator, None, "the kernel keeps no creator of a set");
     assert_eq!(set.owner, Some(Owner { uid: 0, gid: 0 }));
     let sem = &set.semaphores().unwrap().sems[0];
@@ -369,7 +372,7 @@ fn objects_that_existed_at_start_have_no_creator_but_segments_have_their_cpid() 
         (sem.value, sem.last_pid, sem.last_comm),
         (Some(4), 77, Some(Comm::new("worker")))
     );
-    let seg = o.get(&key(IpcKind::Shm, 9)).unwrap();
+    let seg = o.get(&identity(IpcKind::Shm, 9)).unwrap();
     assert_eq!(
         seg.creator,
         Some(Actor {
@@ -455,16 +458,16 @@ fn a_segment_removed_while_attached_lives_until_the_last_detach() {
     );
     o.apply_process(&fork(10, 20, 3));
     apply(&mut o, &[ctl(Op::Shmctl, 10, 7, 0, 4)]);
-    let seg = o.get(&key(IpcKind::Shm, 7)).unwrap();
+    let seg = o.get(&identity(IpcKind::Shm, 7)).unwrap();
     assert!(seg.removed);
     assert_eq!((seg.ipc_key, seg.mode), (0, Some(0o1600)));
     assert_eq!(seg.last_op.map(|l| l.op), Some(Op::Shmctl));
 
     apply(&mut o, &[shmdt(10, 0x1000, 5)]);
-    assert!(o.get(&key(IpcKind::Shm, 7)).unwrap().removed);
+    assert!(o.get(&identity(IpcKind::Shm, 7)).unwrap().removed);
     o.apply_process(&exit(20, 6));
     assert!(
-        o.get(&key(IpcKind::Shm, 7)).is_none(),
+        o.get(&identity(IpcKind::Shm, 7)).is_none(),
         "the last detach destroyed it"
     );
 
@@ -493,17 +496,25 @@ fn semop_sets_values_and_last_pids_and_undo_applies_at_exit() {
         ],
     );
     assert_eq!(values(&o, 4), [Some(1), Some(3), Some(0)]);
-    let set = o.get(&key(IpcKind::Sem, 4)).unwrap().semaphores().unwrap();
+    let set = o
+        .get(&identity(IpcKind::Sem, 4))
+        .unwrap()
+        .semaphores()
+        .unwrap();
     let last: Vec<u32> = set.sems.iter().map(|s| s.last_pid).collect();
     assert_eq!(last, [20, 20, 0]);
     assert_eq!(set.sems[0].last_comm, Some(Comm::new("worker")));
-    assert_eq!(o.get(&key(IpcKind::Sem, 4)).unwrap().errors, 1);
+    assert_eq!(o.get(&identity(IpcKind::Sem, 4)).unwrap().errors, 1);
 
     // Exit takes back what pid 20 did with SEM_UNDO, and names it the last to change sem 1.
     apply(&mut o, &[semop(30, 4, &[(1, 1, 0)], 0, 5)]);
     o.apply_process(&exit(20, 6));
     assert_eq!(values(&o, 4), [Some(1), Some(1), Some(0)]);
-    let set = o.get(&key(IpcKind::Sem, 4)).unwrap().semaphores().unwrap();
+    let set = o
+        .get(&identity(IpcKind::Sem, 4))
+        .unwrap()
+        .semaphores()
+        .unwrap();
     assert_eq!((set.sems[0].last_pid, set.sems[1].last_pid), (20, 20));
 
     // SETVAL clears undo for its semaphore; SETALL's values are read at reconcile.
@@ -521,7 +532,7 @@ fn semop_sets_values_and_last_pids_and_undo_applies_at_exit() {
     apply(&mut o, &[setall]);
     assert_eq!(values(&o, 4), [None, None, None]);
     assert!(o
-        .get(&key(IpcKind::Sem, 4))
+        .get(&identity(IpcKind::Sem, 4))
         .unwrap()
         .semaphores()
         .unwrap()
@@ -588,7 +599,7 @@ fn a_reused_id_is_a_new_object() {
             shmget(20, 0x43, 8192, CREAT | 0o644, 7, 3),
         ],
     );
-    let seg = o.get(&key(IpcKind::Shm, 7)).unwrap();
+    let seg = o.get(&identity(IpcKind::Shm, 7)).unwrap();
     assert_eq!((seg.ipc_key, seg.creator.map(|c| c.pid)), (0x43, Some(20)));
     assert_eq!(seg.ops.values().sum::<u64>(), 1, "counters start afresh");
 
@@ -604,7 +615,10 @@ fn a_reused_id_is_a_new_object() {
     );
     assert_eq!(values(&o, 9), [Some(0)]);
     assert_eq!(
-        o.get(&key(IpcKind::Sem, 9)).unwrap().creator.map(|c| c.pid),
+        o.get(&identity(IpcKind::Sem, 9))
+            .unwrap()
+            .creator
+            .map(|c| c.pid),
         Some(20)
     );
 }
@@ -645,13 +659,13 @@ fn eidrm_means_the_object_is_gone_and_index_commands_name_no_object() {
     // SEM_STAT's first argument is an index into the kernel's table, not an id.
     apply(&mut o, &[ctl(Op::Semctl, 10, 4, 18, 2)]);
     assert!(!o
-        .get(&key(IpcKind::Sem, 4))
+        .get(&identity(IpcKind::Sem, 4))
         .unwrap()
         .ops
         .contains_key(&Op::Semctl));
     // IPC_STAT is counted but only looks.
     apply(&mut o, &[ctl(Op::Semctl, 11, 4, 2, 3)]);
-    let set = o.get(&key(IpcKind::Sem, 4)).unwrap();
+    let set = o.get(&identity(IpcKind::Sem, 4)).unwrap();
     assert_eq!(
         (set.ops[&Op::Semctl], set.last_op.map(|l| l.pid)),
         (1, Some(10))
@@ -670,7 +684,7 @@ fn ipc_set_records_who_changed_owner_or_mode() {
         &mut o,
         &[msgget(10, 0, 0o600, 3, 1), ctl(Op::Msgctl, 12, 3, 1, 2)],
     );
-    let q = o.get(&key(IpcKind::Msg, 3)).unwrap();
+    let q = o.get(&identity(IpcKind::Msg, 3)).unwrap();
     assert_eq!(q.changed_by.map(|a| (a.pid, a.ts_ns)), Some((12, Some(2))));
 }
 
@@ -749,13 +763,17 @@ fn reconcile_corrects_counts_attachments_and_values() {
     view.comms.insert(60, Comm::new("drainer"));
     o.reconcile(&view);
 
-    assert!(o.get(&key(IpcKind::Shm, 11)).is_none());
+    assert!(o.get(&identity(IpcKind::Shm, 11)).is_none());
     let seg = segment(&o, 7);
     assert_eq!(seg.nattch, 4);
     assert_eq!(maps_by_pid(&o, 7), [(10, 3), (30, 1)]);
     assert_eq!(seg.attached[&10].spans, BTreeMap::from([(0x10000, 3)]));
     assert_eq!(
-        o.get(&key(IpcKind::Shm, 7)).unwrap().creator.unwrap().ts_ns,
+        o.get(&identity(IpcKind::Shm, 7))
+            .unwrap()
+            .creator
+            .unwrap()
+            .ts_ns,
         Some(1)
     );
     // shmdt removes every mapping of the split attachment.
@@ -765,7 +783,11 @@ fn reconcile_corrects_counts_attachments_and_values() {
         (1, vec![(30, 1)])
     );
 
-    let set = o.get(&key(IpcKind::Sem, 8)).unwrap().semaphores().unwrap();
+    let set = o
+        .get(&identity(IpcKind::Sem, 8))
+        .unwrap()
+        .semaphores()
+        .unwrap();
     assert_eq!(values(&o, 8), [Some(1), Some(0)]);
     assert_eq!(
         (set.sems[0].last_pid, set.sems[0].last_comm),
@@ -784,7 +806,7 @@ fn reconcile_corrects_counts_attachments_and_values() {
         "kept: same pid"
     );
     assert_eq!(q.last_recv.and_then(|t| t.comm), Some(Comm::new("drainer")));
-    let appeared = o.get(&key(IpcKind::Msg, 12)).unwrap();
+    let appeared = o.get(&identity(IpcKind::Msg, 12)).unwrap();
     assert_eq!(appeared.creator, None);
     assert_eq!(appeared.queue().unwrap().qbytes, Some(16384));
 
@@ -800,7 +822,7 @@ fn reconcile_corrects_counts_attachments_and_values() {
     later.shm.as_mut().unwrap().mappings.remove(0);
     o.reconcile(&later);
     let w = o
-        .get(&key(IpcKind::Sem, 8))
+        .get(&identity(IpcKind::Sem, 8))
         .unwrap()
         .semaphores()
         .unwrap()
@@ -811,7 +833,7 @@ fn reconcile_corrects_counts_attachments_and_values() {
     woken.tid = 51;
     apply(&mut o, &[woken]);
     let sem1 = &o
-        .get(&key(IpcKind::Sem, 8))
+        .get(&identity(IpcKind::Sem, 8))
         .unwrap()
         .semaphores()
         .unwrap()
@@ -847,7 +869,7 @@ fn calls_older_than_a_snapshot_add_names_not_numbers() {
     assert_eq!((q.qnum, q.cbytes), (1, 10));
     assert_eq!(q.last_send.and_then(|t| t.comm), Some(Comm::new("sender")));
     assert_eq!(segment(&o, 7).nattch, 1);
-    let seg = o.get(&key(IpcKind::Shm, 7)).unwrap();
+    let seg = o.get(&identity(IpcKind::Shm, 7)).unwrap();
     assert_eq!(
         seg.creator.unwrap().ts_ns,
         Some(50),
@@ -855,7 +877,7 @@ fn calls_older_than_a_snapshot_add_names_not_numbers() {
     );
     // An IPC_RMID older than the snapshot removed an earlier object with this id, not this one.
     apply(&mut o, &[ctl(Op::Msgctl, 10, 3, 0, 90)]);
-    assert!(o.get(&key(IpcKind::Msg, 3)).is_some());
+    assert!(o.get(&identity(IpcKind::Msg, 3)).is_some());
 }
 
 #[test]
@@ -871,11 +893,11 @@ fn a_creator_whose_call_came_after_the_kernels_ctime_is_forgotten() {
     set.ctime = 1_005;
     view.sem.as_mut().unwrap().sets = vec![(set.clone(), None)];
     o.reconcile(&view);
-    assert!(o.get(&key(IpcKind::Sem, 8)).unwrap().creator.is_some());
+    assert!(o.get(&identity(IpcKind::Sem, 8)).unwrap().creator.is_some());
     set.ctime = 900;
     view.sem.as_mut().unwrap().sets = vec![(set, None)];
     o.reconcile(&view);
-    assert_eq!(o.get(&key(IpcKind::Sem, 8)).unwrap().creator, None);
+    assert_eq!(o.get(&identity(IpcKind::Sem, 8)).unwrap().creator, None);
 }
 
 #[test]
@@ -952,10 +974,10 @@ fn a_reused_pid_is_not_its_predecessor() {
     apply(&mut o, &[shmdt(20, 0x1000, 7)]);
     assert_eq!(segment(&o, 7).nattch, 1);
     // What the predecessor did stays its own: that process has exited, the pid's new one not.
-    let last = |o: &Objects, id| o.get(&key(IpcKind::Sem, id)).unwrap().last_op.unwrap();
+    let last = |o: &Objects, id| o.get(&identity(IpcKind::Sem, id)).unwrap().last_op.unwrap();
     assert_eq!(last(&o, 8).pid, 20);
     assert_eq!(o.exited(20, Some(last(&o, 8).process)), Some(true));
-    let creator = o.get(&key(IpcKind::Shm, 7)).unwrap().creator.unwrap();
+    let creator = o.get(&identity(IpcKind::Shm, 7)).unwrap().creator.unwrap();
     assert_eq!(o.exited(10, creator.process), Some(false));
     apply(&mut o, &[ctl(Op::Semctl, 20, 8, 1, 8)]); // IPC_SET
     assert_eq!(o.exited(20, Some(last(&o, 8).process)), Some(false));
@@ -1218,8 +1240,8 @@ fn a_fork_during_the_maps_scan_joins_the_list_not_the_count() {
     // count read at 100 still held it. The list is then behind the count, which is taken again.
     o.apply(&Event::Process(exit(11, 95)));
     assert_eq!(maps_by_pid(&o, 7), [(10, 1), (12, 1)]);
-    assert_eq!(o.segments_short_of_count(), [key(IpcKind::Shm, 7)]);
-    o.recount_segment(key(IpcKind::Shm, 7), 2, 200);
+    assert_eq!(o.segments_short_of_count(), [identity(IpcKind::Shm, 7)]);
+    o.recount_segment(identity(IpcKind::Shm, 7), 2, 200);
     assert!(o.segments_short_of_count().is_empty());
 }
 

@@ -130,7 +130,7 @@ impl Collector for Exposition {
 }
 
 /// The objects that get series of their own: the `max` most active (calls in the last
-/// interval, then calls in all, then waiters), in key order. The rest are folded.
+/// interval, then calls in all, then waiters), in (ipc_ns, type, id) order. The rest are folded.
 fn ranked(model: &ExportModel, max: usize) -> (Vec<&ExportedObject>, Vec<&ExportedObject>) {
     let mut all: Vec<&ExportedObject> = model.objects().collect();
     all.sort_by_key(|o| {
@@ -139,11 +139,11 @@ fn ranked(model: &ExportModel, max: usize) -> (Vec<&ExportedObject>, Vec<&Export
             std::cmp::Reverse(o.recent_calls),
             std::cmp::Reverse(o.calls()),
             std::cmp::Reverse(waiters),
-            o.key,
+            o.identity,
         )
     });
     let folded = all.split_off(max.min(all.len()));
-    all.sort_by_key(|o| o.key);
+    all.sort_by_key(|o| o.identity);
     (all, folded)
 }
 
@@ -154,8 +154,8 @@ fn hex_key(key: Option<i32>) -> String {
 
 fn object_labels(o: &ExportedObject) -> Labels {
     vec![
-        ("ipc_ns", o.key.ns.to_string()),
-        ("id", o.key.id.to_string()),
+        ("ipc_ns", o.identity.ns.to_string()),
+        ("id", o.identity.id.to_string()),
         ("key", hex_key(o.ipc_key)),
     ]
 }
@@ -218,7 +218,7 @@ impl Series<'_> {
         value: impl Fn(&ExportedObject) -> Option<f64>,
         extra: &[(&'static str, String)],
     ) -> Vec<(Labels, f64)> {
-        let of_kind = |o: &&&ExportedObject| o.key.kind == kind;
+        let of_kind = |o: &&&ExportedObject| o.identity.kind == kind;
         let mut out: Vec<(Labels, f64)> = self
             .own
             .iter()
@@ -253,7 +253,7 @@ fn counters(samples: Vec<(Labels, f64)>) -> Vec<(Labels, Value)> {
 }
 
 fn type_label(o: &ExportedObject) -> Labels {
-    vec![("type", o.key.kind.name().to_string())]
+    vec![("type", o.identity.kind.name().to_string())]
 }
 
 /// Builds one scrape's families from the model. `now_ns` (CLOCK_MONOTONIC) dates waits in
@@ -375,7 +375,7 @@ pub fn exposition(
         [IpcKind::Shm, IpcKind::Sem, IpcKind::Msg]
             .into_iter()
             .map(|kind| {
-                let n = folded.iter().filter(|o| o.key.kind == kind).count();
+                let n = folded.iter().filter(|o| o.identity.kind == kind).count();
                 (
                     vec![("type", kind.name().to_string())],
                     Value::Gauge(n as f64),
@@ -576,7 +576,7 @@ pub fn exposition(
         [IpcKind::Shm, IpcKind::Sem, IpcKind::Msg]
             .into_iter()
             .map(|kind| {
-                let n = model.objects().filter(|o| o.key.kind == kind).count();
+                let n = model.objects().filter(|o| o.identity.kind == kind).count();
                 (
                     vec![("type", kind.name().to_string())],
                     Value::Gauge(n as f64),
@@ -598,7 +598,7 @@ fn waits_by_semnum(
     for o in own {
         for ((op, semnum), w) in &o.waits {
             if ops(*op) {
-                let e = out.entry((o.key, *semnum)).or_insert_with(|| {
+                let e = out.entry((o.identity, *semnum)).or_insert_with(|| {
                     (
                         with(object_labels(o), &[("semnum", semnum.to_string())]),
                         WaitTotals::default(),
@@ -628,7 +628,7 @@ fn waits_by_op(own: &[&ExportedObject], folded: &[&ExportedObject]) -> Vec<(Labe
     let mut v = Vec::new();
     for o in own {
         for ((op, _), w) in &o.waits {
-            if o.key.kind == IpcKind::Msg {
+            if o.identity.kind == IpcKind::Msg {
                 v.push((
                     with(object_labels(o), &[("op", op.name().to_string())]),
                     w.clone(),
@@ -664,7 +664,7 @@ fn waiting(
 ) -> (Samples, Samples) {
     let mut waiters = Vec::new();
     let mut longest = Vec::new();
-    for o in own.iter().filter(|o| o.key.kind == kind) {
+    for o in own.iter().filter(|o| o.identity.kind == kind) {
         for (semnum, (n, since)) in &o.waiting {
             let labels = with(object_labels(o), &[("semnum", semnum.to_string())]);
             waiters.push((labels.clone(), *n as f64));
@@ -673,7 +673,7 @@ fn waiting(
     }
     let mut n_other = 0;
     let mut oldest: Option<u64> = None;
-    for o in folded.iter().filter(|o| o.key.kind == kind) {
+    for o in folded.iter().filter(|o| o.identity.kind == kind) {
         for (n, since) in o.waiting.values() {
             n_other += n;
             oldest = Some(oldest.map_or(*since, |s| s.min(*since)));

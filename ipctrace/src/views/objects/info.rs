@@ -19,12 +19,12 @@ pub fn render_info(
 ) -> String {
     let mut out = String::new();
     for o in objects {
-        let (title, id_name) = match o.key.kind {
+        let (title, id_name) = match o.identity.kind {
             IpcKind::Shm => ("Shared Memory Segment", "shmid"),
             IpcKind::Sem => ("Semaphore Array", "semid"),
             IpcKind::Msg => ("Message Queue", "msqid"),
         };
-        let _ = writeln!(out, "\n------ {title} {id_name}={} ------", o.key.id);
+        let _ = writeln!(out, "\n------ {title} {id_name}={} ------", o.identity.id);
         let owner = o.owner.map_or("?".to_string(), |w| {
             format!("{} (uid {}, gid {})", owner_text(o, users), w.uid, w.gid)
         });
@@ -33,7 +33,7 @@ pub fn render_info(
             "key {:#010x}  owner {owner}  perms {}  ipc_ns {}{}",
             o.ipc_key as u32,
             perms_text(o),
-            o.key.ns,
+            o.identity.ns,
             if o.removed {
                 "  removed (lives until the last detach)"
             } else {
@@ -173,7 +173,7 @@ fn semaphores(out: &mut String, s: &SemaphoreSet, now_ns: u64) {
 fn holders(out: &mut String, model: &Objects, o: &IpcObject, nsems: usize) {
     let mut lines = String::new();
     for num in 0..nsems {
-        for h in model.holders(o.key, num) {
+        for h in model.holders(o.identity, num) {
             let how = match h.source {
                 HolderSource::Kernel => "kernel: SEM_UNDO".to_string(),
                 HolderSource::Traced => "traced".to_string(),
@@ -204,7 +204,7 @@ fn queue(out: &mut String, q: &Queue, now_ns: u64) {
         q.cbytes,
         q.qbytes.map_or("?".to_string(), |n| n.to_string())
     );
-    let task = |t: Option<crate::model::objects::Task>, pid: u32| match t {
+    let task = |t: Option<crate::model::objects::QueueUser>, pid: u32| match t {
         Some(t) => who(t.pid, t.comm),
         None if pid != 0 => pid.to_string(),
         None => "-".to_string(),

@@ -5,7 +5,6 @@
 pub mod app;
 pub mod render;
 pub mod screen;
-pub mod sources;
 pub mod terminal;
 #[cfg(test)]
 mod tests;

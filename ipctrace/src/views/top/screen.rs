@@ -4,14 +4,15 @@
 
 mod detail;
 
-use super::sources::{self, Holder};
 use crate::decoder::Comm;
 use crate::filter::Filter;
 use crate::loader::KernelCounts;
 use crate::model::activity::Activity;
+use crate::model::holders::Holder;
 use crate::model::objects::{IpcObject, ObjectKey, ObjectState, Objects, SemaphoreSet};
-use crate::model::waits::{Task, WaitStats, Waits};
-use crate::views::objects::{ago, shown, who};
+use crate::model::waits::{Caller, WaitStats, Waits};
+use crate::views::hangs::deadlock_text;
+use crate::views::objects::{ago, shown, shown_deadlocks, who};
 use crate::views::{human_bytes, human_duration};
 use hdrhistogram::Histogram;
 use std::cmp::Ordering;
@@ -302,7 +303,7 @@ pub fn detail_of(m: &Models, now_ns: u64, open: Option<RowId>) -> Option<Detail>
 #[derive(Default)]
 struct SetWaits {
     hdr: Option<Histogram<u64>>,
-    wakers: HashMap<Task, u64>,
+    wakers: HashMap<Caller, u64>,
     /// Per semaphore (None: calls that named none, such as queues' or unread sembufs).
     by_sem: BTreeMap<Option<u16>, WaitStats>,
 }
@@ -310,12 +311,12 @@ struct SetWaits {
 fn sem_stats(waits: &Waits) -> HashMap<ObjectKey, SetWaits> {
     let mut sets: HashMap<ObjectKey, SetWaits> = HashMap::new();
     for (k, s) in &waits.stats {
-        let key = ObjectKey {
+        let identity = ObjectKey {
             ns: k.ipc_ns,
             kind: k.kind,
             id: k.id,
         };
-        let set = sets.entry(key).or_default();
+        let set = sets.entry(identity).or_default();
         if let Some(h) = &s.hdr {
             match &mut set.hdr {
                 Some(all) => {
@@ -381,25 +382,23 @@ fn opt_duration(ns: Option<u64>) -> (String, SortKey) {
     }
 }
 
-fn holders_text(holders: Option<Vec<Holder>>) -> String {
-    match holders {
-        None => "?".into(),
-        Some(h) if h.is_empty() => "-".into(),
-        Some(h) => h
-            .iter()
-            .map(|h| format!("{}x{}", who(h.pid, h.comm), h.units))
-            .collect::<Vec<_>>()
-            .join(","),
+fn holders_text(holders: &[Holder]) -> String {
+    if holders.is_empty() {
+        return "-".into();
     }
+    holders
+        .iter()
+        .map(|h| format!("{}x{}", who(h.pid, h.comm), h.units))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-/// The set's holders over all its semaphores, None when the model cannot tell.
-fn set_holders(m: &Models, o: &IpcObject, set: &SemaphoreSet) -> Option<Vec<Holder>> {
-    let mut all = Vec::new();
-    for num in 0..set.sems.len() {
-        all.extend(sources::holders(m.objects, o.key, num)?);
-    }
-    Some(all)
+/// The set's holders over all its semaphores (the kernel's SEM_UNDO lists, the traced ledger,
+/// or a guess).
+fn set_holders(m: &Models, o: &IpcObject, set: &SemaphoreSet) -> Vec<Holder> {
+    (0..set.sems.len())
+        .flat_map(|num| m.objects.holders(o.identity, num))
+        .collect()
 }
 
 fn waiters_now(set: &SemaphoreSet) -> u64 {
@@ -424,9 +423,12 @@ fn semaphores(m: &Models, now_ns: u64, per_set: &HashMap<ObjectKey, SetWaits>) -
         let ObjectState::Sem(set) = &o.state else {
             continue;
         };
-        let tally = m.activity.object(&o.key).map(|a| a.tally.last_interval);
+        let tally = m
+            .activity
+            .object(&o.identity)
+            .map(|a| a.tally.last_interval);
         let tally = tally.unwrap_or_default();
-        let waits = per_set.get(&o.key);
+        let waits = per_set.get(&o.identity);
         let blocked = m.rate(tally.blocked_ns);
         let wait_rate = m.rate(tally.waits);
         let p99 = percentile(waits.and_then(|w| w.hdr.as_ref()), 0.99);
@@ -436,7 +438,7 @@ fn semaphores(m: &Models, now_ns: u64, per_set: &HashMap<ObjectKey, SetWaits>) -
         let waiting = waiters_now(set);
         let (p99_text, p99_sort) = opt_duration(p99);
         let (longest_text, longest_sort) = opt_duration(longest);
-        let holders = holders_text(set_holders(m, o, set));
+        let holders = holders_text(&set_holders(m, o, set));
         let waker = top_waker(waits);
         let mut pids: Vec<u32> = set
             .sems
@@ -466,10 +468,10 @@ fn semaphores(m: &Models, now_ns: u64, per_set: &HashMap<ObjectKey, SetWaits>) -
             Severity::Normal
         };
         rows.push(Row {
-            id: RowId::Object(o.key),
+            id: RowId::Object(o.identity),
             cells: vec![
                 key_text(o.ipc_key),
-                o.key.id.to_string(),
+                o.identity.id.to_string(),
                 blocked_text(blocked),
                 rate_text(wait_rate),
                 p99_text,
@@ -480,7 +482,7 @@ fn semaphores(m: &Models, now_ns: u64, per_set: &HashMap<ObjectKey, SetWaits>) -
             ],
             sort: vec![
                 SortKey::Num(o.ipc_key as u32 as f64),
-                SortKey::Num(o.key.id as f64),
+                SortKey::Num(o.identity.id as f64),
                 SortKey::Num(blocked),
                 SortKey::Num(wait_rate),
                 p99_sort,
@@ -573,11 +575,11 @@ fn objects_table(m: &Models, now_ns: u64) -> Table {
         let ago_cell = |ns: Option<u64>| ns.map_or("-".into(), ago);
         let owner = owner_text(o, m.users);
         rows.push(Row {
-            id: RowId::Object(o.key),
+            id: RowId::Object(o.identity),
             cells: vec![
-                o.key.kind.name().to_string(),
+                o.identity.kind.name().to_string(),
                 key_text(o.ipc_key),
-                o.key.id.to_string(),
+                o.identity.id.to_string(),
                 owner.clone(),
                 creator.clone(),
                 attached.to_string(),
@@ -586,9 +588,9 @@ fn objects_table(m: &Models, now_ns: u64) -> Table {
                 ago_cell(age),
             ],
             sort: vec![
-                SortKey::Text(o.key.kind.name().into()),
+                SortKey::Text(o.identity.kind.name().into()),
                 SortKey::Num(o.ipc_key as u32 as f64),
-                SortKey::Num(o.key.id as f64),
+                SortKey::Num(o.identity.id as f64),
                 SortKey::Text(owner),
                 SortKey::Text(creator),
                 SortKey::Num(attached as f64),
@@ -630,7 +632,7 @@ fn queue_stuck(m: &Models, o: &IpcObject, now_ns: u64) -> Option<String> {
     let ObjectState::Msg(q) = &o.state else {
         return None;
     };
-    let activity = m.activity.object(&o.key);
+    let activity = m.activity.object(&o.identity);
     let full = q.qbytes.is_some_and(|l| l > 0 && q.cbytes >= l)
         || activity.is_some_and(|a| a.tally.last_interval.blocked_sends > 0);
     if full {
@@ -654,10 +656,14 @@ fn queues(m: &Models, now_ns: u64) -> Table {
         let ObjectState::Msg(q) = &o.state else {
             continue;
         };
-        let tally = m.activity.object(&o.key).map(|a| a.tally.last_interval);
+        let tally = m
+            .activity
+            .object(&o.identity)
+            .map(|a| a.tally.last_interval);
         let tally = tally.unwrap_or_default();
-        let task =
-            |t: Option<crate::model::objects::Task>| t.map_or("-".into(), |t| who(t.pid, t.comm));
+        let task = |t: Option<crate::model::objects::QueueUser>| {
+            t.map_or("-".into(), |t| who(t.pid, t.comm))
+        };
         let stuck = queue_stuck(m, o, now_ns);
         let fill = q
             .qbytes
@@ -671,10 +677,10 @@ fn queues(m: &Models, now_ns: u64) -> Table {
         }
         let (send, recv) = (task(q.last_send), task(q.last_recv));
         rows.push(Row {
-            id: RowId::Object(o.key),
+            id: RowId::Object(o.identity),
             cells: vec![
                 key_text(o.ipc_key),
-                o.key.id.to_string(),
+                o.identity.id.to_string(),
                 q.qnum.to_string(),
                 fill_bar(q.cbytes, q.qbytes, 6),
                 rate_text(m.rate(tally.sends)),
@@ -685,7 +691,7 @@ fn queues(m: &Models, now_ns: u64) -> Table {
             ],
             sort: vec![
                 SortKey::Num(o.ipc_key as u32 as f64),
-                SortKey::Num(o.key.id as f64),
+                SortKey::Num(o.identity.id as f64),
                 SortKey::Num(q.qnum as f64),
                 SortKey::Num(fill),
                 SortKey::Num(m.rate(tally.sends)),
@@ -720,7 +726,7 @@ fn holdings(m: &Models) -> BTreeMap<u32, (Option<Comm>, Vec<String>)> {
                 for (pid, a) in &s.attached {
                     let e = by_pid.entry(*pid).or_default();
                     e.0 = e.0.or(a.comm);
-                    e.1.push(format!("shm {} attached", o.key.id));
+                    e.1.push(format!("shm {} attached", o.identity.id));
                 }
             }
             ObjectState::Sem(s) => {
@@ -728,7 +734,7 @@ fn holdings(m: &Models) -> BTreeMap<u32, (Option<Comm>, Vec<String>)> {
                     for w in &sem.waiters {
                         let e = by_pid.entry(w.pid).or_default();
                         e.0 = e.0.or(w.comm);
-                        e.1.push(format!("sem {}[{num}] waiting", o.key.id));
+                        e.1.push(format!("sem {}[{num}] waiting", o.identity.id));
                     }
                 }
             }
@@ -800,13 +806,13 @@ fn processes(m: &Models) -> Table {
 /// The alert line's parts, worst first.
 fn alerts(m: &Models, now_ns: u64) -> Vec<Alert> {
     let mut alerts = Vec::new();
-    for d in sources::deadlocks(m.objects) {
+    for d in shown_deadlocks(m.objects, &Filter::default()) {
         alerts.push(Alert {
             severity: Severity::Alert,
             text: format!(
                 "{}DEADLOCK {}",
                 if d.possible { "possible " } else { "" },
-                d.text
+                deadlock_text(&d)
             ),
         });
     }
@@ -820,7 +826,7 @@ fn alerts(m: &Models, now_ns: u64) -> Vec<Alert> {
                     if waited >= m.stuck_ns {
                         stuck.push((
                             waited,
-                            format!("{} on sem {}[{num}]", who(w.pid, w.comm), o.key.id),
+                            format!("{} on sem {}[{num}]", who(w.pid, w.comm), o.identity.id),
                         ));
                     }
                 }
@@ -846,11 +852,14 @@ fn alerts(m: &Models, now_ns: u64) -> Vec<Alert> {
             let text = if why == "FULL" {
                 format!(
                     "queue {} full ({})",
-                    o.key.id,
+                    o.identity.id,
                     fill_bar(q.cbytes, q.qbytes, 0).trim()
                 )
             } else {
-                format!("queue {}: {} msgs, no receive for {why}", o.key.id, q.qnum)
+                format!(
+                    "queue {}: {} msgs, no receive for {why}",
+                    o.identity.id, q.qnum
+                )
             };
             alerts.push(Alert {
                 severity: Severity::Alert,
@@ -884,7 +893,7 @@ fn alerts(m: &Models, now_ns: u64) -> Vec<Alert> {
             severity: Severity::Warn,
             text: format!(
                 "orphan: shm {} {size}, unattached, creator {} gone{more}",
-                first.key.id,
+                first.identity.id,
                 first.creator.map_or(0, |c| c.pid)
             ),
         });

@@ -7,9 +7,8 @@ use super::{
     queue_stuck, rate_text, Detail, DetailLine, Models, RowId, SetWaits,
 };
 use crate::model::objects::{IpcObject, ObjectKey, ObjectState};
-use crate::model::waits::{log2_range, Task, LOG2_SLOTS};
+use crate::model::waits::{log2_range, Caller, LOG2_SLOTS};
 use crate::views::objects::{ago, who};
-use crate::views::top::sources;
 use crate::views::trace::args_text;
 use crate::views::{human_bytes, human_duration};
 use hdrhistogram::Histogram;
@@ -22,7 +21,7 @@ pub(super) fn detail(
     per_set: &HashMap<ObjectKey, SetWaits>,
 ) -> Option<Detail> {
     match id {
-        RowId::Object(key) => object_detail(m, now_ns, m.objects.get(&key)?, per_set),
+        RowId::Object(identity) => object_detail(m, now_ns, m.objects.get(&identity)?, per_set),
         RowId::Process(pid) => process_detail(m, now_ns, pid),
     }
 }
@@ -36,8 +35,8 @@ fn text(s: impl Into<String>) -> DetailLine {
 }
 
 /// The last calls on an object, newest first.
-fn recent_lines(m: &Models, key: &ObjectKey, now_ns: u64, lines: &mut Vec<DetailLine>) {
-    let Some(a) = m.activity.object(key) else {
+fn recent_lines(m: &Models, identity: &ObjectKey, now_ns: u64, lines: &mut Vec<DetailLine>) {
+    let Some(a) = m.activity.object(identity) else {
         return;
     };
     lines.push(heading("Last operations"));
@@ -106,10 +105,10 @@ fn object_detail(
                 ago(now_ns.saturating_sub(t))
             ))
     )));
-    let title = format!("{} {}", o.key.kind.name(), o.key.id);
+    let title = format!("{} {}", o.identity.kind.name(), o.identity.id);
     match &o.state {
         ObjectState::Sem(set) => {
-            let waits = per_set.get(&o.key);
+            let waits = per_set.get(&o.identity);
             lines.push(heading("Semaphores"));
             lines.push(text(format!(
                 "{:>4} {:>6} {:>6} {:>6}  {:<20} {:<8} {}",
@@ -138,7 +137,7 @@ fn object_detail(
                     sem.value.map_or("?".into(), |v| v.to_string()),
                     sem.ncount,
                     sem.zcount,
-                    holders_text(sources::holders(m.objects, o.key, num)),
+                    holders_text(&m.objects.holders(o.identity, num)),
                     if waiters.is_empty() {
                         "-".into()
                     } else {
@@ -156,7 +155,7 @@ fn object_detail(
                     opt_duration(percentile(hdr, 0.99)).0,
                     opt_duration(hdr.filter(|h| !h.is_empty()).map(|h| h.max())).0
                 )));
-                let mut wakers: Vec<(&Task, &u64)> = w.wakers.iter().collect();
+                let mut wakers: Vec<(&Caller, &u64)> = w.wakers.iter().collect();
                 wakers.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
                 if !wakers.is_empty() {
                     let list: Vec<String> = wakers
@@ -181,7 +180,7 @@ fn object_detail(
                 human_bytes(q.bytes_sent),
                 human_bytes(q.bytes_received)
             )));
-            let task = |t: Option<crate::model::objects::Task>| {
+            let task = |t: Option<crate::model::objects::QueueUser>| {
                 t.map_or("-".into(), |t| who(t.pid, t.comm))
             };
             lines.push(text(format!(
@@ -194,7 +193,7 @@ fn object_detail(
             if let Some(why) = queue_stuck(m, o, now_ns) {
                 lines.push(text(format!("STUCK: {why}")));
             }
-            if let Some(w) = per_set.get(&o.key) {
+            if let Some(w) = per_set.get(&o.identity) {
                 lines.push(heading(
                     "Waits in msgsnd (queue full) and msgrcv (queue empty)",
                 ));
@@ -228,9 +227,9 @@ fn object_detail(
             }
         }
     }
-    recent_lines(m, &o.key, now_ns, &mut lines);
+    recent_lines(m, &o.identity, now_ns, &mut lines);
     Some(Detail {
-        id: RowId::Object(o.key),
+        id: RowId::Object(o.identity),
         title,
         lines,
     })
@@ -273,7 +272,7 @@ fn process_detail(m: &Models, now_ns: u64, pid: u32) -> Option<Detail> {
     let mut calls: Vec<crate::decoder::Call> = m
         .objects
         .iter()
-        .filter_map(|o| m.activity.object(&o.key))
+        .filter_map(|o| m.activity.object(&o.identity))
         .flat_map(|a| a.recent.iter().filter(|c| c.pid == pid).copied())
         .collect();
     calls.sort_by_key(|c| std::cmp::Reverse(c.ts_ns));
