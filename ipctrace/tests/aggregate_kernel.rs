@@ -148,3 +148,58 @@ fn a_sleeping_waiter_is_listed_until_it_is_released() {
         .expect("its wait");
     assert_eq!((h.0.semnum, h.1.count), (3, 1));
 }
+
+#[test]
+fn each_blocked_wait_is_counted_for_the_process_that_released_it() {
+    const ROUNDS: usize = 6;
+    let id = unsafe { libc::semget(libc::IPC_PRIVATE, 2, libc::IPC_CREAT | 0o600) };
+    let _cleanup = Removal::sem(id);
+    let waiter = spawn(c"it-agg-wakee", move || unsafe {
+        let mut take = [sembuf(1, -1, 0)];
+        for _ in 0..2 * ROUNDS {
+            libc::semop(id, take.as_mut_ptr(), 1);
+        }
+        0
+    });
+    // Two releasers take turns: each ends about half of the waits, and only its own.
+    let releaser = |name: &'static std::ffi::CStr, first: bool| {
+        spawn(name, move || unsafe {
+            let mut post = [sembuf(1, 1, 0)];
+            for round in 0..2 * ROUNDS {
+                libc::usleep(10_000);
+                if (round % 2 == 0) == first {
+                    libc::semop(id, post.as_mut_ptr(), 1);
+                }
+            }
+            0
+        })
+    };
+    let (a, b) = (
+        releaser(c"it-agg-wake-a", true),
+        releaser(c"it-agg-wake-b", false),
+    );
+    let probe = aggregating(&[&waiter, &a, &b]);
+    for c in [&waiter, &a, &b] {
+        c.release();
+    }
+    assert_eq!((waiter.wait(), a.wait(), b.wait()), (0, 0, 0));
+    let r = probe.aggregates.as_ref().unwrap().read().unwrap();
+    let blocked: u64 = r
+        .waits
+        .iter()
+        .filter(|(k, _)| k.id == id as u32)
+        .map(|(_, h)| h.count)
+        .sum();
+    let wakes: Vec<_> = r.wakers.iter().filter(|w| w.wait.id == id as u32).collect();
+    assert!(wakes.iter().all(|w| w.wait.semnum == 1), "{wakes:?}");
+    let by = |pid: u32| wakes.iter().find(|w| w.waker_pid == pid).copied();
+    let (wa, wb) = (by(a.pid).expect("a woke"), by(b.pid).expect("b woke"));
+    assert_eq!(wa.waker_comm.to_string(), "it-agg-wake-a");
+    assert_eq!(wb.waker_comm.to_string(), "it-agg-wake-b");
+    // Every blocked wait has its waker, and nobody else (the waiter never woke itself).
+    assert_eq!(wakes.len(), 2, "{wakes:?}");
+    assert_eq!(wa.count + wb.count, blocked);
+    assert!(blocked >= 2 * ROUNDS as u64 - 2, "{blocked}");
+    assert!(wa.count >= ROUNDS as u64 - 2 && wb.count >= ROUNDS as u64 - 2);
+    assert_eq!(r.unrecorded(), 0);
+}

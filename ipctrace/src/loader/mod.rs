@@ -252,6 +252,7 @@ impl Probe {
                 object_ops: PerCpuHashMap::try_from(take("OBJECT_OPS")?)?,
                 waits: PerCpuHashMap::try_from(take("WAIT_HISTOGRAMS")?)?,
                 waiting: HashMap::try_from(take("WAITING")?)?,
+                wakers: PerCpuHashMap::try_from(take("WAKERS")?)?,
                 full: PerCpuArray::try_from(take("AGGREGATE_COUNTERS")?)?,
             })
         } else {

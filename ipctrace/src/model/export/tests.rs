@@ -199,7 +199,7 @@ fn kernel_counts_land_on_their_objects_and_removed_ones_go() {
                 since_ns: 500,
             },
         )],
-        full: [0; 3],
+        ..Default::default()
     };
     let gone = m.refresh(Refresh {
         aggregates: reading.clone(),
