@@ -29,11 +29,13 @@ impl SummaryLine {
     }
 }
 
-/// A line of `trace --json`: a call, or the summary at the end. Names are borrowed from the
-/// line where they hold no escapes: thousands of lines a second go through here.
+/// A line of `trace --json`: a call, a deadlock found, or the summary at the end. Names are
+/// borrowed from the line where they hold no escapes: thousands of lines a second go through here.
 #[derive(Deserialize)]
 pub struct TraceLine<'a> {
     pub summary: Option<Summary>,
+    /// The processes of a wait-for cycle trace found (`{"deadlock": [...], "possible": ...}`).
+    pub deadlock: Option<Vec<DeadlockStep>>,
     pub pid: Option<u32>,
     pub op: Option<Syscall>,
     #[serde(borrow)]
@@ -41,6 +43,12 @@ pub struct TraceLine<'a> {
     /// Null when the call succeeded.
     #[serde(borrow)]
     pub errno: Option<Cow<'a, str>>,
+}
+
+/// One process of a deadlock line.
+#[derive(Deserialize)]
+pub struct DeadlockStep {
+    pub comm: Option<String>,
 }
 
 /// A line of `lat --json`: one object's counts in one interval, or the summary.
