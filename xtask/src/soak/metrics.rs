@@ -113,8 +113,11 @@ pub(super) fn parse(text: &str) -> Result<Scrape> {
     Ok(scrape)
 }
 
-/// `name{k="v",...} value` (labels optional) as its parts; label values unescaped.
-fn split_sample(line: &str) -> Option<(&str, Vec<(&str, String)>, f64)> {
+/// A sample's labels, names and unescaped values, in the order written.
+type Labels<'a> = Vec<(&'a str, String)>;
+
+/// `name{k="v",...} value` (labels optional) as its parts.
+fn split_sample(line: &str) -> Option<(&str, Labels<'_>, f64)> {
     let (series, value) = line.rsplit_once(' ')?;
     let value = value.parse().ok()?;
     let Some((name, rest)) = series.split_once('{') else {
