@@ -205,7 +205,7 @@ struct Observed {
     /// The load's objects /proc/sysvipc listed when the load reported.
     in_proc: BTreeSet<ObjectId>,
     /// export's /metrics, every sample while the load ran and once at its end.
-    scrapes: Vec<metrics::Scrape>,
+    scrapes: run::Scrapes,
 }
 
 pub fn run(args: &[String]) -> Result<ExitCode> {

@@ -34,7 +34,7 @@ pub(super) fn all(observed: &Observed, warm_s: f64) -> Vec<Check> {
         check_no_deadlock(&observed.traced),
         check_waits(report, &observed.waits),
         check_objects(report, &observed.in_proc, &observed.table),
-        check_series(&observed.scrapes, warm_s),
+        check_series(&observed.scrapes.taken, &observed.scrapes.failed, warm_s),
     ]
 }
 
@@ -236,9 +236,9 @@ fn check_objects(report: &LoadReport, in_proc: &BTreeSet<ObjectId>, table: &Tabl
     }
 }
 
-/// export's series: at most --max-objects objects with series of their own in every scrape, no
-/// series of an object removed before the scrape, and no growth after warm-up.
-pub(super) fn check_series(scrapes: &[Scrape], warm_s: f64) -> Check {
+/// export's series: every scrape answered, at most --max-objects objects with series of their
+/// own in each, no series of an object removed before the scrape, and no growth after warm-up.
+pub(super) fn check_series(scrapes: &[Scrape], failed: &[(f64, String)], warm_s: f64) -> Check {
     let most = |scrapes: &mut dyn Iterator<Item = &Scrape>| scrapes.map(|s| s.series).max();
     let warm = most(&mut scrapes.iter().filter(|s| s.at_s <= warm_s));
     let after = most(&mut scrapes.iter().filter(|s| s.at_s > warm_s));
@@ -251,13 +251,20 @@ pub(super) fn check_series(scrapes: &[Scrape], warm_s: f64) -> Check {
     };
     Check {
         what: "export's series bounded",
-        pass: bounded && objects <= EXPORT_MAX_OBJECTS && stale.is_empty(),
+        pass: bounded && objects <= EXPORT_MAX_OBJECTS && stale.is_empty() && failed.is_empty(),
         detail: format!(
-            "{} scrapes; most series up to {warm_s:.0} s {}, after {}, at the end {} (at most \
+            "{} scrapes{}; most series up to {warm_s:.0} s {}, after {}, at the end {} (at most \
              {SERIES_GROWTH}x); at most {objects} objects with series of their own (--max-objects \
              {EXPORT_MAX_OBJECTS}); {} of the load's objects had series at some scrape, {} still \
              had them after their removal{}",
             scrapes.len(),
+            match failed.first() {
+                None => String::new(),
+                Some((at_s, why)) => format!(
+                    " ({} unanswered, the first at {at_s:.0} s: {why})",
+                    failed.len()
+                ),
+            },
             warm.map_or("-".into(), |n| n.to_string()),
             after.map_or("-".into(), |n| n.to_string()),
             scrapes.last().map_or(0, |s| s.series),
@@ -300,21 +307,28 @@ mod tests {
     #[test]
     fn series_fail_when_they_grow_leave_the_bound_or_outlive_their_object() {
         let steady = [scrape(5.0, 400, 8, &[]), scrape(90.0, 450, 8, &[])];
-        assert!(check_series(&steady, 60.0).pass);
+        assert!(check_series(&steady, &[], 60.0).pass);
         let growing = [scrape(5.0, 400, 8, &[]), scrape(90.0, 900, 8, &[])];
-        assert!(!check_series(&growing, 60.0).pass);
+        assert!(!check_series(&growing, &[], 60.0).pass);
         let unfolded = [scrape(5.0, 400, 9, &[]), scrape(90.0, 400, 8, &[])];
-        assert!(!check_series(&unfolded, 60.0).pass);
+        assert!(!check_series(&unfolded, &[], 60.0).pass);
         let stale = [scrape(5.0, 400, 8, &[]), scrape(90.0, 400, 8, &[7])];
-        let check = check_series(&stale, 60.0);
+        let check = check_series(&stale, &[], 60.0);
         assert!(
             !check.pass && check.detail.ends_with("sem 7"),
             "{}",
             check.detail
         );
         assert!(
-            !check_series(&steady[..1], 60.0).pass,
+            !check_series(&steady[..1], &[], 60.0).pass,
             "nothing after warm-up"
+        );
+        let unanswered = [(30.0, "timed out".to_string())];
+        let check = check_series(&steady, &unanswered, 60.0);
+        assert!(
+            !check.pass && check.detail.contains("1 unanswered"),
+            "{}",
+            check.detail
         );
     }
 }

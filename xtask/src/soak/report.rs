@@ -100,12 +100,9 @@ pub(super) fn render(asked: &Asked, observed: &Observed, checks: &[Check]) -> St
             100.0 * e.usage.cpu_s / report.elapsed_s.max(1e-9),
         );
     }
-    if let (Some(first), Some(last)) = (observed.scrapes.first(), observed.scrapes.last()) {
-        let warm = observed
-            .scrapes
-            .iter()
-            .find(|s| s.at_s >= warm_s)
-            .unwrap_or(last);
+    let scrapes = &observed.scrapes.taken;
+    if let (Some(first), Some(last)) = (scrapes.first(), scrapes.last()) {
+        let warm = scrapes.iter().find(|s| s.at_s >= warm_s).unwrap_or(last);
         let _ = writeln!(
             text,
             "\nexport's /metrics: {} series at {:.0} s, {} at {:.0} s, {} at the end ({} scrapes)",
@@ -114,7 +111,7 @@ pub(super) fn render(asked: &Asked, observed: &Observed, checks: &[Check]) -> St
             warm.series,
             warm.at_s,
             last.series,
-            observed.scrapes.len()
+            scrapes.len()
         );
     }
     let seen = traced_counts(report, traced);

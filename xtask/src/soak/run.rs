@@ -109,7 +109,7 @@ pub(super) fn soak(ipctrace: &Path, out_dir: &Path, minutes: f64, rate: f64) -> 
         waits,
         table,
         in_proc,
-        scrapes: scrapes.taken,
+        scrapes,
     })
 }
 
@@ -119,10 +119,12 @@ fn free_loopback_port() -> Result<SocketAddr> {
     Ok(probe.local_addr()?)
 }
 
-/// export's scrapes so far, and the load's objects the last one showed.
-struct Scrapes {
+/// export's scrapes so far, and those it did not answer.
+pub(super) struct Scrapes {
     at: SocketAddr,
-    taken: Vec<Scrape>,
+    pub taken: Vec<Scrape>,
+    /// (seconds into the load, why) for each scrape that got no metrics.
+    pub failed: Vec<(f64, String)>,
 }
 
 impl Scrapes {
@@ -130,6 +132,7 @@ impl Scrapes {
         Scrapes {
             at,
             taken: Vec::new(),
+            failed: Vec::new(),
         }
     }
 
@@ -138,10 +141,17 @@ impl Scrapes {
     }
 
     /// Lists the load's objects, then scrapes: an object the previous scrape showed that was
-    /// already gone before this one was asked for must have no series left.
+    /// already gone before this one was asked for must have no series left. A scrape export
+    /// does not answer is noted (a check fails on it), and the soak goes on.
     fn scrape(&mut self, at_s: f64) -> Result<()> {
         let alive = soak_objects_in_proc()?;
-        let mut scrape = metrics::parse(&metrics::fetch(self.at)?)?;
+        let mut scrape = match metrics::fetch(self.at).and_then(|text| metrics::parse(&text)) {
+            Ok(scrape) => scrape,
+            Err(e) => {
+                self.failed.push((at_s, format!("{e:#}")));
+                return Ok(());
+            }
+        };
         scrape.at_s = at_s;
         if let Some(previous) = self.taken.last() {
             scrape.stale = scrape
