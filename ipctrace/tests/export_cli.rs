@@ -1,7 +1,7 @@
 //! `ipctrace export` from the command line: the textfile mode (promtool checks what it
-//! writes, the file is replaced atomically and removed at the end), a semaphore's holders, and
-//! bad flags (a busy port,
-//! an unwritable directory) that get one line and exit 1 before anything loads.
+//! writes, the file is replaced atomically and removed at the end), a semaphore's holders, the
+//! memory the SEM_UNDO reader keeps, and bad flags (a busy port, an unwritable directory) that
+//! get one line and exit 1 before anything loads.
 
 mod support;
 
@@ -158,6 +158,39 @@ fn a_process_holding_a_semaphore_with_sem_undo_is_its_holder() {
     unsafe { libc::kill(tracer.id() as i32, libc::SIGTERM) };
     assert!(tracer.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// VmRSS of a running process, in MB.
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+#[test]
+fn the_sem_undo_reader_keeps_no_copy_of_the_kernels_btf() {
+    // The same exporter but for the reader, which only semaphores need.
+    let mut rss = Vec::new();
+    for kind in ["sem", "shm"] {
+        let (mut tracer, _stderr) =
+            start_ipctrace(&["export", "--listen", "127.0.0.1:0", "--type", kind]);
+        std::thread::sleep(Duration::from_millis(500));
+        rss.push(rss_mb(tracer.id()));
+        // SAFETY: signals our own child.
+        unsafe { libc::kill(tracer.id() as i32, libc::SIGTERM) };
+        assert!(tracer.wait().unwrap().success());
+    }
+    // Parsing the kernel's BTF to load it took 20 MB of heap, kept until exit.
+    assert!(
+        rss[0] - rss[1] < 8.0,
+        "sem {:.1} MB, shm {:.1} MB",
+        rss[0],
+        rss[1]
+    );
 }
 
 #[test]
