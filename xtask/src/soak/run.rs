@@ -408,6 +408,10 @@ fn read_lat(path: &Path) -> Result<(Option<Summary>, Waits)> {
             summary = Some(s);
             return Ok(());
         }
+        // Deadlocks (someone else's: trace's check covers the load's) are not counts.
+        if parsed.deadlock.is_some() {
+            return Ok(());
+        }
         let (Some(kind), Some(id)) = (parsed.kind, parsed.id) else {
             bail!("lat printed a line without type and id: {line}");
         };
@@ -428,6 +432,10 @@ fn read_objects(path: &Path) -> Result<(Option<Summary>, Table)> {
     for_each_line(path, "objects", |_, parsed: ObjectsLine| {
         if let Some(s) = parsed.summary {
             summary = Some(s);
+            return Ok(());
+        }
+        // Between tables, not part of one.
+        if parsed.deadlock.is_some() {
             return Ok(());
         }
         if last
