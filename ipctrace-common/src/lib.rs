@@ -431,6 +431,9 @@ pub struct WakerCount {
 /// `Config::stream_ops` bit: successful IPC_RMID calls stream whatever their op's own bit says (a view
 /// that aggregates still needs to know when an object goes).
 pub const STREAM_REMOVALS: u32 = 1 << 31;
+/// `Config::stream_ops` bit: calls that really slept stream whatever their op's own bit says (a
+/// view that counts calls in the kernel still wants each blocked wait, with its waker).
+pub const STREAM_BLOCKED: u32 = 1 << 30;
 
 /// Indices of the per-CPU `AGGREGATE_COUNTERS` array: entries the aggregate maps had no room
 /// for (their calls are in `CALL_TOTALS` still, but not per object).

@@ -520,6 +520,7 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
     let stream = config!(stream_ops);
     if stream & (1 << p.op) == 0
         && !(stream & STREAM_REMOVALS != 0 && ret == 0 && removes(p.op, &p.args))
+        && !(stream & STREAM_BLOCKED != 0 && p.flags & CALL_BLOCKED != 0)
     {
         return None;
     }

@@ -44,6 +44,8 @@ pub struct ProbeOptions {
     pub stream_ops: Option<Vec<Op>>,
     /// With `stream_ops`: successful IPC_RMID calls are handed over too.
     pub stream_removals: bool,
+    /// With `stream_ops`: calls that really slept are handed over too.
+    pub stream_blocked: bool,
 }
 
 /// Attached kernel programs and their maps.
@@ -306,7 +308,13 @@ fn kernel_config(options: &ProbeOptions, offsets: common::KernelOffsets) -> comm
             } else {
                 0
             };
-            ops.iter().fold(removals, |mask, op| mask | 1 << op.code())
+            let blocked = if options.stream_blocked {
+                common::STREAM_BLOCKED
+            } else {
+                0
+            };
+            ops.iter()
+                .fold(removals | blocked, |mask, op| mask | 1 << op.code())
         }),
         min_lat_ns: nanos(filter.min_lat),
         min_blocked_ns: nanos(filter.min_blocked),
