@@ -445,16 +445,38 @@ pub struct WaitingNow {
     pub since_ns: u64,
 }
 
+/// Key of `WAKERS`: a blocked wait's place and the process whose call released it (the task
+/// current at the waiter's `sched_waking`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WakerKey {
+    pub wait: WaitKey,
+    pub waker_pid: u32,
+    pub _pad: u32,
+}
+
+/// Value of `WAKERS`: how many blocked waits that waker ended, and its comm at the last one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WakerCount {
+    pub count: u64,
+    pub comm: [u8; TASK_COMM_LEN],
+}
+
 /// `Config::stream_ops` bit: successful IPC_RMID calls stream whatever their op's own bit says (a view
 /// that aggregates still needs to know when an object goes).
 pub const STREAM_REMOVALS: u32 = 1 << 31;
+/// `Config::stream_ops` bit: calls that really slept stream whatever their op's own bit says (a
+/// view that counts calls in the kernel still wants each blocked wait, with its waker).
+pub const STREAM_BLOCKED: u32 = 1 << 30;
 
 /// Indices of the per-CPU `AGGREGATE_COUNTERS` array: entries the aggregate maps had no room
 /// for (their calls are in `CALL_TOTALS` still, but not per object).
 pub const AGGREGATE_FULL_OBJECTS: u32 = 0;
 pub const AGGREGATE_FULL_WAITS: u32 = 1;
 pub const AGGREGATE_FULL_WAITING: u32 = 2;
-pub const AGGREGATE_COUNTER_COUNT: u32 = 3;
+pub const AGGREGATE_FULL_WAKERS: u32 = 3;
+pub const AGGREGATE_COUNTER_COUNT: u32 = 4;
 
 #[cfg(feature = "user")]
 mod user {
@@ -468,6 +490,8 @@ mod user {
     unsafe impl aya::Pod for super::WaitKey {}
     unsafe impl aya::Pod for super::WaitHistogram {}
     unsafe impl aya::Pod for super::WaitingNow {}
+    unsafe impl aya::Pod for super::WakerKey {}
+    unsafe impl aya::Pod for super::WakerCount {}
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::SemUndoOffsets {}
 }
@@ -489,6 +513,8 @@ mod tests {
         assert_eq!(core::mem::offset_of!(Config, comms), 56);
         assert_eq!(core::mem::size_of::<WaitHistogram>(), 8 * (2 + WAIT_SLOTS));
         assert_eq!(core::mem::size_of::<WaitingNow>(), 32);
+        assert_eq!(core::mem::size_of::<WakerKey>(), 24);
+        assert_eq!(core::mem::size_of::<WakerCount>(), 24);
     }
 
     #[test]

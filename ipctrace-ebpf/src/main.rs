@@ -64,6 +64,10 @@ static OBJECT_OPS: PerCpuHashMap<ObjectOpKey, ObjectOpStats> =
 #[map]
 static WAIT_HISTOGRAMS: PerCpuHashMap<WaitKey, WaitHistogram> =
     PerCpuHashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
+/// Blocked waits per semaphore (or queue and direction) and the process that released them.
+#[map]
+static WAKERS: PerCpuHashMap<WakerKey, WakerCount> =
+    PerCpuHashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
 /// Never written: the zeroed value a new histogram starts from (too big for the BPF stack).
 #[map]
 static ZERO_WAIT_HISTOGRAM: PerCpuArray<WaitHistogram> = PerCpuArray::with_max_entries(1, 0);
@@ -517,6 +521,7 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
     let stream = config!(stream_ops);
     if stream & (1 << p.op) == 0
         && !(stream & STREAM_REMOVALS != 0 && ret == 0 && removes(p.op, &p.args))
+        && !(stream & STREAM_BLOCKED != 0 && p.flags & CALL_BLOCKED != 0)
     {
         return None;
     }
@@ -767,6 +772,38 @@ fn aggregate(task: *mut task_struct, p: &Pending, ret: i64) {
             if let Some(n) = (*h).slots.get_mut(slot) {
                 *n += 1;
             }
+        }
+    }
+    count_waker(wait, p);
+}
+
+/// Counts who released a blocked wait (none known: a wake we did not see, or a restarted call
+/// whose waker so far was a signal's sender).
+#[inline(always)]
+fn count_waker(wait: WaitKey, p: &Pending) {
+    if p.waker_pid == 0 {
+        return;
+    }
+    let key = WakerKey {
+        wait,
+        waker_pid: p.waker_pid,
+        _pad: 0,
+    };
+    if WAKERS.get_ptr_mut(key).is_none() {
+        let zero = WakerCount::default();
+        if let Err(e) = WAKERS.insert(key, zero, BPF_NOEXIST as u64) {
+            if e != -EEXIST {
+                aggregate_full(AGGREGATE_FULL_WAKERS);
+                return;
+            }
+        }
+    }
+    if let Some(w) = WAKERS.get_ptr_mut(key) {
+        unsafe {
+            (*w).count += 1;
+            let comm = addr_of_mut!((*w).comm) as *mut Comm;
+            (*comm)[0] = p.waker_comm[0];
+            (*comm)[1] = p.waker_comm[1];
         }
     }
 }

@@ -148,3 +148,126 @@ fn a_sleeping_waiter_is_listed_until_it_is_released() {
         .expect("its wait");
     assert_eq!((h.0.semnum, h.1.count), (3, 1));
 }
+
+#[test]
+fn each_blocked_wait_is_counted_for_the_process_that_released_it() {
+    const ROUNDS: usize = 6;
+    let id = unsafe { libc::semget(libc::IPC_PRIVATE, 2, libc::IPC_CREAT | 0o600) };
+    let _cleanup = Removal::sem(id);
+    let waiter = spawn(c"it-agg-wakee", move || unsafe {
+        let mut take = [sembuf(1, -1, 0)];
+        for _ in 0..2 * ROUNDS {
+            libc::semop(id, take.as_mut_ptr(), 1);
+        }
+        0
+    });
+    // Two releasers take turns: each ends about half of the waits, and only its own.
+    let releaser = |name: &'static std::ffi::CStr, first: bool| {
+        spawn(name, move || unsafe {
+            let mut post = [sembuf(1, 1, 0)];
+            for round in 0..2 * ROUNDS {
+                libc::usleep(10_000);
+                if (round % 2 == 0) == first {
+                    libc::semop(id, post.as_mut_ptr(), 1);
+                }
+            }
+            0
+        })
+    };
+    let (a, b) = (
+        releaser(c"it-agg-wake-a", true),
+        releaser(c"it-agg-wake-b", false),
+    );
+    let probe = aggregating(&[&waiter, &a, &b]);
+    for c in [&waiter, &a, &b] {
+        c.release();
+    }
+    assert_eq!((waiter.wait(), a.wait(), b.wait()), (0, 0, 0));
+    let r = probe.aggregates.as_ref().unwrap().read().unwrap();
+    let blocked: u64 = r
+        .waits
+        .iter()
+        .filter(|(k, _)| k.id == id as u32)
+        .map(|(_, h)| h.count)
+        .sum();
+    let wakes: Vec<_> = r.wakers.iter().filter(|w| w.wait.id == id as u32).collect();
+    assert!(wakes.iter().all(|w| w.wait.semnum == 1), "{wakes:?}");
+    let by = |pid: u32| wakes.iter().find(|w| w.waker_pid == pid).copied();
+    let (wa, wb) = (by(a.pid).expect("a woke"), by(b.pid).expect("b woke"));
+    assert_eq!(wa.waker_comm.to_string(), "it-agg-wake-a");
+    assert_eq!(wb.waker_comm.to_string(), "it-agg-wake-b");
+    // Every blocked wait has its waker, and nobody else (the waiter never woke itself).
+    assert_eq!(wakes.len(), 2, "{wakes:?}");
+    assert_eq!(wa.count + wb.count, blocked);
+    assert!(blocked >= 2 * ROUNDS as u64 - 2, "{blocked}");
+    assert!(wa.count >= ROUNDS as u64 - 2 && wb.count >= ROUNDS as u64 - 2);
+    assert_eq!(r.unrecorded(), 0);
+}
+
+#[test]
+fn with_stream_blocked_only_the_waits_that_slept_reach_the_ring() {
+    const ROUNDS: usize = 5;
+    const FAST: usize = 50;
+    let id = unsafe { libc::semget(libc::IPC_PRIVATE, 2, libc::IPC_CREAT | 0o600) };
+    let _cleanup = Removal::sem(id);
+    let waiter = spawn(c"it-agg-slept", move || unsafe {
+        let mut take = [sembuf(0, -1, 0)];
+        for _ in 0..ROUNDS {
+            libc::semop(id, take.as_mut_ptr(), 1);
+        }
+        0
+    });
+    let poster = spawn(c"it-agg-poster", move || unsafe {
+        let mut post = [sembuf(0, 1, 0)];
+        let mut up = [sembuf(1, 1, 0)];
+        let mut down = [sembuf(1, -1, 0)];
+        for _ in 0..ROUNDS {
+            libc::usleep(10_000);
+            for _ in 0..FAST / ROUNDS / 2 {
+                libc::semop(id, up.as_mut_ptr(), 1);
+                libc::semop(id, down.as_mut_ptr(), 1);
+            }
+            libc::semop(id, post.as_mut_ptr(), 1);
+        }
+        0
+    });
+    let mut probe = Probe::attach(&ProbeOptions {
+        filter: Filter {
+            pids: vec![waiter.pid, poster.pid],
+            ..Default::default()
+        },
+        waits: true,
+        aggregate: true,
+        stream_ops: Some(vec![]),
+        stream_blocked: true,
+        ..Default::default()
+    })
+    .expect("attach");
+    waiter.release();
+    poster.release();
+    assert_eq!((waiter.wait(), poster.wait()), (0, 0));
+    let r = probe.aggregates.as_ref().unwrap().read().unwrap();
+    let blocked: u64 = r
+        .waits
+        .iter()
+        .filter(|(k, _)| k.id == id as u32)
+        .map(|(_, h)| h.count)
+        .sum();
+    assert!(blocked >= ROUNDS as u64 - 1, "{blocked}");
+    let mut streamed = Vec::new();
+    while let Some(item) = probe.events.next() {
+        if let Ok(Event::Call(c)) = decode(&item) {
+            streamed.push(c);
+        }
+    }
+    assert_eq!(streamed.len() as u64, blocked, "{streamed:?}");
+    for c in &streamed {
+        assert!(
+            c.op.is_semop() && c.pid == waiter.pid && c.blocked_ns > 0,
+            "{c:?}"
+        );
+        assert_eq!(c.waker.map(|w| w.pid), Some(poster.pid));
+    }
+    // Every call is still counted.
+    assert_eq!(semop_calls(&r, None), (2 * ROUNDS + FAST) as u64);
+}

@@ -220,6 +220,49 @@ fn human_output_names_the_call_in_words() {
 }
 
 #[test]
+fn lat_per_object_counts_calls_in_the_kernel_and_streams_only_the_waits() {
+    let key = format!("{:#x}", 0x5e00_0000 | (std::process::id() & 0xffff));
+    let mut perl = workload("contend.pl", &[&key]);
+    std::thread::sleep(Duration::from_millis(300)); // the set exists before the tracer starts
+    let tracer = Tracer::start(&["lat", "--json", "--key", &key]);
+    perl.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut ids = String::new();
+    perl.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut ids)
+        .unwrap();
+    assert!(perl.wait().unwrap().success());
+    let ids: Vec<i64> = ids.split_whitespace().map(|s| s.parse().unwrap()).collect();
+    tracer.signal(libc::SIGINT);
+    let (code, out, _) = tracer.finish();
+    assert_eq!(code, 0);
+    let lines = json_lines(out.as_bytes());
+    let set = lines
+        .iter()
+        .find(|l| l["id"].as_i64() == Some(ids[0]))
+        .unwrap_or_else(|| panic!("{out}"));
+    // The same figures as when every call streamed: both semaphores' calls, semaphore 0's waits.
+    assert_eq!(
+        (set["calls"].as_u64(), set["blocked"].as_u64()),
+        (Some(80), Some(20)),
+        "{out}"
+    );
+    assert_eq!(set["wakers"][0]["pid"].as_i64(), Some(ids[2]));
+    assert_eq!(set["wakers"][0]["count"], 20);
+    let p50 = set["p50_ns"].as_u64().unwrap();
+    assert!((4_000_000..8_000_000).contains(&p50), "p50 {p50}");
+    // But only the 20 waits that slept, and the set's removal at the end, crossed to user
+    // space one by one.
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(
+        (summary["events"].as_u64(), summary["lost"].as_u64()),
+        (Some(21), Some(0)),
+        "{out}"
+    );
+}
+
+#[test]
 fn lat_json_names_the_contended_semaphore_and_its_releaser() {
     let key = format!("{:#x}", 0x5d00_0000 | (std::process::id() & 0xffff));
     let mut perl = workload("contend.pl", &[&key]);

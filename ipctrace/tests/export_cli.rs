@@ -1,6 +1,7 @@
 //! `ipctrace export` from the command line: the textfile mode (promtool checks what it
-//! writes, the file is replaced atomically and removed at the end) and bad flags (a busy port,
-//! an unwritable directory) that get one line and exit 1 before anything loads.
+//! writes, the file is replaced atomically and removed at the end), a semaphore's holders, the
+//! memory the SEM_UNDO reader keeps, and bad flags (a busy port, an unwritable directory) that
+//! get one line and exit 1 before anything loads.
 
 mod support;
 
@@ -75,6 +76,121 @@ fn the_textfile_passes_promtool_and_goes_when_ipctrace_stops() {
     let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
     assert!(left.is_empty(), "{left:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The textfile's text once it has a line that starts with `want`, checked by promtool.
+fn textfile_with(path: &std::path::Path, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().any(|l| l.starts_with(want)) {
+            promtool_check(&text);
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {want} in {}: {text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_process_holding_a_semaphore_with_sem_undo_is_its_holder() {
+    let dir = std::env::temp_dir().join(format!("ipctrace-holders-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let set = unsafe { libc::semget(libc::IPC_PRIVATE, 2, libc::IPC_CREAT | 0o600) };
+    let _removal = Removal::sem(set);
+    let mut give = [sembuf(1, 1, 0)];
+    assert_eq!(unsafe { libc::semop(set, give.as_mut_ptr(), 1) }, 0);
+    // Takes semaphore 1's one unit with SEM_UNDO, then waits on semaphore 0 until told to go.
+    let holder = spawn(c"it-exp-holder", move || unsafe {
+        let mut take = [sembuf(1, -1, libc::SEM_UNDO as i16)];
+        let mut wait = [sembuf(0, -1, 0)];
+        if libc::semop(set, take.as_mut_ptr(), 1) != 0 {
+            return 1;
+        }
+        libc::semop(set, wait.as_mut_ptr(), 1)
+    });
+    holder.release();
+    let dir_arg = dir.display().to_string();
+    let (mut tracer, _stderr) = start_ipctrace(&[
+        "export",
+        "--textfile",
+        &dir_arg,
+        "--interval",
+        "0.3",
+        "--type",
+        "sem",
+    ]);
+    let path = dir.join("ipctrace.prom");
+    let of_set = format!("id=\"{set}\"");
+    let series = |semnum: u16| format!("semnum=\"{semnum}\"");
+    let text = textfile_with(&path, "ipctrace_sem_holders{");
+    let held: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("ipctrace_sem_holders{") && l.contains(&of_set))
+        .collect();
+    assert_eq!(held.len(), 1, "only semaphore 1 is held: {held:?}");
+    assert!(
+        held[0].contains(&series(1)) && held[0].ends_with(" 1.0"),
+        "{held:?}"
+    );
+    // Released: the unit goes back at its exit, and so does the series.
+    let mut go = [sembuf(0, 1, 0)];
+    assert_eq!(unsafe { libc::semop(set, go.as_mut_ptr(), 1) }, 0);
+    assert_eq!(holder.wait(), 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let still = text
+            .lines()
+            .any(|l| l.starts_with("ipctrace_sem_holders{") && l.contains(&of_set));
+        if !still && text.contains("ipctrace_sem_semaphores{ipc_ns=") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still held: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(tracer.id() as i32, libc::SIGTERM) };
+    assert!(tracer.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// VmRSS of a running process, in MB.
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+#[test]
+fn the_sem_undo_reader_keeps_no_copy_of_the_kernels_btf() {
+    // The same exporter but for the reader, which only semaphores need.
+    let mut rss = Vec::new();
+    for kind in ["sem", "shm"] {
+        let (mut tracer, _stderr) =
+            start_ipctrace(&["export", "--listen", "127.0.0.1:0", "--type", kind]);
+        std::thread::sleep(Duration::from_millis(500));
+        rss.push(rss_mb(tracer.id()));
+        // SAFETY: signals our own child.
+        unsafe { libc::kill(tracer.id() as i32, libc::SIGTERM) };
+        assert!(tracer.wait().unwrap().success());
+    }
+    // Parsing the kernel's BTF to load it took 20 MB of heap, kept until exit.
+    assert!(
+        rss[0] - rss[1] < 8.0,
+        "sem {:.1} MB, shm {:.1} MB",
+        rss[0],
+        rss[1]
+    );
 }
 
 #[test]

@@ -748,10 +748,11 @@ fn measure_idle(tools: &Tools) -> Result<Sample> {
 /// the thread that copies its terminal's output there (done once top has exited).
 /// The saturated mix (issue 15): stress-ng keeps both cores busy with queues, semaphores and
 /// segments while each tracer runs at default priority.
-const SATURATED_CONFIGS: [Config; 4] = [
+const SATURATED_CONFIGS: [Config; 5] = [
     Config::Trace,
     Config::TraceNice,
     Config::Lat,
+    Config::Top,
     Config::Export,
 ];
 const STRESS_NG_ARGS: [&str; 10] = [
@@ -768,7 +769,7 @@ const STRESS_NG_ARGS: [&str; 10] = [
 ];
 
 fn measure_saturated(tools: &Tools, config: Config) -> Result<Sample> {
-    let (running, out, _) = start_tracer(tools, config, None)?;
+    let (running, out, screen) = start_tracer(tools, config, None)?;
     let cpu_before = running.cpu_s_now();
     tracer::run(
         {
@@ -781,6 +782,10 @@ fn measure_saturated(tools: &Tools, config: Config) -> Result<Sample> {
     .context("stress-ng (apt-get install stress-ng; cargo xtask setup does)")?;
     let cpu_after = running.cpu_s_now();
     let (_, exit_ms) = running.stop()?;
+    // top's summary is on its terminal, copied to `out` until it has exited.
+    if let Some(screen) = screen {
+        let _ = screen.join();
+    }
     let (events, lost) = summary_counts(&out);
     let _ = std::fs::remove_file(&out);
     Ok(Sample {
@@ -948,7 +953,8 @@ fn run_workload(cmd: Command) -> Result<(Report, tracer::Usage)> {
 }
 
 /// Events and lost from the end of a tracer's output: the JSON summary line, or the human
-/// "N events, M lost". Only the tail is read: the file can be hundreds of MB.
+/// "N calls, M lost" (or "N events, M lost"). Only the tail is read: the file can be hundreds
+/// of MB.
 fn summary_counts(path: &Path) -> (Option<u64>, Option<u64>) {
     let tail = || -> std::io::Result<String> {
         let mut file = File::open(path)?;
@@ -966,7 +972,7 @@ fn summary_counts(path: &Path) -> (Option<u64>, Option<u64>) {
             return (Some(summary.events), Some(summary.lost));
         }
         let words: Vec<&str> = line.split_whitespace().collect();
-        if let [events, "events,", lost, "lost"] = words.as_slice() {
+        if let [events, "events," | "calls,", lost, "lost"] = words.as_slice() {
             return (events.parse().ok(), lost.parse().ok());
         }
     }
@@ -1003,4 +1009,25 @@ fn machine(tools: &Tools, reps: usize) -> String {
         iters.join(", ")
     );
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_is_read_from_json_and_from_tops_terminal() {
+        let path = std::env::temp_dir().join(format!("bench-summary-{}", std::process::id()));
+        std::fs::write(&path, "\x1b[?1049l\x1b[?25h\r\n1234 calls, 5 lost\r\n").unwrap();
+        assert_eq!(summary_counts(&path), (Some(1234), Some(5)));
+        std::fs::write(
+            &path,
+            "{\"summary\": {\"events\": 7, \"lost\": 0, \"untracked\": 0}}\n",
+        )
+        .unwrap();
+        assert_eq!(summary_counts(&path), (Some(7), Some(0)));
+        std::fs::write(&path, "no summary\n").unwrap();
+        assert_eq!(summary_counts(&path), (None, None));
+        let _ = std::fs::remove_file(&path);
+    }
 }

@@ -29,11 +29,13 @@ impl SummaryLine {
     }
 }
 
-/// A line of `trace --json`: a call, or the summary at the end. Names are borrowed from the
-/// line where they hold no escapes: thousands of lines a second go through here.
+/// A line of `trace --json`: a call, a deadlock found, or the summary at the end. Names are
+/// borrowed from the line where they hold no escapes: thousands of lines a second go through here.
 #[derive(Deserialize)]
 pub struct TraceLine<'a> {
     pub summary: Option<Summary>,
+    /// The processes of a wait-for cycle trace found (`{"deadlock": [...], "possible": ...}`).
+    pub deadlock: Option<Vec<DeadlockStep>>,
     pub pid: Option<u32>,
     pub op: Option<Syscall>,
     #[serde(borrow)]
@@ -43,10 +45,18 @@ pub struct TraceLine<'a> {
     pub errno: Option<Cow<'a, str>>,
 }
 
-/// A line of `lat --json`: one object's counts in one interval, or the summary.
+/// One process of a deadlock line.
+#[derive(Deserialize)]
+pub struct DeadlockStep {
+    pub comm: Option<String>,
+}
+
+/// A line of `lat --json`: one object's counts in one interval, a deadlock, or the summary.
 #[derive(Deserialize)]
 pub struct LatLine {
     pub summary: Option<Summary>,
+    /// A wait-for cycle among the waiters (anyone's: lat watches the whole machine).
+    pub deadlock: Option<serde::de::IgnoredAny>,
     #[serde(rename = "type")]
     pub kind: Option<Kind>,
     pub id: Option<i64>,
@@ -59,10 +69,12 @@ pub struct LatLine {
 }
 
 /// A line of `objects --json`: one object of one table (every line of a table carries the
-/// table's `ts_ns`), or the summary.
+/// table's `ts_ns`), a deadlock, or the summary.
 #[derive(Deserialize)]
 pub struct ObjectsLine {
     pub summary: Option<Summary>,
+    /// A wait-for cycle among the waiters, between tables.
+    pub deadlock: Option<serde::de::IgnoredAny>,
     pub ts_ns: Option<u64>,
     #[serde(rename = "type")]
     pub kind: Option<Kind>,
@@ -161,6 +173,13 @@ mod tests {
         )
         .unwrap();
         assert!(sem.creator.is_none() && sem.nattch.is_none() && sem.attached.is_empty());
+        assert!(sem.deadlock.is_none() && lat.deadlock.is_none());
+
+        // lat and objects print a deadlock among anyone's waiters as a line of its own.
+        let deadlock = r#"{"deadlock": [{"comm": "abba-a", "pid": 5, "holds": {"id": 1, "ipc_ns": 1, "key": 2, "semnum": 0}, "waits": {"id": 2, "ipc_ns": 1, "key": 3, "semnum": 0}}], "possible": false}"#;
+        let lat: LatLine = serde_json::from_str(deadlock).unwrap();
+        let objects: ObjectsLine = serde_json::from_str(deadlock).unwrap();
+        assert!(lat.deadlock.is_some() && objects.deadlock.is_some());
     }
 
     #[test]

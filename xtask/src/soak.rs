@@ -1,7 +1,10 @@
-//! `cargo xtask soak`: ipctrace's trace, lat and objects run together for minutes under a mixed
-//! SysV IPC load, and fail unless memory stays flat, nothing is lost and their output matches the
-//! load. run.rs runs it, check.rs judges it, report.rs writes it up; here is what they share.
+//! `cargo xtask soak`: ipctrace's trace, lat, objects and export run together for minutes under a
+//! mixed SysV IPC load with objects made and removed without pause, and fail unless memory stays
+//! flat, nothing is lost, export's series stay bounded and their output matches the load. run.rs
+//! runs it, check.rs judges it, report.rs writes it up, metrics.rs scrapes export; here is what
+//! they share.
 mod check;
+mod metrics;
 mod report;
 mod run;
 mod workload;
@@ -53,6 +56,16 @@ const OBJECTS: View = View {
     slug: "objects",
 };
 
+/// Few enough that the load's churned objects (three of each kind alive at a time, beside its
+/// six long-lived ones) and everyone else's get folded into `id="other"`.
+const EXPORT_MAX_OBJECTS: usize = 8;
+
+const EXPORT: View = View {
+    label: "export --interval 5 --max-objects 8",
+    args: &["export", "--interval", "5", "--max-objects", "8"],
+    slug: "export",
+};
+
 /// A tracer's resident set and CPU so far, read from /proc while it runs.
 #[derive(Debug, Clone, Copy)]
 struct Sample {
@@ -76,6 +89,10 @@ struct Ended {
 struct TracedCalls {
     by_pid: HashMap<u32, CallCounts>,
     others: u64,
+    /// Deadlocks trace reported among other processes than the load's.
+    deadlocks_elsewhere: u64,
+    /// Deadlock lines that named the load's processes (which never deadlock).
+    load_deadlocks: Vec<String>,
     summary: Option<Summary>,
 }
 
@@ -179,7 +196,7 @@ struct Check {
 /// Everything a run leaves for the checks and the report.
 struct Observed {
     report: LoadReport,
-    /// The views, in the order they were started (trace, lat, objects).
+    /// The views, in the order they were started (trace, lat, objects, export).
     ended: Vec<Ended>,
     traced: TracedCalls,
     waits: Waits,
@@ -187,6 +204,8 @@ struct Observed {
     table: Table,
     /// The load's objects /proc/sysvipc listed when the load reported.
     in_proc: BTreeSet<ObjectId>,
+    /// export's /metrics, every sample while the load ran and once at its end.
+    scrapes: run::Scrapes,
 }
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
@@ -259,6 +278,19 @@ fn parse_args(args: &[String]) -> Result<(f64, f64), String> {
 mod tests {
     use super::*;
     use crate::ipc::Syscall;
+
+    #[test]
+    fn exports_folding_bound_is_the_one_the_checks_use() {
+        let at = EXPORT
+            .args
+            .iter()
+            .position(|a| *a == "--max-objects")
+            .unwrap();
+        assert_eq!(EXPORT.args[at + 1], EXPORT_MAX_OBJECTS.to_string());
+        assert!(EXPORT
+            .label
+            .contains(&format!("--max-objects {EXPORT_MAX_OBJECTS}")));
+    }
 
     #[test]
     fn the_loads_report_reads_back_as_it_was_written() {

@@ -3,10 +3,12 @@
 //! export model and view; serves HTTP with hyper on the session's own runtime.
 
 use crate::cli::{parse_seconds, Common};
+use crate::decoder::sem_undo::decode_sem_undo;
 use crate::decoder::syscalls::{IpcKind, Op};
 use crate::decoder::{Comm, Event};
 use crate::kernel_view::{ctl, maps, processes, sysvipc};
 use crate::loader::aggregates::Aggregates;
+use crate::loader::sem_undo::SemUndoReader;
 use crate::loader::{KernelCounts, Probe, ProbeOptions};
 use crate::model::export::{ExportModel, Refresh};
 use crate::model::objects::ObjectKey;
@@ -104,11 +106,22 @@ pub fn run(args: ExportArgs) -> Result<i32> {
         .aggregates
         .take()
         .ok_or_else(|| anyhow!("kernel object has no aggregate maps"))?;
+    // Holders from the kernel's SEM_UNDO lists: the reader is loaded while privileged.
+    let undo = filter.kinds().contains(&IpcKind::Sem).then(|| {
+        SemUndoReader::load()
+            .map_err(|e| {
+                eprintln!(
+                    "ipctrace: the kernel's SEM_UNDO lists cannot be read ({e:#}): ipctrace_sem_holders counts guesses only"
+                )
+            })
+            .ok()
+    });
     let own_ns = processes::own_ipc_namespace().context("reading /proc/self/ns/ipc")?;
     let (publish, published) = watch::channel(Arc::new(Exposition::default()));
     let mut sink = ExportSink {
         model: ExportModel::new(own_ns),
         aggregates,
+        undo: undo.flatten(),
         kinds: filter.kinds(),
         max_objects: args.max_objects,
         own: SelfCounts::default(),
@@ -182,6 +195,8 @@ enum Place {
 struct ExportSink {
     model: ExportModel,
     aggregates: Aggregates,
+    /// The SEM_UNDO lists' reader (with --type sem or none).
+    undo: Option<SemUndoReader>,
     kinds: Vec<IpcKind>,
     max_objects: usize,
     own: SelfCounts,
@@ -288,6 +303,7 @@ impl ExportSink {
             .into_iter()
             .filter_map(|pid| Some((pid, Comm::new(&processes::read_comm(pid)?))))
             .collect();
+        let (sem_values, undo, live_last_pids) = self.sem_holding(sem.as_deref(), own_ns);
         let gone = self.model.refresh(Refresh {
             now_ns,
             aggregates,
@@ -298,6 +314,9 @@ impl ExportSink {
             full_scan,
             live_creators,
             creator_comms,
+            sem_values,
+            undo,
+            live_last_pids,
         });
         let gone: BTreeSet<ObjectKey> = gone.into_iter().collect();
         self.aggregates.forget(
@@ -312,6 +331,42 @@ impl ExportSink {
         );
         let exposition = view::exposition(&self.model, self.own, self.max_objects, now_ns);
         self.publish.send_replace(Arc::new(exposition));
+    }
+
+    /// What holders are worked out from: each set's semaphores (semctl), the kernel's SEM_UNDO
+    /// lists, and which last-op pids of semaphores at 0 with waiters are alive.
+    fn sem_holding(
+        &mut self,
+        sets: Option<&[crate::kernel_view::sysvipc::SemSet]>,
+        own_ns: u32,
+    ) -> (
+        HashMap<i32, Vec<ctl::SemValue>>,
+        Option<crate::decoder::sem_undo::SemUndoWalk>,
+        BTreeSet<u32>,
+    ) {
+        let sets = sets.unwrap_or_default();
+        // A set removed meanwhile simply has none.
+        let values: HashMap<i32, Vec<ctl::SemValue>> = sets
+            .iter()
+            .filter_map(|s| Some((s.semid, ctl::sem_values(s.semid, s.nsems as usize).ok()?)))
+            .collect();
+        let sizes: Vec<(u32, i32, u32)> = sets.iter().map(|s| (own_ns, s.semid, s.nsems)).collect();
+        let undo = match &mut self.undo {
+            Some(reader) if !sizes.is_empty() => reader.read(&sizes).ok().map(|raw| {
+                let nsems: HashMap<(u32, i32), u32> =
+                    sizes.iter().map(|&(ns, id, n)| ((ns, id), n)).collect();
+                decode_sem_undo(&raw, |ns, id| nsems.get(&(ns, id)).copied())
+            }),
+            _ => None,
+        };
+        let live_last_pids = values
+            .values()
+            .flatten()
+            .filter(|v| v.value == 0 && v.ncount > 0 && v.last_pid > 0)
+            .map(|v| v.last_pid as u32)
+            .filter(|pid| Path::new(&format!("/proc/{pid}")).exists())
+            .collect();
+        (values, undo, live_last_pids)
     }
 
     fn model_ns(&self) -> u32 {

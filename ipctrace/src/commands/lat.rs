@@ -1,13 +1,17 @@
 //! `ipctrace lat`: wait-latency histograms per object, semaphore or waiting process, bcc-style.
-//! Its options, its help, and the wiring of loader, session, wait model and view.
+//! Its options, its help, and the wiring of loader, session, wait model and view. Per object,
+//! the kernel counts the calls and only the waits that really slept stream.
 
 use super::followed::FollowedCommand;
 use super::hangs::{HangArgs, HangSources};
 use super::live::LiveObjects;
 use super::{attach, exit_code, ids_of_keys, known_keys, runtime};
 use crate::cli::{parse_seconds, Common, FollowArgs};
-use crate::decoder::syscalls::IpcKind;
+use crate::decoder::aggregates::ObjectOpKey;
+use crate::decoder::syscalls::{IpcKind, Op};
 use crate::decoder::Event;
+use crate::kernel_view::{processes, sysvipc};
+use crate::loader::aggregates::Aggregates;
 use crate::loader::ProbeOptions;
 use crate::model::waits::{GroupBy, Waits};
 use crate::session::{self, Schedule};
@@ -15,6 +19,7 @@ use crate::session::{Flow, Sink};
 use crate::views::lat::LatView;
 use anyhow::Result;
 use clap::Args;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::time::Duration;
 
@@ -99,15 +104,23 @@ pub fn run(args: LatArgs) -> Result<i32> {
     let mut command = args.common.start_command(&args.follow.command)?;
     filter.follow = command.as_ref().map(FollowedCommand::pid);
     filter.validate()?;
-    // Waits need no process events, and no sembufs unless grouped by semaphore number.
-    let probe = attach(
+    // Waits need no process events, and no sembufs unless grouped by semaphore number. Per
+    // object the kernel counts the calls: only blocked waits (HDR percentiles, wakers), the
+    // get calls (keys) and removals stream. Per semaphore or process, every call streams.
+    let in_kernel = by == GroupBy::Object;
+    let mut probe = attach(
         &filter,
         ids_of_keys(&filter),
         ProbeOptions {
             skip_user_memory: !matches!(by, GroupBy::Semnum),
+            aggregate: in_kernel,
+            stream_ops: in_kernel.then(|| vec![Op::Semget, Op::Msgget]),
+            stream_removals: in_kernel,
+            stream_blocked: in_kernel,
             ..Default::default()
         },
     )?;
+    let kernel_calls = probe.aggregates.take().map(KernelCalls::new);
     let keys = known_keys(&filter.kinds());
     // Waits in progress and holders come from the kernel at each report (semaphores only);
     // the reader is loaded while privileged.
@@ -118,13 +131,12 @@ pub fn run(args: LatArgs) -> Result<i32> {
         false => None,
     };
     prepared.drop_privileges()?;
-    let mut view = LatView::new(
-        prepared.out,
-        args.common.json,
-        Waits::new(by, filter.kinds()),
-        count,
-    )
-    .in_milliseconds(args.milliseconds);
+    let mut waits = Waits::new(by, filter.kinds());
+    if kernel_calls.is_some() {
+        waits = waits.counting_calls_in_kernel();
+    }
+    let mut view = LatView::new(prepared.out, args.common.json, waits, count)
+        .in_milliseconds(args.milliseconds);
     if live.is_some() {
         view = view.showing_hangs(args.hangs.stuck_ns(), filter.clone());
     }
@@ -139,14 +151,25 @@ pub fn run(args: LatArgs) -> Result<i32> {
         until_exit: command.as_ref().map(FollowedCommand::exit_fd),
         compat: None,
     };
-    let mut watch = LatWatch { live, view };
+    let mut watch = LatWatch {
+        live,
+        view,
+        kernel_calls,
+    };
     if let Some(command) = command.as_mut() {
         command.release()?;
     }
     let totals = runtime()?.block_on(session::run(probe, schedule, &mut watch))?;
-    let LatWatch { mut live, mut view } = watch;
+    let LatWatch {
+        mut live,
+        mut view,
+        mut kernel_calls,
+    } = watch;
     if let Some(live) = live.as_mut() {
         live.refresh();
+    }
+    if let Some(k) = kernel_calls.as_mut() {
+        k.hand_over(&mut view.waits);
     }
     view.finish(&totals, live.as_ref().map(LiveObjects::objects))?;
     Ok(exit_code(command.as_mut()))
@@ -157,6 +180,64 @@ pub fn run(args: LatArgs) -> Result<i32> {
 struct LatWatch<W: Write> {
     live: Option<LiveObjects>,
     view: LatView<W>,
+    kernel_calls: Option<KernelCalls>,
+}
+
+/// The calls the kernel counted per object, handed to the wait model at each report.
+struct KernelCalls {
+    aggregates: Aggregates,
+    /// Each entry's count at the last report.
+    seen: HashMap<ObjectOpKey, u64>,
+}
+
+impl KernelCalls {
+    fn new(aggregates: Aggregates) -> KernelCalls {
+        KernelCalls {
+            aggregates,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Adds the calls since the last report to `waits`, then deletes the entries of our
+    /// namespace's objects that /proc/sysvipc no longer lists (what churn would fill the map with).
+    fn hand_over(&mut self, waits: &mut Waits) {
+        let Ok(reading) = self.aggregates.read() else {
+            return;
+        };
+        for (key, calls, _) in reading.object_ops {
+            let Some(op) = Op::from_code(key.op) else {
+                continue;
+            };
+            if !matches!(op, Op::Semop | Op::Semtimedop | Op::Msgsnd | Op::Msgrcv) {
+                continue;
+            }
+            let before = self.seen.insert(key, calls).unwrap_or(0);
+            waits.add_calls(
+                op.kind(),
+                key.ipc_ns,
+                key.id as i32,
+                calls - before.min(calls),
+            );
+        }
+        let Some(own_ns) = processes::own_ipc_namespace() else {
+            return;
+        };
+        let (Ok(sems), Ok(queues)) = (sysvipc::read_sem(), sysvipc::read_msg()) else {
+            return;
+        };
+        let listed: HashSet<(IpcKind, i32)> = sems
+            .objects
+            .iter()
+            .map(|s| (IpcKind::Sem, s.semid))
+            .chain(queues.objects.iter().map(|q| (IpcKind::Msg, q.msqid)))
+            .collect();
+        let gone = |ns: u32, op: Op, id: u32| {
+            ns == own_ns && op.kind() != IpcKind::Shm && !listed.contains(&(op.kind(), id as i32))
+        };
+        self.seen
+            .retain(|k, _| Op::from_code(k.op).is_none_or(|op| !gone(k.ipc_ns, op, k.id)));
+        self.aggregates.forget(gone, |_| false);
+    }
 }
 
 impl<W: Write> Sink for LatWatch<W> {
@@ -175,6 +256,9 @@ impl<W: Write> Sink for LatWatch<W> {
     fn interval(&mut self) -> Flow {
         if let Some(live) = self.live.as_mut() {
             live.refresh();
+        }
+        if let Some(k) = self.kernel_calls.as_mut() {
+            k.hand_over(&mut self.view.waits);
         }
         self.view.tick(self.live.as_ref().map(LiveObjects::objects))
     }

@@ -1,9 +1,10 @@
 //! The kernel-side aggregates as plain values: one reading of the per-CPU totals, wait
-//! histograms and waits in progress, summed over CPUs (`loader::aggregates` reads them).
+//! histograms, wakers and waits in progress, summed over CPUs (`loader::aggregates` reads them).
 
 use crate::decoder::syscalls::Op;
+use crate::decoder::Comm;
 use ipctrace_common as common;
-pub use ipctrace_common::{ObjectOpKey, WaitKey, WaitingNow, WAIT_SLOTS};
+pub use ipctrace_common::{ObjectOpKey, WaitKey, WaitingNow, WakerKey, WAIT_SLOTS};
 
 /// Blocked waits of one semaphore (or queue and direction), summed over CPUs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +25,16 @@ impl Default for WaitTotals {
     }
 }
 
+/// The blocked waits of one semaphore (or queue and direction) that one process released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wakes {
+    pub wait: WaitKey,
+    pub waker_pid: u32,
+    /// Its comm at one of those wakes.
+    pub waker_comm: Comm,
+    pub count: u64,
+}
+
 /// One reading of every aggregate map. Counters only grow (until an object's entries go).
 #[derive(Debug, Clone, Default)]
 pub struct AggregateReading {
@@ -34,7 +45,9 @@ pub struct AggregateReading {
     pub waits: Vec<(WaitKey, WaitTotals)>,
     /// (thread id, where and since when it waits).
     pub waiting: Vec<(u32, WaitingNow)>,
-    /// Entries the kernel had no room for: per-object counts, histograms, waits in progress.
+    pub wakers: Vec<Wakes>,
+    /// Entries the kernel had no room for: per-object counts, histograms, waits in progress,
+    /// wakers.
     pub full: [u64; common::AGGREGATE_COUNTER_COUNT as usize],
 }
 

@@ -1,8 +1,11 @@
 //! The kernel-side aggregate maps seen from user space: reads them into a plain
 //! `AggregateReading`, and deletes the entries of objects that are gone.
 
-use crate::decoder::aggregates::{AggregateReading, ObjectOpKey, WaitKey, WaitTotals, WaitingNow};
+use crate::decoder::aggregates::{
+    AggregateReading, ObjectOpKey, WaitKey, WaitTotals, WaitingNow, WakerKey, Wakes,
+};
 use crate::decoder::syscalls::Op;
+use crate::decoder::Comm;
 use anyhow::{Context, Result};
 use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap};
 use ipctrace_common as common;
@@ -13,6 +16,7 @@ pub struct Aggregates {
     pub(crate) object_ops: PerCpuHashMap<MapData, ObjectOpKey, common::ObjectOpStats>,
     pub(crate) waits: PerCpuHashMap<MapData, WaitKey, common::WaitHistogram>,
     pub(crate) waiting: HashMap<MapData, u32, WaitingNow>,
+    pub(crate) wakers: PerCpuHashMap<MapData, WakerKey, common::WakerCount>,
     pub(crate) full: PerCpuArray<MapData, u64>,
 }
 
@@ -59,6 +63,20 @@ impl Aggregates {
             let Ok((tid, now)) = entry else { continue };
             reading.waiting.push((tid, now));
         }
+        for entry in self.wakers.iter() {
+            let Ok((key, per_cpu)) = entry else { continue };
+            // Each CPU keeps the comm of the last wake it counted; any of them names the waker.
+            let comm = per_cpu
+                .iter()
+                .find(|w| w.count > 0)
+                .map_or([0; common::TASK_COMM_LEN], |w| w.comm);
+            reading.wakers.push(Wakes {
+                wait: key.wait,
+                waker_pid: key.waker_pid,
+                waker_comm: Comm::from_bytes(comm),
+                count: per_cpu.iter().map(|w| w.count).sum(),
+            });
+        }
         for (i, slot) in reading.full.iter_mut().enumerate() {
             *slot = self
                 .full
@@ -88,6 +106,12 @@ impl Aggregates {
         for key in keys {
             if by_op(key.ipc_ns, key.op, key.id) {
                 let _ = self.waits.remove(&key);
+            }
+        }
+        let keys: Vec<WakerKey> = self.wakers.keys().flatten().collect();
+        for key in keys {
+            if by_op(key.wait.ipc_ns, key.wait.op, key.wait.id) {
+                let _ = self.wakers.remove(&key);
             }
         }
         // A thread killed in its wait never reached sys_exit to take itself off.

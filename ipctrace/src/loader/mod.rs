@@ -44,6 +44,8 @@ pub struct ProbeOptions {
     pub stream_ops: Option<Vec<Op>>,
     /// With `stream_ops`: successful IPC_RMID calls are handed over too.
     pub stream_removals: bool,
+    /// With `stream_ops`: calls that really slept are handed over too.
+    pub stream_blocked: bool,
 }
 
 /// Attached kernel programs and their maps.
@@ -259,6 +261,7 @@ impl Probe {
                 object_ops: PerCpuHashMap::try_from(take("OBJECT_OPS")?)?,
                 waits: PerCpuHashMap::try_from(take("WAIT_HISTOGRAMS")?)?,
                 waiting: HashMap::try_from(take("WAITING")?)?,
+                wakers: PerCpuHashMap::try_from(take("WAKERS")?)?,
                 full: PerCpuArray::try_from(take("AGGREGATE_COUNTERS")?)?,
             })
         } else {
@@ -312,7 +315,13 @@ fn kernel_config(options: &ProbeOptions, offsets: common::KernelOffsets) -> comm
             } else {
                 0
             };
-            ops.iter().fold(removals, |mask, op| mask | 1 << op.code())
+            let blocked = if options.stream_blocked {
+                common::STREAM_BLOCKED
+            } else {
+                0
+            };
+            ops.iter()
+                .fold(removals | blocked, |mask, op| mask | 1 << op.code())
         }),
         min_lat_ns: nanos(filter.min_lat),
         min_blocked_ns: nanos(filter.min_blocked),

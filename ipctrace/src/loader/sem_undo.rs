@@ -46,6 +46,9 @@ impl SemUndoReader {
         program
             .load("task", &btf)
             .context("loading the task iterator sem_undo_lists (iter/task)")?;
+        // The kernel's BTF, read and parsed twice above, was 20 MB of heap kept resident.
+        drop(btf);
+        super::release_freed_memory();
         Ok(SemUndoReader { ebpf })
     }
 

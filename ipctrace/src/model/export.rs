@@ -1,12 +1,16 @@
 //! What `ipctrace export` knows: every object with its kernel numbers, the kernel's aggregate
-//! counts and histograms, who has each segment mapped, and waits in progress. Fed the few calls
-//! that stream (gets, shmat, shmdt, IPC_RMID) and process changes; corrected on each refresh.
+//! counts and histograms, who has each segment mapped, waits in progress and how many processes
+//! hold each semaphore. Fed the few calls that stream (gets, shmat, shmdt, IPC_RMID) and process
+//! changes; corrected on each refresh.
 
 use crate::decoder::aggregates::{AggregateReading, WaitTotals};
+use crate::decoder::sem_undo::SemUndoWalk;
 use crate::decoder::syscalls::{self, IpcKind, Op};
 use crate::decoder::{Call, Comm, Event, ProcessChange};
+use crate::kernel_view::ctl::SemValue;
 use crate::kernel_view::maps::SysvMapping;
 use crate::kernel_view::sysvipc::{MsgQueue, SemSet, ShmSeg};
+use crate::model::holders::{self, Ledger, SemNow, SemSlot};
 use crate::model::objects::ObjectKey;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -36,6 +40,8 @@ pub struct ExportedObject {
     pub waits: WaitsBySemnum,
     /// Per semnum (0 for queues): (threads asleep now, since when the longest has slept).
     pub waiting: BTreeMap<u32, (u64, u64)>,
+    /// Per semnum: processes holding units of it now (semaphores nobody holds are left out).
+    pub holders: BTreeMap<u32, u64>,
     /// Calls counted during the last refresh interval: what `--max-objects` ranks by.
     pub recent_calls: u64,
 }
@@ -76,6 +82,7 @@ impl ExportedObject {
             ops: BTreeMap::new(),
             waits: BTreeMap::new(),
             waiting: BTreeMap::new(),
+            holders: BTreeMap::new(),
             recent_calls: 0,
         }
     }
@@ -110,6 +117,13 @@ pub struct Refresh {
     pub live_creators: BTreeSet<u32>,
     /// Names of the creator pids `creators_to_name` asked for (those still running).
     pub creator_comms: HashMap<u32, Comm>,
+    /// The semaphores of each set of our namespace (semctl), by semid; a set missing here has
+    /// no holders counted.
+    pub sem_values: HashMap<i32, Vec<SemValue>>,
+    /// The kernel's SEM_UNDO lists (our namespace), None when they could not be read.
+    pub undo: Option<SemUndoWalk>,
+    /// The last-op pids of semaphores at 0 with waiters that are alive (a holder's guess).
+    pub live_last_pids: BTreeSet<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -404,10 +418,18 @@ impl ExportModel {
             o.waits = waits;
             o.recent_calls = o.calls().saturating_sub(before);
         }
+        // Who waits on each semaphore: a waiter is never its holder.
+        let mut waiter_pids: HashMap<(i32, u32), Vec<u32>> = HashMap::new();
         for (_, w) in reading.waiting {
             let Some(op) = Op::from_code(w.wait.op) else {
                 continue;
             };
+            if op.is_semop() && w.wait.ipc_ns == self.own_ns {
+                waiter_pids
+                    .entry((w.wait.id as i32, w.wait.semnum))
+                    .or_default()
+                    .push(w.pid);
+            }
             let identity = ObjectKey {
                 ns: w.wait.ipc_ns,
                 kind: op.kind(),
@@ -419,6 +441,12 @@ impl ExportModel {
                 e.1 = e.1.min(w.since_ns);
             }
         }
+        self.count_holders(
+            &r.sem_values,
+            r.undo.as_ref(),
+            &r.live_last_pids,
+            &waiter_pids,
+        );
         gone.extend(std::mem::take(&mut self.removed));
         gone.sort();
         gone.dedup();
@@ -426,6 +454,53 @@ impl ExportModel {
             self.objects.remove(identity);
         }
         gone
+    }
+
+    /// Holders per semaphore of each set of ours, as `objects` works them out (the kernel's
+    /// SEM_UNDO lists, else a guess from the last-op pid); no semop streams here, so the ledger
+    /// of operations without SEM_UNDO is empty.
+    fn count_holders(
+        &mut self,
+        values: &HashMap<i32, Vec<SemValue>>,
+        undo: Option<&SemUndoWalk>,
+        live_last_pids: &BTreeSet<u32>,
+        waiter_pids: &HashMap<(i32, u32), Vec<u32>>,
+    ) {
+        let ledger = Ledger::default();
+        for o in self.objects.values_mut() {
+            o.holders.clear();
+            if o.identity.kind != IpcKind::Sem || o.identity.ns != self.own_ns {
+                continue;
+            }
+            let Some(sems) = values.get(&o.identity.id) else {
+                continue;
+            };
+            for (num, v) in sems.iter().enumerate() {
+                let waiters = waiter_pids
+                    .get(&(o.identity.id, num as u32))
+                    .map_or(&[][..], Vec::as_slice);
+                let now = SemNow {
+                    slot: SemSlot {
+                        ns: o.identity.ns,
+                        id: o.identity.id,
+                        num: num as u16,
+                    },
+                    value: Some(v.value),
+                    max_value: v.value,
+                    last_pid: v.last_pid.max(0) as u32,
+                    last_comm: None,
+                    ncount: v.ncount.max(0) as u32,
+                    waiters,
+                    traced_undo: Vec::new(),
+                };
+                let n =
+                    holders::holders_of(&now, undo, &ledger, |pid| live_last_pids.contains(&pid))
+                        .len();
+                if n > 0 {
+                    o.holders.insert(num as u32, n as u64);
+                }
+            }
+        }
     }
 
     /// The object a table line names, made known if it was not, with what the line tells.

@@ -104,8 +104,10 @@ impl WaitStats {
         v
     }
 
-    fn record(&mut self, call: &Call) {
-        self.calls += 1;
+    fn record(&mut self, call: &Call, count_call: bool) {
+        if count_call {
+            self.calls += 1;
+        }
         self.last_caller = Some(Caller {
             pid: call.pid,
             comm: call.comm,
@@ -169,6 +171,8 @@ pub struct Waits {
     /// Which families count: semaphores, and message queues with `--type msg`.
     pub kinds: Vec<IpcKind>,
     pub stats: HashMap<WaitGroup, WaitStats>,
+    /// The kernel counts the calls (`add_calls`); the calls recorded one by one are the waits.
+    calls_in_kernel: bool,
 }
 
 impl Waits {
@@ -177,7 +181,30 @@ impl Waits {
             by,
             kinds,
             stats: HashMap::new(),
+            calls_in_kernel: false,
         }
+    }
+
+    /// Calls are counted by the kernel and handed over with `add_calls` (per object only):
+    /// `record` then gets only the calls that really slept.
+    pub fn counting_calls_in_kernel(mut self) -> Waits {
+        self.calls_in_kernel = true;
+        self
+    }
+
+    /// `n` more calls on one object that can wait (semop, msgsnd, msgrcv), counted in the kernel.
+    pub fn add_calls(&mut self, kind: IpcKind, ipc_ns: u32, id: i32, n: u64) {
+        if n == 0 || self.by != GroupBy::Object || !self.kinds.contains(&kind) {
+            return;
+        }
+        let group = WaitGroup {
+            kind,
+            ipc_ns,
+            id,
+            semnum: None,
+            pid: None,
+        };
+        self.stats.entry(group).or_default().calls += n;
     }
 
     pub fn record(&mut self, call: &Call) {
@@ -202,7 +229,8 @@ impl Waits {
                 _ => None,
             },
         };
-        self.stats.entry(group).or_default().record(call);
+        let count_call = !self.calls_in_kernel;
+        self.stats.entry(group).or_default().record(call, count_call);
     }
 
     /// Keys with at least one call, hottest (most blocked time) first.
@@ -379,6 +407,23 @@ mod tests {
             pid: None,
         }];
         assert_eq!((s.calls, s.percentile(0.5), s.max()), (1, 0, 0));
+    }
+
+    #[test]
+    fn calls_counted_in_the_kernel_are_added_and_not_counted_again() {
+        let mut w = Waits::new(GroupBy::Object, vec![IpcKind::Sem]).counting_calls_in_kernel();
+        // The kernel counted 10 calls on set 9, one of which slept and streamed.
+        w.add_calls(IpcKind::Sem, 0, 9, 10);
+        w.record(&semop(4, 9, 0, 5_000, Some(7), 0));
+        w.add_calls(IpcKind::Msg, 0, 3, 4);
+        assert_eq!(w.stats.len(), 1, "queues were not asked for");
+        let s = w.stats.values().next().unwrap();
+        assert_eq!((s.calls, s.blocked, s.wakers.len()), (10, 1, 1));
+        // Streaming every call, each counts itself.
+        let mut w = Waits::new(GroupBy::Object, vec![IpcKind::Sem]);
+        w.record(&semop(4, 9, 0, 5_000, Some(7), 0));
+        w.add_calls(IpcKind::Sem, 0, 9, 0);
+        assert_eq!(w.stats.values().next().unwrap().calls, 1);
     }
 
     #[test]

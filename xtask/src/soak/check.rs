@@ -1,9 +1,13 @@
 //! Judging a soak: memory flat after warm-up, nothing lost, every call the load made traced,
-//! the waits it knows of counted by lat, and the objects' last table matching the kernel.
+//! the waits it knows of counted by lat, the objects' last table matching the kernel, and export's
+//! series bounded by --max-objects with a removed object's gone at the next scrape.
 use std::collections::BTreeSet;
+
+use super::metrics::Scrape;
 
 use super::{
     CallCounts, Check, Ended, LoadReport, ObjectId, Observed, Sample, Table, TracedCalls, Waits,
+    EXPORT_MAX_OBJECTS,
 };
 use crate::ipc::{Kind, Syscall};
 
@@ -15,6 +19,11 @@ const GROWTH_SHARE: f64 = 0.10;
 /// a post can land in the instant between the waiter queueing and going to sleep.
 const HANDOFF_SEEN_SHARE: f64 = 0.98;
 
+/// export's median series count after warm-up may be at most this many times the one before
+/// it: which objects are the most active (and how many semaphores and buckets they bring)
+/// changes, but the series must not grow with the objects made and removed.
+const SERIES_GROWTH: f64 = 1.5;
+
 /// Every verdict, in the order the report lists them.
 pub(super) fn all(observed: &Observed, warm_s: f64) -> Vec<Check> {
     let report = &observed.report;
@@ -22,8 +31,10 @@ pub(super) fn all(observed: &Observed, warm_s: f64) -> Vec<Check> {
         check_memory(&observed.ended, warm_s),
         check_losses(&observed.ended),
         check_calls(report, &observed.traced),
+        check_no_deadlock(&observed.traced),
         check_waits(report, &observed.waits),
         check_objects(report, &observed.in_proc, &observed.table),
+        check_series(&observed.scrapes.taken, &observed.scrapes.failed, warm_s),
     ]
 }
 
@@ -134,6 +145,18 @@ fn check_calls(report: &LoadReport, traced: &TracedCalls) -> Check {
     }
 }
 
+fn check_no_deadlock(traced: &TracedCalls) -> Check {
+    let n = traced.load_deadlocks.len();
+    Check {
+        what: "trace finds no deadlock in the load",
+        pass: n == 0,
+        detail: match traced.load_deadlocks.first() {
+            None => "none reported".into(),
+            Some(first) => format!("{n} deadlock lines named its processes, the first: {first}"),
+        },
+    }
+}
+
 fn check_waits(report: &LoadReport, waits: &Waits) -> Check {
     let handoff = waits
         .get(&(Kind::Sem, report.handoff_id))
@@ -210,5 +233,118 @@ fn check_objects(report: &LoadReport, in_proc: &BTreeSet<ObjectId>, table: &Tabl
         what: "objects' last table matches the kernel",
         pass,
         detail,
+    }
+}
+
+/// export's series: every scrape answered, at most --max-objects objects with series of their
+/// own in each, no series of an object removed before the scrape, and no growth after warm-up.
+pub(super) fn check_series(scrapes: &[Scrape], failed: &[(f64, String)], warm_s: f64) -> Check {
+    // Medians: another process's short-lived set of many semaphores is a spike, a leak is not.
+    let median = |scrapes: &mut dyn Iterator<Item = &Scrape>| {
+        let mut n: Vec<usize> = scrapes.map(|s| s.series).collect();
+        n.sort_unstable();
+        n.get(n.len() / 2).copied()
+    };
+    let warm = median(&mut scrapes.iter().filter(|s| s.at_s <= warm_s));
+    let after = median(&mut scrapes.iter().filter(|s| s.at_s > warm_s));
+    let most = scrapes.iter().map(|s| s.series).max().unwrap_or(0);
+    let objects = scrapes.iter().map(|s| s.objects).max().unwrap_or(0);
+    let stale: BTreeSet<_> = scrapes.iter().flat_map(|s| &s.stale).collect();
+    let churned: BTreeSet<_> = scrapes.iter().flat_map(|s| &s.soak_objects).collect();
+    let bounded = match (warm, after) {
+        (Some(warm), Some(after)) => after as f64 <= SERIES_GROWTH * warm as f64,
+        _ => false,
+    };
+    Check {
+        what: "export's series bounded",
+        pass: bounded && objects <= EXPORT_MAX_OBJECTS && stale.is_empty() && failed.is_empty(),
+        detail: format!(
+            "{} scrapes{}; median series up to {warm_s:.0} s {}, after {} (at most {SERIES_GROWTH}x), \
+             the most {most}, at the end {}; at most {objects} objects with series of their own (--max-objects \
+             {EXPORT_MAX_OBJECTS}); {} of the load's objects had series at some scrape, {} still \
+             had them after their removal{}",
+            scrapes.len(),
+            match failed.first() {
+                None => String::new(),
+                Some((at_s, why)) => format!(
+                    " ({} unanswered, the first at {at_s:.0} s: {why})",
+                    failed.len()
+                ),
+            },
+            warm.map_or("-".into(), |n| n.to_string()),
+            after.map_or("-".into(), |n| n.to_string()),
+            scrapes.last().map_or(0, |s| s.series),
+            churned.len(),
+            stale.len(),
+            if stale.is_empty() {
+                String::new()
+            } else {
+                let ids: Vec<String> = stale
+                    .iter()
+                    .map(|(k, id)| format!("{} {id}", k.name()))
+                    .collect();
+                format!(": {}", ids.join(" "))
+            }
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipc::Kind;
+    use crate::ipctrace_json::Summary;
+
+    fn scrape(at_s: f64, series: usize, objects: usize, stale: &[i64]) -> Scrape {
+        Scrape {
+            at_s,
+            series,
+            objects,
+            soak_objects: BTreeSet::new(),
+            stale: stale.iter().map(|id| (Kind::Sem, *id)).collect(),
+            own: Summary {
+                events: 0,
+                lost: 0,
+                untracked: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn series_fail_when_they_grow_leave_the_bound_or_outlive_their_object() {
+        let steady = [scrape(5.0, 400, 8, &[]), scrape(90.0, 450, 8, &[])];
+        assert!(check_series(&steady, &[], 60.0).pass);
+        let growing = [scrape(5.0, 400, 8, &[]), scrape(90.0, 900, 8, &[])];
+        assert!(!check_series(&growing, &[], 60.0).pass);
+        let spike = [
+            scrape(5.0, 400, 8, &[]),
+            scrape(70.0, 400, 8, &[]),
+            scrape(80.0, 900, 8, &[]),
+            scrape(90.0, 420, 8, &[]),
+        ];
+        assert!(
+            check_series(&spike, &[], 60.0).pass,
+            "one scrape is no trend"
+        );
+        let unfolded = [scrape(5.0, 400, 9, &[]), scrape(90.0, 400, 8, &[])];
+        assert!(!check_series(&unfolded, &[], 60.0).pass);
+        let stale = [scrape(5.0, 400, 8, &[]), scrape(90.0, 400, 8, &[7])];
+        let check = check_series(&stale, &[], 60.0);
+        assert!(
+            !check.pass && check.detail.ends_with("sem 7"),
+            "{}",
+            check.detail
+        );
+        assert!(
+            !check_series(&steady[..1], &[], 60.0).pass,
+            "nothing after warm-up"
+        );
+        let unanswered = [(30.0, "timed out".to_string())];
+        let check = check_series(&steady, &unanswered, 60.0);
+        assert!(
+            !check.pass && check.detail.contains("1 unanswered"),
+            "{}",
+            check.detail
+        );
     }
 }

@@ -67,8 +67,9 @@ pub(super) fn render(asked: &Asked, observed: &Observed, checks: &[Check]) -> St
     );
     let _ = writeln!(
         text,
-        "- other processes' calls traced meanwhile (the views see the whole machine): {}",
-        traced.others
+        "- other processes' calls traced meanwhile (the views see the whole machine): {}; \
+         deadlocks trace reported among them: {}",
+        traced.others, traced.deadlocks_elsewhere
     );
     let _ = writeln!(text);
     let _ = writeln!(
@@ -97,6 +98,20 @@ pub(super) fn render(asked: &Asked, observed: &Observed, checks: &[Check]) -> St
             e.usage.maxrss_mb,
             e.usage.cpu_s,
             100.0 * e.usage.cpu_s / report.elapsed_s.max(1e-9),
+        );
+    }
+    let scrapes = &observed.scrapes.taken;
+    if let (Some(first), Some(last)) = (scrapes.first(), scrapes.last()) {
+        let warm = scrapes.iter().find(|s| s.at_s >= warm_s).unwrap_or(last);
+        let _ = writeln!(
+            text,
+            "\nexport's /metrics: {} series at {:.0} s, {} at {:.0} s, {} at the end ({} scrapes)",
+            first.series,
+            first.at_s,
+            warm.series,
+            warm.at_s,
+            last.series,
+            scrapes.len()
         );
     }
     let seen = traced_counts(report, traced);

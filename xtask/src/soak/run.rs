@@ -1,8 +1,10 @@
-//! Running the soak: the three views and the load started together, the views' RSS and CPU read
-//! while the load runs, and afterwards what each view printed and what the kernel lists, read back.
+//! Running the soak: the four views and the load started together, the views' RSS and CPU read
+//! and export scraped while the load runs, and afterwards what each view printed and what the
+//! kernel lists, read back.
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader, PipeWriter, Read};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -14,9 +16,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
 
+use super::metrics::{self, Scrape};
 use super::{
     workload, Ended, LoadReport, ObjectId, Observed, Sample, Table, TableObject, TracedCalls, View,
-    Waits, LAT, OBJECTS, TRACE,
+    Waits, EXPORT, LAT, OBJECTS, TRACE,
 };
 use crate::ipc::Kind;
 use crate::ipctrace_json::{LatLine, ObjectsLine, Summary, TraceLine};
@@ -37,7 +40,7 @@ struct Watched {
     samples: Vec<Sample>,
 }
 
-/// Starts the three views, runs the load under them, stops them once the load has reported,
+/// Starts the four views, runs the load under them, stops them once the load has reported,
 /// and reads back what each printed (and what /proc/sysvipc listed meanwhile).
 pub(super) fn soak(ipctrace: &Path, out_dir: &Path, minutes: f64, rate: f64) -> Result<Observed> {
     let seconds = minutes * 60.0;
@@ -53,17 +56,20 @@ pub(super) fn soak(ipctrace: &Path, out_dir: &Path, minutes: f64, rate: f64) -> 
         let lines = Arc::clone(&lines);
         std::thread::spawn(move || count_calls(stream, &lines))
     };
-    let mut watched = start_views(ipctrace, out_dir, stream_in)?;
+    let export_at = free_loopback_port()?;
+    let mut watched = start_views(ipctrace, out_dir, stream_in, export_at)?;
     eprintln!(
-        "soak: {minutes} min at {rate} calls/s under ipctrace {}, {} and {}",
-        TRACE.label, LAT.label, OBJECTS.label
+        "soak: {minutes} min at {rate} calls/s under ipctrace {}, {}, {} and {}",
+        TRACE.label, LAT.label, OBJECTS.label, EXPORT.label
     );
 
     let mut load = Load::start(seconds, rate)?;
-    let report = watch(&mut watched, &mut load, minutes, &lines)?;
+    let mut scrapes = Scrapes::new(export_at);
+    let report = watch(&mut watched, &mut load, minutes, &lines, &mut scrapes)?;
 
     // While the load's objects still exist: what the kernel says, then what the views say.
     let in_proc = soak_objects_in_proc()?;
+    scrapes.scrape(scrapes.last_at_s() + 0.1)?;
     // The views drain their ring buffers every 20 ms; let the last calls through.
     std::thread::sleep(Duration::from_millis(300));
     let mut ended = Vec::new();
@@ -82,10 +88,13 @@ pub(super) fn soak(ipctrace: &Path, out_dir: &Path, minutes: f64, rate: f64) -> 
         .map_err(|_| anyhow::anyhow!("the trace counter panicked"))??;
     let (lat_summary, waits) = read_lat(&output_path(out_dir, &LAT))?;
     let (objects_summary, table) = read_objects(&output_path(out_dir, &OBJECTS))?;
+    // export writes no JSON: its own counts are in its last scrape.
+    let export_summary = scrapes.taken.last().map(|s| s.own);
     for e in &mut ended {
         e.summary = match e.view.slug {
             "trace" => traced.summary,
             "lat" => lat_summary,
+            "export" => export_summary,
             _ => objects_summary,
         };
     }
@@ -100,19 +109,81 @@ pub(super) fn soak(ipctrace: &Path, out_dir: &Path, minutes: f64, rate: f64) -> 
         waits,
         table,
         in_proc,
+        scrapes,
     })
 }
 
-/// Starts trace (its stdout into `stream`), lat and objects (theirs into files in `out_dir`),
-/// each once it says it is attached.
-fn start_views(ipctrace: &Path, out_dir: &Path, stream: PipeWriter) -> Result<Vec<Watched>> {
+/// A loopback address no one listens on now, for export's --listen.
+fn free_loopback_port() -> Result<SocketAddr> {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").context("binding a loopback port")?;
+    Ok(probe.local_addr()?)
+}
+
+/// export's scrapes so far, and those it did not answer.
+pub(super) struct Scrapes {
+    at: SocketAddr,
+    pub taken: Vec<Scrape>,
+    /// (seconds into the load, why) for each scrape that got no metrics.
+    pub failed: Vec<(f64, String)>,
+}
+
+impl Scrapes {
+    fn new(at: SocketAddr) -> Scrapes {
+        Scrapes {
+            at,
+            taken: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+
+    fn last_at_s(&self) -> f64 {
+        self.taken.last().map_or(0.0, |s| s.at_s)
+    }
+
+    /// Lists the load's objects, then scrapes: an object the previous scrape showed that was
+    /// already gone before this one was asked for must have no series left. A scrape export
+    /// does not answer is noted (a check fails on it), and the soak goes on.
+    fn scrape(&mut self, at_s: f64) -> Result<()> {
+        let alive = soak_objects_in_proc()?;
+        let mut scrape = match metrics::fetch(self.at).and_then(|text| metrics::parse(&text)) {
+            Ok(scrape) => scrape,
+            Err(e) => {
+                self.failed.push((at_s, format!("{e:#}")));
+                return Ok(());
+            }
+        };
+        scrape.at_s = at_s;
+        if let Some(previous) = self.taken.last() {
+            scrape.stale = scrape
+                .soak_objects
+                .iter()
+                .filter(|o| previous.soak_objects.contains(o) && !alive.contains(o))
+                .copied()
+                .collect();
+        }
+        self.taken.push(scrape);
+        Ok(())
+    }
+}
+
+/// Starts trace (its stdout into `stream`), lat and objects (theirs into files in `out_dir`)
+/// and export (serving at `export_at`), each once it says it is attached.
+fn start_views(
+    ipctrace: &Path,
+    out_dir: &Path,
+    stream: PipeWriter,
+    export_at: SocketAddr,
+) -> Result<Vec<Watched>> {
     let mut stream = Some(stream);
     let mut watched = Vec::new();
-    for view in [&TRACE, &LAT, &OBJECTS] {
+    for view in [&TRACE, &LAT, &OBJECTS, &EXPORT] {
         let mut cmd = Command::new(ipctrace);
         cmd.args(view.args);
         match view.slug {
             "trace" => cmd.stdout(stream.take().context("one trace view")?),
+            "export" => cmd
+                .args(["--listen", &export_at.to_string()])
+                .stdout(create(&out_dir.join("export.txt"))?),
             _ => cmd.stdout(create(&output_path(out_dir, view))?),
         };
         let tracer = tracer::start(view.label, cmd, Banner::IPCTRACE, ATTACH_TIMEOUT)?;
@@ -125,13 +196,14 @@ fn start_views(ipctrace: &Path, out_dir: &Path, stream: PipeWriter) -> Result<Ve
     Ok(watched)
 }
 
-/// Samples the views' RSS and CPU while the load runs, and says how far it is every minute;
-/// returns the load's report once it comes.
+/// Samples the views' RSS and CPU and scrapes export while the load runs, and says how far it
+/// is every minute; returns the load's report once it comes.
 fn watch(
     watched: &mut [Watched],
     load: &mut Load,
     minutes: f64,
     lines: &AtomicU64,
+    scrapes: &mut Scrapes,
 ) -> Result<LoadReport> {
     let seconds = minutes * 60.0;
     let started = Instant::now();
@@ -151,10 +223,17 @@ fn watch(
                     });
                 }
             }
+            scrapes.scrape(at_s)?;
             next_sample += every;
         }
         if now >= next_progress {
-            progress(watched, started, minutes, lines.load(Relaxed));
+            progress(
+                watched,
+                started,
+                minutes,
+                lines.load(Relaxed),
+                scrapes.taken.last(),
+            );
             next_progress += Duration::from_secs(60);
         }
         if started.elapsed() > Duration::from_secs_f64(seconds) + LOAD_GRACE {
@@ -291,6 +370,20 @@ fn count_line(line: &str, traced: &mut TracedCalls) -> Result<()> {
         traced.summary = Some(summary);
         return Ok(());
     }
+    // trace watches the whole machine: a deadlock of someone else's is theirs, but the load
+    // never deadlocks, so one that names its processes is trace's mistake (a check says so).
+    if let Some(steps) = parsed.deadlock {
+        if steps.iter().any(|s| {
+            s.comm
+                .as_deref()
+                .is_some_and(|c| c.starts_with(workload::COMM_PREFIX))
+        }) {
+            traced.load_deadlocks.push(line.trim().to_string());
+        } else {
+            traced.deadlocks_elsewhere += 1;
+        }
+        return Ok(());
+    }
     let (Some(pid), Some(call)) = (parsed.pid, parsed.op) else {
         bail!(not_a_call());
     };
@@ -315,6 +408,10 @@ fn read_lat(path: &Path) -> Result<(Option<Summary>, Waits)> {
             summary = Some(s);
             return Ok(());
         }
+        // Deadlocks (someone else's: trace's check covers the load's) are not counts.
+        if parsed.deadlock.is_some() {
+            return Ok(());
+        }
         let (Some(kind), Some(id)) = (parsed.kind, parsed.id) else {
             bail!("lat printed a line without type and id: {line}");
         };
@@ -335,6 +432,10 @@ fn read_objects(path: &Path) -> Result<(Option<Summary>, Table)> {
     for_each_line(path, "objects", |_, parsed: ObjectsLine| {
         if let Some(s) = parsed.summary {
             summary = Some(s);
+            return Ok(());
+        }
+        // Between tables, not part of one.
+        if parsed.deadlock.is_some() {
             return Ok(());
         }
         if last
@@ -405,15 +506,22 @@ pub(super) fn remove_leftovers() -> Result<usize> {
     Ok(found.len())
 }
 
-fn progress(watched: &[Watched], started: Instant, minutes: f64, lines: u64) {
+fn progress(
+    watched: &[Watched],
+    started: Instant,
+    minutes: f64,
+    lines: u64,
+    scrape: Option<&Scrape>,
+) {
     let rss: Vec<String> = watched
         .iter()
         .filter_map(|w| Some(format!("{} {:.1}", w.view.slug, w.samples.last()?.rss_mb)))
         .collect();
     eprintln!(
-        "soak: {:.1}/{minutes} min; RSS MB {}; {lines} trace lines",
+        "soak: {:.1}/{minutes} min; RSS MB {}; {lines} trace lines; export {} series",
         started.elapsed().as_secs_f64() / 60.0,
-        rss.join(", ")
+        rss.join(", "),
+        scrape.map_or(0, |s| s.series)
     );
 }
 
@@ -449,7 +557,13 @@ mod tests {
         );
         assert_eq!(traced.others, 1);
         assert_eq!(traced.summary.map(|s| s.events), Some(4));
-        assert!(count_line(r#"{"deadlock": []}"#, &mut traced).is_err());
+        let elsewhere =
+            r#"{"deadlock": [{"pid": 7, "comm": "stress-ng-sem-s"}], "possible": false}"#;
+        count_line(elsewhere, &mut traced).unwrap();
+        assert_eq!((traced.deadlocks_elsewhere, traced.others), (1, 1));
+        let ours = r#"{"deadlock": [{"pid": 40, "comm": "soak-mutex"}], "possible": true}"#;
+        count_line(ours, &mut traced).unwrap();
+        assert_eq!(traced.load_deadlocks, [ours]);
         assert!(count_line("Tracing SysV IPC", &mut traced).is_err());
     }
 }

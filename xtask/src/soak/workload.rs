@@ -255,6 +255,9 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
     let mut workers = Vec::new();
     let mut spawn = |comm: &'static str, role: &dyn Fn() -> std::io::Result<()>| {
         let pid = fork_child(|| {
+            // Killed with the load, which the soak kills with itself: none outlives a failed run.
+            // SAFETY: a plain syscall.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
             set_comm(comm);
             match role() {
                 Ok(()) => 0,

@@ -199,7 +199,7 @@ fn kernel_counts_land_on_their_objects_and_removed_ones_go() {
                 since_ns: 500,
             },
         )],
-        full: [0; 3],
+        ..Default::default()
     };
     let gone = m.refresh(Refresh {
         aggregates: reading.clone(),
@@ -261,4 +261,88 @@ fn an_object_of_another_namespace_goes_with_its_traced_removal() {
     });
     assert_eq!(gone, vec![other]);
     assert!(m.get(&other).is_none());
+}
+
+#[test]
+fn holders_are_counted_per_semaphore_from_the_undo_lists_and_the_guess() {
+    use crate::decoder::sem_undo::{SemUndo, SemUndoWalk};
+    use crate::kernel_view::ctl::SemValue;
+    let set = |semid, nsems| SemSet {
+        key: 0x42 + semid,
+        semid,
+        perms: 0o600,
+        nsems,
+        uid: 0,
+        gid: 0,
+        cuid: 0,
+        cgid: 0,
+        otime: 0,
+        ctime: 0,
+    };
+    let sem = |value, last_pid, ncount| SemValue {
+        value,
+        last_pid,
+        ncount,
+        zcount: 0,
+    };
+    let undo = |pid, semid, semadj: Vec<i16>| SemUndo {
+        pid,
+        comm: Comm::new("holder"),
+        ipc_ns: NS,
+        semid,
+        semadj: Some(semadj),
+    };
+    let mut m = ExportModel::new(NS);
+    m.refresh(Refresh {
+        sem: Some(vec![set(5, 3), set(6, 1)]),
+        sem_values: HashMap::from([
+            // Set 5: two SEM_UNDO holders of semaphore 1, one of semaphore 2 (which gave
+            // another back: semadj 0 is no hold); semaphore 0 is free.
+            (5, vec![sem(1, 0, 0), sem(0, 40, 0), sem(2, 41, 0)]),
+            // Set 6: at 0 with a waiter (pid 51), last taken by 50, alive, without SEM_UNDO.
+            (6, vec![sem(0, 50, 1)]),
+        ]),
+        undo: Some(SemUndoWalk {
+            entries: vec![
+                undo(40, 5, vec![0, 1, 0]),
+                undo(41, 5, vec![0, 1, 1]),
+                undo(42, 5, vec![0, 0, 0]),
+            ],
+            ..Default::default()
+        }),
+        live_last_pids: BTreeSet::from([50]),
+        aggregates: AggregateReading {
+            waiting: vec![(
+                51,
+                WaitingNow {
+                    wait: WaitKey {
+                        ipc_ns: NS,
+                        id: 6,
+                        op: Op::Semtimedop.code(),
+                        semnum: 0,
+                    },
+                    pid: 51,
+                    _pad: 0,
+                    since_ns: 1,
+                },
+            )],
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let held = |m: &ExportModel, id| m.get(&key(IpcKind::Sem, id)).unwrap().holders.clone();
+    assert_eq!(held(&m, 5), BTreeMap::from([(1, 2), (2, 1)]));
+    assert_eq!(
+        held(&m, 6),
+        BTreeMap::from([(0, 1)]),
+        "the guess: last-op pid 50"
+    );
+    // Released: nothing held, nothing exported.
+    m.refresh(Refresh {
+        sem: Some(vec![set(5, 3), set(6, 1)]),
+        sem_values: HashMap::from([(5, vec![sem(1, 0, 0); 3]), (6, vec![sem(1, 50, 0)])]),
+        undo: Some(SemUndoWalk::default()),
+        ..Default::default()
+    });
+    assert!(held(&m, 5).is_empty() && held(&m, 6).is_empty());
 }

@@ -418,6 +418,13 @@ pub fn exposition(
         gauges(longest),
     );
     family(
+        "ipctrace_sem_holders",
+        "Processes holding units of the semaphore now (SEM_UNDO adjustments, or the last-op \
+         process of one at 0 with waiters).",
+        None,
+        gauges(holders(&own_objects, &folded)),
+    );
+    family(
         "ipctrace_sem_semaphores",
         "Semaphores in the set.",
         None,
@@ -651,6 +658,27 @@ fn waits_by_op(own: &[&ExportedObject], folded: &[&ExportedObject]) -> Vec<(Labe
                 other,
             ));
         }
+    }
+    v
+}
+
+/// Holders per semaphore held, the folded sets' summed into one series.
+fn holders(own: &[&ExportedObject], folded: &[&ExportedObject]) -> Samples {
+    let mut v: Samples = own
+        .iter()
+        .flat_map(|o| {
+            o.holders.iter().map(|(semnum, n)| {
+                let labels = with(object_labels(o), &[("semnum", semnum.to_string())]);
+                (labels, *n as f64)
+            })
+        })
+        .collect();
+    let other: u64 = folded.iter().flat_map(|o| o.holders.values()).sum();
+    if other > 0 {
+        v.push((
+            with(other_labels(), &[("semnum", String::new())]),
+            other as f64,
+        ));
     }
     v
 }
