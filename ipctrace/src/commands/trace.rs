@@ -13,6 +13,7 @@ use crate::model::deadlocks::ReportedDeadlocks;
 use crate::session::{self, Schedule};
 use crate::session::{Flow, Sink};
 use crate::views::objects::shown_deadlocks;
+use crate::views::output::WriterThread;
 use crate::views::trace::TraceView;
 use anyhow::Result;
 use clap::Args;
@@ -128,7 +129,7 @@ pub fn run(args: TraceArgs) -> Result<i32> {
     };
     prepared.drop_privileges()?;
     let mut view = TraceView::new(
-        std::io::BufWriter::with_capacity(1 << 16, prepared.out),
+        WriterThread::start(prepared.out)?,
         args.common.json,
         shm_addresses,
         args.count,
@@ -155,7 +156,7 @@ pub fn run(args: TraceArgs) -> Result<i32> {
         command.release()?;
     }
     let totals = runtime()?.block_on(session::run(probe, schedule, &mut watch))?;
-    watch.view.finish(&totals)?;
+    watch.view.finish(&totals)?.close()?;
     Ok(exit_code(command.as_mut()))
 }
 
