@@ -69,7 +69,7 @@ pub struct TraceArgs {
     pub nice: Option<i32>,
     /// The ring buffer the kernel hands calls over in, in bytes (a power of two, a multiple of
     /// the page size; K, M, G: KiB, MiB, GiB; default 8M): a larger one rides out longer stalls
-    /// of a collector the machine starves, and costs its size twice in memory.
+    /// of a starved collector, and pins that much kernel memory.
     #[arg(long, value_name = "BYTES", value_parser = parse_ring_size)]
     pub ring_size: Option<u32>,
     /// Only calls that returned an error.
