@@ -2,7 +2,8 @@
 //! on stderr and a non-zero exit (a panic, too: one line, exit 101, everything detached).
 
 fn main() {
-    // One malloc arena: ipctrace runs on one thread once attached, and the arenas of the threads
+    // One malloc arena: ipctrace runs on one thread once attached (trace adds one that only
+    // writes, reusing its blocks), and the arenas of the threads
     // that parse the kernel's BTF at startup would otherwise keep about 10 MB resident. (musl's
     // malloc, in the static build, has no per-thread arenas and returns freed memory itself.)
     #[cfg(target_env = "gnu")]

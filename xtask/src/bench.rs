@@ -61,6 +61,8 @@ enum Config {
     Export,
     /// Only under the saturated mix: trace at a raised priority.
     TraceNice,
+    /// Only under the saturated mix: trace with a 128 MiB ring buffer.
+    TraceRing,
     FilteredOut,
     Bpftrace,
     RawSyscalls,
@@ -94,6 +96,7 @@ impl Config {
             Config::Top => "ipctrace top (80x24 pty)",
             Config::Export => "ipctrace export",
             Config::TraceNice => "ipctrace trace --json --nice -15",
+            Config::TraceRing => "ipctrace trace --json --ring-size 128M",
             Config::FilteredOut => "ipctrace trace --json --pid 1",
             Config::Bpftrace => "bpftrace latency hist",
             Config::RawSyscalls => "bpftrace raw_syscalls (empty)",
@@ -111,6 +114,7 @@ impl Config {
             Config::Top => "top",
             Config::Export => "export",
             Config::TraceNice => "trace_nice",
+            Config::TraceRing => "trace_ring_128m",
             Config::FilteredOut => "trace_pid1",
             Config::Bpftrace => "bpftrace",
             Config::RawSyscalls => "bpftrace_raw_syscalls",
@@ -136,6 +140,7 @@ impl Config {
             // Any free port: nobody scrapes; its summary line says what it lost.
             Config::Export => &["export", "--listen", "127.0.0.1:0"],
             Config::TraceNice => &["trace", "--json", "--nice", "-15"],
+            Config::TraceRing => &["trace", "--json", "--ring-size", "128M"],
             Config::Top => &["top"],
             Config::FilteredOut => &["trace", "--json", "--pid", "1"],
             _ => return None,
@@ -744,13 +749,12 @@ fn measure_idle(tools: &Tools) -> Result<Sample> {
     })
 }
 
-/// Starts the tracer of `config` with its stdout going to a file; returns both, and for top
-/// the thread that copies its terminal's output there (done once top has exited).
 /// The saturated mix (issue 15): stress-ng keeps both cores busy with queues, semaphores and
 /// segments while each tracer runs at default priority.
-const SATURATED_CONFIGS: [Config; 5] = [
+const SATURATED_CONFIGS: [Config; 6] = [
     Config::Trace,
     Config::TraceNice,
+    Config::TraceRing,
     Config::Lat,
     Config::Top,
     Config::Export,
@@ -891,7 +895,8 @@ fn measure_export_idle(tools: &Tools) -> Result<Sample> {
     result
 }
 
-/// Starts the tracer of `config` with its stdout going to a file; returns both.
+/// Starts the tracer of `config` with its stdout going to a file; returns both, and for top
+/// the thread that copies its terminal's output there (done once top has exited).
 fn start_tracer(
     tools: &Tools,
     config: Config,

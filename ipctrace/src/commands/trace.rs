@@ -10,10 +10,12 @@ use crate::decoder::syscalls::IpcKind;
 use crate::decoder::Event;
 use crate::filter::{parse_duration, Filter};
 use crate::kernel_view::processes::{ProcessScan, ScanFor};
+use crate::loader::ProbeOptions;
 use crate::model::deadlocks::ReportedDeadlocks;
 use crate::session::{self, Schedule};
 use crate::session::{Flow, Sink};
 use crate::views::objects::shown_deadlocks;
+use crate::views::output::WriterThread;
 use crate::views::trace::TraceView;
 use anyhow::Result;
 use clap::Args;
@@ -66,6 +68,11 @@ pub struct TraceArgs {
     #[arg(long, value_name = "NICE", allow_hyphen_values = true,
           value_parser = clap::value_parser!(i32).range(-20..=19))]
     pub nice: Option<i32>,
+    /// The ring buffer the kernel hands calls over in, in bytes (a power of two, a multiple of
+    /// the page size; K, M, G: KiB, MiB, GiB; default 8M): a larger one rides out longer stalls
+    /// of a starved collector, and pins that much kernel memory.
+    #[arg(long, value_name = "BYTES", value_parser = parse_ring_size)]
+    pub ring_size: Option<u32>,
     /// Only calls that returned an error.
     #[arg(long)]
     pub failed: bool,
@@ -99,6 +106,35 @@ impl TraceArgs {
     }
 }
 
+/// The kernel's largest ring buffer (its data area must fit in 32 bits with a page to spare).
+const RING_SIZE_MAX: u64 = 1 << 31;
+
+/// `--ring-size`: bytes, or KiB, MiB, GiB with K, M, G; a power of two, whole pages.
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits);
+    let scale: u64 = match unit {
+        "" => 1,
+        "K" | "k" => 1 << 10,
+        "M" | "m" => 1 << 20,
+        "G" | "g" => 1 << 30,
+        _ => return Err(format!("'{s}' is not a size (like 65536, 64K, 16M)")),
+    };
+    let bytes = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("'{s}' is not a size (like 65536, 64K, 16M)"))?;
+    // SAFETY: sysconf only reads a constant of the system.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    if !bytes.is_power_of_two() || bytes % page != 0 || bytes > RING_SIZE_MAX {
+        return Err(format!(
+            "{s} is not a power of two from the page size ({page}) to 2G"
+        ));
+    }
+    Ok(bytes as u32)
+}
+
 /// How often trace looks for deadlocks: a /proc/sysvipc read and a semctl per set (and, when
 /// something waits, a scan of the threads asleep in semop and of the kernel's undo lists).
 const DEADLOCK_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -110,7 +146,14 @@ pub fn run(args: TraceArgs) -> Result<i32> {
     let filter = args.filter(command.as_ref());
     filter.validate()?;
     let key_ids = ids_of_keys(&filter);
-    let probe = attach(&filter, key_ids.clone(), with_processes())?;
+    let probe = attach(
+        &filter,
+        key_ids.clone(),
+        ProbeOptions {
+            ring_bytes: args.ring_size,
+            ..with_processes()
+        },
+    )?;
     if let Some(nice) = args.nice {
         // Before --user gives up the right to raise it. The runtime runs on this thread.
         // SAFETY: setpriority on ourselves.
@@ -140,7 +183,7 @@ pub fn run(args: TraceArgs) -> Result<i32> {
     let shm_addresses = shm_addresses_now(&filter, &key_ids, &scan);
     prepared.drop_privileges()?;
     let mut view = TraceView::new(
-        std::io::BufWriter::with_capacity(1 << 16, prepared.out),
+        WriterThread::start(prepared.out)?,
         args.common.json,
         shm_addresses,
         args.count,
@@ -168,7 +211,7 @@ pub fn run(args: TraceArgs) -> Result<i32> {
         command.release()?;
     }
     let totals = runtime()?.block_on(session::run(probe, schedule, &mut watch))?;
-    watch.view.finish(&totals)?;
+    watch.view.finish(&totals)?.close()?;
     Ok(exit_code(command.as_mut()))
 }
 

@@ -22,8 +22,13 @@ impl Comm {
     }
 
     pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(self.name_bytes())
+    }
+
+    /// The name's bytes, without the NUL padding.
+    pub fn name_bytes(&self) -> &[u8] {
         let end = self.0.iter().position(|&b| b == 0).unwrap_or(self.0.len());
-        String::from_utf8_lossy(&self.0[..end])
+        &self.0[..end]
     }
 
     pub fn bytes(&self) -> [u8; common::TASK_COMM_LEN] {

@@ -336,6 +336,13 @@ pub fn ctl_takes_an_index(kind: IpcKind, cmd: i64) -> bool {
 
 /// Flags in words, `|`-joined (`IPC_CREAT|0600`), `0` for none. Unknown bits stay in hex.
 pub fn flags_text(op: Op, flags: i64) -> String {
+    let mut text = String::new();
+    push_flags_text(&mut text, op, flags);
+    text
+}
+
+/// `flags_text`, appended to `out` (trace's JSON lines build theirs without allocating).
+pub fn push_flags_text(out: &mut String, op: Op, flags: i64) {
     let (table, perms): (&[(libc::c_int, &str)], bool) = match op {
         Op::Shmget => (SHMGET_FLAGS, true),
         Op::Semget | Op::Msgget => (GET_FLAGS, true),
@@ -344,26 +351,33 @@ pub fn flags_text(op: Op, flags: i64) -> String {
         Op::Msgsnd | Op::Msgrcv => (MSG_FLAGS, false),
         _ => (&[], false),
     };
+    use std::fmt::Write as _;
+    let start = out.len();
+    let separate = |out: &mut String| {
+        if out.len() > start {
+            out.push('|');
+        }
+    };
     let mut rest = flags;
-    let mut words = Vec::new();
     for &(bit, name) in table {
         let bit = bit as i64;
         if rest & bit != 0 {
-            words.push(name.to_string());
+            separate(out);
+            out.push_str(name);
             rest &= !bit;
         }
     }
     if perms && rest & 0o777 != 0 {
-        words.push(format!("{:#o}", rest & 0o777).replacen("0o", "0", 1));
+        separate(out);
+        let _ = write!(out, "0{:o}", rest & 0o777);
         rest &= !0o777;
     }
     if rest != 0 {
-        words.push(format!("{rest:#x}"));
+        separate(out);
+        let _ = write!(out, "{rest:#x}");
     }
-    if words.is_empty() {
-        "0".to_string()
-    } else {
-        words.join("|")
+    if out.len() == start {
+        out.push('0');
     }
 }
 

@@ -230,7 +230,10 @@ impl Waits {
             },
         };
         let count_call = !self.calls_in_kernel;
-        self.stats.entry(group).or_default().record(call, count_call);
+        self.stats
+            .entry(group)
+            .or_default()
+            .record(call, count_call);
     }
 
     /// Keys with at least one call, hottest (most blocked time) first.

@@ -1,11 +1,15 @@
 //! Where a command's output goes: stdout, or with `--output FILE` that file, readable by its
-//! owner only and opened before `--user` gives up the privileges that created it.
+//! owner only and opened before `--user` gives up the privileges that created it; and, for a
+//! stream as heavy as trace's, a thread of its own that writes it.
 
 use anyhow::{Context, Result};
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 /// Mode of every file ipctrace writes, whatever the umask: traces name processes and objects.
 pub const FILE_MODE: u32 = 0o600;
@@ -79,6 +83,127 @@ impl Write for Output {
         match self {
             Output::Stdout(out) => out.flush(),
             Output::File(out) => out.flush(),
+        }
+    }
+}
+
+/// How much a `WriterThread` gathers before handing it to the thread: one write(2) each.
+const BLOCK_BYTES: usize = 256 << 10;
+
+/// How many full blocks may wait for the thread before a write waits for it in turn.
+const BLOCKS_QUEUED: usize = 4;
+
+/// An `Output` written by a thread of its own, so that the collector's thread only formats: under
+/// a saturating load, write(2) into the page cache was half the collector's CPU, and a second
+/// runnable thread gets a second fair share of the cores. Bytes are gathered into blocks and
+/// handed over when one is full, or at `flush` (which does not wait for the write); `close`
+/// waits for every byte to be written. A failed write (a closed pipe, a full disk) ends the
+/// thread, and the next `write` or `flush` returns its error.
+pub struct WriterThread {
+    block: Vec<u8>,
+    full: Option<mpsc::SyncSender<Vec<u8>>>,
+    /// Blocks the thread has written, for reuse.
+    written: mpsc::Receiver<Vec<u8>>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+    /// Held until the end, so that nothing else writes there meanwhile (the stdout lock).
+    _output: Output,
+}
+
+impl WriterThread {
+    pub fn start(output: Output) -> io::Result<WriterThread> {
+        let mut file = File::from(match &output {
+            Output::Stdout(out) => out.as_fd().try_clone_to_owned()?,
+            Output::File(out) => out.as_fd().try_clone_to_owned()?,
+        });
+        let (full, to_write) = mpsc::sync_channel::<Vec<u8>>(BLOCKS_QUEUED);
+        let (give_back, written) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("ipctrace-write".into())
+            .spawn(move || -> io::Result<()> {
+                for mut block in to_write {
+                    file.write_all(&block)?;
+                    block.clear();
+                    let _ = give_back.send(block);
+                }
+                Ok(())
+            })?;
+        Ok(WriterThread {
+            block: Vec::with_capacity(BLOCK_BYTES),
+            full: Some(full),
+            written,
+            thread: Some(thread),
+            _output: output,
+        })
+    }
+
+    /// Hands the gathered bytes to the thread.
+    fn hand_over(&mut self) -> io::Result<()> {
+        if self.thread.as_ref().is_some_and(JoinHandle::is_finished) {
+            return Err(self.join());
+        }
+        if self.block.is_empty() {
+            return Ok(());
+        }
+        let spare = self
+            .written
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BLOCK_BYTES));
+        let block = std::mem::replace(&mut self.block, spare);
+        let sent = self.full.as_ref().map(|full| full.send(block));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            _ => Err(self.join()),
+        }
+    }
+
+    /// The error that ended the thread.
+    fn join(&mut self) -> io::Error {
+        self.full = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(Err(e))) => e,
+            Some(Err(_)) => io::Error::other("the output thread panicked"),
+            Some(Ok(Ok(()))) | None => io::Error::from(io::ErrorKind::BrokenPipe),
+        }
+    }
+
+    /// Writes what is left and waits until the thread has written everything.
+    pub fn close(mut self) -> io::Result<()> {
+        self.hand_over()?;
+        self.full = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the output thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Write for WriterThread {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.block.extend_from_slice(buf);
+        if self.block.len() >= BLOCK_BYTES {
+            self.hand_over()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the bytes gathered so far to the thread, without waiting for their write.
+    fn flush(&mut self) -> io::Result<()> {
+        self.hand_over()
+    }
+}
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        let _ = self.hand_over();
+        self.full = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }

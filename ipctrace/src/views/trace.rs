@@ -4,12 +4,19 @@
 use super::{hangs, human_bytes, human_duration};
 use crate::clock::WallClock;
 use crate::decoder::syscalls::{self, Op};
-use crate::decoder::{Call, Event, SignalOutcome};
+use crate::decoder::{Call, Comm, Event, SignalOutcome};
 use crate::model::deadlocks::Deadlock;
 use crate::model::shm_addresses::ShmAddressBook;
 use crate::session::{Flow, Sink, Totals};
 use std::fmt::Write as _;
 use std::io::{self, Write};
+
+/// A JSON field's `, "name": ` as one literal, for `JsonFields`.
+macro_rules! key {
+    ($name:literal) => {
+        concat!(", \"", $name, "\": ")
+    };
+}
 
 pub struct TraceView<W: Write> {
     out: W,
@@ -100,14 +107,14 @@ impl<W: Write> TraceView<W> {
         Flow::Stop
     }
 
-    /// The summary line that ends every trace.
-    pub fn finish(&mut self, totals: &Totals) -> io::Result<()> {
-        if self.broken_pipe {
-            return Ok(());
+    /// The summary line that ends every trace; returns the output, to be closed.
+    pub fn finish(mut self, totals: &Totals) -> io::Result<W> {
+        if !self.broken_pipe {
+            self.out
+                .write_all(super::summary(totals, self.json, &[]).as_bytes())?;
+            self.out.flush()?;
         }
-        self.out
-            .write_all(super::summary(totals, self.json, &[]).as_bytes())?;
-        self.out.flush()
+        Ok(self.out)
     }
 
     fn human(&mut self, call: &Call, shmid: Option<i32>) {
@@ -179,14 +186,16 @@ impl<W: Write> TraceView<W> {
     }
 
     /// One JSON object (interface.md's names). This is the hot path of `trace --json` (a
-    /// million lines a second), so it appends text directly instead of going through fmt.
+    /// million lines a second), so it appends text directly instead of going through fmt, each
+    /// field's `, "name": ` as one literal, and names that need no escaping as they are.
     fn json_line(&mut self, call: &Call, shmid: Option<i32>) {
         let l = &mut self.line;
         l.push_str("{\"ts_ns\": ");
         push_int(l, call.ts_ns);
-        let epoch = self.clock.epoch_ns(call.ts_ns);
+        // i64 nanoseconds reach the year 2262.
+        let epoch = self.clock.epoch_ns(call.ts_ns) as i64;
         l.push_str(", \"time\": \"");
-        push_int(l, epoch.div_euclid(1_000_000_000) as i64);
+        push_int(l, epoch.div_euclid(1_000_000_000));
         l.push('.');
         let mut buf = itoa::Buffer::new();
         let nanos = buf.format(epoch.rem_euclid(1_000_000_000) as u32);
@@ -194,139 +203,161 @@ impl<W: Write> TraceView<W> {
         l.push_str(nanos);
         l.push('"');
         let mut j = JsonFields(l);
-        j.int("pid", call.pid);
-        j.int("tid", call.tid);
-        j.str("comm", &call.comm.as_str());
-        j.int("uid", call.uid);
-        j.int("gid", call.gid);
-        j.int("ipc_ns", call.ipc_ns);
-        j.str("type", call.kind().name());
-        j.str("op", call.op.name());
-        j.opt_int("id", call.id().or(shmid));
-        j.opt_int("key", call.key());
+        j.int(key!("pid"), call.pid);
+        j.int(key!("tid"), call.tid);
+        j.comm(key!("comm"), &call.comm);
+        j.int(key!("uid"), call.uid);
+        j.int(key!("gid"), call.gid);
+        j.int(key!("ipc_ns"), call.ipc_ns);
+        j.name(key!("type"), call.kind().name());
+        j.name(key!("op"), call.op.name());
+        j.opt_int(key!("id"), call.id().or(shmid));
+        j.opt_int(key!("key"), call.key());
         match call.errno() {
             Some(e) => {
-                j.int("ret", -1);
+                j.int(key!("ret"), -1);
                 match syscalls::errno_name(e) {
-                    Some(name) => j.str("errno", name),
-                    None => j.str("errno", &format!("E{e}")),
+                    Some(name) => j.name(key!("errno"), name),
+                    None => {
+                        j.0.push_str(key!("errno"));
+                        j.0.push_str("\"E");
+                        push_int(j.0, e);
+                        j.0.push('"');
+                    }
                 }
             }
             None => {
-                j.int("ret", call.ret);
-                j.null("errno");
+                j.int(key!("ret"), call.ret);
+                j.null(key!("errno"));
             }
         }
-        j.int("lat_ns", call.lat_ns);
+        j.int(key!("lat_ns"), call.lat_ns);
         match call.op {
             Op::Shmget | Op::Semget | Op::Msgget => {
                 if let Some(size) = call.size() {
-                    j.int("size", size);
+                    j.int(key!("size"), size);
                 }
                 if let Some(n) = call.semnum() {
-                    j.int("nsems", n);
+                    j.int(key!("nsems"), n);
                 }
                 j.flags(call);
             }
             Op::Shmat => {
-                j.int("shmaddr", call.args[1]);
+                j.int(key!("shmaddr"), call.args[1]);
                 j.flags(call);
             }
-            Op::Shmdt => j.int("shmaddr", call.args[0]),
+            Op::Shmdt => j.int(key!("shmaddr"), call.args[0]),
             Op::Semop | Op::Semtimedop => {
-                j.int("nsops", call.args[2]);
-                j.key("sops");
-                j.0.push('[');
+                j.int(key!("nsops"), call.args[2]);
+                j.0.push_str(concat!(key!("sops"), "["));
                 for (i, s) in call.sops().iter().enumerate() {
-                    if i > 0 {
-                        j.0.push_str(", ");
-                    }
-                    j.0.push_str("{\"num\": ");
+                    j.0.push_str(if i > 0 { ", {\"num\": " } else { "{\"num\": " });
                     push_int(j.0, s.num);
-                    j.int("op", s.op);
-                    j.int("flg", s.flg);
+                    j.int(key!("op"), s.op);
+                    j.int(key!("flg"), s.flg);
                     j.0.push('}');
                 }
                 j.0.push(']');
-                j.opt_int("timeout_ns", call.timeout_ns);
+                j.opt_int(key!("timeout_ns"), call.timeout_ns);
             }
             Op::Msgsnd | Op::Msgrcv => {
-                j.opt_int("size", call.size());
-                j.opt_int("mtype", call.mtype);
+                j.opt_int(key!("size"), call.size());
+                j.opt_int(key!("mtype"), call.mtype);
                 if let Some(t) = call.msgtyp() {
-                    j.int("msgtyp", t);
+                    j.int(key!("msgtyp"), t);
                 }
                 j.flags(call);
             }
             Op::Shmctl | Op::Semctl | Op::Msgctl => {
-                j.str("cmd", &call.cmd_name().unwrap_or_default());
+                j.str(key!("cmd"), &call.cmd_name().unwrap_or_default());
                 if call.op == Op::Semctl {
-                    j.opt_int("semnum", call.semnum());
+                    j.opt_int(key!("semnum"), call.semnum());
                     if call.cmd() == Some(syscalls::SETVAL) {
-                        j.int("value", call.args[3] as i32);
+                        j.int(key!("value"), call.args[3] as i32);
                     }
                 }
             }
         }
         match call.signal {
-            Some(signal) => j.str("signal", signal.name()),
-            None if call.op.can_block() => j.null("signal"),
+            Some(signal) => j.name(key!("signal"), signal.name()),
+            None if call.op.can_block() => j.null(key!("signal")),
             None => {}
         }
         if call.op.can_block() {
-            j.int("blocked_ns", call.blocked_ns);
+            j.int(key!("blocked_ns"), call.blocked_ns);
             match waker_of(call) {
                 Some(w) => {
-                    j.key("waker");
-                    j.0.push_str("{\"pid\": ");
+                    j.0.push_str(concat!(key!("waker"), "{\"pid\": "));
                     push_int(j.0, w.pid);
-                    j.int("tid", w.tid);
-                    j.str("comm", &w.comm.as_str());
+                    j.int(key!("tid"), w.tid);
+                    j.comm(key!("comm"), &w.comm);
                     j.0.push('}');
                 }
-                None => j.null("waker"),
+                None => j.null(key!("waker")),
             }
         }
         l.push('}');
     }
 }
 
-/// Appends `, "name": value` fields to a JSON line.
+/// Appends `, "name": value` fields to a JSON line; each takes its `key!`.
 struct JsonFields<'a>(&'a mut String);
 
 impl JsonFields<'_> {
-    fn key(&mut self, name: &str) {
-        self.0.push_str(", \"");
-        self.0.push_str(name);
-        self.0.push_str("\": ");
-    }
-
-    fn int(&mut self, name: &str, v: impl itoa::Integer) {
-        self.key(name);
+    fn int(&mut self, key: &str, v: impl itoa::Integer) {
+        self.0.push_str(key);
         push_int(self.0, v);
     }
 
-    fn opt_int(&mut self, name: &str, v: Option<impl itoa::Integer>) {
+    fn opt_int(&mut self, key: &str, v: Option<impl itoa::Integer>) {
         match v {
-            Some(v) => self.int(name, v),
-            None => self.null(name),
+            Some(v) => self.int(key, v),
+            None => self.null(key),
         }
     }
 
-    fn null(&mut self, name: &str) {
-        self.key(name);
+    fn null(&mut self, key: &str) {
+        self.0.push_str(key);
         self.0.push_str("null");
     }
 
-    fn str(&mut self, name: &str, s: &str) {
-        self.key(name);
+    fn str(&mut self, key: &str, s: &str) {
+        self.0.push_str(key);
         json_str(self.0, s);
+    }
+
+    /// A name of ours (an op, an errno, ...): letters, digits and underscores, never escaped.
+    fn name(&mut self, key: &str, name: &str) {
+        self.0.push_str(key);
+        self.0.push('"');
+        self.0.push_str(name);
+        self.0.push('"');
+    }
+
+    /// A command name, escaped only when it holds something to escape (or is not UTF-8).
+    fn comm(&mut self, key: &str, comm: &Comm) {
+        self.0.push_str(key);
+        let bytes = comm.name_bytes();
+        match bytes
+            .iter()
+            .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+        {
+            true => {
+                self.0.push('"');
+                self.0
+                    .push_str(std::str::from_utf8(bytes).unwrap_or_default());
+                self.0.push('"');
+            }
+            false => json_str(self.0, &comm.as_str()),
+        }
     }
 
     fn flags(&mut self, call: &Call) {
         if let Some(f) = call.flags() {
-            self.int("flags", f);
-            self.str("flags_text", &syscalls::flags_text(call.op, f));
+            self.int(key!("flags"), f);
+            self.0.push_str(concat!(key!("flags_text"), "\""));
+            syscalls::push_flags_text(self.0, call.op, f);
+            self.0.push('"');
         }
     }
 }

@@ -280,6 +280,11 @@ impl<'a> Results<'a> {
                 "ipctrace trace --nice -15 loses < 1 % under the stress-ng mix",
                 1.0,
             ),
+            (
+                Config::TraceRing,
+                "ipctrace trace --ring-size 128M loses < 1 % under the stress-ng mix",
+                1.0,
+            ),
         ] {
             let runs: Vec<&Sample> = self
                 .saturated
@@ -743,6 +748,20 @@ impl<'a> Results<'a> {
                 .collect(),
             pinned: runs(self.pinned),
             idle: runs(self.idle),
+            saturated: self
+                .saturated
+                .iter()
+                .map(|(config, run)| JsonSaturated {
+                    config: config.slug(),
+                    label: config.label(),
+                    lost_percent: run.as_ref().ok().and_then(loss_percent),
+                    run: match run {
+                        Ok(sample) => Run::Sample(sample),
+                        Err(error) => Run::Failed { error },
+                    },
+                })
+                .collect(),
+            export_idle: runs(self.export_idle),
             targets: targets
                 .iter()
                 .map(|t| JsonTarget {
@@ -810,6 +829,10 @@ struct Json<'a> {
     results: Vec<JsonCell<'a>>,
     pinned: Vec<Run<'a>>,
     idle: Vec<Run<'a>>,
+    /// Each tracer's runs under the stress-ng mix, in the order they ran.
+    saturated: Vec<JsonSaturated<'a>>,
+    /// `ipctrace export` with 1,000 attached processes; `cpu_s` holds the per cent of a core.
+    export_idle: Vec<Run<'a>>,
     targets: Vec<JsonTarget<'a>>,
     elapsed_s: f64,
 }
@@ -855,7 +878,17 @@ struct JsonCell<'a> {
     errors: &'a [String],
 }
 
-/// A pinned or idle run: its sample, or why it failed.
+/// One tracer's run under the stress-ng mix.
+#[derive(Serialize)]
+struct JsonSaturated<'a> {
+    config: &'static str,
+    label: &'static str,
+    /// Lost as a share of everything the kernel had to hand over.
+    lost_percent: Option<f64>,
+    run: Run<'a>,
+}
+
+/// A pinned, idle or saturated run: its sample, or why it failed.
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Run<'a> {

@@ -330,7 +330,7 @@ fn holders_are_counted_per_semaphore_from_the_undo_lists_and_the_guess() {
         },
         ..Default::default()
     });
-    let held = |m: &ExportModel, id| m.get(&key(IpcKind::Sem, id)).unwrap().holders.clone();
+    let held = |m: &ExportModel, id| m.get(&identity(IpcKind::Sem, id)).unwrap().holders.clone();
     assert_eq!(held(&m, 5), BTreeMap::from([(1, 2), (2, 1)]));
     assert_eq!(
         held(&m, 6),
