@@ -52,13 +52,15 @@ fn names(text: &str, word: &str) -> bool {
 #[test]
 fn every_json_field_printed_is_defined_in_docs_interface_md() {
     let key = format!("{:#x}", unique_key(0x1f) as u32);
-    // A queue holding a message and a segment this test has mapped, alive throughout, so that
-    // every `objects` table has one of each kind.
+    // A queue holding a message, a segment this test has mapped and a semaphore set, alive
+    // throughout, so that every `objects` table has one of each kind (the workloads' own may
+    // be gone before the first table).
     // SAFETY: plain SysV calls on objects this test creates (and Removal removes).
-    let (queue, segment, addr) = unsafe {
+    let (queue, segment, set, addr) = unsafe {
         let queue = libc::msgget(libc::IPC_PRIVATE, libc::IPC_CREAT | 0o600);
         let segment = libc::shmget(libc::IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o600);
-        assert!(queue >= 0 && segment >= 0);
+        let set = libc::semget(libc::IPC_PRIVATE, 1, libc::IPC_CREAT | 0o600);
+        assert!(queue >= 0 && segment >= 0 && set >= 0);
         let message = support::Message {
             mtype: 1,
             text: *b"hi",
@@ -67,9 +69,18 @@ fn every_json_field_printed_is_defined_in_docs_interface_md() {
             libc::msgsnd(queue, &message as *const _ as *const libc::c_void, 2, 0),
             0
         );
-        (queue, segment, libc::shmat(segment, std::ptr::null(), 0))
+        (
+            queue,
+            segment,
+            set,
+            libc::shmat(segment, std::ptr::null(), 0),
+        )
     };
-    let _removals = (Removal::msg(queue), Removal::shm(segment));
+    let _removals = (
+        Removal::msg(queue),
+        Removal::shm(segment),
+        Removal::sem(set),
+    );
     let mut contend = perl("contend.pl", &[&key]);
     let mut mixed = perl("sysv.pl", &[]);
     std::thread::sleep(std::time::Duration::from_millis(300)); // contend.pl's set exists

@@ -241,6 +241,7 @@ fn table_width(args: &ObjectsArgs, out: &crate::views::output::Output) -> Option
 
 impl<W: Write> Sink for Watch<W> {
     fn kernel_counts(&mut self, totals: &crate::session::Totals) {
+        self.live.objects_mut().calls_lost(totals.kernel.lost);
         self.losses.say(totals);
     }
 

@@ -218,6 +218,7 @@ impl Sink for Top {
 
     /// Losses go on the alert line (stderr is held while the screen is up).
     fn kernel_counts(&mut self, totals: &session::Totals) {
+        self.shown.live.objects_mut().calls_lost(totals.kernel.lost);
         self.shown.counts = totals.kernel;
     }
 

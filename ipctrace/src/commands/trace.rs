@@ -226,6 +226,9 @@ struct TraceWatch<W: Write> {
 
 impl<W: Write> Sink for TraceWatch<W> {
     fn kernel_counts(&mut self, totals: &crate::session::Totals) {
+        if let Some(live) = self.live.as_mut() {
+            live.objects_mut().calls_lost(totals.kernel.lost);
+        }
         self.view.kernel_counts(totals);
     }
 

@@ -448,6 +448,9 @@ pub struct Objects {
     /// Operations made without SEM_UNDO, per semaphore and process (holders the kernel keeps
     /// no record of).
     ledger: Ledger,
+    /// Calls the kernel could not hand over: the ledger may lack a release, so what it says is
+    /// held is only probably held.
+    ledger_gaps: bool,
     /// The kernel's own SEM_UNDO adjustments of every process of our namespace, last read.
     kernel_undo: Option<SemUndoWalk>,
 }
@@ -468,6 +471,13 @@ pub struct Footprint {
 impl Objects {
     pub fn new() -> Objects {
         Objects::default()
+    }
+
+    /// Says that `lost` calls (in all, so far) never reached the model: once any did, a holder
+    /// known only from traced calls may have given its units back unseen, and a deadlock
+    /// through one is only possible.
+    pub fn calls_lost(&mut self, lost: u64) {
+        self.ledger_gaps |= lost > 0;
     }
 
     /// Says that calls of some processes are filtered out, so a get call returning an id the
@@ -1256,7 +1266,14 @@ impl Objects {
                     .holders(o.identity, num)
                     .iter()
                     .filter(|h| !h.exited)
-                    .map(|h| (h.pid, h.source == holders::HolderSource::Inferred))
+                    .map(|h| {
+                        let guessed = match h.source {
+                            holders::HolderSource::Kernel => false,
+                            holders::HolderSource::Traced => self.ledger_gaps,
+                            holders::HolderSource::Inferred => true,
+                        };
+                        (h.pid, guessed)
+                    })
                     .collect();
                 let name = SemName {
                     ns: o.identity.ns,

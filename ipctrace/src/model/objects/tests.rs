@@ -1288,3 +1288,40 @@ fn queue_waiters_come_from_the_snapshot_and_leave_when_their_call_returns() {
     o.reconcile(&look(50, vec![], true));
     assert_eq!(waiters(&o), []);
 }
+
+#[test]
+fn a_deadlock_through_a_traced_holder_is_only_possible_once_calls_were_lost() {
+    let mut o = seeded();
+    // Process 50 takes semaphore 0 without SEM_UNDO, then waits on it again: by the calls
+    // traced it holds the unit it waits for.
+    let mut view = empty_view();
+    let sem = view.sem.as_mut().unwrap();
+    sem.taken_ns = 4;
+    sem.sets = vec![(sem_set(8, 0x50, 1), Some(vec![sem_value(1, 0, 0, 0)]))];
+    o.reconcile(&view);
+    apply(&mut o, &[semop(50, 8, &[(0, -1, 0)], 0, 5)]);
+    let sem = view.sem.as_mut().unwrap();
+    sem.taken_ns = 10;
+    sem.sets = vec![(sem_set(8, 0x50, 1), Some(vec![sem_value(0, 50, 1, 0)]))];
+    sem.blocked = vec![BlockedSemop {
+        pid: 50,
+        tid: 50,
+        comm: "worker".into(),
+        semid: 8,
+        sops: vec![SemOp {
+            num: 0,
+            op: -1,
+            flg: 0,
+        }],
+        entered_ns: None,
+    }];
+    o.reconcile(&view);
+    let possible =
+        |o: &Objects| -> Vec<bool> { o.deadlocks().iter().map(|d| d.possible).collect() };
+    assert_eq!(possible(&o), [false], "every call seen: it waits on itself");
+    // A lost call may have been its release: the ledger's word is no longer certain.
+    o.calls_lost(0);
+    assert_eq!(possible(&o), [false]);
+    o.calls_lost(3);
+    assert_eq!(possible(&o), [true]);
+}
