@@ -186,6 +186,35 @@ fn parse_comm(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// The kernel's largest ring buffer (its data area must fit in 32 bits with a page to spare).
+const RING_SIZE_MAX: u64 = 1 << 31;
+
+/// `--ring-size`: bytes, or KiB, MiB, GiB with K, M, G; a power of two, whole pages.
+pub fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits);
+    let scale: u64 = match unit {
+        "" => 1,
+        "K" | "k" => 1 << 10,
+        "M" | "m" => 1 << 20,
+        "G" | "g" => 1 << 30,
+        _ => return Err(format!("'{s}' is not a size (like 65536, 64K, 16M)")),
+    };
+    let bytes = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("'{s}' is not a size (like 65536, 64K, 16M)"))?;
+    // SAFETY: sysconf only reads a constant of the system.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    if !bytes.is_power_of_two() || bytes % page != 0 || bytes > RING_SIZE_MAX {
+        return Err(format!(
+            "{s} is not a power of two from the page size ({page}) to 2G"
+        ));
+    }
+    Ok(bytes as u32)
+}
+
 /// Seconds as people write them: 10, 0.5, 2.5.
 pub fn parse_seconds(s: &str) -> Result<Duration, String> {
     s.parse::<f64>()

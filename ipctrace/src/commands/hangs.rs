@@ -28,16 +28,20 @@ impl HangArgs {
 
 /// The kernel state the model cannot see in calls or /proc.
 pub struct HangSources {
-    undo: Result<SemUndoReader, String>,
+    /// None until first needed: loading the reader parses the kernel's BTF (about 15 MB and a
+    /// tenth of a second), which a trace nobody waits in never needs.
+    undo: Option<Result<SemUndoReader, String>>,
     pending: Option<PendingCalls>,
     warned: bool,
 }
 
 impl HangSources {
     /// `probe`: the tracing session's, whose per-thread state dates waits begun while tracing.
-    pub fn new(probe: Option<&Probe>) -> HangSources {
+    /// `load_now`: load the SEM_UNDO reader at once, as privileges are about to be dropped
+    /// (`--user`); otherwise when first read.
+    pub fn new(probe: Option<&Probe>, load_now: bool) -> HangSources {
         HangSources {
-            undo: SemUndoReader::load().map_err(|e| format!("{e:#}")),
+            undo: load_now.then(load_reader),
             pending: probe.and_then(|p| p.pending_calls().ok()),
             warned: false,
         }
@@ -51,7 +55,7 @@ impl HangSources {
             return;
         }
         let sizes = objects.sem_sizes();
-        let read = match &mut self.undo {
+        let read = match self.undo.get_or_insert_with(load_reader) {
             Ok(reader) => reader.read(&sizes).map_err(|e| format!("{e:#}")),
             Err(e) => Err(e.clone()),
         };
@@ -76,4 +80,8 @@ impl HangSources {
             objects.set_wait_starts(|tid| pending.entered_ns(tid));
         }
     }
+}
+
+fn load_reader() -> Result<SemUndoReader, String> {
+    SemUndoReader::load().map_err(|e| format!("{e:#}"))
 }

@@ -125,9 +125,10 @@ pub fn run(args: LatArgs) -> Result<i32> {
     // Waits in progress and holders come from the kernel at each report (semaphores only);
     // the reader is loaded while privileged.
     let live = match filter.kinds().contains(&IpcKind::Sem) {
-        true => Some(
-            LiveObjects::seed(&[IpcKind::Sem])?.with_hangs(HangSources::new(Some(&probe)), false),
-        ),
+        true => Some(LiveObjects::seed(&[IpcKind::Sem])?.with_hangs(
+            HangSources::new(Some(&probe), prepared.user.is_some()),
+            false,
+        )),
         false => None,
     };
     prepared.drop_privileges()?;

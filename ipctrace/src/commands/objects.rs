@@ -139,7 +139,7 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
     if !tracing {
         let (mut live, scan) = LiveObjects::seed_with(&kinds, seed_scan(false))?;
         if kinds.contains(&IpcKind::Sem) {
-            live = live.with_hangs(HangSources::new(None), true);
+            live = live.with_hangs(HangSources::new(None, true), true);
         }
         if let Some(note) = other_namespaces_note(&scan) {
             eprintln!("{note}");
@@ -174,7 +174,10 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
     }
     // Loaded while privileged; read at every report, holders shown waited on or not.
     if kinds.contains(&IpcKind::Sem) {
-        live = live.with_hangs(HangSources::new(Some(&probe)), true);
+        live = live.with_hangs(
+            HangSources::new(Some(&probe), prepared.user.is_some()),
+            true,
+        );
     }
     prepared.drop_privileges()?;
     let width = table_width(&args, &prepared.out);

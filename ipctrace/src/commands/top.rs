@@ -4,12 +4,12 @@
 use super::hangs::HangSources;
 use super::live::LiveObjects;
 use super::{attach, ids_of_keys, other_namespaces_note, runtime, seed_scan, with_processes};
-use crate::cli::{parse_seconds, Common};
+use crate::cli::{parse_ring_size, parse_seconds, Common};
 use crate::clock::clock_ns;
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::Event;
 use crate::filter::Filter;
-use crate::loader::KernelCounts;
+use crate::loader::{KernelCounts, ProbeOptions};
 use crate::model::activity::Activity;
 use crate::model::waits::{GroupBy, Waits};
 use crate::session::{self, Flow, Schedule, Sink};
@@ -50,6 +50,10 @@ pub struct TopArgs {
     /// A waiter, or a queue holding messages nobody receives, is stuck after SECS seconds.
     #[arg(long, value_name = "SECS", value_parser = parse_seconds, default_value = "5")]
     pub stuck: Duration,
+    /// The ring buffer the kernel hands calls over in, as trace's --ring-size (default 8M): a
+    /// larger one rides out a starved moment on a saturated machine instead of losing calls.
+    #[arg(long, value_name = "BYTES", value_parser = parse_ring_size)]
+    pub ring_size: Option<u32>,
 }
 
 pub fn run(args: TopArgs) -> Result<i32> {
@@ -71,7 +75,14 @@ pub fn run(args: TopArgs) -> Result<i32> {
     filter.validate()?;
     let kinds = filter.kinds();
     let prepared = args.common.prepare(true)?;
-    let probe = attach(&filter, ids_of_keys(&filter), with_processes())?;
+    let probe = attach(
+        &filter,
+        ids_of_keys(&filter),
+        ProbeOptions {
+            ring_bytes: args.ring_size,
+            ..with_processes()
+        },
+    )?;
     // Seeded once attached, as objects --watch does: what happens in between is in the
     // kernel's numbers, and its events only add names.
     let (mut live, scan) = LiveObjects::seed_with(&kinds, seed_scan(true))?;
@@ -82,7 +93,10 @@ pub fn run(args: TopArgs) -> Result<i32> {
     }
     // Holders from the kernel's SEM_UNDO lists: the reader is loaded while privileged.
     if kinds.contains(&IpcKind::Sem) {
-        live = live.with_hangs(HangSources::new(Some(&probe)), true);
+        live = live.with_hangs(
+            HangSources::new(Some(&probe), prepared.user.is_some()),
+            true,
+        );
     }
     prepared.drop_privileges()?;
     // Waits happen on semaphores and queues; shared memory never waits.

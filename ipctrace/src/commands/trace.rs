@@ -5,7 +5,7 @@ use super::followed::FollowedCommand;
 use super::hangs::HangSources;
 use super::live::LiveObjects;
 use super::{attach, exit_code, ids_of_keys, runtime, shm_addresses_now, with_processes};
-use crate::cli::{Common, FollowArgs};
+use crate::cli::{parse_ring_size, Common, FollowArgs};
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::Event;
 use crate::filter::{parse_duration, Filter};
@@ -106,35 +106,6 @@ impl TraceArgs {
     }
 }
 
-/// The kernel's largest ring buffer (its data area must fit in 32 bits with a page to spare).
-const RING_SIZE_MAX: u64 = 1 << 31;
-
-/// `--ring-size`: bytes, or KiB, MiB, GiB with K, M, G; a power of two, whole pages.
-fn parse_ring_size(s: &str) -> Result<u32, String> {
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(digits);
-    let scale: u64 = match unit {
-        "" => 1,
-        "K" | "k" => 1 << 10,
-        "M" | "m" => 1 << 20,
-        "G" | "g" => 1 << 30,
-        _ => return Err(format!("'{s}' is not a size (like 65536, 64K, 16M)")),
-    };
-    let bytes = number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-        .ok_or_else(|| format!("'{s}' is not a size (like 65536, 64K, 16M)"))?;
-    // SAFETY: sysconf only reads a constant of the system.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
-    if !bytes.is_power_of_two() || bytes % page != 0 || bytes > RING_SIZE_MAX {
-        return Err(format!(
-            "{s} is not a power of two from the page size ({page}) to 2G"
-        ));
-    }
-    Ok(bytes as u32)
-}
-
 /// How often trace looks for deadlocks: a /proc/sysvipc read and a semctl per set (and, when
 /// something waits, a scan of the threads asleep in semop and of the kernel's undo lists).
 const DEADLOCK_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -174,7 +145,10 @@ pub fn run(args: TraceArgs) -> Result<i32> {
         true => {
             let (live, scan) = LiveObjects::seed_with(&[IpcKind::Sem], what)?;
             (
-                Some(live.with_hangs(HangSources::new(Some(&probe)), false)),
+                Some(live.with_hangs(
+                    HangSources::new(Some(&probe), prepared.user.is_some()),
+                    false,
+                )),
                 scan,
             )
         }
