@@ -219,12 +219,17 @@ fn human_output_names_the_call_in_words() {
     assert!(out.contains("6 calls, 0 lost"), "{out}");
 }
 
-#[test]
-fn lat_per_object_counts_calls_in_the_kernel_and_streams_only_the_waits() {
-    let key = format!("{:#x}", 0x5e00_0000 | (std::process::id() & 0xffff));
-    let mut perl = workload("contend.pl", &[&key]);
+/// `lat --json --key KEY EXTRA...` over tests/workloads/contend.pl: its lines, the ids the
+/// workload printed (its set first) and the raw output.
+fn lat_on_contend(key: &str, extra: &[&str]) -> (Vec<Value>, Vec<i64>, String) {
+    let mut perl = workload("contend.pl", &[key]);
     std::thread::sleep(Duration::from_millis(300)); // the set exists before the tracer starts
-    let tracer = Tracer::start(&["lat", "--json", "--key", &key]);
+    let args: Vec<&str> = ["lat", "--json"]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .chain(["--key", key])
+        .collect();
+    let tracer = Tracer::start(&args);
     perl.stdin.take().unwrap().write_all(b"go\n").unwrap();
     let mut ids = String::new();
     perl.stdout
@@ -233,11 +238,17 @@ fn lat_per_object_counts_calls_in_the_kernel_and_streams_only_the_waits() {
         .read_to_string(&mut ids)
         .unwrap();
     assert!(perl.wait().unwrap().success());
-    let ids: Vec<i64> = ids.split_whitespace().map(|s| s.parse().unwrap()).collect();
+    let ids = ids.split_whitespace().map(|s| s.parse().unwrap()).collect();
     tracer.signal(libc::SIGINT);
     let (code, out, _) = tracer.finish();
     assert_eq!(code, 0);
-    let lines = json_lines(out.as_bytes());
+    (json_lines(out.as_bytes()), ids, out)
+}
+
+#[test]
+fn lat_per_object_counts_calls_in_the_kernel_and_streams_only_the_waits() {
+    let key = format!("{:#x}", 0x5e00_0000 | (std::process::id() & 0xffff));
+    let (lines, ids, out) = lat_on_contend(&key, &[]);
     let set = lines
         .iter()
         .find(|l| l["id"].as_i64() == Some(ids[0]))
@@ -265,22 +276,7 @@ fn lat_per_object_counts_calls_in_the_kernel_and_streams_only_the_waits() {
 #[test]
 fn lat_json_names_the_contended_semaphore_and_its_releaser() {
     let key = format!("{:#x}", 0x5d00_0000 | (std::process::id() & 0xffff));
-    let mut perl = workload("contend.pl", &[&key]);
-    std::thread::sleep(Duration::from_millis(300)); // the set exists before the tracer starts
-    let tracer = Tracer::start(&["lat", "--json", "--by", "semnum", "--key", &key]);
-    perl.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let mut ids = String::new();
-    perl.stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut ids)
-        .unwrap();
-    assert!(perl.wait().unwrap().success());
-    let ids: Vec<i64> = ids.split_whitespace().map(|s| s.parse().unwrap()).collect();
-    tracer.signal(libc::SIGINT);
-    let (code, out, _) = tracer.finish();
-    assert_eq!(code, 0);
-    let lines = json_lines(out.as_bytes());
+    let (lines, ids, out) = lat_on_contend(&key, &["--by", "semnum"]);
     let sem0 = lines
         .iter()
         .find(|l| l["semnum"] == 0)
