@@ -293,7 +293,7 @@ fn an_abba_deadlock_is_reported_once_and_gone_when_one_side_is_killed() {
         &k2,
         "--json",
         "--duration",
-        "4",
+        "6",
     ]);
     let (a, b) = abba(c"abba-a", c"abba-b", s1.0, s2.0, UNDO);
     // A holds s1 and waits on s2, B the other way round; the chain starts at the lower pid.
@@ -312,8 +312,9 @@ fn an_abba_deadlock_is_reported_once_and_gone_when_one_side_is_killed() {
     assert_eq!(chain(found[0]), want);
     assert_eq!(found[0]["possible"], false);
 
-    // Let the trace see it on two ticks, then kill A: its exit gives s1 back, which wakes B.
-    std::thread::sleep(Duration::from_millis(2200));
+    // Let the trace see it on three ticks (it reports a cycle that lasted two), then kill A:
+    // its exit gives s1 back, which wakes B.
+    std::thread::sleep(Duration::from_millis(3200));
     kill(&a);
     wait_until("B to take s1", || {
         semval(s1.0, 0) == 0 && ncount(s1.0, 0) == 0

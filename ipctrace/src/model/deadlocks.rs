@@ -49,22 +49,29 @@ impl Deadlock {
     }
 }
 
-/// Which cycles were reported, so that each is reported once, when it closes (and again only
-/// if it comes back after it was gone).
+/// Which cycles were reported, so that each is reported once, when it has lasted two looks (and
+/// again only if it comes back after it was gone). A deadlock lasts; a cycle seen once can be
+/// two moments read apart: the waiters at one, the SEM_UNDO holdings a little later, when a
+/// waiter may just have taken the unit it waited for.
 #[derive(Debug, Default)]
 pub struct ReportedDeadlocks {
+    /// Cycles at the last look.
+    seen: BTreeSet<Vec<(u32, SemName)>>,
+    /// Cycles reported and still there.
     open: BTreeSet<Vec<(u32, SemName)>>,
 }
 
 impl ReportedDeadlocks {
-    /// The cycles of `found` not there at the last look.
+    /// The cycles of `found` that were there at the last look too and are not reported yet.
     pub fn closed_since(&mut self, found: Vec<Deadlock>) -> Vec<Deadlock> {
         let now: BTreeSet<Vec<(u32, SemName)>> = found.iter().map(Deadlock::id).collect();
-        let new = found
+        let new: Vec<Deadlock> = found
             .into_iter()
-            .filter(|d| !self.open.contains(&d.id()))
+            .filter(|d| self.seen.contains(&d.id()) && !self.open.contains(&d.id()))
             .collect();
-        self.open = now;
+        self.open.extend(new.iter().map(Deadlock::id));
+        self.open.retain(|id| now.contains(id));
+        self.seen = now;
         new
     }
 }
@@ -210,13 +217,21 @@ mod tests {
     }
 
     #[test]
-    fn a_cycle_is_reported_when_it_closes_and_again_only_after_it_was_gone() {
+    fn a_cycle_is_reported_once_it_lasted_two_looks_and_again_only_after_it_was_gone() {
         let waits = [wait(20, sem(2, 0), &[10]), wait(10, sem(1, 0), &[20])];
         let mut reported = ReportedDeadlocks::default();
-        assert_eq!(reported.closed_since(find_deadlocks(&waits)).len(), 1);
-        assert!(reported.closed_since(find_deadlocks(&waits)).is_empty());
-        assert!(reported.closed_since(Vec::new()).is_empty());
-        assert_eq!(reported.closed_since(find_deadlocks(&waits)).len(), 1);
+        let mut look = |w: &[WaitFor]| reported.closed_since(find_deadlocks(w)).len();
+        assert_eq!(look(&waits), 0, "seen once: maybe two moments read apart");
+        assert_eq!(look(&waits), 1);
+        assert_eq!(look(&waits), 0, "reported once");
+        assert_eq!(look(&[]), 0);
+        assert_eq!(look(&waits), 0);
+        assert_eq!(look(&waits), 1, "back, and lasting");
+        // Seen, gone, seen: never two looks in a row.
+        assert_eq!(look(&[]), 0);
+        assert_eq!(look(&waits), 0);
+        assert_eq!(look(&[]), 0);
+        assert_eq!(look(&waits), 0);
     }
 
     #[test]
