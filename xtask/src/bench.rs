@@ -694,8 +694,7 @@ fn measure_shared(tools: &Tools, config: Config) -> Vec<(&'static str, Result<Sa
         runs.push((workload, result, started.elapsed()));
     }
     let stopped = running.stop();
-    let (events, lost) = summary_counts(&out);
-    let _ = std::fs::remove_file(&out);
+    let (events, lost) = take_summary_counts(&out);
     let after = foreign_programs();
     let foreign = before.max(after);
     match stopped {
@@ -735,8 +734,7 @@ fn measure_idle(tools: &Tools) -> Result<Sample> {
     std::thread::sleep(Duration::from_secs(1));
     let rss_now_mb = running.rss_now_mb();
     let (usage, exit_ms) = running.stop()?;
-    let (events, lost) = summary_counts(&out);
-    let _ = std::fs::remove_file(&out);
+    let (events, lost) = take_summary_counts(&out);
     Ok(Sample {
         events,
         lost,
@@ -790,8 +788,7 @@ fn measure_saturated(tools: &Tools, config: Config) -> Result<Sample> {
     if let Some(screen) = screen {
         let _ = screen.join();
     }
-    let (events, lost) = summary_counts(&out);
-    let _ = std::fs::remove_file(&out);
+    let (events, lost) = take_summary_counts(&out);
     Ok(Sample {
         events,
         lost,
@@ -868,8 +865,7 @@ fn measure_export_idle(tools: &Tools) -> Result<Sample> {
         let rss_now_mb = running.rss_now_mb();
         let attach_ms = running.attach_ms;
         let (usage, exit_ms) = running.stop()?;
-        let (events, lost) = summary_counts(&out);
-        let _ = std::fs::remove_file(&out);
+        let (events, lost) = take_summary_counts(&out);
         anyhow::ensure!(bytes > 1000, "a scrape of {bytes} bytes");
         Ok(Sample {
             events,
@@ -933,9 +929,7 @@ fn traced(
     if let Some(screen) = screen {
         let _ = screen.join();
     }
-    let (events, lost) = summary_counts(&out);
-    // trace --json writes ~300 bytes a call; there is no need to keep hundreds of MB around.
-    let _ = std::fs::remove_file(&out);
+    let (events, lost) = take_summary_counts(&out);
     Ok(Sample {
         events,
         lost,
@@ -957,9 +951,15 @@ fn run_workload(cmd: Command) -> Result<(Report, tracer::Usage)> {
     Ok((report, usage))
 }
 
-/// Events and lost from the end of a tracer's output: the JSON summary line, or the human
-/// "N calls, M lost" (or "N events, M lost"). Only the tail is read: the file can be hundreds
-/// of MB.
+/// Events and lost from the end of a tracer's output, which is then removed (trace --json
+/// writes ~300 bytes a call: no need to keep hundreds of MB around): the JSON summary line, or
+/// the human "N calls, M lost" (or "N events, M lost"). Only the tail is read.
+fn take_summary_counts(path: &Path) -> (Option<u64>, Option<u64>) {
+    let counts = summary_counts(path);
+    let _ = std::fs::remove_file(path);
+    counts
+}
+
 fn summary_counts(path: &Path) -> (Option<u64>, Option<u64>) {
     let tail = || -> std::io::Result<String> {
         let mut file = File::open(path)?;
