@@ -27,7 +27,10 @@ pub struct Config {
     /// Non-zero: read the sembufs, semtimedop's timeout and the mtype from the caller's memory
     /// (a user-memory read is the dearest thing a record costs; views that need none say 0).
     pub read_user_memory: u32,
-    pub _reserved: u32,
+    /// Non-zero: nothing runs at sys_enter. A call is seen at its exit (its arguments from the
+    /// caller's saved registers) and, if it sleeps, at sched_switch: a call that never slept
+    /// costs one program instead of two, and records carry no start (CALL_FROM_EXIT).
+    pub exit_only: u32,
     /// Command names as the kernel keeps them (16 bytes, NUL-padded), as two words each so the
     /// kernel compares them without byte loops.
     pub comms: [[u64; 2]; MAX_FILTER_COMMS],
@@ -58,7 +61,7 @@ impl Config {
         comm_count: 0,
         filter_objects: 0,
         read_user_memory: 1,
-        _reserved: 0,
+        exit_only: 0,
         comms: [[0; 2]; MAX_FILTER_COMMS],
         offsets: KernelOffsets {
             task_pid: 0,
@@ -69,6 +72,10 @@ impl Config {
             task_start_boottime: 0,
             nsproxy_ipc_ns: 0,
             ipc_ns_inum: 0,
+            regs_args: [0; 6],
+            regs_orig_ax: 0,
+            regs_cs: 0,
+            _pad: 0,
         },
         follow_forks: 0,
         report_processes: 1,
@@ -94,6 +101,12 @@ pub struct KernelOffsets {
     pub task_start_boottime: u32,
     pub nsproxy_ipc_ns: u32,
     pub ipc_ns_inum: u32,
+    /// struct pt_regs (x86-64): the syscall's six argument registers in order (di, si, dx, r10,
+    /// r8, r9), the syscall number (orig_ax) and the code segment (cs: 64-bit callers only).
+    pub regs_args: [u32; 6],
+    pub regs_orig_ax: u32,
+    pub regs_cs: u32,
+    pub _pad: u32,
 }
 
 /// Where each process's SEM_UNDO adjustments sit (task->sysvsem.undo_list, a list of struct
@@ -133,6 +146,26 @@ pub const OP_MSGRCV: u32 = 10;
 pub const OP_MSGCTL: u32 = 11;
 pub const OP_COUNT: usize = 12;
 
+/// The op of an x86-64 syscall number (`orig_ax`, a syscall tracepoint's `__syscall_nr`).
+#[inline(always)]
+pub fn op_of_syscall(nr: i64) -> Option<u32> {
+    Some(match nr {
+        29 => OP_SHMGET,
+        30 => OP_SHMAT,
+        31 => OP_SHMCTL,
+        64 => OP_SEMGET,
+        65 => OP_SEMOP,
+        66 => OP_SEMCTL,
+        67 => OP_SHMDT,
+        68 => OP_MSGGET,
+        69 => OP_MSGSND,
+        70 => OP_MSGRCV,
+        71 => OP_MSGCTL,
+        220 => OP_SEMTIMEDOP,
+        _ => return None,
+    })
+}
+
 /// True for shmget/semget/msgget: their object is known only from their result.
 #[inline(always)]
 pub fn op_is_get(op: u32) -> bool {
@@ -163,6 +196,9 @@ pub const CALL_RESTARTED: u32 = 1 << 6;
 pub const CALL_INTERRUPTED: u32 = 1 << 7;
 /// The thread exited (a fatal signal) before the call returned: `ret` is the kernel's raw code.
 pub const CALL_THREAD_EXITED: u32 = 1 << 8;
+/// Seen at its exit only (Config::exit_only): `ts_ns` is when it first slept, or its exit if it
+/// never did, and `lat_ns` counts from there.
+pub const CALL_FROM_EXIT: u32 = 1 << 9;
 /// The kernel's restart codes (include/linux/errno.h), never seen by a process.
 pub const ERESTARTSYS: i64 = 512;
 pub const ERESTARTNOINTR: i64 = 513;

@@ -13,7 +13,8 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
         generated::{
-            bpf_get_current_task_btf, bpf_probe_read_user as read_user_into, bpf_task_storage_get,
+            bpf_get_current_task_btf, bpf_probe_read_user as read_user_into, bpf_task_pt_regs,
+            bpf_task_storage_get,
         },
     },
     macros::{btf_map, btf_tracepoint, map, tracepoint},
@@ -177,8 +178,12 @@ const E2BIG: i64 = 7;
 const BPF_RB_NO_WAKEUP: u64 = 1;
 
 // Offsets into syscalls:sys_enter_* / sys_exit_* records (see their `format` files).
+const TP_NR: usize = 8;
 const TP_ARGS: usize = 16;
 const TP_RET: usize = 16;
+/// x86-64's __USER_CS: the code segment of a 64-bit process in user mode (32-bit ones have
+/// __USER32_CS; syscall tracepoints do not see their calls either).
+const USER_CS: u64 = 0x33;
 
 /// One enter program per syscall, each reading exactly its syscall's arguments: the kernel
 /// refuses to attach a program that reads past a tracepoint record's end.
@@ -232,7 +237,12 @@ pub fn ipc_switch(ctx: BtfTracePointContext) -> u32 {
         return 0;
     }
     let prev: *mut task_struct = ctx.arg(1);
-    if let Some(p) = unsafe { PENDING.get(prev, false).as_mut() } {
+    let pending = if config!(exit_only) != 0 {
+        pending_at_sleep(prev)
+    } else {
+        unsafe { PENDING.get(prev, false).as_mut() }
+    };
+    if let Some(p) = pending {
         if p.ts_ns != 0 && op_can_block(p.op) {
             p.switched_out_ns = unsafe { bpf_ktime_get_ns() };
             p.flags |= CALL_SWITCHED_OUT;
@@ -242,6 +252,70 @@ pub fn ipc_switch(ctx: BtfTracePointContext) -> u32 {
         }
     }
     0
+}
+
+/// With Config::exit_only, where a call is first seen if it sleeps: `prev` (still `current`)
+/// is going to sleep inside a traced blocking call, as its saved registers say. Its pending
+/// call is started here, from them, unless this is a later sleep of the same call.
+#[inline(always)]
+fn pending_at_sleep(prev: *mut task_struct) -> Option<&'static mut Pending> {
+    let regs = syscall_regs(prev);
+    if unsafe { btf_read::<u64>(regs, config!(offsets.regs_cs)) } != USER_CS {
+        return None;
+    }
+    let op = op_of_syscall(unsafe { btf_read(regs, config!(offsets.regs_orig_ax)) })?;
+    if !op_can_block(op) || !passes_filters(op, syscall_arg(regs, 0)) {
+        return None;
+    }
+    let Some(p) = (unsafe { PENDING.get(prev, true).as_mut() }) else {
+        count(COUNTER_UNTRACKED);
+        return None;
+    };
+    if p.ts_ns != 0 && p.op == op {
+        return Some(p);
+    }
+    if p.ts_ns != 0 {
+        // A restart that never came back (a SA_RESTART handler's own call blocks first).
+        count(COUNTER_UNTRACKED);
+    }
+    start_pending(p, op, |i| syscall_arg(regs, i), unsafe { bpf_ktime_get_ns() });
+    Some(p)
+}
+
+/// Starts a pending call seen first at a sleep or at its exit (Config::exit_only), its
+/// arguments from `arg`.
+#[inline(always)]
+fn start_pending(p: &mut Pending, op: u32, arg: impl Fn(usize) -> u64, now: u64) {
+    for (i, slot) in p.args.iter_mut().enumerate() {
+        // Volatile stores: LLVM would turn the loop into a memcpy call.
+        unsafe { core::ptr::write_volatile(slot, arg(i)) };
+    }
+    p.op = op;
+    p.flags = 0;
+    p.blocked_ns = 0;
+    p.switched_out_ns = 0;
+    p.restart_exit_ns = 0;
+    p.restart_ret = 0;
+    p.waker_pid = 0;
+    p.waker_tid = 0;
+    p.waker_comm = [0; 2];
+    p.semnum = 0;
+    p.ts_ns = now;
+}
+
+/// The registers a task entered the kernel with: its syscall's, while it is in one.
+#[inline(always)]
+fn syscall_regs(task: *mut task_struct) -> *const u8 {
+    unsafe { bpf_task_pt_regs(task) as *const u8 }
+}
+
+/// A syscall's argument `i` (0-5) from its saved registers.
+#[inline(always)]
+fn syscall_arg(regs: *const u8, i: usize) -> u64 {
+    match config_ref().offsets.regs_args.get(i) {
+        Some(at) => unsafe { btf_read(regs, volatile(at)) },
+        None => 0,
+    }
 }
 
 /// A sleeping caller is being woken: `current` is the waker.
@@ -417,22 +491,33 @@ fn emit_process(event: u32, pid: u32, child_pid: u32, start_ns: u64) {
     entry.submit(BPF_RB_NO_WAKEUP);
 }
 
-/// Enter: filter, then note the arguments and the time on the thread. Nothing else: what the
-/// record needs besides is read at exit, once, and only if the call is reported.
+/// Whether the current process's call of `op` (first argument `first`) passes the filters.
+/// get calls are judged at exit, when their id is known. shmdt names an address, not a
+/// segment: user space, which knows what is attached where, judges it.
 #[inline(always)]
-fn try_ipc_enter<const NARGS: usize>(ctx: &TracePointContext, op: u32) -> Option<()> {
+fn passes_filters(op: u32, first: u64) -> bool {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if tgid == config!(exclude_tgid) || !pid_passes(tgid) {
-        return None;
+        return false;
     }
     if config!(follow_forks) != 0 && unsafe { FOLLOWED.get(tgid) }.is_none() {
-        return None;
+        return false;
     }
     if config!(comm_count) != 0
         && !comm_passes(comm_of(unsafe { bpf_get_current_task_btf() } as *const u8))
     {
-        return None;
+        return false;
     }
+    config!(filter_objects) == 0
+        || op_is_get(op)
+        || op == OP_SHMDT
+        || object_listed(FILTER_ID, op, first as u32)
+}
+
+/// Enter: filter, then note the arguments and the time on the thread. Nothing else: what the
+/// record needs besides is read at exit, once, and only if the call is reported.
+#[inline(always)]
+fn try_ipc_enter<const NARGS: usize>(ctx: &TracePointContext, op: u32) -> Option<()> {
     let arg = |i: usize| {
         if i < NARGS {
             unsafe { ctx_read::<u64>(ctx, TP_ARGS + 8 * i) }
@@ -441,13 +526,7 @@ fn try_ipc_enter<const NARGS: usize>(ctx: &TracePointContext, op: u32) -> Option
         }
     };
     let first = arg(0);
-    // get calls are judged at exit, when their id is known. shmdt names an address, not a
-    // segment: user space, which knows what is attached where, judges it.
-    if config!(filter_objects) != 0
-        && !op_is_get(op)
-        && op != OP_SHMDT
-        && !object_listed(FILTER_ID, op, first as u32)
-    {
+    if !passes_filters(op, first) {
         return None;
     }
     let Some(p) = (unsafe { PENDING.get(bpf_get_current_task_btf(), true).as_mut() }) else {
@@ -481,13 +560,48 @@ fn try_ipc_enter<const NARGS: usize>(ctx: &TracePointContext, op: u32) -> Option
 #[inline(always)]
 fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
     let task = unsafe { bpf_get_current_task_btf() };
-    let p = unsafe { PENDING.get(task, false).as_mut() }?;
-    if p.ts_ns == 0 {
-        return None;
-    }
-    let now = unsafe { bpf_ktime_get_ns() };
+    // With Config::exit_only, a call that never slept has no pending call: it is made here,
+    // on the stack, from the caller's registers.
+    // Its clock is read only if a record or a restart needs it (`now` 0 until then).
+    let mut at_exit = core::mem::MaybeUninit::<Pending>::uninit();
+    let mut now = 0;
+    let mut on_stack = false;
+    let p = if config!(exit_only) != 0 {
+        let op = op_of_syscall(unsafe { ctx_read::<i32>(ctx, TP_NR) } as i64)?;
+        let regs = syscall_regs(task);
+        if !passes_filters(op, syscall_arg(regs, 0)) {
+            return None;
+        }
+        match unsafe { PENDING.get(task, false).as_mut() } {
+            Some(p) if p.ts_ns != 0 && p.op == op => {
+                now = unsafe { bpf_ktime_get_ns() };
+                p
+            }
+            _ => {
+                // SAFETY: start_pending writes every field.
+                let p = unsafe { &mut *at_exit.as_mut_ptr() };
+                start_pending(p, op, |i| syscall_arg(regs, i), 0);
+                on_stack = true;
+                p
+            }
+        }
+    } else {
+        let p = unsafe { PENDING.get(task, false).as_mut() }?;
+        if p.ts_ns == 0 {
+            return None;
+        }
+        now = unsafe { bpf_ktime_get_ns() };
+        p
+    };
+    let clock = |now: u64| {
+        if now != 0 {
+            now
+        } else {
+            unsafe { bpf_ktime_get_ns() }
+        }
+    };
     let ret: i64 = unsafe { ctx_read(ctx, TP_RET) };
-    let ts_ns = p.ts_ns;
+    let mut ts_ns = p.ts_ns;
     p.ts_ns = 0;
     let op = p.op;
     if p.flags & CALL_SWITCHED_OUT != 0 {
@@ -511,6 +625,19 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
     if is_restart(ret) {
         // What the process sees is decided on its way back to user space: a signal handler
         // makes it EINTR (ipc_signal), otherwise the kernel enters the call again.
+        let now = clock(now);
+        let p = if on_stack {
+            ts_ns = now;
+            // Kept on the thread, like a call that slept, for what comes next.
+            let Some(kept) = (unsafe { PENDING.get(task, true).as_mut() }) else {
+                count(COUNTER_UNTRACKED);
+                return None;
+            };
+            start_pending(kept, op, |i| p.args.get(i).copied().unwrap_or(0), ts_ns);
+            kept
+        } else {
+            p
+        };
         p.restart_exit_ns = now;
         p.restart_ret = ret;
         p.flags |= CALL_RESTARTING;
@@ -526,6 +653,10 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
         && !(stream & STREAM_BLOCKED != 0 && p.flags & CALL_BLOCKED != 0)
     {
         return None;
+    }
+    let now = clock(now);
+    if on_stack {
+        ts_ns = now;
     }
     // The logical call is over (a restarted one from its first entry): judge it whole.
     if !slow_or_failed_enough(ret, now.saturating_sub(ts_ns), p.blocked_ns) {
@@ -593,6 +724,9 @@ fn emit_call(
         (*to)[0] = comm[0];
         (*to)[1] = comm[1];
         let mut flags = (p.flags & (CALL_BLOCKED | CALL_RESTARTED)) | extra_flags;
+        if config!(exit_only) != 0 {
+            flags |= CALL_FROM_EXIT;
+        }
         // User memory is read into the stack first: with a ring-buffer (vmalloc) destination,
         // hardened usercopy looks the address up in the vmap tree on every read.
         let mut user = [0u64; 3];
@@ -726,15 +860,16 @@ fn aggregate(task: *mut task_struct, p: &Pending, ret: i64) {
         p.args[0] as u32
     };
     let key = ObjectOpKey { ipc_ns, id, op };
-    if OBJECT_OPS.get_ptr_mut(key).is_none() {
+    if let Some(stats) = OBJECT_OPS.get_ptr_mut(key).or_else(|| {
         let zero = ObjectOpStats::default();
-        if let Err(e) = OBJECT_OPS.insert(key, zero, BPF_NOEXIST as u64) {
-            if e != -EEXIST {
+        match OBJECT_OPS.insert(key, zero, BPF_NOEXIST as u64) {
+            Err(e) if e != -EEXIST => {
                 aggregate_full(AGGREGATE_FULL_OBJECTS);
+                None
             }
+            _ => OBJECT_OPS.get_ptr_mut(key),
         }
-    }
-    if let Some(stats) = OBJECT_OPS.get_ptr_mut(key) {
+    }) {
         unsafe {
             (*stats).calls += 1;
             if ret < 0 {
@@ -755,18 +890,16 @@ fn aggregate(task: *mut task_struct, p: &Pending, ret: i64) {
         op,
         semnum: p.semnum,
     };
-    if WAIT_HISTOGRAMS.get_ptr_mut(wait).is_none() {
-        let Some(zero) = ZERO_WAIT_HISTOGRAM.get(0) else {
-            return;
-        };
-        if let Err(e) = WAIT_HISTOGRAMS.insert(wait, zero, BPF_NOEXIST as u64) {
-            if e != -EEXIST {
+    if let Some(h) = WAIT_HISTOGRAMS.get_ptr_mut(wait).or_else(|| {
+        let zero = ZERO_WAIT_HISTOGRAM.get(0)?;
+        match WAIT_HISTOGRAMS.insert(wait, zero, BPF_NOEXIST as u64) {
+            Err(e) if e != -EEXIST => {
                 aggregate_full(AGGREGATE_FULL_WAITS);
-                return;
+                None
             }
+            _ => WAIT_HISTOGRAMS.get_ptr_mut(wait),
         }
-    }
-    if let Some(h) = WAIT_HISTOGRAMS.get_ptr_mut(wait) {
+    }) {
         let slot = wait_slot(p.blocked_ns);
         unsafe {
             (*h).count += 1;
@@ -791,16 +924,16 @@ fn count_waker(wait: WaitKey, p: &Pending) {
         waker_pid: p.waker_pid,
         _pad: 0,
     };
-    if WAKERS.get_ptr_mut(key).is_none() {
+    if let Some(w) = WAKERS.get_ptr_mut(key).or_else(|| {
         let zero = WakerCount::default();
-        if let Err(e) = WAKERS.insert(key, zero, BPF_NOEXIST as u64) {
-            if e != -EEXIST {
+        match WAKERS.insert(key, zero, BPF_NOEXIST as u64) {
+            Err(e) if e != -EEXIST => {
                 aggregate_full(AGGREGATE_FULL_WAKERS);
-                return;
+                None
             }
+            _ => WAKERS.get_ptr_mut(key),
         }
-    }
-    if let Some(w) = WAKERS.get_ptr_mut(key) {
+    }) {
         unsafe {
             (*w).count += 1;
             let comm = addr_of_mut!((*w).comm) as *mut Comm;

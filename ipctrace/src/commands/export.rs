@@ -100,6 +100,8 @@ pub fn run(args: ExportArgs) -> Result<i32> {
             Op::Shmdt,
         ]),
         stream_removals: true,
+        // No record needs a call's start: one program a call that never sleeps.
+        exit_only: true,
         ..Default::default()
     })?;
     let aggregates = probe

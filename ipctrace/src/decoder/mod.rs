@@ -72,6 +72,8 @@ pub struct SemOp {
 /// One completed SysV IPC syscall.
 #[derive(Debug, Clone, Copy)]
 pub struct Call {
+    /// When the call was entered; seen at its exit only (`ProbeOptions::exit_only`), when it
+    /// first slept, or its exit if it never did (and `lat_ns` counts from there).
     pub ts_ns: u64,
     pub pid: u32,
     pub tid: u32,

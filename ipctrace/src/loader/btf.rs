@@ -22,6 +22,7 @@ pub fn offsets_from_vmlinux(vmlinux: &[u8]) -> Result<KernelOffsets> {
 }
 
 fn offsets_from(btf: &KernelBtf) -> Result<KernelOffsets> {
+    let reg = |name: &str| btf.member_offset("pt_regs", &[name]);
     {
         Ok(KernelOffsets {
             task_pid: btf.member_offset("task_struct", &["pid"])?,
@@ -32,6 +33,18 @@ fn offsets_from(btf: &KernelBtf) -> Result<KernelOffsets> {
             task_start_boottime: btf.member_offset("task_struct", &["start_boottime"])?,
             nsproxy_ipc_ns: btf.member_offset("nsproxy", &["ipc_ns"])?,
             ipc_ns_inum: btf.member_offset("ipc_namespace", &["ns", "inum"])?,
+            // x86-64's syscall convention: the arguments in di, si, dx, r10, r8, r9.
+            regs_args: [
+                reg("di")?,
+                reg("si")?,
+                reg("dx")?,
+                reg("r10")?,
+                reg("r8")?,
+                reg("r9")?,
+            ],
+            regs_orig_ax: reg("orig_ax")?,
+            regs_cs: reg("cs")?,
+            _pad: 0,
         })
     }
 }
@@ -281,6 +294,9 @@ mod tests {
         assert!(o.ipc_ns_inum > 0 && o.nsproxy_ipc_ns > 0);
         // start_boottime directly follows start_time (both u64).
         assert!(o.task_group_leader > o.task_tgid && o.task_start_boottime > o.task_tgid);
+        // The layout of arch/x86/include/asm/ptrace.h (user space's struct user_regs_struct).
+        assert_eq!(o.regs_args, [112, 104, 96, 56, 72, 64]);
+        assert_eq!((o.regs_orig_ax, o.regs_cs), (120, 136));
     }
 
     #[test]

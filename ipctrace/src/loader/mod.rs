@@ -46,6 +46,11 @@ pub struct ProbeOptions {
     pub stream_removals: bool,
     /// With `stream_ops`: calls that really slept are handed over too.
     pub stream_blocked: bool,
+    /// Attach nothing at sys_enter: a call is seen at its exit (arguments from the caller's
+    /// saved registers) and at its sleeps, so one that never sleeps runs one program, not two.
+    /// Records then carry no start: `ts_ns` is the first sleep, or the exit (CALL_FROM_EXIT).
+    /// For views that aggregate (export, lat): see docs/performance.md for what it saves.
+    pub exit_only: bool,
 }
 
 /// Attached kernel programs and their maps.
@@ -204,7 +209,7 @@ impl Probe {
             for op in &ops {
                 links.push(attach_syscall(exit, &format!("sys_exit_{}", op.name()))?);
             }
-            for op in &ops {
+            for op in ops.iter().filter(|_| !options.exit_only) {
                 let name = format!("sys_enter_{}", op.name());
                 let enter: &mut TracePoint = program_mut(&mut ebpf, &name)?.try_into()?;
                 enter.load().with_context(|| format!("loading {name}"))?;
@@ -304,6 +309,7 @@ fn kernel_config(options: &ProbeOptions, offsets: common::KernelOffsets) -> comm
         comm_count: filter.comms.len() as u32,
         filter_objects: filter.filters_objects() as u32,
         read_user_memory: !options.skip_user_memory as u32,
+        exit_only: options.exit_only as u32,
         offsets,
         follow_forks: filter.follow.is_some() as u32,
         report_processes: options.processes as u32,
