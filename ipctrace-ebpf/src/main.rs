@@ -278,7 +278,9 @@ fn pending_at_sleep(prev: *mut task_struct) -> Option<&'static mut Pending> {
         // A restart that never came back (a SA_RESTART handler's own call blocks first).
         count(COUNTER_UNTRACKED);
     }
-    start_pending(p, op, |i| syscall_arg(regs, i), unsafe { bpf_ktime_get_ns() });
+    start_pending(p, op, |i| syscall_arg(regs, i), unsafe {
+        bpf_ktime_get_ns()
+    });
     Some(p)
 }
 
