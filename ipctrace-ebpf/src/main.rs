@@ -272,6 +272,7 @@ fn pending_at_sleep(prev: *mut task_struct) -> Option<&'static mut Pending> {
         return None;
     };
     if p.ts_ns != 0 && p.op == op {
+        resume_restarted(p);
         return Some(p);
     }
     if p.ts_ns != 0 {
@@ -282,6 +283,18 @@ fn pending_at_sleep(prev: *mut task_struct) -> Option<&'static mut Pending> {
         bpf_ktime_get_ns()
     });
     Some(p)
+}
+
+/// The kernel re-executes an interrupted call (seen at its sys_enter, or with
+/// Config::exit_only at its next sleep or exit): one logical call goes on, from its first
+/// entry. Its waker so far was the signal's sender, not a releaser.
+#[inline(always)]
+fn resume_restarted(p: &mut Pending) {
+    if p.flags & CALL_RESTARTING != 0 {
+        p.flags = (p.flags & !CALL_RESTARTING) | CALL_RESTARTED;
+        p.waker_pid = 0;
+        p.waker_tid = 0;
+    }
 }
 
 /// Starts a pending call seen first at a sleep or at its exit (Config::exit_only), its
@@ -442,7 +455,7 @@ pub fn ipc_signal(ctx: TracePointContext) -> u32 {
     let ts_ns = p.ts_ns;
     p.ts_ns = 0;
     p.flags &= !CALL_RESTARTING;
-    let _ = emit_call(task, p, ts_ns, p.restart_exit_ns, -EINTR, CALL_INTERRUPTED);
+    let _ = finish_call(task, p, ts_ns, p.restart_exit_ns, -EINTR, CALL_INTERRUPTED);
     0
 }
 
@@ -460,14 +473,8 @@ pub fn ipc_thread_exit(_ctx: TracePointContext) -> u32 {
     let ts_ns = p.ts_ns;
     p.ts_ns = 0;
     p.flags &= !CALL_RESTARTING;
-    let _ = emit_call(
-        task,
-        p,
-        ts_ns,
-        p.restart_exit_ns,
-        p.restart_ret,
-        CALL_THREAD_EXITED,
-    );
+    let ret = p.restart_ret;
+    let _ = finish_call(task, p, ts_ns, p.restart_exit_ns, ret, CALL_THREAD_EXITED);
     0
 }
 
@@ -537,11 +544,7 @@ fn try_ipc_enter<const NARGS: usize>(ctx: &TracePointContext, op: u32) -> Option
     };
     if p.ts_ns != 0 && p.flags & CALL_RESTARTING != 0 {
         if p.op == op {
-            // The kernel re-executes the interrupted call: one logical call goes on, from its
-            // first sys_enter. Its waker so far was the signal's sender, not a releaser.
-            p.flags = (p.flags & !CALL_RESTARTING) | CALL_RESTARTED;
-            p.waker_pid = 0;
-            p.waker_tid = 0;
+            resume_restarted(p);
             return Some(());
         }
         // Another call before the restart (a SA_RESTART handler's own call): the first one's
@@ -576,6 +579,7 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
         }
         match unsafe { PENDING.get(task, false).as_mut() } {
             Some(p) if p.ts_ns != 0 && p.op == op => {
+                resume_restarted(p);
                 now = unsafe { bpf_ktime_get_ns() };
                 p
             }
@@ -649,22 +653,60 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
     if config!(aggregate) != 0 {
         aggregate(task, p, ret);
     }
-    let stream = config!(stream_ops);
-    if stream & (1 << p.op) == 0
-        && !(stream & STREAM_REMOVALS != 0 && ret == 0 && removes(p.op, &p.args))
-        && !(stream & STREAM_BLOCKED != 0 && p.flags & CALL_BLOCKED != 0)
-    {
+    if !streams(p, ret) {
         return None;
     }
     let now = clock(now);
     if on_stack {
         ts_ns = now;
     }
-    // The logical call is over (a restarted one from its first entry): judge it whole.
+    judge_and_emit(task, p, ts_ns, now, ret, 0)
+}
+
+/// Finishes a call the way back to user space decided (`extra_flags`: CALL_INTERRUPTED,
+/// CALL_THREAD_EXITED): counted, and reported if it streams.
+#[inline(always)]
+fn finish_call(
+    task: *mut task_struct,
+    p: &mut Pending,
+    ts_ns: u64,
+    now: u64,
+    ret: i64,
+    extra_flags: u32,
+) -> Option<()> {
+    if config!(aggregate) != 0 {
+        aggregate(task, p, ret);
+    }
+    if !streams(p, ret) {
+        return None;
+    }
+    judge_and_emit(task, p, ts_ns, now, ret, extra_flags)
+}
+
+/// Whether a finished call goes through the ring buffer (Config::stream_ops).
+#[inline(always)]
+fn streams(p: &Pending, ret: i64) -> bool {
+    let stream = config!(stream_ops);
+    stream & (1 << p.op) != 0
+        || (stream & STREAM_REMOVALS != 0 && ret == 0 && removes(p.op, &p.args))
+        || (stream & STREAM_BLOCKED != 0 && p.flags & CALL_BLOCKED != 0)
+}
+
+/// The logical call is over (a restarted one from its first entry): judged whole by --failed,
+/// --min-lat and --min-blocked, then reported.
+#[inline(always)]
+fn judge_and_emit(
+    task: *mut task_struct,
+    p: &mut Pending,
+    ts_ns: u64,
+    now: u64,
+    ret: i64,
+    extra_flags: u32,
+) -> Option<()> {
     if !slow_or_failed_enough(ret, now.saturating_sub(ts_ns), p.blocked_ns) {
         return None;
     }
-    emit_call(task, p, ts_ns, now, ret, 0)
+    emit_call(task, p, ts_ns, now, ret, extra_flags)
 }
 
 /// Writes the record of a finished call (`extra_flags`: CALL_INTERRUPTED, CALL_THREAD_EXITED).

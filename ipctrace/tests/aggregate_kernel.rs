@@ -1,6 +1,7 @@
 //! Kernel-side aggregation against the real kernel: every call is counted in the per-CPU maps
 //! (by op and errno, per object), real blocks land in the semaphore's wait histogram, waiters
 //! are listed while they sleep, and calls not asked for as records never reach the ring buffer.
+//! The probe is attached as export and lat attach it: calls seen at their sleeps and exit only.
 
 mod support;
 
@@ -21,6 +22,8 @@ fn aggregating(children: &[&Child]) -> Probe {
         waits: true,
         aggregate: true,
         stream_ops: Some(vec![Op::Semget, Op::Shmget, Op::Msgget]),
+        // As export and lat attach: calls seen at their sleeps and exit only.
+        exit_only: true,
         ..Default::default()
     })
     .expect("attach")
@@ -240,6 +243,7 @@ fn with_stream_blocked_only_the_waits_that_slept_reach_the_ring() {
         aggregate: true,
         stream_ops: Some(vec![]),
         stream_blocked: true,
+        exit_only: true,
         ..Default::default()
     })
     .expect("attach");
@@ -270,4 +274,60 @@ fn with_stream_blocked_only_the_waits_that_slept_reach_the_ring() {
     }
     // Every call is still counted.
     assert_eq!(semop_calls(&r, None), (2 * ROUNDS + FAST) as u64);
+}
+
+#[test]
+fn a_wait_a_signal_handler_ends_is_counted_as_eintr_and_no_longer_listed() {
+    extern "C" fn on_signal(_: libc::c_int) {}
+    let id = unsafe { libc::semget(libc::IPC_PRIVATE, 1, libc::IPC_CREAT | 0o600) };
+    let _cleanup = Removal::sem(id);
+    // SAFETY (the child): sigaction and semop, async-signal-safe.
+    let waiter = spawn(c"it-agg-eintr", move || unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_signal as *const () as usize;
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()); // no SA_RESTART
+        let mut take = [sembuf(0, -1, 0)];
+        if libc::semop(id, take.as_mut_ptr(), 1) < 0 {
+            100 + errno()
+        } else {
+            0
+        }
+    });
+    let probe = aggregating(&[&waiter]);
+    waiter.release();
+    let aggregates = probe.aggregates.as_ref().unwrap();
+    let asleep = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(5));
+        let r = aggregates.read().unwrap();
+        r.waiting.iter().any(|(_, w)| w.pid == waiter.pid)
+    });
+    assert!(asleep, "the waiter is listed while it sleeps");
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(unsafe { libc::kill(waiter.pid as i32, libc::SIGUSR1) }, 0);
+    assert_eq!(waiter.wait(), 100 + libc::EINTR, "the process saw EINTR");
+
+    let r = aggregates.read().unwrap();
+    assert_eq!(
+        semop_calls(&r, Some(libc::EINTR as i64)),
+        1,
+        "{:?}",
+        r.calls
+    );
+    assert_eq!(semop_calls(&r, None), 0, "{:?}", r.calls);
+    assert!(
+        r.waiting.iter().all(|(_, w)| w.pid != waiter.pid),
+        "an ended wait is not a waiter: {:?}",
+        r.waiting
+    );
+    let h = r
+        .waits
+        .iter()
+        .find(|(k, _)| k.id == id as u32)
+        .expect("its wait");
+    assert_eq!(h.1.count, 1);
+    assert!(
+        h.1.sum_ns >= 30_000_000,
+        "slept until the signal: {:?}",
+        h.1
+    );
 }
