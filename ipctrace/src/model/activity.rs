@@ -5,7 +5,8 @@
 use crate::decoder::syscalls::Op;
 use crate::decoder::{Call, Comm, Event, ProcessChange};
 use crate::model::objects::ObjectKey;
-use std::collections::{HashMap, VecDeque};
+use crate::model::FastMap;
+use std::collections::VecDeque;
 
 /// The calls kept per object for its detail.
 pub const RECENT_CALLS: usize = 8;
@@ -96,8 +97,8 @@ pub struct ObjectActivity {
 
 #[derive(Debug, Default)]
 pub struct Activity {
-    processes: HashMap<u32, ProcessActivity>,
-    objects: HashMap<ObjectKey, ObjectActivity>,
+    processes: FastMap<u32, ProcessActivity>,
+    objects: FastMap<ObjectKey, ObjectActivity>,
     /// When the model began counting, and when the last interval ended.
     started_ns: u64,
     last_tick_ns: Option<u64>,

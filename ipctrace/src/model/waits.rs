@@ -4,6 +4,7 @@
 
 use crate::decoder::syscalls::{self, IpcKind, Op};
 use crate::decoder::{Call, Comm};
+use crate::model::FastMap;
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
 
@@ -49,8 +50,8 @@ pub struct WaitStats {
     /// Blocked waits, nanoseconds, 3 significant digits; made at the first (at 16 KiB and up,
     /// not for each of the many groups whose calls all take the fast path).
     pub hdr: Option<Histogram<u64>>,
-    pub wakers: HashMap<Caller, u64>,
-    pub waiters: HashMap<Caller, (u64, u64)>, // waits, total blocked ns
+    pub wakers: FastMap<Caller, u64>,
+    pub waiters: FastMap<Caller, (u64, u64)>, // waits, total blocked ns
     /// The process of the latest call, blocked or not: names a `--by process` group whose calls
     /// all took the fast path.
     pub last_caller: Option<Caller>,
@@ -170,7 +171,7 @@ pub struct Waits {
     pub by: GroupBy,
     /// Which families count: semaphores, and message queues with `--type msg`.
     pub kinds: Vec<IpcKind>,
-    pub stats: HashMap<WaitGroup, WaitStats>,
+    pub stats: FastMap<WaitGroup, WaitStats>,
     /// The kernel counts the calls (`add_calls`); the calls recorded one by one are the waits.
     calls_in_kernel: bool,
 }
@@ -180,7 +181,7 @@ impl Waits {
         Waits {
             by,
             kinds,
-            stats: HashMap::new(),
+            stats: FastMap::default(),
             calls_in_kernel: false,
         }
     }
