@@ -137,7 +137,7 @@ pub fn run(args: LatArgs) -> Result<i32> {
     prepared.drop_privileges()?;
     let mut waits = Waits::new(by, filter.kinds());
     if kernel_calls.is_some() {
-        waits = waits.counting_calls_in_kernel();
+        waits = waits.counting_calls_elsewhere();
     }
     let mut view = LatView::new(prepared.out, args.common.json, waits, count)
         .in_milliseconds(args.milliseconds);

@@ -105,7 +105,9 @@ pub fn run(args: TopArgs) -> Result<i32> {
     let mut top = Top {
         shown: Shown {
             live,
-            waits: Waits::new(GroupBy::Semnum, wait_kinds.collect()),
+            // The object model counts each set's semops already (its op counts): the waits
+            // need only the calls that slept or failed.
+            waits: Waits::new(GroupBy::Semnum, wait_kinds.collect()).counting_calls_elsewhere(),
             activity: Activity::new(now),
             filter: filter.clone(),
             users: HashMap::new(),

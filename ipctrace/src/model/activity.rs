@@ -5,7 +5,7 @@
 use crate::decoder::syscalls::Op;
 use crate::decoder::{Call, Comm, Event, ProcessChange};
 use crate::model::objects::ObjectKey;
-use std::collections::{HashMap, VecDeque};
+use crate::model::FastMap;
 
 /// The calls kept per object for its detail.
 pub const RECENT_CALLS: usize = 8;
@@ -60,6 +60,40 @@ impl Counts {
     }
 }
 
+/// The last `RECENT_CALLS` calls on an object. Once full, each call is copied over the oldest
+/// in place: one copy a call (a queue's pop and push would move two).
+#[derive(Debug, Clone, Default)]
+pub struct RecentCalls {
+    calls: Vec<Call>,
+    /// The oldest, once full: where the next call goes.
+    oldest: usize,
+}
+
+impl RecentCalls {
+    fn push(&mut self, call: &Call) {
+        if self.calls.len() < RECENT_CALLS {
+            self.calls.push(*call);
+        } else {
+            self.calls[self.oldest] = *call;
+            self.oldest = (self.oldest + 1) % RECENT_CALLS;
+        }
+    }
+
+    /// Oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Call> {
+        let (newer, older) = self.calls.split_at(self.oldest);
+        older.iter().chain(newer)
+    }
+
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+}
+
 /// Totals since the start, and what the last finished interval added.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
@@ -87,17 +121,84 @@ pub struct ProcessActivity {
 #[derive(Debug, Clone, Default)]
 pub struct ObjectActivity {
     pub tally: Tally,
-    /// The last calls on it, oldest first.
-    pub recent: VecDeque<Call>,
+    /// The last calls on it.
+    pub recent: RecentCalls,
     /// When a message was last received from it (a queue), and sent to it.
     pub last_receive_ns: Option<u64>,
     pub last_send_ns: Option<u64>,
 }
 
+/// Entries found by key, remembering the last one found: a call mostly comes from the process,
+/// and goes to the object, of the call before it, which then costs a comparison, not a lookup.
+#[derive(Debug)]
+struct Remembered<K, V> {
+    index: FastMap<K, usize>,
+    entries: Vec<(K, V)>,
+    last: Option<(K, usize)>,
+}
+
+impl<K, V> Default for Remembered<K, V> {
+    fn default() -> Self {
+        Remembered {
+            index: FastMap::default(),
+            entries: Vec::new(),
+            last: None,
+        }
+    }
+}
+
+impl<K: Copy + Eq + std::hash::Hash, V> Remembered<K, V> {
+    fn get_or_insert_with(&mut self, key: K, new: impl FnOnce() -> V) -> &mut V {
+        let at = match self.last {
+            Some((last, at)) if last == key => at,
+            _ => {
+                let at = *self.index.entry(key).or_insert_with(|| {
+                    self.entries.push((key, new()));
+                    self.entries.len() - 1
+                });
+                self.last = Some((key, at));
+                at
+            }
+        };
+        &mut self.entries[at].1
+    }
+
+    fn get(&self, key: &K) -> Option<&V> {
+        self.index.get(key).map(|at| &self.entries[*at].1)
+    }
+
+    fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.index.get(key).map(|at| &mut self.entries[*at].1)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(K, V)> {
+        self.entries.iter()
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.entries.iter_mut().map(|(_, v)| v)
+    }
+
+    /// Keeps the entries `keep` says to (once an interval: the index is made again).
+    fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
+        self.entries.retain(|(k, v)| keep(k, v));
+        self.index.clear();
+        for (at, (k, _)) in self.entries.iter().enumerate() {
+            self.index.insert(*k, at);
+        }
+        self.last = None;
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Activity {
-    processes: HashMap<u32, ProcessActivity>,
-    objects: HashMap<ObjectKey, ObjectActivity>,
+    processes: Remembered<u32, ProcessActivity>,
+    objects: Remembered<ObjectKey, ObjectActivity>,
     /// When the model began counting, and when the last interval ended.
     started_ns: u64,
     last_tick_ns: Option<u64>,
@@ -128,8 +229,7 @@ impl Activity {
     pub fn apply_call(&mut self, call: &Call) {
         let process = self
             .processes
-            .entry(call.pid)
-            .or_insert_with(|| ProcessActivity {
+            .get_or_insert_with(call.pid, || ProcessActivity {
                 comm: call.comm,
                 tally: Tally::default(),
                 exited: false,
@@ -150,12 +250,11 @@ impl Activity {
         if call.op.is_get() && !call.succeeded() {
             return;
         }
-        let object = self.objects.entry(identity).or_default();
+        let object = self
+            .objects
+            .get_or_insert_with(identity, ObjectActivity::default);
         object.tally.total.add(call);
-        if object.recent.len() == RECENT_CALLS {
-            object.recent.pop_front();
-        }
-        object.recent.push_back(*call);
+        object.recent.push(call);
         if call.succeeded() {
             match call.op {
                 Op::Msgrcv => object.last_receive_ns = Some(call.ts_ns),
@@ -284,6 +383,33 @@ mod tests {
     }
 
     #[test]
+    fn entries_are_found_again_after_an_interval_forgot_others() {
+        let mut a = Activity::new(0);
+        a.apply_call(&msgsnd(1, 3, 0, 1));
+        a.apply_call(&msgsnd(2, 4, 0, 2));
+        a.apply(&Event::Process(ProcessChange::Exit {
+            ts_ns: 3,
+            pid: 1,
+            start_ns: 0,
+        }));
+        // Shown for the interval it exited in, then forgotten; queue 3 is gone.
+        a.tick(S, |_| true);
+        a.tick(2 * S, |k| k.id == 4);
+        a.apply_call(&msgsnd(2, 4, 0, 2 * S + 1));
+        a.apply_call(&msgsnd(2, 4, 0, 2 * S + 2));
+        assert!(a.process(1).is_none() && a.object(&identity(IpcKind::Msg, 3)).is_none());
+        assert_eq!(a.process(2).unwrap().tally.total.calls, 3);
+        assert_eq!(
+            a.object(&identity(IpcKind::Msg, 4))
+                .unwrap()
+                .tally
+                .total
+                .calls,
+            3
+        );
+    }
+
+    #[test]
     fn recent_calls_are_bounded_and_oldest_go_first() {
         let mut a = Activity::new(0);
         for ts in 0..20 {
@@ -291,8 +417,8 @@ mod tests {
         }
         let o = a.object(&identity(IpcKind::Msg, 3)).unwrap();
         assert_eq!(o.recent.len(), RECENT_CALLS);
-        assert_eq!(o.recent.front().unwrap().ts_ns, 20 - RECENT_CALLS as u64);
-        assert_eq!(o.recent.back().unwrap().ts_ns, 19);
+        let ts: Vec<u64> = o.recent.iter().map(|c| c.ts_ns).collect();
+        assert_eq!(ts, (20 - RECENT_CALLS as u64..20).collect::<Vec<_>>());
     }
 
     #[test]

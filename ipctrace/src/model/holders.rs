@@ -5,7 +5,8 @@
 use crate::decoder::sem_undo::SemUndoWalk;
 use crate::decoder::syscalls::{self, Op};
 use crate::decoder::{Call, Comm};
-use std::collections::{BTreeMap, HashMap};
+use crate::model::FastMap;
+use std::collections::BTreeMap;
 
 /// How a holder is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -65,7 +66,7 @@ struct Taken {
 /// those), per semaphore and process. Fed by calls; SEM_UNDO operations are the kernel's.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    sems: HashMap<SemSlot, BTreeMap<u32, Taken>>,
+    sems: FastMap<SemSlot, BTreeMap<u32, Taken>>,
 }
 
 /// A process that only ever gave (or only took) this often is one side of a counter.

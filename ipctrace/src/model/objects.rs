@@ -15,7 +15,8 @@ use crate::kernel_view::sysvipc::SHM_DEST;
 use crate::model::deadlocks::{self, Deadlock, SemName, WaitFor};
 use crate::model::holders::{self, Holder, Ledger, SemNow, SemSlot};
 use crate::model::shm_addresses::ShmAddressBook;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use crate::model::FastMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// An object as the kernel tells them apart: ids repeat across namespaces and are reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -427,11 +428,11 @@ struct ProcessEntry {
 #[derive(Debug, Default)]
 pub struct Objects {
     table: BTreeMap<ObjectKey, IpcObject>,
-    processes: HashMap<u32, ProcessEntry>,
+    processes: FastMap<u32, ProcessEntry>,
     addresses: ShmAddressBook,
     /// (namespace, kind) -> time of the last snapshot of it: calls and process changes from
     /// before then are already in the kernel's numbers and only add names.
-    synced: HashMap<(u32, IpcKind), u64>,
+    synced: FastMap<(u32, IpcKind), u64>,
     /// Some calls are not seen (a --pid or --comm filter): an unknown id is no proof of creation.
     partial_view: bool,
     /// Sets whose values the calls could not tell (SETALL; a semop the kernel program could

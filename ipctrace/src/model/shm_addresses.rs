@@ -3,11 +3,11 @@
 
 use crate::decoder::syscalls::Op;
 use crate::decoder::{Call, ProcessChange};
-use std::collections::HashMap;
+use crate::model::FastMap;
 
 #[derive(Debug, Default)]
 pub struct ShmAddressBook {
-    by_process: HashMap<u32, HashMap<u64, i32>>,
+    by_process: FastMap<u32, FastMap<u64, i32>>,
 }
 
 impl ShmAddressBook {

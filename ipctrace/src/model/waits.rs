@@ -4,6 +4,7 @@
 
 use crate::decoder::syscalls::{self, IpcKind, Op};
 use crate::decoder::{Call, Comm};
+use crate::model::FastMap;
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
 
@@ -49,8 +50,8 @@ pub struct WaitStats {
     /// Blocked waits, nanoseconds, 3 significant digits; made at the first (at 16 KiB and up,
     /// not for each of the many groups whose calls all take the fast path).
     pub hdr: Option<Histogram<u64>>,
-    pub wakers: HashMap<Caller, u64>,
-    pub waiters: HashMap<Caller, (u64, u64)>, // waits, total blocked ns
+    pub wakers: FastMap<Caller, u64>,
+    pub waiters: FastMap<Caller, (u64, u64)>, // waits, total blocked ns
     /// The process of the latest call, blocked or not: names a `--by process` group whose calls
     /// all took the fast path.
     pub last_caller: Option<Caller>,
@@ -170,9 +171,10 @@ pub struct Waits {
     pub by: GroupBy,
     /// Which families count: semaphores, and message queues with `--type msg`.
     pub kinds: Vec<IpcKind>,
-    pub stats: HashMap<WaitGroup, WaitStats>,
-    /// The kernel counts the calls (`add_calls`); the calls recorded one by one are the waits.
-    calls_in_kernel: bool,
+    pub stats: FastMap<WaitGroup, WaitStats>,
+    /// The calls are counted elsewhere (by the kernel, handed over with `add_calls`; or, for
+    /// top, by the object model's op counts): the calls recorded one by one are the waits.
+    calls_counted_elsewhere: bool,
 }
 
 impl Waits {
@@ -180,15 +182,16 @@ impl Waits {
         Waits {
             by,
             kinds,
-            stats: HashMap::new(),
-            calls_in_kernel: false,
+            stats: FastMap::default(),
+            calls_counted_elsewhere: false,
         }
     }
 
-    /// Calls are counted by the kernel and handed over with `add_calls` (per object only):
-    /// `record` then gets only the calls that really slept.
-    pub fn counting_calls_in_kernel(mut self) -> Waits {
-        self.calls_in_kernel = true;
+    /// Calls are counted elsewhere: by the kernel and handed over with `add_calls` (per object
+    /// only), or not here at all. `record` then keeps only the calls that slept or failed, and
+    /// passes over the rest (most calls, the fast path) before any lookup.
+    pub fn counting_calls_elsewhere(mut self) -> Waits {
+        self.calls_counted_elsewhere = true;
         self
     }
 
@@ -215,6 +218,10 @@ impl Waits {
         if !waits || !self.kinds.contains(&call.kind()) {
             return;
         }
+        // Uncounted, a call that neither slept nor failed adds nothing to any figure here.
+        if self.calls_counted_elsewhere && call.blocked_ns == 0 && call.succeeded() {
+            return;
+        }
         let Some(id) = call.id() else { return };
         let group = WaitGroup {
             kind: call.kind(),
@@ -229,7 +236,7 @@ impl Waits {
                 _ => None,
             },
         };
-        let count_call = !self.calls_in_kernel;
+        let count_call = !self.calls_counted_elsewhere;
         self.stats
             .entry(group)
             .or_default()
@@ -414,7 +421,7 @@ mod tests {
 
     #[test]
     fn calls_counted_in_the_kernel_are_added_and_not_counted_again() {
-        let mut w = Waits::new(GroupBy::Object, vec![IpcKind::Sem]).counting_calls_in_kernel();
+        let mut w = Waits::new(GroupBy::Object, vec![IpcKind::Sem]).counting_calls_elsewhere();
         // The kernel counted 10 calls on set 9, one of which slept and streamed.
         w.add_calls(IpcKind::Sem, 0, 9, 10);
         w.record(&semop(4, 9, 0, 5_000, Some(7), 0));
@@ -427,6 +434,22 @@ mod tests {
         w.record(&semop(4, 9, 0, 5_000, Some(7), 0));
         w.add_calls(IpcKind::Sem, 0, 9, 0);
         assert_eq!(w.stats.values().next().unwrap().calls, 1);
+    }
+
+    #[test]
+    fn calls_counted_elsewhere_leave_only_the_waits_and_the_failures() {
+        let mut w = Waits::new(GroupBy::Semnum, vec![IpcKind::Sem]).counting_calls_elsewhere();
+        // The fast path: no group is made for it.
+        w.record(&semop(4, 9, 0, 0, None, 0));
+        assert!(w.stats.is_empty());
+        // A wait that slept, and one a signal ended before it slept, still count.
+        w.record(&semop(4, 9, 0, 5_000, Some(7), 0));
+        w.record(&semop(5, 9, 0, 0, None, -syscalls::EINTR));
+        let s = w.stats.values().next().unwrap();
+        assert_eq!(
+            (w.stats.len(), s.calls, s.blocked, s.interrupted),
+            (1, 0, 1, 1)
+        );
     }
 
     #[test]

@@ -143,7 +143,9 @@ fn world() -> World {
     // The stuck waiter was first seen at 2 s.
     objects.reconcile(&snapshot(2 * S));
     let mut activity = Activity::new(S);
-    let mut waits = Waits::new(GroupBy::Semnum, vec![IpcKind::Sem, IpcKind::Msg]);
+    // As top has it: the object model counts the calls, the waits keep what slept or failed.
+    let mut waits =
+        Waits::new(GroupBy::Semnum, vec![IpcKind::Sem, IpcKind::Msg]).counting_calls_elsewhere();
     let mut calls = vec![
         Call::synthetic(
             Op::Shmget,
@@ -427,7 +429,7 @@ fn enter_opens_the_detail_of_the_selected_row() {
         .find(|l| l.trim_start().starts_with("1 "))
         .expect(&all);
     assert!(sem1.contains("stuckwaiter(300) 8s"), "{sem1}");
-    assert!(all.contains("20 blocked"), "{all}");
+    assert!(all.contains("since start: 40 calls, 20 blocked"), "{all}");
     assert!(all.contains("released by: poster(200) 20"), "{all}");
     // The 25 ms waits in one log2 bar, drawn.
     let bar = lines
@@ -444,6 +446,22 @@ fn enter_opens_the_detail_of_the_selected_row() {
     assert!(app.detail.is_none() && !app.quit);
     press(&mut app, &screen, &[Key::Esc]);
     assert!(app.quit);
+}
+
+#[test]
+fn a_set_whose_semops_never_slept_counts_them_in_its_detail() {
+    let w = world();
+    let mut app = App::default();
+    app.detail = Some(RowId::Object(ObjectKey {
+        ns: 0,
+        kind: IpcKind::Sem,
+        id: COLD,
+    }));
+    let screen = screen_of(&w, app.detail);
+    let all = draw(&mut app, &screen, 100, 40, Theme { color: false }).join("\n");
+    assert!(all.contains("sem 32776"), "{all}");
+    assert!(all.contains("since start: 1 calls, 0 blocked"), "{all}");
+    assert!(all.contains("no wait has blocked yet"), "{all}");
 }
 
 #[test]

@@ -6,6 +6,7 @@ use super::{
     blocked_text, fill_bar, holders_text, holdings, key_text, opt_duration, owner_text, percentile,
     queue_stuck, rate_text, Detail, DetailLine, Models, RowId, SetWaits,
 };
+use crate::decoder::syscalls::Op;
 use crate::model::objects::{IpcObject, ObjectKey, ObjectState};
 use crate::model::waits::{log2_range, Caller, LOG2_SLOTS};
 use crate::views::objects::{ago, who};
@@ -145,17 +146,22 @@ fn object_detail(
                     }
                 )));
             }
-            if let Some(w) = waits {
-                let blocked: u64 = w.by_sem.values().map(|s| s.blocked).sum();
-                let calls: u64 = w.by_sem.values().map(|s| s.calls).sum();
-                let hdr = w.hdr.as_ref();
+            // The waits hold only the calls that slept or failed; the object counts them all.
+            let calls: u64 = [Op::Semop, Op::Semtimedop]
+                .iter()
+                .filter_map(|op| o.ops.get(op))
+                .sum();
+            if calls > 0 || waits.is_some() {
+                let blocked: u64 = waits.map_or(0, |w| w.by_sem.values().map(|s| s.blocked).sum());
+                let hdr = waits.and_then(|w| w.hdr.as_ref());
                 lines.push(heading(format!(
                     "Waits since start: {calls} calls, {blocked} blocked, p50 {} p99 {} max {}",
                     opt_duration(percentile(hdr, 0.5)).0,
                     opt_duration(percentile(hdr, 0.99)).0,
                     opt_duration(hdr.filter(|h| !h.is_empty()).map(|h| h.max())).0
                 )));
-                let mut wakers: Vec<(&Caller, &u64)> = w.wakers.iter().collect();
+                let mut wakers: Vec<(&Caller, &u64)> =
+                    waits.iter().flat_map(|w| w.wakers.iter()).collect();
                 wakers.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
                 if !wakers.is_empty() {
                     let list: Vec<String> = wakers
