@@ -306,15 +306,21 @@ fn start_pending(p: &mut Pending, op: u32, arg: impl Fn(usize) -> u64, now: u64)
         unsafe { core::ptr::write_volatile(slot, arg(i)) };
     }
     p.op = op;
-    p.flags = 0;
-    p.blocked_ns = 0;
-    p.switched_out_ns = 0;
-    p.restart_exit_ns = 0;
-    p.restart_ret = 0;
-    p.waker_pid = 0;
-    p.waker_tid = 0;
-    p.waker_comm = [0; 2];
-    p.semnum = 0;
+    // Volatile zero stores: LLVM would merge plain ones into calls to a byte-loop memset
+    // (72 bytes, on every call).
+    unsafe {
+        use core::ptr::write_volatile as put;
+        put(&mut p.flags, 0);
+        put(&mut p.blocked_ns, 0);
+        put(&mut p.switched_out_ns, 0);
+        put(&mut p.restart_exit_ns, 0);
+        put(&mut p.restart_ret, 0);
+        put(&mut p.waker_pid, 0);
+        put(&mut p.waker_tid, 0);
+        put(&mut p.waker_comm[0], 0);
+        put(&mut p.waker_comm[1], 0);
+        put(&mut p.semnum, 0);
+    }
     p.ts_ns = now;
 }
 
