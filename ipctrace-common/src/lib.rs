@@ -146,7 +146,11 @@ pub const OP_MSGRCV: u32 = 10;
 pub const OP_MSGCTL: u32 = 11;
 pub const OP_COUNT: usize = 12;
 
-/// The op of an x86-64 syscall number (`orig_ax`, a syscall tracepoint's `__syscall_nr`).
+/// Each op's x86-64 syscall number, by op code.
+pub const SYSCALL_NRS: [i64; OP_COUNT] = [29, 30, 67, 31, 64, 65, 220, 66, 68, 69, 70, 71];
+
+/// The op of an x86-64 syscall number (`orig_ax`, a syscall tracepoint's `__syscall_nr`): the
+/// inverse of `SYSCALL_NRS`, as branches the kernel programs take without a loop.
 #[inline(always)]
 pub fn op_of_syscall(nr: i64) -> Option<u32> {
     Some(match nr {
@@ -544,13 +548,22 @@ mod tests {
         assert_eq!(core::mem::size_of::<SemUndoRecord>(), 160);
         assert_eq!(core::mem::size_of::<CallInFlight>(), 64);
         // No padding the two sides could disagree on: comms start 8-aligned.
-        assert_eq!(core::mem::size_of::<Config>(), 192);
+        assert_eq!(core::mem::size_of::<Config>(), 232);
         assert_eq!(core::mem::size_of::<SemUndoOffsets>(), 24);
         assert_eq!(core::mem::offset_of!(Config, comms), 56);
         assert_eq!(core::mem::size_of::<WaitHistogram>(), 8 * (2 + WAIT_SLOTS));
         assert_eq!(core::mem::size_of::<WaitingNow>(), 32);
         assert_eq!(core::mem::size_of::<WakerKey>(), 24);
         assert_eq!(core::mem::size_of::<WakerCount>(), 24);
+    }
+
+    #[test]
+    fn syscall_numbers_and_ops_are_each_others_inverse() {
+        for (op, nr) in SYSCALL_NRS.iter().enumerate() {
+            assert_eq!(op_of_syscall(*nr), Some(op as u32), "syscall {nr}");
+        }
+        assert_eq!(op_of_syscall(0), None);
+        assert_eq!(op_of_syscall(-1), None);
     }
 
     #[test]

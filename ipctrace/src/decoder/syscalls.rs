@@ -73,20 +73,7 @@ impl Op {
 
     /// The x86_64 syscall number (what /proc/<tid>/syscall shows).
     pub fn syscall_nr(self) -> u64 {
-        match self {
-            Op::Shmget => 29,
-            Op::Shmat => 30,
-            Op::Shmctl => 31,
-            Op::Semget => 64,
-            Op::Semop => 65,
-            Op::Semctl => 66,
-            Op::Shmdt => 67,
-            Op::Msgget => 68,
-            Op::Msgsnd => 69,
-            Op::Msgrcv => 70,
-            Op::Msgctl => 71,
-            Op::Semtimedop => 220,
-        }
+        common::SYSCALL_NRS[self.code() as usize] as u64
     }
 
     pub fn is_get(self) -> bool {
@@ -410,6 +397,23 @@ mod tests {
             (Op::Semop.syscall_nr(), Op::Semtimedop.syscall_nr()),
             (65, 220)
         );
+        for op in Op::ALL {
+            let libc_nr = match op {
+                Op::Shmget => libc::SYS_shmget,
+                Op::Shmat => libc::SYS_shmat,
+                Op::Shmdt => libc::SYS_shmdt,
+                Op::Shmctl => libc::SYS_shmctl,
+                Op::Semget => libc::SYS_semget,
+                Op::Semop => libc::SYS_semop,
+                Op::Semtimedop => libc::SYS_semtimedop,
+                Op::Semctl => libc::SYS_semctl,
+                Op::Msgget => libc::SYS_msgget,
+                Op::Msgsnd => libc::SYS_msgsnd,
+                Op::Msgrcv => libc::SYS_msgrcv,
+                Op::Msgctl => libc::SYS_msgctl,
+            };
+            assert_eq!(op.syscall_nr(), libc_nr as u64, "{}", op.name());
+        }
         assert_eq!(Op::Msgrcv.kind(), IpcKind::Msg);
         assert!(Op::Semget.is_get() && !Op::Semop.is_get());
         assert_eq!(IpcKind::Sem.ops().count(), 4);
