@@ -106,8 +106,8 @@ pub fn run(args: LatArgs) -> Result<i32> {
     filter.validate()?;
     // Waits need no process events, and no sembufs unless grouped by semaphore number. Per
     // object the kernel counts the calls: only blocked waits (HDR percentiles, wakers), the
-    // get calls (keys) and removals stream, and calls are seen at their exit only. Per
-    // semaphore or process, every call streams.
+    // get calls (keys) and removals stream. Per semaphore or process, every call streams.
+    // Either way calls are seen at their exit only.
     let in_kernel = by == GroupBy::Object;
     let mut probe = attach(
         &filter,
@@ -118,8 +118,8 @@ pub fn run(args: LatArgs) -> Result<i32> {
             stream_ops: in_kernel.then(|| vec![Op::Semget, Op::Msgget]),
             stream_removals: in_kernel,
             stream_blocked: in_kernel,
-            // No record needs a call's start: one program a call that never sleeps.
-            exit_only: in_kernel,
+            // Waits are measured from the sleeps: no call's start is needed.
+            exit_only: true,
             ..Default::default()
         },
     )?;

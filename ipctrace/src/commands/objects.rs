@@ -14,6 +14,7 @@ use crate::decoder::Event;
 use crate::filter::parse_id;
 use crate::kernel_view::limits::IpcLimits;
 use crate::kernel_view::snapshot::KernelSnapshot;
+use crate::loader::ProbeOptions;
 use crate::session::{self, Flow, Schedule, Sink};
 use crate::views::objects::ObjectsView;
 use crate::views::objects::{know_user_names, limits::render_limits, orphans::render_orphans};
@@ -162,7 +163,15 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
     }
     let mut command = args.common.start_command(&args.follow.command)?;
     filter.follow = command.as_ref().map(FollowedCommand::pid);
-    let probe = attach(&filter, ids_of_keys(&filter), with_processes())?;
+    // No view of objects needs a call's start: each call is seen at its exit only.
+    let probe = attach(
+        &filter,
+        ids_of_keys(&filter),
+        ProbeOptions {
+            exit_only: true,
+            ..with_processes()
+        },
+    )?;
     // Seeded once attached: what happens in between is in the kernel's numbers, and its events
     // (stamped before the seed) only add names.
     let (mut live, scan) = LiveObjects::seed_with(&kinds, seed_scan(true))?;

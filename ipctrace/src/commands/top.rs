@@ -80,6 +80,8 @@ pub fn run(args: TopArgs) -> Result<i32> {
         ids_of_keys(&filter),
         ProbeOptions {
             ring_bytes: args.ring_size,
+            // No view of top needs a call's start: each call is seen at its exit only.
+            exit_only: true,
             ..with_processes()
         },
     )?;
