@@ -134,7 +134,8 @@ impl Probe {
         }
         let mut ebpf = loader
             .load(OBJECT)
-            .context("loading ipctrace's kernel programs")?;
+            .context("loading ipctrace's kernel programs")
+            .map_err(requirements::explain)?;
 
         if filter.filters_objects() {
             let mut map: HashMap<_, u64, u8> = HashMap::try_from(
