@@ -461,7 +461,8 @@ pub fn ipc_signal(ctx: TracePointContext) -> u32 {
     let ts_ns = p.ts_ns;
     p.ts_ns = 0;
     p.flags &= !CALL_RESTARTING;
-    let _ = finish_call(task, p, ts_ns, p.restart_exit_ns, -EINTR, CALL_INTERRUPTED);
+    let end = p.restart_exit_ns;
+    let _ = finish_call(task, p, -EINTR, CALL_INTERRUPTED, || (ts_ns, end));
     0
 }
 
@@ -479,8 +480,8 @@ pub fn ipc_thread_exit(_ctx: TracePointContext) -> u32 {
     let ts_ns = p.ts_ns;
     p.ts_ns = 0;
     p.flags &= !CALL_RESTARTING;
-    let ret = p.restart_ret;
-    let _ = finish_call(task, p, ts_ns, p.restart_exit_ns, ret, CALL_THREAD_EXITED);
+    let (ret, end) = (p.restart_ret, p.restart_exit_ns);
+    let _ = finish_call(task, p, ret, CALL_THREAD_EXITED, || (ts_ns, end));
     0
 }
 
@@ -656,29 +657,23 @@ fn try_ipc_exit(ctx: &TracePointContext) -> Option<()> {
         p.ts_ns = ts_ns;
         return None;
     }
-    if config!(aggregate) != 0 {
-        aggregate(task, p, ret);
-    }
-    if !streams(p, ret) {
-        return None;
-    }
-    let now = clock(now);
-    if on_stack {
-        ts_ns = now;
-    }
-    judge_and_emit(task, p, ts_ns, now, ret, 0)
+    finish_call(task, p, ret, 0, || {
+        let now = clock(now);
+        (if on_stack { now } else { ts_ns }, now)
+    })
 }
 
-/// Finishes a call the way back to user space decided (`extra_flags`: CALL_INTERRUPTED,
-/// CALL_THREAD_EXITED): counted, and reported if it streams.
+/// Finishes a call (`extra_flags`: CALL_INTERRUPTED, CALL_THREAD_EXITED when the way back to
+/// user space decided it): counted, then reported if it streams and passes --failed, --min-lat
+/// and --min-blocked, judged whole (a restarted call from its first entry). `times` gives its
+/// start and end, asked for only if a record needs them.
 #[inline(always)]
 fn finish_call(
     task: *mut task_struct,
     p: &mut Pending,
-    ts_ns: u64,
-    now: u64,
     ret: i64,
     extra_flags: u32,
+    times: impl FnOnce() -> (u64, u64),
 ) -> Option<()> {
     if config!(aggregate) != 0 {
         aggregate(task, p, ret);
@@ -686,7 +681,11 @@ fn finish_call(
     if !streams(p, ret) {
         return None;
     }
-    judge_and_emit(task, p, ts_ns, now, ret, extra_flags)
+    let (ts_ns, now) = times();
+    if !slow_or_failed_enough(ret, now.saturating_sub(ts_ns), p.blocked_ns) {
+        return None;
+    }
+    emit_call(task, p, ts_ns, now, ret, extra_flags)
 }
 
 /// Whether a finished call goes through the ring buffer (Config::stream_ops).
@@ -696,23 +695,6 @@ fn streams(p: &Pending, ret: i64) -> bool {
     stream & (1 << p.op) != 0
         || (stream & STREAM_REMOVALS != 0 && ret == 0 && removes(p.op, &p.args))
         || (stream & STREAM_BLOCKED != 0 && p.flags & CALL_BLOCKED != 0)
-}
-
-/// The logical call is over (a restarted one from its first entry): judged whole by --failed,
-/// --min-lat and --min-blocked, then reported.
-#[inline(always)]
-fn judge_and_emit(
-    task: *mut task_struct,
-    p: &mut Pending,
-    ts_ns: u64,
-    now: u64,
-    ret: i64,
-    extra_flags: u32,
-) -> Option<()> {
-    if !slow_or_failed_enough(ret, now.saturating_sub(ts_ns), p.blocked_ns) {
-        return None;
-    }
-    emit_call(task, p, ts_ns, now, ret, extra_flags)
 }
 
 /// Writes the record of a finished call (`extra_flags`: CALL_INTERRUPTED, CALL_THREAD_EXITED).

@@ -15,21 +15,24 @@ const MS: u64 = 1_000_000;
 
 extern "C" fn on_signal(_: libc::c_int) {}
 
-/// A child blocked in msgrcv on `queue` until something happens; exits with what msgrcv gave:
-/// the bytes received, or 100 + errno.
+/// A child blocked in msgrcv on `queue` until something happens.
 fn receiver(queue: i32) -> Child {
-    spawn(c"it-receiver", move || unsafe {
-        let mut msg = Message::<64> {
-            mtype: 0,
-            text: [0; 64],
-        };
-        let n = libc::msgrcv(queue, (&mut msg as *mut Message<64>).cast(), 64, 0, 0);
-        if n < 0 {
-            100 + errno()
-        } else {
-            n as i32
-        }
-    })
+    spawn(c"it-receiver", move || receive(queue))
+}
+
+/// msgrcv on `queue`, as an exit code: the bytes received, or 100 + errno.
+fn receive(queue: i32) -> i32 {
+    let mut msg = Message::<64> {
+        mtype: 0,
+        text: [0; 64],
+    };
+    // SAFETY: msg is a writable buffer of the size given.
+    let n = unsafe { libc::msgrcv(queue, (&mut msg as *mut Message<64>).cast(), 64, 0, 0) };
+    if n < 0 {
+        100 + errno()
+    } else {
+        n as i32
+    }
 }
 
 /// Both ways the kernel programs see a call: from its sys_enter, or at its exit only.
@@ -100,16 +103,7 @@ fn a_handler_makes_msgrcv_return_eintr_and_that_is_what_is_reported() {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = on_signal as *const () as usize;
             libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()); // no SA_RESTART
-            let mut msg = Message::<64> {
-                mtype: 0,
-                text: [0; 64],
-            };
-            let n = libc::msgrcv(q, (&mut msg as *mut Message<64>).cast(), 64, 0, 0);
-            if n < 0 {
-                100 + errno()
-            } else {
-                n as i32
-            }
+            receive(q)
         });
         let target = rx.pid as i32;
         let signaller = spawn(c"it-signaller", move || unsafe {
