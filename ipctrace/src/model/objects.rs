@@ -427,7 +427,8 @@ struct ProcessEntry {
 /// Every object known, and the processes that hold them.
 #[derive(Debug, Default)]
 pub struct Objects {
-    table: BTreeMap<ObjectKey, IpcObject>,
+    /// Looked up several times a call: hashed (foldhash), sorted only when listed (`iter`).
+    table: FastMap<ObjectKey, IpcObject>,
     processes: FastMap<u32, ProcessEntry>,
     addresses: ShmAddressBook,
     /// (namespace, kind) -> time of the last snapshot of it: calls and process changes from
@@ -493,7 +494,9 @@ impl Objects {
 
     /// Every object, ordered by namespace, kind and id.
     pub fn iter(&self) -> impl Iterator<Item = &IpcObject> {
-        self.table.values()
+        let mut all: Vec<&IpcObject> = self.table.values().collect();
+        all.sort_unstable_by_key(|o| o.identity);
+        all.into_iter()
     }
 
     pub fn len(&self) -> usize {
@@ -1257,7 +1260,7 @@ impl Objects {
     /// Every deadlock among the waiters the model knows, once each.
     pub fn deadlocks(&self) -> Vec<Deadlock> {
         let mut waits = Vec::new();
-        for o in self.table.values() {
+        for o in self.iter() {
             let Some(set) = o.semaphores() else { continue };
             for (num, sem) in set.sems.iter().enumerate() {
                 if sem.waiters.is_empty() {
