@@ -15,11 +15,10 @@ use crate::model::deadlocks::ReportedDeadlocks;
 use crate::session::{self, Schedule};
 use crate::session::{Flow, Sink};
 use crate::views::objects::shown_deadlocks;
-use crate::views::output::WriterThread;
+use crate::views::output::{BlockWrite, WriterThread};
 use crate::views::trace::TraceView;
 use anyhow::Result;
 use clap::Args;
-use std::io::Write;
 use std::time::Duration;
 
 pub const EXAMPLES: &str = "\
@@ -191,14 +190,14 @@ pub fn run(args: TraceArgs) -> Result<i32> {
 
 /// The call stream, and the semaphores as the kernel has them (their ledger fed by the calls),
 /// checked for deadlocks at each tick: a line when a cycle closes.
-struct TraceWatch<W: Write> {
+struct TraceWatch<W: BlockWrite> {
     live: Option<LiveObjects>,
     filter: Filter,
     reported: ReportedDeadlocks,
     view: TraceView<W>,
 }
 
-impl<W: Write> Sink for TraceWatch<W> {
+impl<W: BlockWrite> Sink for TraceWatch<W> {
     fn kernel_counts(&mut self, totals: &crate::session::Totals) {
         if let Some(live) = self.live.as_mut() {
             live.objects_mut().calls_lost(totals.kernel.lost);
