@@ -8,7 +8,10 @@ use crate::decoder::{Call, Comm, Event, SignalOutcome};
 use crate::model::deadlocks::Deadlock;
 use crate::model::shm_addresses::ShmAddressBook;
 use crate::session::{Flow, Sink, Totals};
-use crate::views::output::{BlockWrite, BLOCK_BYTES};
+use crate::views::output::{BlockWrite, WriterThread, BLOCK_BYTES};
+
+mod pool;
+pub use pool::FormatPool;
 use std::fmt::Write as _;
 use std::io;
 
@@ -19,51 +22,90 @@ macro_rules! key {
     };
 }
 
-pub struct TraceView<W: BlockWrite> {
-    out: W,
+/// Where trace's lines go: formatted here and written, or (`FormatPool`) calls handed to
+/// threads that format them.
+pub trait TraceOut: BlockWrite {
+    /// The pool that formats calls, if this is one; else `TraceView` formats them itself.
+    fn pool(&mut self) -> Option<&mut FormatPool> {
+        None
+    }
+}
+
+impl TraceOut for Vec<u8> {}
+impl<W: TraceOut + ?Sized> TraceOut for &mut W {
+    fn pool(&mut self) -> Option<&mut FormatPool> {
+        (**self).pool()
+    }
+}
+impl TraceOut for WriterThread {}
+
+/// How one call's line reads: everything its formatting needs, so that threads of a
+/// `FormatPool` format with copies of it.
+#[derive(Debug, Clone)]
+pub struct LineFormat {
     json: bool,
     clock: WallClock,
+    /// The seconds of the last JSON `time`, and their text with the `.`: a second's calls
+    /// share them.
+    time_secs: Option<(i64, String)>,
+    /// A UID column first (`-U`, as bcc's opensnoop prints it).
+    uid_column: bool,
+}
+
+pub struct TraceView<W: TraceOut> {
+    out: W,
+    format: LineFormat,
+    /// The pool was given `format` (at the first line).
+    pool_started: bool,
     shm: ShmAddressBook,
     /// `--id`/`--key` are on: see `following_objects`.
     following_objects: bool,
     /// Lines not yet handed to `out`: a block of them at a time (or what a batch made), so
     /// that lines are written where they are formatted and handed over without a copy.
     lines: String,
-    /// The seconds of the last JSON `time`, and their text with the `.`: a second's calls
-    /// share them.
-    time_secs: Option<(i64, String)>,
     header_done: bool,
     /// Stop after this many calls (`--count`).
     remaining: Option<u64>,
     broken_pipe: bool,
-    /// A UID column first (`-U`, as bcc's opensnoop prints it).
-    uid_column: bool,
     /// Says losses on stderr as they happen.
     losses: super::LossWarning,
 }
 
-impl<W: BlockWrite> TraceView<W> {
+impl<W: TraceOut> TraceView<W> {
     pub fn new(out: W, json: bool, shm: ShmAddressBook, count: Option<u64>) -> Self {
         TraceView {
             out,
-            json,
+            format: LineFormat {
+                json,
+                clock: WallClock::now(),
+                time_secs: None,
+                uid_column: false,
+            },
+            pool_started: false,
             losses: super::LossWarning::default(),
-            clock: WallClock::now(),
             shm,
             following_objects: false,
             lines: String::with_capacity(BLOCK_BYTES + 4096),
-            time_secs: None,
             header_done: false,
             remaining: count,
             broken_pipe: false,
-            uid_column: false,
         }
     }
 
     /// Human lines start with the caller's uid (JSON always has `uid` and `gid`).
     pub fn with_uid_column(mut self, uid_column: bool) -> Self {
-        self.uid_column = uid_column;
+        self.format.uid_column = uid_column;
         self
+    }
+
+    /// The pool, given the lines' format the first time.
+    fn pool(&mut self) -> Option<&mut FormatPool> {
+        let pool = self.out.pool()?;
+        if !self.pool_started {
+            pool.start(&self.format);
+            self.pool_started = true;
+        }
+        Some(pool)
     }
 
     /// With `--id`/`--key`: the kernel lets every shmdt through (it names an address, not a
@@ -76,14 +118,15 @@ impl<W: BlockWrite> TraceView<W> {
 
     /// A deadlock's cycle just closed: one line (JSON: `{"deadlock": [...], "possible": ..}`).
     pub fn deadlock(&mut self, d: &Deadlock) -> Flow {
-        if self.json {
+        let _ = self.pool();
+        if self.format.json {
             self.lines.push_str(&hangs::deadlock_json(d).to_string());
         } else {
             let now = crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64;
             let _ = write!(
                 self.lines,
                 "{} {}",
-                self.clock.time_of_day(now),
+                self.format.clock.time_of_day(now),
                 hangs::deadlock_line(d)
             );
         }
@@ -131,27 +174,40 @@ impl<W: BlockWrite> TraceView<W> {
     /// The summary line that ends every trace; returns the output, to be closed.
     pub fn finish(mut self, totals: &Totals) -> io::Result<W> {
         if !self.broken_pipe {
+            let _ = self.pool();
             self.hand_over()?;
             self.out
-                .write_all(super::summary(totals, self.json, &[]).as_bytes())?;
+                .write_all(super::summary(totals, self.format.json, &[]).as_bytes())?;
             self.out.flush()?;
         }
         Ok(self.out)
     }
 
-    fn human(&mut self, call: &Call, shmid: Option<i32>) {
+    /// The human lines' column header, before the first.
+    fn header(&mut self) {
         let line = &mut self.lines;
-        if !self.header_done {
-            if self.uid_column {
-                let _ = write!(line, "{:>6} ", "UID");
-            }
-            let _ = writeln!(
-                line,
-                "{:<12} {:<15} {:>15} {:<10} {:<16} {:<40} {:>12} {:>9}",
-                "TIME", "COMM", "PID/TID", "OP", "OBJECT", "ARGS", "RESULT", "LAT"
-            );
-            self.header_done = true;
+        if self.format.uid_column {
+            let _ = write!(line, "{:>6} ", "UID");
         }
+        let _ = writeln!(
+            line,
+            "{:<12} {:<15} {:>15} {:<10} {:<16} {:<40} {:>12} {:>9}",
+            "TIME", "COMM", "PID/TID", "OP", "OBJECT", "ARGS", "RESULT", "LAT"
+        );
+    }
+}
+
+impl LineFormat {
+    /// Appends `call`'s line, without its newline.
+    pub fn call_line(&mut self, line: &mut String, call: &Call, shmid: Option<i32>) {
+        if self.json {
+            self.json_line(line, call, shmid);
+        } else {
+            self.human(line, call, shmid);
+        }
+    }
+
+    fn human(&self, line: &mut String, call: &Call, shmid: Option<i32>) {
         let pid_tid = if call.pid == call.tid {
             call.pid.to_string()
         } else {
@@ -210,8 +266,7 @@ impl<W: BlockWrite> TraceView<W> {
     /// One JSON object (interface.md's names). This is the hot path of `trace --json` (a
     /// million lines a second), so it appends text directly instead of going through fmt, each
     /// field's `, "name": ` as one literal, and names that need no escaping as they are.
-    fn json_line(&mut self, call: &Call, shmid: Option<i32>) {
-        let l = &mut self.lines;
+    fn json_line(&mut self, l: &mut String, call: &Call, shmid: Option<i32>) {
         l.push_str("{\"ts_ns\": ");
         push_int(l, call.ts_ns);
         // i64 nanoseconds reach the year 2262.
@@ -578,7 +633,7 @@ pub fn args_text(call: &Call) -> String {
     .to_string()
 }
 
-impl<W: BlockWrite> Sink for TraceView<W> {
+impl<W: TraceOut> Sink for TraceView<W> {
     fn kernel_counts(&mut self, totals: &Totals) {
         self.losses.say(totals);
     }
@@ -599,13 +654,28 @@ impl<W: BlockWrite> Sink for TraceView<W> {
         if call.op == Op::Shmdt && shmid.is_none() && self.following_objects {
             return Flow::Continue;
         }
-        if self.json {
-            self.json_line(call, shmid);
-        } else {
-            self.human(call, shmid);
+        if !self.format.json && !self.header_done {
+            self.header();
+            self.header_done = true;
+            // Ahead of the pool's first line.
+            if self.pool().is_some() {
+                if let Err(e) = self.hand_over() {
+                    return self.fail(e);
+                }
+            }
         }
-        if self.end_line() == Flow::Stop {
-            return Flow::Stop;
+        match self.pool() {
+            Some(pool) => {
+                if let Err(e) = pool.call(call, shmid) {
+                    return self.fail(e);
+                }
+            }
+            None => {
+                self.format.call_line(&mut self.lines, call, shmid);
+                if self.end_line() == Flow::Stop {
+                    return Flow::Stop;
+                }
+            }
         }
         if let Some(n) = self.remaining.as_mut() {
             *n = n.saturating_sub(1);
@@ -790,7 +860,7 @@ mod tests {
         let mut slow = Call::synthetic(Op::Msgrcv, 7, "rx", [5, 0, 8, 0, 0, 0], 8, 1_000_000_000);
         slow.lat_ns = 2_500_000_000;
         let view = TraceView::new(Vec::new(), false, ShmAddressBook::default(), None);
-        let expected = view.clock.time_of_day(3_500_000_000);
+        let expected = view.format.clock.time_of_day(3_500_000_000);
         let out = render(false, &[slow]);
         assert!(
             out.lines().nth(1).unwrap().starts_with(&expected),
