@@ -144,7 +144,7 @@ pub fn run(args: TraceArgs) -> Result<i32> {
             let (live, scan) = LiveObjects::seed_with(&[IpcKind::Sem], what)?;
             (
                 Some(live.with_hangs(
-                    HangSources::new(Some(&probe), prepared.user.is_some()),
+                    HangSources::new(Some(&probe), prepared.user.is_some()).loading_aside(),
                     false,
                 )),
                 scan,
