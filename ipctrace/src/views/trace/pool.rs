@@ -90,7 +90,9 @@ impl FormatPool {
 
     fn hand_over_calls(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
-            return Ok(());
+            // A write that failed is reported at the next flush, calls or not (the reader of
+            // a closed pipe is not waiting for more).
+            return self.running.as_mut().map_or(Ok(()), Running::writer_failed);
         }
         let running = self.running()?;
         let spare = running
@@ -189,10 +191,16 @@ impl Running {
         })
     }
 
-    fn send(&mut self, piece: Piece) -> io::Result<()> {
-        if self.writer.as_ref().is_some_and(JoinHandle::is_finished) {
-            return Err(self.close().err().unwrap_or_else(broken_pipe));
+    /// The writer's error, once it has ended (it ends only on one, before `close`).
+    fn writer_failed(&mut self) -> io::Result<()> {
+        match self.writer.as_ref().is_some_and(JoinHandle::is_finished) {
+            true => Err(self.close().err().unwrap_or_else(broken_pipe)),
+            false => Ok(()),
         }
+    }
+
+    fn send(&mut self, piece: Piece) -> io::Result<()> {
+        self.writer_failed()?;
         let sent = self.to_formatters.get(self.next).map(|f| f.send(piece));
         self.next = (self.next + 1) % FORMATTERS;
         match sent {
@@ -210,7 +218,8 @@ impl Running {
         match self.writer.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
             Some(Err(_)) => Err(io::Error::other("the output thread panicked")),
-            None => Err(broken_pipe()),
+            // Closed already, its error reported then.
+            None => Ok(()),
         }
     }
 }
@@ -248,5 +257,88 @@ impl Drop for FormatPool {
         if let Some(mut running) = self.running.take() {
             let _ = running.close();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::WallClock;
+    use crate::decoder::syscalls::Op;
+
+    fn json_format() -> LineFormat {
+        LineFormat {
+            json: true,
+            clock: WallClock::now(),
+            time_secs: None,
+            uid_column: false,
+        }
+    }
+
+    #[test]
+    fn lines_keep_the_calls_order_across_formatters_and_text() {
+        let path = std::env::temp_dir().join(format!("ipctrace-pool-{}", std::process::id()));
+        let mut pool = FormatPool::new(Output::open(Some(&path)).unwrap());
+        pool.start(&json_format());
+        const CALLS: u64 = 5 * CALLS_A_PIECE as u64 + 17;
+        for n in 0..CALLS {
+            let call = Call::synthetic(Op::Msgctl, 1, "p", [3, 2, 0, 0, 0, 0], 0, n);
+            pool.call(&call, None).unwrap();
+            if n % 1000 == 999 {
+                pool.write_all(format!("text after {n}\n").as_bytes())
+                    .unwrap();
+            }
+            if n % 700 == 0 {
+                pool.flush().unwrap();
+            }
+        }
+        pool.write_all(b"the end\n").unwrap();
+        pool.close().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let mut expected = Vec::new();
+        for n in 0..CALLS {
+            expected.push(format!("ts {n}"));
+            if n % 1000 == 999 {
+                expected.push(format!("text after {n}"));
+            }
+        }
+        expected.push("the end".to_string());
+        let seen: Vec<String> = text
+            .lines()
+            .map(|l| match serde_json::from_str::<serde_json::Value>(l) {
+                Ok(v) => format!("ts {}", v["ts_ns"]),
+                Err(_) => l.to_string(),
+            })
+            .collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn a_closed_pipe_is_reported_at_the_next_flush() {
+        let mut fds = [0; 2];
+        // SAFETY: a new pipe; both ends are owned below.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let (read, write) = unsafe {
+            use std::os::fd::FromRawFd;
+            (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1]))
+        };
+        drop(read);
+        let mut pool = FormatPool::new(Output::File(write));
+        pool.start(&json_format());
+        let call = Call::synthetic(Op::Msgctl, 1, "p", [3, 2, 0, 0, 0, 0], 0, 1);
+        pool.call(&call, None).unwrap();
+        pool.flush().unwrap();
+        // The writer fails on its own time; a flush with nothing new says so.
+        let failed = (0..500).find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            pool.flush().err()
+        });
+        assert_eq!(
+            failed.map(|e| e.kind()),
+            Some(io::ErrorKind::BrokenPipe),
+            "the closed pipe went unnoticed"
+        );
+        assert!(pool.close().is_ok(), "its error was reported once");
     }
 }
