@@ -564,6 +564,7 @@ fn reported_by_trace(t: &Traced) -> Vec<serde_json::Value> {
     for call in &t.calls {
         view.event(&Event::Call(*call));
     }
+    view.batch_done();
     drop(view);
     json_lines(&out)
 }

@@ -31,6 +31,9 @@ pub struct HangSources {
     /// None until first needed: loading the reader parses the kernel's BTF (about 15 MB and a
     /// tenth of a second), which a trace nobody waits in never needs.
     undo: Option<Result<SemUndoReader, String>>,
+    /// With `loading_aside`: the thread loading the reader, once first needed.
+    loading: Option<std::thread::JoinHandle<Result<SemUndoReader, String>>>,
+    aside: bool,
     pending: Option<PendingCalls>,
     warned: bool,
 }
@@ -42,9 +45,45 @@ impl HangSources {
     pub fn new(probe: Option<&Probe>, load_now: bool) -> HangSources {
         HangSources {
             undo: load_now.then(load_reader),
+            loading: None,
+            aside: false,
             pending: probe.and_then(|p| p.pending_calls().ok()),
             warned: false,
         }
+    }
+
+    /// The reader is loaded on a thread of its own when first needed, and the looks before it
+    /// is ready go without the kernel's lists: `trace` must drain the ring buffer meanwhile.
+    /// (Under the stress-ng mix its thread gets a tenth of a core, and the tenth of a second of
+    /// CPU the load takes kept it from the ring buffer for a second: the ring filled.)
+    pub fn loading_aside(mut self) -> HangSources {
+        self.aside = true;
+        self
+    }
+
+    /// Whether the reader is there to read (or failed to load); with `loading_aside`, starts
+    /// or collects the loading thread.
+    fn reader_ready(&mut self) -> bool {
+        if self.undo.is_some() || !self.aside {
+            return true;
+        }
+        match &self.loading {
+            None => match std::thread::Builder::new()
+                .name("ipctrace-undo".into())
+                .spawn(load_reader)
+            {
+                Ok(thread) => self.loading = Some(thread),
+                Err(e) => self.undo = Some(Err(format!("starting its loader: {e}"))),
+            },
+            Some(thread) if thread.is_finished() => {
+                self.undo = self.loading.take().map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err("its loader panicked".to_string()))
+                });
+            }
+            Some(_) => {}
+        }
+        self.undo.is_some()
     }
 
     /// Hands `objects` the kernel's SEM_UNDO adjustments and the exact starts of waits begun
@@ -52,6 +91,13 @@ impl HangSources {
     /// for every semaphore, not only for those waited on).
     pub fn refresh(&mut self, objects: &mut Objects, always: bool) {
         if !always && !objects.has_sem_waiters() {
+            return;
+        }
+        if !self.reader_ready() {
+            objects.set_kernel_undo(None);
+            if let Some(pending) = &self.pending {
+                objects.set_wait_starts(|tid| pending.entered_ns(tid));
+            }
             return;
         }
         let sizes = objects.sem_sizes();

@@ -15,11 +15,9 @@ use crate::model::deadlocks::ReportedDeadlocks;
 use crate::session::{self, Schedule};
 use crate::session::{Flow, Sink};
 use crate::views::objects::shown_deadlocks;
-use crate::views::output::WriterThread;
-use crate::views::trace::TraceView;
+use crate::views::trace::{FormatPool, TraceOut, TraceView};
 use anyhow::Result;
 use clap::Args;
-use std::io::Write;
 use std::time::Duration;
 
 pub const EXAMPLES: &str = "\
@@ -146,7 +144,7 @@ pub fn run(args: TraceArgs) -> Result<i32> {
             let (live, scan) = LiveObjects::seed_with(&[IpcKind::Sem], what)?;
             (
                 Some(live.with_hangs(
-                    HangSources::new(Some(&probe), prepared.user.is_some()),
+                    HangSources::new(Some(&probe), prepared.user.is_some()).loading_aside(),
                     false,
                 )),
                 scan,
@@ -157,7 +155,7 @@ pub fn run(args: TraceArgs) -> Result<i32> {
     let shm_addresses = shm_addresses_now(&filter, &key_ids, &scan);
     prepared.drop_privileges()?;
     let mut view = TraceView::new(
-        WriterThread::start(prepared.out)?,
+        FormatPool::new(prepared.out),
         args.common.json,
         shm_addresses,
         args.count,
@@ -191,14 +189,14 @@ pub fn run(args: TraceArgs) -> Result<i32> {
 
 /// The call stream, and the semaphores as the kernel has them (their ledger fed by the calls),
 /// checked for deadlocks at each tick: a line when a cycle closes.
-struct TraceWatch<W: Write> {
+struct TraceWatch<W: TraceOut> {
     live: Option<LiveObjects>,
     filter: Filter,
     reported: ReportedDeadlocks,
     view: TraceView<W>,
 }
 
-impl<W: Write> Sink for TraceWatch<W> {
+impl<W: TraceOut> Sink for TraceWatch<W> {
     fn kernel_counts(&mut self, totals: &crate::session::Totals) {
         if let Some(live) = self.live.as_mut() {
             live.objects_mut().calls_lost(totals.kernel.lost);

@@ -88,7 +88,26 @@ impl Write for Output {
 }
 
 /// How much a `WriterThread` gathers before handing it to the thread: one write(2) each.
-const BLOCK_BYTES: usize = 256 << 10;
+pub const BLOCK_BYTES: usize = 256 << 10;
+
+/// A `Write` that can take a whole block of lines at once: a `WriterThread` takes the buffer
+/// itself (no copy) and leaves a spare one of the same capacity in its place.
+pub trait BlockWrite: Write {
+    /// Writes all of `block` (after anything written before) and leaves it empty.
+    fn write_block(&mut self, block: &mut Vec<u8>) -> io::Result<()> {
+        self.write_all(block)?;
+        block.clear();
+        Ok(())
+    }
+}
+
+impl BlockWrite for Vec<u8> {}
+
+impl<W: BlockWrite + ?Sized> BlockWrite for &mut W {
+    fn write_block(&mut self, block: &mut Vec<u8>) -> io::Result<()> {
+        (**self).write_block(block)
+    }
+}
 
 /// How many full blocks may wait for the thread before a write waits for it in turn.
 const BLOCKS_QUEUED: usize = 4;
@@ -138,18 +157,26 @@ impl WriterThread {
 
     /// Hands the gathered bytes to the thread.
     fn hand_over(&mut self) -> io::Result<()> {
+        let mut block = std::mem::take(&mut self.block);
+        let sent = self.send(&mut block);
+        self.block = block;
+        sent
+    }
+
+    /// Hands `block` to the thread, leaving a spare (empty) block in its place.
+    fn send(&mut self, block: &mut Vec<u8>) -> io::Result<()> {
         if self.thread.as_ref().is_some_and(JoinHandle::is_finished) {
             return Err(self.join());
         }
-        if self.block.is_empty() {
+        if block.is_empty() {
             return Ok(());
         }
         let spare = self
             .written
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(BLOCK_BYTES));
-        let block = std::mem::replace(&mut self.block, spare);
-        let sent = self.full.as_ref().map(|full| full.send(block));
+        let full = std::mem::replace(block, spare);
+        let sent = self.full.as_ref().map(|to_write| to_write.send(full));
         match sent {
             Some(Ok(())) => Ok(()),
             _ => Err(self.join()),
@@ -195,6 +222,21 @@ impl Write for WriterThread {
     /// Hands the bytes gathered so far to the thread, without waiting for their write.
     fn flush(&mut self) -> io::Result<()> {
         self.hand_over()
+    }
+}
+
+impl BlockWrite for WriterThread {
+    /// Takes `block` as it is (after the bytes gathered so far): no copy of a block of lines.
+    fn write_block(&mut self, block: &mut Vec<u8>) -> io::Result<()> {
+        if block.len() < BLOCK_BYTES / 4 {
+            // A short block (a flush between batches) is gathered, so that the thread still
+            // writes large blocks.
+            self.write_all(block)?;
+            block.clear();
+            return Ok(());
+        }
+        self.hand_over()?;
+        self.send(block)
     }
 }
 

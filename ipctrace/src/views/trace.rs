@@ -8,8 +8,12 @@ use crate::decoder::{Call, Comm, Event, SignalOutcome};
 use crate::model::deadlocks::Deadlock;
 use crate::model::shm_addresses::ShmAddressBook;
 use crate::session::{Flow, Sink, Totals};
+use crate::views::output::{BlockWrite, WriterThread, BLOCK_BYTES};
+
+mod pool;
+pub use pool::FormatPool;
 use std::fmt::Write as _;
-use std::io::{self, Write};
+use std::io;
 
 /// A JSON field's `, "name": ` as one literal, for `JsonFields`.
 macro_rules! key {
@@ -18,45 +22,90 @@ macro_rules! key {
     };
 }
 
-pub struct TraceView<W: Write> {
-    out: W,
+/// Where trace's lines go: formatted here and written, or (`FormatPool`) calls handed to
+/// threads that format them.
+pub trait TraceOut: BlockWrite {
+    /// The pool that formats calls, if this is one; else `TraceView` formats them itself.
+    fn pool(&mut self) -> Option<&mut FormatPool> {
+        None
+    }
+}
+
+impl TraceOut for Vec<u8> {}
+impl<W: TraceOut + ?Sized> TraceOut for &mut W {
+    fn pool(&mut self) -> Option<&mut FormatPool> {
+        (**self).pool()
+    }
+}
+impl TraceOut for WriterThread {}
+
+/// How one call's line reads: everything its formatting needs, so that threads of a
+/// `FormatPool` format with copies of it.
+#[derive(Debug, Clone)]
+pub struct LineFormat {
     json: bool,
     clock: WallClock,
+    /// The seconds of the last JSON `time`, and their text with the `.`: a second's calls
+    /// share them.
+    time_secs: Option<(i64, String)>,
+    /// A UID column first (`-U`, as bcc's opensnoop prints it).
+    uid_column: bool,
+}
+
+pub struct TraceView<W: TraceOut> {
+    out: W,
+    format: LineFormat,
+    /// The pool was given `format` (at the first line).
+    pool_started: bool,
     shm: ShmAddressBook,
     /// `--id`/`--key` are on: see `following_objects`.
     following_objects: bool,
-    line: String,
+    /// Lines not yet handed to `out`: a block of them at a time (or what a batch made), so
+    /// that lines are written where they are formatted and handed over without a copy.
+    lines: String,
     header_done: bool,
     /// Stop after this many calls (`--count`).
     remaining: Option<u64>,
     broken_pipe: bool,
-    /// A UID column first (`-U`, as bcc's opensnoop prints it).
-    uid_column: bool,
     /// Says losses on stderr as they happen.
     losses: super::LossWarning,
 }
 
-impl<W: Write> TraceView<W> {
+impl<W: TraceOut> TraceView<W> {
     pub fn new(out: W, json: bool, shm: ShmAddressBook, count: Option<u64>) -> Self {
         TraceView {
             out,
-            json,
+            format: LineFormat {
+                json,
+                clock: WallClock::now(),
+                time_secs: None,
+                uid_column: false,
+            },
+            pool_started: false,
             losses: super::LossWarning::default(),
-            clock: WallClock::now(),
             shm,
             following_objects: false,
-            line: String::with_capacity(512),
+            lines: String::with_capacity(BLOCK_BYTES + 4096),
             header_done: false,
             remaining: count,
             broken_pipe: false,
-            uid_column: false,
         }
     }
 
     /// Human lines start with the caller's uid (JSON always has `uid` and `gid`).
     pub fn with_uid_column(mut self, uid_column: bool) -> Self {
-        self.uid_column = uid_column;
+        self.format.uid_column = uid_column;
         self
+    }
+
+    /// The pool, given the lines' format the first time.
+    fn pool(&mut self) -> Option<&mut FormatPool> {
+        let pool = self.out.pool()?;
+        if !self.pool_started {
+            pool.start(&self.format);
+            self.pool_started = true;
+        }
+        Some(pool)
     }
 
     /// With `--id`/`--key`: the kernel lets every shmdt through (it names an address, not a
@@ -69,33 +118,48 @@ impl<W: Write> TraceView<W> {
 
     /// A deadlock's cycle just closed: one line (JSON: `{"deadlock": [...], "possible": ..}`).
     pub fn deadlock(&mut self, d: &Deadlock) -> Flow {
-        self.line.clear();
-        if self.json {
-            self.line.push_str(&hangs::deadlock_json(d).to_string());
+        let _ = self.pool();
+        if self.format.json {
+            self.lines.push_str(&hangs::deadlock_json(d).to_string());
         } else {
             let now = crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64;
             let _ = write!(
-                self.line,
+                self.lines,
                 "{} {}",
-                self.clock.time_of_day(now),
+                self.format.clock.time_of_day(now),
                 hangs::deadlock_line(d)
             );
         }
-        match self.write_line() {
-            Flow::Continue => match self.out.flush() {
-                Ok(()) => Flow::Continue,
-                Err(e) => self.fail(e),
-            },
-            stop => stop,
-        }
+        self.lines.push('\n');
+        self.flush_lines()
     }
 
-    fn write_line(&mut self) -> Flow {
-        self.line.push('\n');
-        if let Err(e) = self.out.write_all(self.line.as_bytes()) {
-            return self.fail(e);
+    /// Ends the line just formatted; hands a full block of lines over.
+    fn end_line(&mut self) -> Flow {
+        self.lines.push('\n');
+        if self.lines.len() >= BLOCK_BYTES {
+            if let Err(e) = self.hand_over() {
+                return self.fail(e);
+            }
         }
         Flow::Continue
+    }
+
+    /// Hands the lines formatted so far to `out`.
+    fn hand_over(&mut self) -> io::Result<()> {
+        let mut block = std::mem::take(&mut self.lines).into_bytes();
+        let written = self.out.write_block(&mut block);
+        block.clear();
+        self.lines = String::from_utf8(block).unwrap_or_default();
+        written
+    }
+
+    /// Hands the lines over and flushes `out`.
+    fn flush_lines(&mut self) -> Flow {
+        match self.hand_over().and_then(|()| self.out.flush()) {
+            Ok(()) => Flow::Continue,
+            Err(e) => self.fail(e),
+        }
     }
 
     fn fail(&mut self, e: io::Error) -> Flow {
@@ -110,26 +174,40 @@ impl<W: Write> TraceView<W> {
     /// The summary line that ends every trace; returns the output, to be closed.
     pub fn finish(mut self, totals: &Totals) -> io::Result<W> {
         if !self.broken_pipe {
+            let _ = self.pool();
+            self.hand_over()?;
             self.out
-                .write_all(super::summary(totals, self.json, &[]).as_bytes())?;
+                .write_all(super::summary(totals, self.format.json, &[]).as_bytes())?;
             self.out.flush()?;
         }
         Ok(self.out)
     }
 
-    fn human(&mut self, call: &Call, shmid: Option<i32>) {
-        let line = &mut self.line;
-        if !self.header_done {
-            if self.uid_column {
-                let _ = write!(line, "{:>6} ", "UID");
-            }
-            let _ = writeln!(
-                line,
-                "{:<12} {:<15} {:>15} {:<10} {:<16} {:<40} {:>12} {:>9}",
-                "TIME", "COMM", "PID/TID", "OP", "OBJECT", "ARGS", "RESULT", "LAT"
-            );
-            self.header_done = true;
+    /// The human lines' column header, before the first.
+    fn header(&mut self) {
+        let line = &mut self.lines;
+        if self.format.uid_column {
+            let _ = write!(line, "{:>6} ", "UID");
         }
+        let _ = writeln!(
+            line,
+            "{:<12} {:<15} {:>15} {:<10} {:<16} {:<40} {:>12} {:>9}",
+            "TIME", "COMM", "PID/TID", "OP", "OBJECT", "ARGS", "RESULT", "LAT"
+        );
+    }
+}
+
+impl LineFormat {
+    /// Appends `call`'s line, without its newline.
+    pub fn call_line(&mut self, line: &mut String, call: &Call, shmid: Option<i32>) {
+        if self.json {
+            self.json_line(line, call, shmid);
+        } else {
+            self.human(line, call, shmid);
+        }
+    }
+
+    fn human(&self, line: &mut String, call: &Call, shmid: Option<i32>) {
         let pid_tid = if call.pid == call.tid {
             call.pid.to_string()
         } else {
@@ -188,19 +266,26 @@ impl<W: Write> TraceView<W> {
     /// One JSON object (interface.md's names). This is the hot path of `trace --json` (a
     /// million lines a second), so it appends text directly instead of going through fmt, each
     /// field's `, "name": ` as one literal, and names that need no escaping as they are.
-    fn json_line(&mut self, call: &Call, shmid: Option<i32>) {
-        let l = &mut self.line;
+    fn json_line(&mut self, l: &mut String, call: &Call, shmid: Option<i32>) {
         l.push_str("{\"ts_ns\": ");
         push_int(l, call.ts_ns);
         // i64 nanoseconds reach the year 2262.
         let epoch = self.clock.epoch_ns(call.ts_ns) as i64;
-        l.push_str(", \"time\": \"");
-        push_int(l, epoch.div_euclid(1_000_000_000));
-        l.push('.');
-        let mut buf = itoa::Buffer::new();
-        let nanos = buf.format(epoch.rem_euclid(1_000_000_000) as u32);
-        l.push_str(&"000000000"[nanos.len()..]);
-        l.push_str(nanos);
+        let secs = epoch.div_euclid(1_000_000_000);
+        let secs_text = match &mut self.time_secs {
+            Some((s, text)) if *s == secs => text,
+            slot => {
+                let mut text = String::from(", \"time\": \"");
+                push_int(&mut text, secs);
+                text.push('.');
+                &mut slot.insert((secs, text)).1
+            }
+        };
+        l.push_str(secs_text);
+        let nanos = epoch.rem_euclid(1_000_000_000) as u32;
+        let digits = nanos.checked_ilog10().map_or(1, |d| d as usize + 1);
+        l.push_str(&"000000000"[digits..]);
+        push_int(l, nanos);
         l.push('"');
         let mut j = JsonFields(l);
         j.int(key!("pid"), call.pid);
@@ -304,18 +389,21 @@ impl<W: Write> TraceView<W> {
 struct JsonFields<'a>(&'a mut String);
 
 impl JsonFields<'_> {
-    fn int(&mut self, key: &str, v: impl itoa::Integer) {
+    #[inline(always)]
+    fn int(&mut self, key: &str, v: impl Decimal) {
         self.0.push_str(key);
         push_int(self.0, v);
     }
 
-    fn opt_int(&mut self, key: &str, v: Option<impl itoa::Integer>) {
+    #[inline(always)]
+    fn opt_int(&mut self, key: &str, v: Option<impl Decimal>) {
         match v {
             Some(v) => self.int(key, v),
             None => self.null(key),
         }
     }
 
+    #[inline(always)]
     fn null(&mut self, key: &str) {
         self.0.push_str(key);
         self.0.push_str("null");
@@ -327,6 +415,7 @@ impl JsonFields<'_> {
     }
 
     /// A name of ours (an op, an errno, ...): letters, digits and underscores, never escaped.
+    #[inline(always)]
     fn name(&mut self, key: &str, name: &str) {
         self.0.push_str(key);
         self.0.push('"');
@@ -344,8 +433,23 @@ impl JsonFields<'_> {
         {
             true => {
                 self.0.push('"');
-                self.0
-                    .push_str(std::str::from_utf8(bytes).unwrap_or_default());
+                // The whole 16-byte name, a copy of a known size (no call to memcpy), then
+                // the length cut to the name's.
+                let whole = comm.bytes();
+                let len = bytes.len();
+                self.0.reserve(whole.len());
+                // SAFETY: `whole.len()` bytes were reserved past the end; the first `len`
+                // are the name's, each just checked to be printable ASCII.
+                unsafe {
+                    let line = self.0.as_mut_vec();
+                    let start = line.len();
+                    std::ptr::copy_nonoverlapping(
+                        whole.as_ptr(),
+                        line.as_mut_ptr().add(start),
+                        whole.len(),
+                    );
+                    line.set_len(start + len);
+                }
                 self.0.push('"');
             }
             false => json_str(self.0, &comm.as_str()),
@@ -362,9 +466,64 @@ impl JsonFields<'_> {
     }
 }
 
-fn push_int(out: &mut String, v: impl itoa::Integer) {
-    out.push_str(itoa::Buffer::new().format(v));
+/// Appends `v` in decimal. A JSON line holds a dozen numbers: their digits are written
+/// straight into the line's spare room, which costs much less than formatting them aside and
+/// copying each (a call to memcpy for a few bytes).
+#[inline(always)]
+fn push_int(out: &mut String, v: impl Decimal) {
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839404142434445464748495051525354555657585960616263\
+        646566676869707172737475767778798081828384858687888990919293949596979899";
+    let (negative, mut n) = v.sign_and_magnitude();
+    let len = n.checked_ilog10().map_or(1, |l| l as usize + 1) + negative as usize;
+    out.reserve(len);
+    // SAFETY: `len` bytes were reserved past the end and each is written before `set_len`;
+    // ASCII digits and '-' keep the string UTF-8.
+    unsafe {
+        let bytes = out.as_mut_vec();
+        let start = bytes.len();
+        let first = bytes.as_mut_ptr().add(start);
+        if negative {
+            *first = b'-';
+        }
+        let mut end = first.add(len);
+        while n >= 100 {
+            let pair = (n % 100) as usize * 2;
+            n /= 100;
+            end = end.sub(2);
+            std::ptr::copy_nonoverlapping(PAIRS.as_ptr().add(pair), end, 2);
+        }
+        if n >= 10 {
+            std::ptr::copy_nonoverlapping(PAIRS.as_ptr().add(n as usize * 2), end.sub(2), 2);
+        } else {
+            *end.sub(1) = b'0' + n as u8;
+        }
+        bytes.set_len(start + len);
+    }
 }
+
+/// An integer `push_int` writes: its sign and its magnitude.
+trait Decimal: Copy {
+    fn sign_and_magnitude(self) -> (bool, u64);
+}
+
+macro_rules! decimal {
+    (unsigned: $($t:ty),*; signed: $($s:ty),*) => {
+        $(impl Decimal for $t {
+            #[inline(always)]
+            fn sign_and_magnitude(self) -> (bool, u64) {
+                (false, self as u64)
+            }
+        })*
+        $(impl Decimal for $s {
+            #[inline(always)]
+            fn sign_and_magnitude(self) -> (bool, u64) {
+                (self < 0, self.unsigned_abs() as u64)
+            }
+        })*
+    };
+}
+decimal!(unsigned: u16, u32, u64; signed: i16, i32, i64);
 
 /// The waker of a blocked call; a call that ended by timing out was woken by a timer, not a
 /// process.
@@ -474,7 +633,7 @@ pub fn args_text(call: &Call) -> String {
     .to_string()
 }
 
-impl<W: Write> Sink for TraceView<W> {
+impl<W: TraceOut> Sink for TraceView<W> {
     fn kernel_counts(&mut self, totals: &Totals) {
         self.losses.say(totals);
     }
@@ -495,14 +654,28 @@ impl<W: Write> Sink for TraceView<W> {
         if call.op == Op::Shmdt && shmid.is_none() && self.following_objects {
             return Flow::Continue;
         }
-        self.line.clear();
-        if self.json {
-            self.json_line(call, shmid);
-        } else {
-            self.human(call, shmid);
+        if !self.format.json && !self.header_done {
+            self.header();
+            self.header_done = true;
+            // Ahead of the pool's first line.
+            if self.pool().is_some() {
+                if let Err(e) = self.hand_over() {
+                    return self.fail(e);
+                }
+            }
         }
-        if self.write_line() == Flow::Stop {
-            return Flow::Stop;
+        match self.pool() {
+            Some(pool) => {
+                if let Err(e) = pool.call(call, shmid) {
+                    return self.fail(e);
+                }
+            }
+            None => {
+                self.format.call_line(&mut self.lines, call, shmid);
+                if self.end_line() == Flow::Stop {
+                    return Flow::Stop;
+                }
+            }
         }
         if let Some(n) = self.remaining.as_mut() {
             *n = n.saturating_sub(1);
@@ -514,10 +687,7 @@ impl<W: Write> Sink for TraceView<W> {
     }
 
     fn batch_done(&mut self) -> Flow {
-        match self.out.flush() {
-            Ok(()) => Flow::Continue,
-            Err(e) => self.fail(e),
-        }
+        self.flush_lines()
     }
 }
 
@@ -531,6 +701,7 @@ mod tests {
         for c in calls {
             view.event(&Event::Call(*c));
         }
+        view.batch_done();
         String::from_utf8(view.out).unwrap()
     }
 
@@ -607,6 +778,7 @@ mod tests {
         for call in [at, dt(0x3000), dt(0x1000), dt(0x2000)] {
             view.event(&Event::Call(call));
         }
+        view.batch_done();
         let lines: Vec<serde_json::Value> = String::from_utf8(view.out)
             .unwrap()
             .lines()
@@ -688,7 +860,7 @@ mod tests {
         let mut slow = Call::synthetic(Op::Msgrcv, 7, "rx", [5, 0, 8, 0, 0, 0], 8, 1_000_000_000);
         slow.lat_ns = 2_500_000_000;
         let view = TraceView::new(Vec::new(), false, ShmAddressBook::default(), None);
-        let expected = view.clock.time_of_day(3_500_000_000);
+        let expected = view.format.clock.time_of_day(3_500_000_000);
         let out = render(false, &[slow]);
         assert!(
             out.lines().nth(1).unwrap().starts_with(&expected),
@@ -721,6 +893,7 @@ mod tests {
         let mut view = TraceView::new(Vec::new(), false, ShmAddressBook::default(), None)
             .with_uid_column(true);
         view.event(&Event::Call(c));
+        view.batch_done();
         let text = String::from_utf8(view.out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("   UID TIME"), "{text}");
@@ -767,6 +940,25 @@ mod tests {
             "{human}"
         );
         assert!(human.lines().nth(2).unwrap().contains("EINTR"), "{human}");
+    }
+
+    #[test]
+    fn numbers_are_written_as_std_writes_them() {
+        let (mut ours, mut std) = (String::new(), String::new());
+        for v in [0i64, 7, -7, 9, 10, 99, 100, -101, 12345, i64::MIN, i64::MAX] {
+            ours.push(',');
+            push_int(&mut ours, v);
+            std.push_str(&format!(",{v}"));
+        }
+        for v in [0u64, 1, 10, 1_000_000_000_000_000_000, u64::MAX] {
+            ours.push(',');
+            push_int(&mut ours, v);
+            std.push_str(&format!(",{v}"));
+        }
+        push_int(&mut ours, i16::MIN);
+        push_int(&mut ours, u32::MAX);
+        std.push_str(&format!("{}{}", i16::MIN, u32::MAX));
+        assert_eq!(ours, std);
     }
 
     #[test]
