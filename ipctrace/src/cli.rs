@@ -169,6 +169,52 @@ impl Prepared {
     }
 }
 
+/// How a collector that streams every call (trace, top) rides out a saturated machine.
+#[derive(Debug, Args, Clone, Default)]
+pub struct StarvedArgs {
+    /// Run the collector at this nice value (-20..19; below 0 needs root): on a machine whose
+    /// cores are saturated, the default priority can starve it and the ring buffer fills.
+    #[arg(long, value_name = "NICE", allow_hyphen_values = true,
+          value_parser = clap::value_parser!(i32).range(-20..=19))]
+    pub nice: Option<i32>,
+    /// Run the collector with this real-time priority (SCHED_FIFO, 1..99, as perf's
+    /// --realtime; needs root): on saturated cores even a high nice value waits tens of
+    /// milliseconds for the CPU after each sleep, and the ring buffer fills meanwhile. While
+    /// calls come faster than it can handle, it may take a whole core from the workload (the
+    /// kernel keeps 5 % of each second for others).
+    #[arg(long, value_name = "PRIO", conflicts_with = "nice",
+          value_parser = clap::value_parser!(i32).range(1..=99))]
+    pub realtime: Option<i32>,
+    /// The ring buffer the kernel hands calls over in, in bytes (a power of two, a multiple of
+    /// the page size; K, M, G: KiB, MiB, GiB; default 8M): a larger one rides out longer stalls
+    /// of a starved collector, and pins that much kernel memory.
+    #[arg(long, value_name = "BYTES", value_parser = parse_ring_size)]
+    pub ring_size: Option<u32>,
+}
+
+impl StarvedArgs {
+    /// Applies --nice or --realtime to this thread and the threads it starts later; call it
+    /// before --user gives up the right to raise them.
+    pub fn raise_priority(&self) -> anyhow::Result<()> {
+        if let Some(nice) = self.nice {
+            // SAFETY: setpriority on ourselves.
+            if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
+                anyhow::bail!("--nice {nice}: {}", std::io::Error::last_os_error());
+            }
+        }
+        if let Some(priority) = self.realtime {
+            let param = libc::sched_param {
+                sched_priority: priority,
+            };
+            // SAFETY: sched_setscheduler on ourselves, with a valid sched_param.
+            if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+                anyhow::bail!("--realtime {priority}: {}", std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `-- CMD ARGS...`, the last thing on a tracing command's line (after its positionals).
 #[derive(Debug, Args, Clone, Default)]
 pub struct FollowArgs {

@@ -1,5 +1,6 @@
-//! `ipctrace trace --nice N`: the collector runs at the nice value asked for (so a saturated
-//! machine does not starve it), and a value out of range is a usage error.
+//! `ipctrace trace --nice N` and `--realtime PRIO` (top takes them too): the collector runs at
+//! the priority asked for (so a saturated machine does not starve it), and a value out of range,
+//! or both at once, is a usage error.
 
 mod support;
 
@@ -17,12 +18,33 @@ fn trace_runs_at_the_nice_value_asked_for() {
         "-o",
         "/dev/null",
     ]);
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", tracer.id())).unwrap();
-    // Field 19 (nice), counted after the ')' that ends the command name.
-    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
-    let nice: i32 = after_comm.split(' ').nth(16).unwrap().parse().unwrap();
-    assert_eq!(nice, -7, "{stat}");
+    assert_eq!(stat_field(tracer.id(), 19), -7, "nice");
     assert!(tracer.wait().unwrap().success());
+}
+
+#[test]
+fn trace_runs_with_the_real_time_priority_asked_for() {
+    let (mut tracer, _stderr) = start_ipctrace(&[
+        "trace",
+        "--realtime",
+        "7",
+        "--duration",
+        "1",
+        "-o",
+        "/dev/null",
+    ]);
+    // Fields 40 (rt_priority) and 41 (policy: 1 is SCHED_FIFO).
+    assert_eq!(stat_field(tracer.id(), 40), 7, "rt_priority");
+    assert_eq!(stat_field(tracer.id(), 41), 1, "policy");
+    assert!(tracer.wait().unwrap().success());
+}
+
+/// Field `n` (1-based, as proc(5) numbers them) of /proc/PID/stat.
+fn stat_field(pid: u32, n: usize) -> i64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields 3 and on follow the ')' that ends the command name.
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    after_comm.split(' ').nth(n - 3).unwrap().parse().unwrap()
 }
 
 #[test]
@@ -32,4 +54,21 @@ fn a_nice_value_out_of_range_is_a_usage_error() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    for args in [
+        &["trace", "--realtime", "0"][..],
+        &["trace", "--realtime", "100"],
+        &["trace", "--realtime", "5", "--nice", "-5"],
+        &["top", "--realtime", "0"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ipctrace"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.lines().any(|l| l.starts_with("error:")),
+            "{args:?}: {stderr}"
+        );
+    }
 }

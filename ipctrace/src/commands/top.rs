@@ -4,7 +4,7 @@
 use super::hangs::HangSources;
 use super::live::LiveObjects;
 use super::{attach, ids_of_keys, other_namespaces_note, runtime, seed_scan, with_processes};
-use crate::cli::{parse_ring_size, parse_seconds, Common};
+use crate::cli::{parse_seconds, Common, StarvedArgs};
 use crate::clock::clock_ns;
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::Event;
@@ -50,10 +50,8 @@ pub struct TopArgs {
     /// A waiter, or a queue holding messages nobody receives, is stuck after SECS seconds.
     #[arg(long, value_name = "SECS", value_parser = parse_seconds, default_value = "5")]
     pub stuck: Duration,
-    /// The ring buffer the kernel hands calls over in, as trace's --ring-size (default 8M): a
-    /// larger one rides out a starved moment on a saturated machine instead of losing calls.
-    #[arg(long, value_name = "BYTES", value_parser = parse_ring_size)]
-    pub ring_size: Option<u32>,
+    #[command(flatten)]
+    pub starved: StarvedArgs,
 }
 
 pub fn run(args: TopArgs) -> Result<i32> {
@@ -79,12 +77,14 @@ pub fn run(args: TopArgs) -> Result<i32> {
         &filter,
         ids_of_keys(&filter),
         ProbeOptions {
-            ring_bytes: args.ring_size,
+            ring_bytes: args.starved.ring_size,
             // No view of top needs a call's start: each call is seen at its exit only.
             exit_only: true,
             ..with_processes()
         },
     )?;
+    // Before --user gives up the right to raise it. The session runs on this thread.
+    args.starved.raise_priority()?;
     // Seeded once attached, as objects --watch does: what happens in between is in the
     // kernel's numbers, and its events only add names.
     let (mut live, scan) = LiveObjects::seed_with(&kinds, seed_scan(true))?;

@@ -5,7 +5,7 @@ use super::followed::FollowedCommand;
 use super::hangs::HangSources;
 use super::live::LiveObjects;
 use super::{attach, exit_code, ids_of_keys, runtime, shm_addresses_now, with_processes};
-use crate::cli::{parse_ring_size, Common, FollowArgs};
+use crate::cli::{Common, FollowArgs, StarvedArgs};
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::Event;
 use crate::filter::{parse_duration, Filter};
@@ -61,16 +61,8 @@ pub struct TraceArgs {
     /// Stop after this many calls.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
-    /// Run the collector at this nice value (-20..19; below 0 needs root): on a machine whose
-    /// cores are saturated, the default priority can starve it and the ring buffer fills.
-    #[arg(long, value_name = "NICE", allow_hyphen_values = true,
-          value_parser = clap::value_parser!(i32).range(-20..=19))]
-    pub nice: Option<i32>,
-    /// The ring buffer the kernel hands calls over in, in bytes (a power of two, a multiple of
-    /// the page size; K, M, G: KiB, MiB, GiB; default 8M): a larger one rides out longer stalls
-    /// of a starved collector, and pins that much kernel memory.
-    #[arg(long, value_name = "BYTES", value_parser = parse_ring_size)]
-    pub ring_size: Option<u32>,
+    #[command(flatten)]
+    pub starved: StarvedArgs,
     /// Only calls that returned an error.
     #[arg(long)]
     pub failed: bool,
@@ -119,17 +111,12 @@ pub fn run(args: TraceArgs) -> Result<i32> {
         &filter,
         key_ids.clone(),
         ProbeOptions {
-            ring_bytes: args.ring_size,
+            ring_bytes: args.starved.ring_size,
             ..with_processes()
         },
     )?;
-    if let Some(nice) = args.nice {
-        // Before --user gives up the right to raise it. The runtime runs on this thread.
-        // SAFETY: setpriority on ourselves.
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
-            anyhow::bail!("--nice {nice}: {}", std::io::Error::last_os_error());
-        }
-    }
+    // Before --user gives up the right to raise it. The runtime runs on this thread.
+    args.starved.raise_priority()?;
     // One walk of /proc for the attachments now, the 32-bit processes the session reports and,
     // seeding the semaphores, the threads asleep in semop.
     let what = ScanFor {

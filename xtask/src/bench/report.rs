@@ -285,6 +285,16 @@ impl<'a> Results<'a> {
                 "ipctrace trace --ring-size 128M loses < 1 % under the stress-ng mix",
                 1.0,
             ),
+            (
+                Config::TraceRealtime,
+                "ipctrace trace --realtime 10 loses < 1 % under the stress-ng mix",
+                1.0,
+            ),
+            (
+                Config::TopRealtime,
+                "ipctrace top --realtime 10 loses nothing under the stress-ng mix",
+                0.0,
+            ),
         ] {
             let runs: Vec<&Sample> = self
                 .saturated
