@@ -809,11 +809,8 @@ fn alerts(m: &Models, now_ns: u64) -> Vec<Alert> {
     for d in shown_deadlocks(m.objects, &Filter::default()) {
         alerts.push(Alert {
             severity: Severity::Alert,
-            text: format!(
-                "{}DEADLOCK {}",
-                if d.possible { "possible " } else { "" },
-                deadlock_text(&d)
-            ),
+            // It says DEADLOCK (or POSSIBLE DEADLOCK) itself.
+            text: deadlock_text(&d),
         });
     }
     // Stuck waiters, the longest first.
