@@ -203,9 +203,10 @@ impl StarvedArgs {
             }
         }
         if let Some(priority) = self.realtime {
-            let param = libc::sched_param {
-                sched_priority: priority,
-            };
+            // Zeroed first: musl's sched_param has more fields than glibc's.
+            // SAFETY: sched_param is plain integers, for which zero is a valid value.
+            let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
+            param.sched_priority = priority;
             // SAFETY: sched_setscheduler on ourselves, with a valid sched_param.
             if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
                 anyhow::bail!("--realtime {priority}: {}", std::io::Error::last_os_error());
