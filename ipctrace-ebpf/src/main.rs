@@ -892,16 +892,8 @@ fn aggregate(task: *mut task_struct, p: &Pending, ret: i64) {
         p.args[0] as u32
     };
     let key = ObjectOpKey { ipc_ns, id, op };
-    if let Some(stats) = OBJECT_OPS.get_ptr_mut(key).or_else(|| {
-        let zero = ObjectOpStats::default();
-        match OBJECT_OPS.insert(key, zero, BPF_NOEXIST as u64) {
-            Err(e) if e != -EEXIST => {
-                aggregate_full(AGGREGATE_FULL_OBJECTS);
-                None
-            }
-            _ => OBJECT_OPS.get_ptr_mut(key),
-        }
-    }) {
+    let zero = || Some(ObjectOpStats::default());
+    if let Some(stats) = entry(&OBJECT_OPS, key, zero, AGGREGATE_FULL_OBJECTS) {
         unsafe {
             (*stats).calls += 1;
             if ret < 0 {
@@ -922,16 +914,8 @@ fn aggregate(task: *mut task_struct, p: &Pending, ret: i64) {
         op,
         semnum: p.semnum,
     };
-    if let Some(h) = WAIT_HISTOGRAMS.get_ptr_mut(wait).or_else(|| {
-        let zero = ZERO_WAIT_HISTOGRAM.get(0)?;
-        match WAIT_HISTOGRAMS.insert(wait, zero, BPF_NOEXIST as u64) {
-            Err(e) if e != -EEXIST => {
-                aggregate_full(AGGREGATE_FULL_WAITS);
-                None
-            }
-            _ => WAIT_HISTOGRAMS.get_ptr_mut(wait),
-        }
-    }) {
+    let zero = || ZERO_WAIT_HISTOGRAM.get(0);
+    if let Some(h) = entry(&WAIT_HISTOGRAMS, wait, zero, AGGREGATE_FULL_WAITS) {
         let slot = wait_slot(p.blocked_ns);
         unsafe {
             (*h).count += 1;
@@ -956,22 +940,36 @@ fn count_waker(wait: WaitKey, p: &Pending) {
         waker_pid: p.waker_pid,
         _pad: 0,
     };
-    if let Some(w) = WAKERS.get_ptr_mut(key).or_else(|| {
-        let zero = WakerCount::default();
-        match WAKERS.insert(key, zero, BPF_NOEXIST as u64) {
-            Err(e) if e != -EEXIST => {
-                aggregate_full(AGGREGATE_FULL_WAKERS);
-                None
-            }
-            _ => WAKERS.get_ptr_mut(key),
-        }
-    }) {
+    let zero = || Some(WakerCount::default());
+    if let Some(w) = entry(&WAKERS, key, zero, AGGREGATE_FULL_WAKERS) {
         unsafe {
             (*w).count += 1;
             let comm = addr_of_mut!((*w).comm) as *mut Comm;
             (*comm)[0] = p.waker_comm[0];
             (*comm)[1] = p.waker_comm[1];
         }
+    }
+}
+
+/// This CPU's value for `key` in an aggregate map, made from `zero` if the key has none yet
+/// (another CPU may make it first: EEXIST is fine). A full map is counted under `full`, never
+/// silent.
+#[inline(always)]
+fn entry<K, V, Z: core::borrow::Borrow<V>>(
+    map: &PerCpuHashMap<K, V>,
+    key: K,
+    zero: impl FnOnce() -> Option<Z>,
+    full: u32,
+) -> Option<*mut V> {
+    if let Some(value) = map.get_ptr_mut(&key) {
+        return Some(value);
+    }
+    match map.insert(&key, zero()?, BPF_NOEXIST as u64) {
+        Err(e) if e != -EEXIST => {
+            aggregate_full(full);
+            None
+        }
+        _ => map.get_ptr_mut(&key),
     }
 }
 
