@@ -45,13 +45,7 @@ fn every_semop_is_counted_and_blocks_fill_the_semaphores_histogram() {
     const FAILED: usize = 5;
     let id = unsafe { libc::semget(libc::IPC_PRIVATE, 3, libc::IPC_CREAT | 0o600) };
     let _cleanup = Removal::sem(id);
-    let waiter = spawn(c"it-agg-waiter", move || unsafe {
-        let mut take = [sembuf(0, -1, 0)];
-        for _ in 0..ROUNDS {
-            libc::semop(id, take.as_mut_ptr(), 1);
-        }
-        0
-    });
+    let waiter = taker(c"it-agg-waiter", id, 0, ROUNDS);
     let holder = spawn(c"it-agg-holder", move || unsafe {
         let mut post = [sembuf(0, 1, 0)];
         let mut up = [sembuf(1, 1, 0)];
@@ -157,13 +151,7 @@ fn each_blocked_wait_is_counted_for_the_process_that_released_it() {
     const ROUNDS: usize = 6;
     let id = unsafe { libc::semget(libc::IPC_PRIVATE, 2, libc::IPC_CREAT | 0o600) };
     let _cleanup = Removal::sem(id);
-    let waiter = spawn(c"it-agg-wakee", move || unsafe {
-        let mut take = [sembuf(1, -1, 0)];
-        for _ in 0..2 * ROUNDS {
-            libc::semop(id, take.as_mut_ptr(), 1);
-        }
-        0
-    });
+    let waiter = taker(c"it-agg-wakee", id, 1, 2 * ROUNDS);
     // Two releasers take turns: each ends about half of the waits, and only its own.
     let releaser = |name: &'static std::ffi::CStr, first: bool| {
         spawn(name, move || unsafe {
@@ -213,13 +201,7 @@ fn with_stream_blocked_only_the_waits_that_slept_reach_the_ring() {
     const FAST: usize = 50;
     let id = unsafe { libc::semget(libc::IPC_PRIVATE, 2, libc::IPC_CREAT | 0o600) };
     let _cleanup = Removal::sem(id);
-    let waiter = spawn(c"it-agg-slept", move || unsafe {
-        let mut take = [sembuf(0, -1, 0)];
-        for _ in 0..ROUNDS {
-            libc::semop(id, take.as_mut_ptr(), 1);
-        }
-        0
-    });
+    let waiter = taker(c"it-agg-slept", id, 0, ROUNDS);
     let poster = spawn(c"it-agg-poster", move || unsafe {
         let mut post = [sembuf(0, 1, 0)];
         let mut up = [sembuf(1, 1, 0)];

@@ -40,13 +40,7 @@ fn a_holder_posting_every_h_ms_is_the_waiters_releaser() {
     const ROUNDS: usize = 12;
     let id = unsafe { libc::semget(libc::IPC_PRIVATE, 2, libc::IPC_CREAT | 0o600) };
     let _cleanup = Removal::sem(id);
-    let waiter = spawn(c"it-lat-waiter", move || unsafe {
-        let mut take = [sembuf(0, -1, 0)];
-        for _ in 0..ROUNDS {
-            libc::semop(id, take.as_mut_ptr(), 1);
-        }
-        0
-    });
+    let waiter = taker(c"it-lat-waiter", id, 0, ROUNDS);
     let holder = spawn(c"it-lat-holder", move || unsafe {
         let mut post = [sembuf(0, 1, 0)];
         for _ in 0..ROUNDS {

@@ -172,6 +172,19 @@ pub fn sembuf(num: u16, op: i16, flg: i16) -> libc::sembuf {
     }
 }
 
+/// A child that takes one unit of semaphore `num` of set `id`, `times` times (each semop waits
+/// for someone to post), then exits 0.
+pub fn taker(comm: &'static std::ffi::CStr, id: i32, num: u16, times: usize) -> Child {
+    spawn(comm, move || {
+        let mut take = [sembuf(num, -1, 0)];
+        for _ in 0..times {
+            // SAFETY: a one-element sembuf array on the stack.
+            unsafe { libc::semop(id, take.as_mut_ptr(), 1) };
+        }
+        0
+    })
+}
+
 pub fn by_op(calls: &[Call], op: ipctrace::decoder::syscalls::Op) -> Vec<Call> {
     calls.iter().filter(|c| c.op == op).copied().collect()
 }
