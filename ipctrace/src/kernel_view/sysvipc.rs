@@ -72,6 +72,18 @@ pub struct SemSet {
 }
 
 impl SemSet {
+    /// A root-owned set with mode 0600, as tests make them.
+    #[cfg(test)]
+    pub fn owned_by_root(semid: i32, key: i32, nsems: u32) -> SemSet {
+        SemSet {
+            key,
+            semid,
+            perms: 0o600,
+            nsems,
+            ..SemSet::default()
+        }
+    }
+
     /// The key as the program passed it to semget.
     pub fn key_u32(&self) -> u32 {
         self.key as u32

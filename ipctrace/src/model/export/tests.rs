@@ -147,18 +147,7 @@ fn events_say_whose_maps_to_read_and_forks_inherit() {
 #[test]
 fn kernel_counts_land_on_their_objects_and_removed_ones_go() {
     let mut m = ExportModel::new(NS);
-    let set = SemSet {
-        key: 0x42,
-        semid: 5,
-        perms: 0o600,
-        nsems: 2,
-        uid: 0,
-        gid: 0,
-        cuid: 0,
-        cgid: 0,
-        otime: 0,
-        ctime: 0,
-    };
+    let set = SemSet::owned_by_root(5, 0x42, 2);
     m.apply(&call(Op::Semget, 30, [0x42, 2, 0o1600, 0, 0, 0], 5));
     let waits = WaitTotals {
         count: 2,
@@ -267,18 +256,7 @@ fn an_object_of_another_namespace_goes_with_its_traced_removal() {
 fn holders_are_counted_per_semaphore_from_the_undo_lists_and_the_guess() {
     use crate::decoder::sem_undo::{SemUndo, SemUndoWalk};
     use crate::kernel_view::ctl::SemValue;
-    let set = |semid, nsems| SemSet {
-        key: 0x42 + semid,
-        semid,
-        perms: 0o600,
-        nsems,
-        uid: 0,
-        gid: 0,
-        cuid: 0,
-        cgid: 0,
-        otime: 0,
-        ctime: 0,
-    };
+    let set = |semid, nsems| SemSet::owned_by_root(semid, 0x42 + semid, nsems);
     let sem = |value, last_pid, ncount| SemValue {
         value,
         last_pid,

@@ -248,18 +248,7 @@ fn shm_seg(shmid: i32, ipc_key: i32, cpid: u32, nattch: u64, perms: u32) -> ShmS
 }
 
 fn sem_set(semid: i32, ipc_key: i32, nsems: u32) -> SemSet {
-    SemSet {
-        key: ipc_key,
-        semid,
-        perms: 0o600,
-        nsems,
-        uid: 0,
-        gid: 0,
-        cuid: 0,
-        cgid: 0,
-        otime: 0,
-        ctime: 0,
-    }
+    SemSet::owned_by_root(semid, ipc_key, nsems)
 }
 
 fn sem_value(value: i32, last_pid: i32, ncount: i32, zcount: i32) -> SemValue {

@@ -6,18 +6,7 @@ use crate::model::export::Refresh;
 const NS: u32 = 4026531839;
 
 fn set(semid: i32) -> SemSet {
-    SemSet {
-        key: 0x5d00 + semid,
-        semid,
-        perms: 0o600,
-        nsems: 1,
-        uid: 0,
-        gid: 0,
-        cuid: 0,
-        cgid: 0,
-        otime: 0,
-        ctime: 0,
-    }
+    SemSet::owned_by_root(semid, 0x5d00 + semid, 1)
 }
 
 /// Three sets: 1 made 30 calls, 2 made 20, 3 made 10; each had blocked waits on semaphore 0.

@@ -55,18 +55,7 @@ fn semop(pid: u32, comm: &str, id: i32, num: u16, blocked_ns: u64, waker: u32, t
 }
 
 fn sem_set(semid: i32, key: i32) -> SemSet {
-    SemSet {
-        key,
-        semid,
-        perms: 0o600,
-        nsems: 2,
-        uid: 0,
-        gid: 0,
-        cuid: 0,
-        cgid: 0,
-        otime: 0,
-        ctime: 0,
-    }
+    SemSet::owned_by_root(semid, key, 2)
 }
 
 fn value(value: i32, last_pid: i32, ncount: i32) -> SemValue {
