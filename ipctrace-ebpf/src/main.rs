@@ -1218,27 +1218,28 @@ fn try_sem_undo_lists(ctx: *const TaskIterContext) -> Option<()> {
                 record.flags = 0;
             }
         }
-        unsafe {
-            aya_ebpf::helpers::generated::bpf_seq_write(
-                seq,
-                record as *const SemUndoRecord as *const _,
-                core::mem::size_of::<SemUndoRecord>() as u32,
-            )
-        };
+        seq_write(seq, record);
         link = unsafe { read_kernel(link as *const u64) }.ok()?;
     }
     if link != head {
         record.semid = -1;
         record.flags = UNDO_MORE_SETS;
-        unsafe {
-            aya_ebpf::helpers::generated::bpf_seq_write(
-                seq,
-                record as *const SemUndoRecord as *const _,
-                core::mem::size_of::<SemUndoRecord>() as u32,
-            )
-        };
+        seq_write(seq, record);
     }
     Some(())
+}
+
+/// Writes one record into a task iterator's file.
+#[inline(always)]
+fn seq_write<T>(seq: *mut aya_ebpf::bindings::seq_file, record: &T) {
+    // SAFETY: `seq` is the iterator's own file, `record` a whole T on the stack.
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_seq_write(
+            seq,
+            record as *const T as *const _,
+            core::mem::size_of::<T>() as u32,
+        )
+    };
 }
 
 /// Called by the kernel once per task (thread) and once more with none at the end; writes one
@@ -1271,13 +1272,7 @@ fn try_calls_in_flight(ctx: *const TaskIterContext) -> Option<()> {
         comm: [0; TASK_COMM_LEN],
     };
     unsafe { *(addr_of_mut!(record.comm) as *mut Comm) = comm_of(task) };
-    unsafe {
-        aya_ebpf::helpers::generated::bpf_seq_write(
-            (*meta).seq,
-            &record as *const CallInFlight as *const _,
-            core::mem::size_of::<CallInFlight>() as u32,
-        )
-    };
+    seq_write(unsafe { (*meta).seq }, &record);
     Some(())
 }
 
