@@ -28,6 +28,7 @@ Examples:
   ipctrace top -i 2 --type sem      # semaphores only, every 2 s
   ipctrace top --key 0x5d00012a     # one object (and what waits on it)
   ipctrace top -p 1234 --stuck 30   # calls of one process; stuck means 30 s without progress
+  ipctrace top --realtime 10        # keeps up when the cores are saturated (events lost otherwise)
 
 Views (Tab or 1-4): Semaphores (hottest first: time blocked per second, waits per second, p99,
 waiters now, the longest wait), Objects (every segment, set and queue, sortable by any column),
