@@ -46,7 +46,11 @@ pub struct Config {
     pub aggregate: u32,
     /// Which ops stream through the ring buffer: bit `op` (and STREAM_REMOVALS for IPC_RMID).
     pub stream_ops: u32,
-    pub _reserved2: u32,
+    /// Which ops' plain calls (they succeeded and never slept) are counted per process and
+    /// object in `COUNTED_CALLS` instead of streamed: bit `op`, for msgsnd and msgrcv only (their
+    /// object is their first argument). One plain call per key, CPU and COUNTED_SAMPLE_EVERY_NS
+    /// still streams, uncounted, so that a view keeps examples of them.
+    pub count_ops: u32,
     /// `--min-lat` / `--min-blocked`: shorter calls are not reported.
     pub min_lat_ns: u64,
     pub min_blocked_ns: u64,
@@ -82,7 +86,7 @@ impl Config {
         only_failed: 0,
         aggregate: 0,
         stream_ops: u32::MAX,
-        _reserved2: 0,
+        count_ops: 0,
         min_lat_ns: 0,
         min_blocked_ns: 0,
     };
@@ -510,13 +514,44 @@ pub const STREAM_REMOVALS: u32 = 1 << 31;
 /// view that counts calls in the kernel still wants each blocked wait, with its waker).
 pub const STREAM_BLOCKED: u32 = 1 << 30;
 
+/// Key of `COUNTED_CALLS`: one process's calls of one op on one object.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CountedKey {
+    pub ipc_ns: u32,
+    pub id: u32,
+    pub op: u32,
+    pub pid: u32, // thread group id
+}
+
+/// Value of `COUNTED_CALLS` (per CPU): the plain calls counted instead of streamed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CountedCalls {
+    pub calls: u64,
+    /// Message bytes: msgsnd's msgsz, msgrcv's result.
+    pub bytes: u64,
+    /// CLOCK_MONOTONIC at the last counted call's exit, and its thread and comm.
+    pub last_ns: u64,
+    /// When this CPU last streamed one of these calls as a sample instead.
+    pub sampled_ns: u64,
+    pub last_tid: u32,
+    pub _pad: u32,
+    pub comm: [u8; TASK_COMM_LEN],
+}
+
+/// At most one plain call per `COUNTED_CALLS` key and CPU streams in this time.
+pub const COUNTED_SAMPLE_EVERY_NS: u64 = 100_000_000;
+
 /// Indices of the per-CPU `AGGREGATE_COUNTERS` array: entries the aggregate maps had no room
 /// for (their calls are in `CALL_TOTALS` still, but not per object).
 pub const AGGREGATE_FULL_OBJECTS: u32 = 0;
 pub const AGGREGATE_FULL_WAITS: u32 = 1;
 pub const AGGREGATE_FULL_WAITING: u32 = 2;
 pub const AGGREGATE_FULL_WAKERS: u32 = 3;
-pub const AGGREGATE_COUNTER_COUNT: u32 = 4;
+/// Plain calls `COUNTED_CALLS` had no room for: they streamed instead.
+pub const AGGREGATE_FULL_COUNTED: u32 = 4;
+pub const AGGREGATE_COUNTER_COUNT: u32 = 5;
 
 #[cfg(feature = "user")]
 mod user {
@@ -532,6 +567,8 @@ mod user {
     unsafe impl aya::Pod for super::WaitingNow {}
     unsafe impl aya::Pod for super::WakerKey {}
     unsafe impl aya::Pod for super::WakerCount {}
+    unsafe impl aya::Pod for super::CountedKey {}
+    unsafe impl aya::Pod for super::CountedCalls {}
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::SemUndoOffsets {}
 }

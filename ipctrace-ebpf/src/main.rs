@@ -77,6 +77,11 @@ static ZERO_WAIT_HISTOGRAM: PerCpuArray<WaitHistogram> = PerCpuArray::with_max_e
 /// Threads asleep in a blocking call now, by thread id: waiters and the longest wait.
 #[map]
 static WAITING: HashMap<u32, WaitingNow> = HashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
+/// Plain calls of Config::count_ops, per process, op and object: counted here instead of
+/// streamed. User space deletes the entries of processes that are gone.
+#[map]
+static COUNTED_CALLS: PerCpuHashMap<CountedKey, CountedCalls> =
+    PerCpuHashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
 /// Entries the maps above had no room for (AGGREGATE_FULL_*).
 #[map]
 static AGGREGATE_COUNTERS: PerCpuArray<u64> =
@@ -682,10 +687,58 @@ fn finish_call(
         return None;
     }
     let (ts_ns, now) = times();
+    if extra_flags == 0 && counted_instead(task, p, ret, now) {
+        return None;
+    }
     if !slow_or_failed_enough(ret, now.saturating_sub(ts_ns), p.blocked_ns) {
         return None;
     }
     emit_call(task, p, ts_ns, now, ret, extra_flags)
+}
+
+/// With Config::count_ops: whether this call was counted in COUNTED_CALLS instead of streamed.
+/// Only a plain call is (it succeeded, never slept, was not restarted), and not the first on
+/// its key and CPU in each COUNTED_SAMPLE_EVERY_NS, which streams as an example. With the map
+/// full the call streams (counted in AGGREGATE_FULL_COUNTED): nothing is lost.
+#[inline(always)]
+fn counted_instead(task: *mut task_struct, p: &Pending, ret: i64, now: u64) -> bool {
+    if config!(count_ops) & (1 << p.op) == 0
+        || ret < 0
+        || p.flags & (CALL_BLOCKED | CALL_RESTARTED | CALL_SWITCHED_OUT) != 0
+    {
+        return false;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let key = CountedKey {
+        ipc_ns: ipc_ns_of(task as *const u8),
+        id: p.args[0] as u32,
+        op: p.op,
+        pid: (pid_tgid >> 32) as u32,
+    };
+    let zero = || Some(CountedCalls::default());
+    let Some(c) = entry(&COUNTED_CALLS, key, zero, AGGREGATE_FULL_COUNTED) else {
+        return false;
+    };
+    // SAFETY: `c` is this CPU's value for the key, valid for the program's run.
+    unsafe {
+        if now.wrapping_sub((*c).sampled_ns) >= COUNTED_SAMPLE_EVERY_NS {
+            (*c).sampled_ns = now;
+            return false;
+        }
+        (*c).calls += 1;
+        (*c).bytes += if p.op == OP_MSGSND {
+            p.args[2]
+        } else {
+            ret as u64
+        };
+        (*c).last_ns = now;
+        (*c).last_tid = pid_tgid as u32;
+        let comm = comm_of(task as *const u8);
+        let to = addr_of_mut!((*c).comm) as *mut Comm;
+        (*to)[0] = comm[0];
+        (*to)[1] = comm[1];
+    }
+    true
 }
 
 /// Whether a finished call goes through the ring buffer (Config::stream_ops).

@@ -313,3 +313,116 @@ fn a_wait_a_signal_handler_ends_is_counted_as_eintr_and_no_longer_listed() {
         h.1
     );
 }
+
+/// top's probe: msgsnd and msgrcv calls that succeed without sleeping are counted per process
+/// and queue in the kernel, but for a few examples that stream; every call that failed or slept
+/// streams. Streamed and counted add up to what the processes did, none lost or seen twice.
+#[test]
+fn plain_message_calls_are_counted_in_the_kernel_and_the_rest_stream() {
+    const PLAIN: usize = 3000;
+    const FAILED: usize = 7;
+    const BLOCKED: usize = 3;
+    let id = unsafe { libc::msgget(libc::IPC_PRIVATE, libc::IPC_CREAT | 0o600) };
+    let _cleanup = Removal::msg(id);
+    let receiver = spawn(c"it-cnt-receiver", move || unsafe {
+        // Type 2 only: each waits until the sender's late messages come.
+        let mut m = Message::<8> {
+            mtype: 0,
+            text: [0; 8],
+        };
+        for _ in 0..BLOCKED {
+            libc::msgrcv(id, &mut m as *mut Message<8> as *mut libc::c_void, 8, 2, 0);
+        }
+        0
+    });
+    let sender = spawn(c"it-cnt-sender", move || unsafe {
+        let mut m = Message::<8> {
+            mtype: 1,
+            text: *b"counted!",
+        };
+        let m = &mut m as *mut Message<8> as *mut libc::c_void;
+        for _ in 0..PLAIN {
+            libc::msgsnd(id, m, 8, 0);
+            libc::msgrcv(id, m, 8, 1, 0);
+        }
+        for _ in 0..FAILED {
+            libc::msgrcv(id, m, 8, 1, libc::IPC_NOWAIT);
+        }
+        (*(m as *mut Message<8>)).mtype = 2;
+        for _ in 0..BLOCKED {
+            libc::usleep(20_000);
+            libc::msgsnd(id, m, 8, 0);
+        }
+        0
+    });
+    let mut probe = Probe::attach(&ProbeOptions {
+        filter: Filter {
+            pids: vec![receiver.pid, sender.pid],
+            ..Default::default()
+        },
+        waits: true,
+        exit_only: true,
+        count_plain_messages: true,
+        ..Default::default()
+    })
+    .expect("attach");
+    receiver.release();
+    sender.release();
+    assert_eq!((receiver.wait(), sender.wait()), (0, 0));
+    std::thread::sleep(Duration::from_millis(100));
+    let mut streamed = Vec::new();
+    while let Some(item) = probe.events.next() {
+        if let Ok(Event::Call(c)) = decode(&item) {
+            streamed.push(c);
+        }
+    }
+    let counted = probe.counted.as_mut().unwrap().take_new();
+    let streamed_of = |pid: u32, op: Op, ok: bool| {
+        streamed
+            .iter()
+            .filter(|c| c.pid == pid && c.op == op && c.succeeded() == ok)
+            .count() as u64
+    };
+    let counted_of = |pid: u32, op: Op| {
+        counted
+            .iter()
+            .filter(|d| d.pid == pid && d.op == op && d.id == id)
+            .fold((0, 0), |(n, b), d| (n + d.calls, b + d.bytes))
+    };
+    let (sends, sent_bytes) = counted_of(sender.pid, Op::Msgsnd);
+    let (receives, received_bytes) = counted_of(sender.pid, Op::Msgrcv);
+    assert_eq!(
+        sends + streamed_of(sender.pid, Op::Msgsnd, true),
+        (PLAIN + BLOCKED) as u64
+    );
+    assert_eq!(
+        receives + streamed_of(sender.pid, Op::Msgrcv, true),
+        PLAIN as u64
+    );
+    // A few stream as examples (one per CPU every 100 ms), the rest are counted.
+    assert!(
+        sends > PLAIN as u64 - 50 && receives > PLAIN as u64 - 50,
+        "{counted:?}"
+    );
+    assert_eq!((sent_bytes, received_bytes), (8 * sends, 8 * receives));
+    // Failures are never counted away.
+    assert_eq!(streamed_of(sender.pid, Op::Msgrcv, false), FAILED as u64);
+    // Calls that slept stream, with their sleep.
+    let waits: Vec<_> = streamed.iter().filter(|c| c.pid == receiver.pid).collect();
+    assert!(waits.iter().all(|c| c.blocked_ns > 0), "{waits:?}");
+    assert_eq!(
+        waits.len() as u64 + counted_of(receiver.pid, Op::Msgrcv).0,
+        BLOCKED as u64
+    );
+    assert!(!waits.is_empty());
+    let last = counted.iter().find(|d| d.pid == sender.pid).unwrap();
+    assert_eq!(
+        (last.last_tid, last.comm.to_string()),
+        (sender.pid, "it-cnt-sender".to_string())
+    );
+    assert_eq!(probe.counters.read().unwrap().lost, 0);
+    // Read to the end, the exited processes' entries go.
+    let counted = probe.counted.as_mut().unwrap();
+    assert_eq!(counted.take_new(), vec![]);
+    assert_eq!(counted.entries(), 0);
+}

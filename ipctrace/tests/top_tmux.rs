@@ -434,3 +434,83 @@ fn top_ends_when_its_terminal_goes_away() {
     }
     let _ = std::fs::remove_file(&pidfile);
 }
+
+/// Kills and reaps a child when dropped.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: our own child.
+        unsafe {
+            libc::kill(self.0 as i32, libc::SIGKILL);
+            libc::waitpid(self.0 as i32, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
+/// A rate as top prints it: 9401, 19k, 1.2M.
+fn rate(cell: &str) -> f64 {
+    let (number, scale) = match cell.strip_suffix('k') {
+        Some(n) => (n, 1e3),
+        None => match cell.strip_suffix('M') {
+            Some(n) => (n, 1e6),
+            None => (cell, 1.0),
+        },
+    };
+    number.parse::<f64>().map_or(0.0, |n| n * scale)
+}
+
+/// A busy queue's sends and receives succeed without sleeping, so the kernel counts them
+/// instead of streaming each (a few stream as examples): top still shows their rates, about
+/// 9,000 a second each here, and says so when it ends. Its ring buffer is 32 MiB.
+#[test]
+fn top_shows_the_rates_of_calls_the_kernel_counted_instead_of_streaming() {
+    let id = unsafe { libc::msgget(libc::IPC_PRIVATE, libc::IPC_CREAT | 0o600) };
+    assert!(id >= 0);
+    let _removal = support::Removal::msg(id);
+    let busy = support::spawn(c"it-busyqueue", move || unsafe {
+        let mut m = support::Message::<8> {
+            mtype: 1,
+            text: *b"12345678",
+        };
+        let m = &mut m as *mut support::Message<8> as *mut libc::c_void;
+        // Killed when the test is done, even a failed one; ends by itself if not.
+        for _ in 0..3000 {
+            for _ in 0..100 {
+                libc::msgsnd(id, m, 8, 0);
+                libc::msgrcv(id, m, 8, 1, 0);
+            }
+            libc::usleep(10_000);
+        }
+        0
+    });
+    busy.release();
+    let _kill = KillOnDrop(busy.pid);
+    let tmux = Tmux::new(100, 30);
+    let pidfile = format!("/tmp/ipctrace-top-counted-{}.pid", std::process::id());
+    tmux.start_top(&pidfile, &format!("--id {id}"), "");
+    tmux.keys(&["3"]);
+    let comm = format!("it-busyqueue({})", busy.pid);
+    let msqid = id.to_string();
+    let screen = tmux.wait_for("the busy queue's send and receive rates", |s| {
+        line_with(s, &[&msqid, &comm]).is_some_and(|row| {
+            let cells: Vec<&str> = row.split_whitespace().collect();
+            cells.len() > 6 && rate(cells[5]) > 4000.0 && rate(cells[6]) > 4000.0
+        })
+    });
+    let top: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let rings = support::ring_sizes_of(top);
+    assert_eq!(rings.iter().max(), Some(&(32 << 20)), "{rings:?}");
+    tmux.keys(&["q"]);
+    let after = tmux.assert_restored(0);
+    let _ = std::fs::remove_file(&pidfile);
+    assert!(
+        after.contains("of them counted in the kernel, not streamed"),
+        "{screen}\n{after}"
+    );
+    assert!(after.contains(" calls, 0 lost"), "{after}");
+}

@@ -9,6 +9,7 @@ use crate::clock::clock_ns;
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::Event;
 use crate::filter::Filter;
+use crate::loader::aggregates::Counted;
 use crate::loader::{KernelCounts, ProbeOptions};
 use crate::model::activity::Activity;
 use crate::model::waits::{GroupBy, Waits};
@@ -40,6 +41,11 @@ segments nobody has mapped whose creator is gone, events lost.
 
 top needs a terminal: for pipes and files, use ipctrace objects --watch SECS (or with --json).
 On privileges and --user: ipctrace --help.";
+
+/// top's ring buffer unless --ring-size says: top stays up on busy hosts, where its collector
+/// can wait a quarter of a second for a core (measured under the stress-ng mix of the bench):
+/// 32 MiB holds that long of what top streams there, 8 MiB did not (docs/performance.md).
+const TOP_RING_BYTES: u32 = 32 << 20;
 
 #[derive(Debug, Args, Clone)]
 pub struct TopArgs {
@@ -74,13 +80,16 @@ pub fn run(args: TopArgs) -> Result<i32> {
     filter.validate()?;
     let kinds = filter.kinds();
     let prepared = args.common.prepare(true)?;
-    let probe = attach(
+    let mut probe = attach(
         &filter,
         ids_of_keys(&filter),
         ProbeOptions {
-            ring_bytes: args.starved.ring_size,
+            ring_bytes: Some(args.starved.ring_size.unwrap_or(TOP_RING_BYTES)),
             // No view of top needs a call's start: each call is seen at its exit only.
             exit_only: true,
+            // Most calls of a busy queue: counted in the kernel, so that a starved top has
+            // less to read (each interval takes the counts; a few stream as examples).
+            count_plain_messages: kinds.contains(&IpcKind::Msg),
             ..with_processes()
         },
     )?;
@@ -101,6 +110,7 @@ pub fn run(args: TopArgs) -> Result<i32> {
             true,
         );
     }
+    let counted = probe.counted.take();
     prepared.drop_privileges()?;
     // Waits happen on semaphores and queues; shared memory never waits.
     let wait_kinds = kinds.iter().copied().filter(|k| *k != IpcKind::Shm);
@@ -121,6 +131,8 @@ pub fn run(args: TopArgs) -> Result<i32> {
         },
         view: TopView::new(args.interval),
         events_since_tick: 0,
+        counted,
+        counted_calls: 0,
         last_tick_ns: now,
         own_pid: std::process::id(),
         failed: None,
@@ -136,11 +148,20 @@ pub fn run(args: TopArgs) -> Result<i32> {
     let totals = runtime()?.block_on(session::run(probe, schedule, &mut top));
     // The terminal is back before anything else is said.
     top.view.close();
-    let totals = totals?;
+    let mut totals = totals?;
+    top.take_counted();
+    // Seen, though not one by one.
+    totals.events += top.counted_calls;
     if let Some(e) = top.failed {
         anyhow::bail!("drawing on the terminal: {e}");
     }
     print!("{}", crate::views::summary(&totals, false, &[]));
+    if top.counted_calls > 0 {
+        println!(
+            "{} of them counted in the kernel, not streamed (msgsnd and msgrcv that did not sleep)",
+            top.counted_calls
+        );
+    }
     Ok(0)
 }
 
@@ -184,6 +205,9 @@ struct Top {
     shown: Shown,
     view: TopView,
     events_since_tick: u64,
+    /// The plain msgsnd and msgrcv calls the kernel counts instead of streaming.
+    counted: Option<Counted>,
+    counted_calls: u64,
     last_tick_ns: u64,
     /// ipctrace's own semctl and msgctl calls (reading values) are not the workload's.
     own_pid: u32,
@@ -192,6 +216,22 @@ struct Top {
 }
 
 impl Top {
+    /// Adds what the kernel counted since the last look to the models.
+    fn take_counted(&mut self) {
+        let Some(counted) = self.counted.as_mut() else {
+            return;
+        };
+        for delta in counted.take_new() {
+            self.counted_calls += delta.calls;
+            self.events_since_tick += delta.calls;
+            if delta.pid == self.own_pid {
+                continue;
+            }
+            self.shown.live.objects_mut().apply_counted(&delta);
+            self.shown.activity.apply_counted(&delta);
+        }
+    }
+
     fn fail(&mut self, e: std::io::Error) -> Flow {
         self.failed = Some(e);
         Flow::Stop
@@ -252,6 +292,8 @@ impl Sink for Top {
     }
 
     fn interval(&mut self) -> Flow {
+        // Before the kernel's queues are read: their depths are those after these calls.
+        self.take_counted();
         self.shown.live.refresh_kinds(&[IpcKind::Sem, IpcKind::Msg]);
         let now = now_ns();
         let objects = self.shown.live.objects();

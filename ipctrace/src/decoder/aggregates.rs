@@ -1,5 +1,6 @@
 //! The kernel-side aggregates as plain values: one reading of the per-CPU totals, wait
-//! histograms, wakers and waits in progress, summed over CPUs (`loader::aggregates` reads them).
+//! histograms, wakers and waits in progress, summed over CPUs, and what one process's plain calls
+//! added since the last look (`loader::aggregates` reads them).
 
 use crate::decoder::syscalls::Op;
 use crate::decoder::Comm;
@@ -47,13 +48,32 @@ pub struct AggregateReading {
     pub waiting: Vec<(u32, WaitingNow)>,
     pub wakers: Vec<Wakes>,
     /// Entries the kernel had no room for: per-object counts, histograms, waits in progress,
-    /// wakers.
+    /// wakers, counted calls (which streamed instead: not lost).
     pub full: [u64; common::AGGREGATE_COUNTER_COUNT as usize],
 }
 
 impl AggregateReading {
     /// All entries the kernel could not keep, for ipctrace's own `lost` counts.
     pub fn unrecorded(&self) -> u64 {
-        self.full.iter().sum()
+        self.full[..common::AGGREGATE_FULL_COUNTED as usize]
+            .iter()
+            .sum()
     }
+}
+
+/// Plain calls (they succeeded and never slept) of one process, op and object that the kernel
+/// counted instead of streaming them, since the last look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountedDelta {
+    pub pid: u32,
+    pub ipc_ns: u32,
+    pub id: i32,
+    pub op: Op,
+    pub calls: u64,
+    /// Message bytes: sent (msgsz) or received.
+    pub bytes: u64,
+    /// The last of them: its exit (CLOCK_MONOTONIC), thread and comm.
+    pub last_ns: u64,
+    pub last_tid: u32,
+    pub comm: Comm,
 }

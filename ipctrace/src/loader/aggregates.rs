@@ -1,8 +1,9 @@
 //! The kernel-side aggregate maps seen from user space: reads them into a plain
-//! `AggregateReading`, and deletes the entries of objects that are gone.
+//! `AggregateReading`, and deletes the entries of objects that are gone; and the plain calls
+//! counted instead of streamed (`Counted`), as what each process added since the last look.
 
 use crate::decoder::aggregates::{
-    AggregateReading, ObjectOpKey, WaitKey, WaitTotals, WaitingNow, WakerKey, Wakes,
+    AggregateReading, CountedDelta, ObjectOpKey, WaitKey, WaitTotals, WaitingNow, WakerKey, Wakes,
 };
 use crate::decoder::syscalls::Op;
 use crate::decoder::Comm;
@@ -121,5 +122,74 @@ impl Aggregates {
                 let _ = self.waiting.remove(&tid);
             }
         }
+    }
+}
+
+/// `COUNTED_CALLS`, taken from the loaded object (`Probe::counted`), and how much of each entry
+/// was already handed on.
+pub struct Counted {
+    pub(crate) map: PerCpuHashMap<MapData, common::CountedKey, common::CountedCalls>,
+    /// Per key: calls and bytes as of the last look.
+    seen: std::collections::HashMap<common::CountedKey, (u64, u64)>,
+}
+
+impl Counted {
+    pub(crate) fn new(
+        map: PerCpuHashMap<MapData, common::CountedKey, common::CountedCalls>,
+    ) -> Self {
+        Counted {
+            map,
+            seen: Default::default(),
+        }
+    }
+
+    /// What the kernel counted since the last look, per process, op and object. The entries
+    /// of processes that have exited, once read to the end, are deleted (their pids may come
+    /// back as other processes).
+    pub fn take_new(&mut self) -> Vec<CountedDelta> {
+        let mut new = Vec::new();
+        let mut idle = Vec::new();
+        for entry in self.map.iter() {
+            let Ok((key, per_cpu)) = entry else { continue };
+            let calls: u64 = per_cpu.iter().map(|c| c.calls).sum();
+            let bytes: u64 = per_cpu.iter().map(|c| c.bytes).sum();
+            let seen = self.seen.entry(key).or_default();
+            if calls == seen.0 {
+                idle.push(key);
+                continue;
+            }
+            let Some(op) = Op::from_code(key.op) else {
+                continue;
+            };
+            let last = per_cpu
+                .iter()
+                .max_by_key(|c| c.last_ns)
+                .copied()
+                .unwrap_or_default();
+            new.push(CountedDelta {
+                pid: key.pid,
+                ipc_ns: key.ipc_ns,
+                id: key.id as i32,
+                op,
+                calls: calls.saturating_sub(seen.0),
+                bytes: bytes.saturating_sub(seen.1),
+                last_ns: last.last_ns,
+                last_tid: last.last_tid,
+                comm: Comm::from_bytes(last.comm),
+            });
+            *seen = (calls, bytes);
+        }
+        for key in idle {
+            if !std::path::Path::new(&format!("/proc/{}", key.pid)).exists() {
+                let _ = self.map.remove(&key);
+                self.seen.remove(&key);
+            }
+        }
+        new
+    }
+
+    /// How many (process, op, object) entries the kernel holds now.
+    pub fn entries(&self) -> usize {
+        self.map.keys().count()
     }
 }

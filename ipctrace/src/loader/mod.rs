@@ -46,6 +46,9 @@ pub struct ProbeOptions {
     pub stream_removals: bool,
     /// With `stream_ops`: calls that really slept are handed over too.
     pub stream_blocked: bool,
+    /// msgsnd and msgrcv calls that succeeded without sleeping are counted per process and
+    /// queue in the kernel (`Probe::counted`) instead of streamed, but for a few examples.
+    pub count_plain_messages: bool,
     /// Attach nothing at sys_enter: a call is seen at its exit (arguments from the caller's
     /// saved registers) and at its sleeps, so one that never sleeps runs one program, not two.
     /// Records then carry no start: `ts_ns` is the first sleep, or the exit (CALL_FROM_EXIT).
@@ -62,6 +65,8 @@ pub struct Probe {
     pub counters: Counters,
     /// With `ProbeOptions::aggregate`.
     pub aggregates: Option<aggregates::Aggregates>,
+    /// With `ProbeOptions::count_plain_messages`.
+    pub counted: Option<aggregates::Counted>,
 }
 
 /// What the kernel side could not hand over, summed over CPUs.
@@ -184,7 +189,7 @@ impl Probe {
                 links.push(attach_syscall(noop, &format!("sys_enter_{}", op.name()))?);
                 links.push(attach_syscall(noop, &format!("sys_exit_{}", op.name()))?);
             }
-            return Probe::finish(ebpf, links, false);
+            return Probe::finish(ebpf, links, false, false);
         }
         let mut btf_programs = Vec::new();
         if options.waits && filter.kinds().iter().any(|k| *k != IpcKind::Shm) {
@@ -255,11 +260,11 @@ impl Probe {
             Ok(())
         })?;
         release_freed_memory();
-        Probe::finish(ebpf, links, options.aggregate)
+        Probe::finish(ebpf, links, options.aggregate, options.count_plain_messages)
     }
 
     /// Takes the maps user space reads; the rest stay with the object until it is dropped.
-    fn finish(mut ebpf: Ebpf, links: Links, aggregate: bool) -> Result<Probe> {
+    fn finish(mut ebpf: Ebpf, links: Links, aggregate: bool, counted: bool) -> Result<Probe> {
         let aggregates = if aggregate {
             let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| anyhow!("no {name} map"));
             Some(aggregates::Aggregates {
@@ -270,6 +275,14 @@ impl Probe {
                 wakers: PerCpuHashMap::try_from(take("WAKERS")?)?,
                 full: PerCpuArray::try_from(take("AGGREGATE_COUNTERS")?)?,
             })
+        } else {
+            None
+        };
+        let counted = if counted {
+            let map = ebpf
+                .take_map("COUNTED_CALLS")
+                .ok_or_else(|| anyhow!("no COUNTED_CALLS map"))?;
+            Some(aggregates::Counted::new(PerCpuHashMap::try_from(map)?))
         } else {
             None
         };
@@ -289,6 +302,7 @@ impl Probe {
             events,
             counters,
             aggregates,
+            counted,
         })
     }
 }
@@ -330,6 +344,11 @@ fn kernel_config(options: &ProbeOptions, offsets: common::KernelOffsets) -> comm
             ops.iter()
                 .fold(removals | blocked, |mask, op| mask | 1 << op.code())
         }),
+        count_ops: if options.count_plain_messages {
+            1 << Op::Msgsnd.code() | 1 << Op::Msgrcv.code()
+        } else {
+            0
+        },
         min_lat_ns: nanos(filter.min_lat),
         min_blocked_ns: nanos(filter.min_blocked),
         ..common::Config::DEFAULT

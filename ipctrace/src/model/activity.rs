@@ -2,6 +2,7 @@
 //! time blocked since the start and in the last interval (so a view can show rates), and the
 //! last few calls on each object. Plain state from calls; the caller says when an interval ends.
 
+use crate::decoder::aggregates::CountedDelta;
 use crate::decoder::syscalls::Op;
 use crate::decoder::{Call, Comm, Event, ProcessChange};
 use crate::model::objects::ObjectKey;
@@ -264,6 +265,44 @@ impl Activity {
         }
     }
 
+    /// Plain calls the kernel counted instead of streaming (msgsnd and msgrcv that succeeded
+    /// without sleeping): as many calls, sends or receives, none of them among the recent calls.
+    pub fn apply_counted(&mut self, counted: &CountedDelta) {
+        let add = |counts: &mut Counts| {
+            counts.calls += counted.calls;
+            match counted.op {
+                Op::Msgsnd => counts.sends += counted.calls,
+                Op::Msgrcv => counts.receives += counted.calls,
+                _ => {}
+            }
+        };
+        let process = self
+            .processes
+            .get_or_insert_with(counted.pid, || ProcessActivity {
+                comm: counted.comm,
+                tally: Tally::default(),
+                exited: false,
+                exit_shown: false,
+            });
+        process.comm = counted.comm;
+        add(&mut process.tally.total);
+        let identity = ObjectKey {
+            ns: counted.ipc_ns,
+            kind: counted.op.kind(),
+            id: counted.id,
+        };
+        let object = self
+            .objects
+            .get_or_insert_with(identity, ObjectActivity::default);
+        add(&mut object.tally.total);
+        let last = match counted.op {
+            Op::Msgrcv => &mut object.last_receive_ns,
+            Op::Msgsnd => &mut object.last_send_ns,
+            _ => return,
+        };
+        *last = Some(last.map_or(counted.last_ns, |t| t.max(counted.last_ns)));
+    }
+
     /// Ends an interval at `now_ns`: its counts become `last_interval`, processes that exited
     /// before it are forgotten, and so are objects `exists` says are gone.
     pub fn tick(&mut self, now_ns: u64, exists: impl Fn(&ObjectKey) -> bool) {
@@ -354,6 +393,37 @@ mod tests {
         let p = a.process(7).unwrap();
         assert_eq!((p.tally.last_interval.calls, p.tally.total.calls), (1, 12));
         assert_eq!(a.rate(p.tally.last_interval.calls), 1.0);
+    }
+
+    #[test]
+    fn calls_the_kernel_counted_are_counted_as_sends_and_receives_but_not_listed() {
+        let mut a = Activity::new(0);
+        a.apply_call(&msgsnd(7, 3, 0, 5));
+        let counted = |op, calls, last_ns| CountedDelta {
+            pid: 7,
+            ipc_ns: 0,
+            id: 3,
+            op,
+            calls,
+            bytes: 8 * calls,
+            last_ns,
+            last_tid: 7,
+            comm: Comm::new("pinger"),
+        };
+        a.apply_counted(&counted(Op::Msgsnd, 400, 90));
+        a.apply_counted(&counted(Op::Msgrcv, 399, 95));
+        a.tick(S, |_| true);
+        let p = a.process(7).unwrap();
+        assert_eq!(
+            (p.comm, p.tally.last_interval.calls),
+            (Comm::new("pinger"), 800)
+        );
+        let o = a.object(&identity(IpcKind::Msg, 3)).unwrap();
+        let t = o.tally.last_interval;
+        assert_eq!((t.calls, t.sends, t.receives, t.errors), (800, 401, 399, 0));
+        assert_eq!((o.last_send_ns, o.last_receive_ns), (Some(90), Some(95)));
+        // Only the streamed call is among the recent ones.
+        assert_eq!(o.recent.len(), 1);
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod tests;
 
 pub use crate::kernel_view::snapshot::KernelSnapshot;
 
+use crate::decoder::aggregates::CountedDelta;
 use crate::decoder::sem_undo::SemUndoWalk;
 use crate::decoder::syscalls::{self, IpcKind, Op};
 use crate::decoder::{Call, Comm, Event, ProcessChange, ProcessStart};
@@ -708,6 +709,47 @@ impl Objects {
             Op::Msgsnd => self.msgsnd(identity, call),
             Op::Msgrcv => self.msgrcv(identity, call),
             Op::Shmget | Op::Semget | Op::Msgget => {}
+        }
+    }
+
+    /// Plain calls the kernel counted instead of streaming (msgsnd and msgrcv that succeeded
+    /// without sleeping): their op counts, the caller's name and the object's last op. A
+    /// queue's depth, bytes and last sender and receiver are the kernel's, read each interval;
+    /// its messages are no longer followed one by one.
+    pub fn apply_counted(&mut self, counted: &CountedDelta) {
+        let caller = self.process_mut(counted.pid);
+        caller.comm = Some(counted.comm);
+        let caller = caller.serial;
+        let identity = ObjectKey {
+            ns: counted.ipc_ns,
+            kind: counted.op.kind(),
+            id: counted.id,
+        };
+        let Some(object) = self.table.get_mut(&identity) else {
+            return;
+        };
+        *object.ops.entry(counted.op).or_default() += counted.calls;
+        if object
+            .last_op
+            .is_none_or(|last| last.ts_ns <= counted.last_ns)
+        {
+            object.last_op = Some(LastOp {
+                pid: counted.pid,
+                tid: counted.last_tid,
+                comm: counted.comm,
+                op: counted.op,
+                ts_ns: counted.last_ns,
+                errno: None,
+                process: caller,
+            });
+        }
+        if let ObjectState::Msg(q) = &mut object.state {
+            q.messages = None;
+            match counted.op {
+                Op::Msgsnd => q.bytes_sent += counted.bytes,
+                Op::Msgrcv => q.bytes_received += counted.bytes,
+                _ => {}
+            }
         }
     }
 

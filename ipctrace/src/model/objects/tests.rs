@@ -577,6 +577,53 @@ fn queue_depth_follows_sends_and_receives() {
     assert_eq!((queue(&o, 3).qnum, queue(&o, 3).lrpid), (0, 31));
 }
 
+fn counted(pid: u32, op: Op, id: i32, calls: u64, bytes: u64, last_ns: u64) -> CountedDelta {
+    CountedDelta {
+        pid,
+        ipc_ns: 0,
+        id,
+        op,
+        calls,
+        bytes,
+        last_ns,
+        last_tid: pid + 1,
+        comm: Comm::new("counted"),
+    }
+}
+
+#[test]
+fn calls_the_kernel_counted_add_op_counts_bytes_and_the_last_op() {
+    let mut o = seeded();
+    apply(
+        &mut o,
+        &[
+            msgget(10, 0x78, CREAT | 0o600, 4, 1),
+            msgsnd(10, 4, 100, 1, 2),
+        ],
+    );
+    o.apply_counted(&counted(12, Op::Msgsnd, 4, 500, 4000, 50));
+    o.apply_counted(&counted(13, Op::Msgrcv, 4, 480, 3840, 40));
+    // Of an object nobody knows: nothing to add to.
+    o.apply_counted(&counted(12, Op::Msgsnd, 99, 7, 56, 60));
+    let object = o.get(&identity(IpcKind::Msg, 4)).unwrap();
+    assert_eq!(
+        (object.ops.get(&Op::Msgsnd), object.ops.get(&Op::Msgrcv)),
+        (Some(&501), Some(&480))
+    );
+    let last = object.last_op.unwrap();
+    assert_eq!(
+        (last.pid, last.tid, last.op, last.ts_ns),
+        (12, 13, Op::Msgsnd, 50)
+    );
+    assert_eq!(last.comm, Comm::new("counted"));
+    let q = queue(&o, 4);
+    assert_eq!((q.bytes_sent, q.bytes_received), (4100, 3840));
+    // Its depth is the kernel's from now on: the messages are no longer followed one by one.
+    assert_eq!((q.qnum, q.cbytes), (1, 100));
+    assert!(q.messages.is_none());
+    assert!(o.get(&identity(IpcKind::Msg, 99)).is_none());
+}
+
 #[test]
 fn a_reused_id_is_a_new_object() {
     let mut o = seeded();
