@@ -63,9 +63,9 @@ enum Config {
     TraceNice,
     /// Only under the saturated mix: trace with a 128 MiB ring buffer.
     TraceRing,
-    /// Only under the saturated mix: trace and top at a real-time priority (SCHED_FIFO).
+    /// Only under the saturated mix: trace at a real-time priority (SCHED_FIFO) with a
+    /// 128 MiB ring, what its --help suggests for a saturated host.
     TraceRealtime,
-    TopRealtime,
     FilteredOut,
     Bpftrace,
     RawSyscalls,
@@ -100,8 +100,7 @@ impl Config {
             Config::Export => "ipctrace export",
             Config::TraceNice => "ipctrace trace --json --nice -15",
             Config::TraceRing => "ipctrace trace --json --ring-size 128M",
-            Config::TraceRealtime => "ipctrace trace --json --realtime 10",
-            Config::TopRealtime => "ipctrace top --realtime 10 (80x24 pty)",
+            Config::TraceRealtime => "ipctrace trace --json --realtime 10 --ring-size 128M",
             Config::FilteredOut => "ipctrace trace --json --pid 1",
             Config::Bpftrace => "bpftrace latency hist",
             Config::RawSyscalls => "bpftrace raw_syscalls (empty)",
@@ -120,8 +119,7 @@ impl Config {
             Config::Export => "export",
             Config::TraceNice => "trace_nice",
             Config::TraceRing => "trace_ring_128m",
-            Config::TraceRealtime => "trace_realtime",
-            Config::TopRealtime => "top_realtime",
+            Config::TraceRealtime => "trace_realtime_128m",
             Config::FilteredOut => "trace_pid1",
             Config::Bpftrace => "bpftrace",
             Config::RawSyscalls => "bpftrace_raw_syscalls",
@@ -148,9 +146,15 @@ impl Config {
             Config::Export => &["export", "--listen", "127.0.0.1:0"],
             Config::TraceNice => &["trace", "--json", "--nice", "-15"],
             Config::TraceRing => &["trace", "--json", "--ring-size", "128M"],
-            Config::TraceRealtime => &["trace", "--json", "--realtime", "10"],
+            Config::TraceRealtime => &[
+                "trace",
+                "--json",
+                "--realtime",
+                "10",
+                "--ring-size",
+                "128M",
+            ],
             Config::Top => &["top"],
-            Config::TopRealtime => &["top", "--realtime", "10"],
             Config::FilteredOut => &["trace", "--json", "--pid", "1"],
             _ => return None,
         })
@@ -758,14 +762,13 @@ fn measure_idle(tools: &Tools) -> Result<Sample> {
 
 /// The saturated mix (issue 15): stress-ng keeps both cores busy with queues, semaphores and
 /// segments while each tracer runs at default priority.
-const SATURATED_CONFIGS: [Config; 8] = [
+const SATURATED_CONFIGS: [Config; 7] = [
     Config::Trace,
     Config::TraceNice,
     Config::TraceRing,
     Config::TraceRealtime,
     Config::Lat,
     Config::Top,
-    Config::TopRealtime,
     Config::Export,
 ];
 const STRESS_NG_ARGS: [&str; 10] = [
@@ -913,7 +916,7 @@ fn start_tracer(
     let out = tools.out_dir.join(format!("{}.out", config.slug()));
     let file = File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut screen = None;
-    if matches!(config, Config::Top | Config::TopRealtime) {
+    if config == Config::Top {
         screen = Some(pty::give_terminal(&mut cmd, file)?);
     } else {
         cmd.stdout(file);
