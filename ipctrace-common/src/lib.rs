@@ -54,6 +54,9 @@ pub struct Config {
     /// `--min-lat` / `--min-blocked`: shorter calls are not reported.
     pub min_lat_ns: u64,
     pub min_blocked_ns: u64,
+    /// A record that finds this many bytes waiting in the ring buffer wakes the reader (which
+    /// otherwise drains on its own timer): a burst is read before the ring fills. 0: never.
+    pub wakeup_bytes: u64,
 }
 
 impl Config {
@@ -89,6 +92,7 @@ impl Config {
         count_ops: 0,
         min_lat_ns: 0,
         min_blocked_ns: 0,
+        wakeup_bytes: 0,
     };
 }
 
@@ -513,6 +517,9 @@ pub const STREAM_REMOVALS: u32 = 1 << 31;
 /// `Config::stream_ops` bit: calls that really slept stream whatever their op's own bit says (a
 /// view that counts calls in the kernel still wants each blocked wait, with its waker).
 pub const STREAM_BLOCKED: u32 = 1 << 30;
+
+/// The `EVENTS` ring buffer's built-in size (user space may set another at load).
+pub const EVENTS_RING_BYTES: u32 = 8 << 20;
 
 /// Key of `COUNTED_CALLS`: one process's calls of one op on one object.
 #[repr(C)]

@@ -89,7 +89,7 @@ static AGGREGATE_COUNTERS: PerCpuArray<u64> =
 // ---- Maps. ----
 /// Completed calls and process events, to user space.
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
 /// The call a thread is in, between sys_enter and sys_exit, kept on the thread itself: no
 /// shared table to fill up, no entry to delete, freed by the kernel when the thread exits.
 #[btf_map]
@@ -178,9 +178,24 @@ const IPC_RMID: u64 = 0;
 const EEXIST: i32 = 17;
 const E2BIG: i64 = 7;
 
-/// Records never wake the reader: a wakeup costs the traced call an IPI and the reader a
-/// context switch per record. The reader drains the ring on a short timer instead.
+/// Records do not wake the reader: a wakeup costs the traced call an IPI and the reader a
+/// context switch per record. The reader drains the ring on a timer instead, and is woken
+/// only when a burst has filled a good part of the ring (`submit_flags`).
 const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+
+/// How a record is submitted: with a wakeup once Config::wakeup_bytes wait unread (the kernel
+/// queues one wakeup however many records ask while it is pending), without one otherwise.
+#[inline(always)]
+fn submit_flags() -> u64 {
+    let at = config!(wakeup_bytes);
+    if at != 0 && EVENTS.query(BPF_RB_AVAIL_DATA) >= at {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}
 
 // Offsets into syscalls:sys_enter_* / sys_exit_* records (see their `format` files).
 const TP_NR: usize = 8;
@@ -509,7 +524,7 @@ fn emit_process(event: u32, pid: u32, child_pid: u32, start_ns: u64) {
             ))
         },
     });
-    entry.submit(BPF_RB_NO_WAKEUP);
+    entry.submit(submit_flags());
 }
 
 /// Whether the current process's call of `op` (first argument `first`) passes the filters.
@@ -865,7 +880,7 @@ fn emit_call(
         core::ptr::write_unaligned(sops, core::mem::transmute::<[u64; 3], [u8; 24]>(user));
         (*c).flags = flags;
     }
-    entry.submit(BPF_RB_NO_WAKEUP);
+    entry.submit(submit_flags());
     Some(())
 }
 

@@ -103,3 +103,59 @@ fn trace_warns_on_stderr_while_it_loses_events() {
         .unwrap();
     assert!(warned > 0 && warned <= lost, "{line}");
 }
+
+/// How long a reader blocked in poll(2) on the ring before `calls` semctl calls sleeps: until
+/// they wake it, or for poll's whole 2 s (it finds the records then, unwoken).
+fn reader_woken_by(calls: u64, ring_bytes: u32) -> Duration {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a private set this test owns.
+    let id = unsafe { libc::semget(libc::IPC_PRIVATE, 1, libc::IPC_CREAT | 0o600) };
+    let _cleanup = Removal::sem(id);
+    // SAFETY (the child): semctl only.
+    let child = spawn(c"it-burst", move || unsafe {
+        for _ in 0..calls {
+            libc::semctl(id, 0, libc::GETVAL);
+        }
+        0
+    });
+    let probe = ipctrace::loader::Probe::attach(&ProbeOptions {
+        ring_bytes: Some(ring_bytes),
+        ..options(Filter {
+            pids: vec![child.pid],
+            ..Default::default()
+        })
+    })
+    .expect("attach");
+    let fd = probe.events.as_raw_fd();
+    let poller = std::thread::spawn(move || {
+        let mut pollfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let started = Instant::now();
+        // SAFETY: one valid pollfd; the probe outlives the thread (joined below).
+        let ready = unsafe { libc::poll(&mut pollfd, 1, 2000) };
+        assert!(ready >= 0, "poll: {}", std::io::Error::last_os_error());
+        started.elapsed()
+    });
+    // The reader is asleep in poll before the first record is written.
+    std::thread::sleep(Duration::from_millis(200));
+    child.release();
+    assert_eq!(child.wait(), 0);
+    let woken_after = poller.join().unwrap();
+    drop(probe);
+    woken_after
+}
+
+/// Records wake nobody (a wakeup per record would cost each traced call), but a burst that
+/// fills a quarter of the ring does: the reader empties it long before it would have room for
+/// no more. A few records wait for the reader's own timer.
+#[test]
+fn a_burst_that_fills_a_quarter_of_the_ring_wakes_the_reader() {
+    // 64 KiB: a quarter is 16 KiB, 85 records of 192 bytes. The burst comes 200 ms in.
+    let after = reader_woken_by(1000, 64 << 10);
+    assert!(after < Duration::from_millis(1000), "{after:?}");
+    let after = reader_woken_by(20, 64 << 10);
+    assert!(after >= Duration::from_millis(1900), "{after:?}");
+}

@@ -351,6 +351,8 @@ fn kernel_config(options: &ProbeOptions, offsets: common::KernelOffsets) -> comm
         },
         min_lat_ns: nanos(filter.min_lat),
         min_blocked_ns: nanos(filter.min_blocked),
+        // A quarter of the ring: the reader has three quarters' worth of time to get a core.
+        wakeup_bytes: u64::from(options.ring_bytes.unwrap_or(common::EVENTS_RING_BYTES)) / 4,
         ..common::Config::DEFAULT
     };
     config.tgids[..filter.pids.len()].copy_from_slice(&filter.pids);
