@@ -186,8 +186,8 @@ pub struct StarvedArgs {
           value_parser = clap::value_parser!(i32).range(1..=99))]
     pub realtime: Option<i32>,
     /// The ring buffer the kernel hands calls over in, in bytes (a power of two, a multiple of
-    /// the page size; K, M, G: KiB, MiB, GiB; default 8M, for top 32M): a larger one rides out
-    /// longer stalls of a starved collector, and pins that much kernel memory.
+    /// the page size; K, M, G: KiB, MiB, GiB; default 8M): a larger one rides out longer stalls
+    /// of a starved collector, and pins that much kernel memory.
     #[arg(long, value_name = "BYTES", value_parser = parse_ring_size)]
     pub ring_size: Option<u32>,
 }

@@ -462,7 +462,7 @@ fn rate(cell: &str) -> f64 {
 
 /// A busy queue's sends and receives succeed without sleeping, so the kernel counts them
 /// instead of streaming each (a few stream as examples): top still shows their rates, about
-/// 9,000 a second each here, and says so when it ends. Its ring buffer is 32 MiB.
+/// 9,000 a second each here, and says so when it ends.
 #[test]
 fn top_shows_the_rates_of_calls_the_kernel_counted_instead_of_streaming() {
     let id = unsafe { libc::msgget(libc::IPC_PRIVATE, libc::IPC_CREAT | 0o600) };
@@ -498,13 +498,6 @@ fn top_shows_the_rates_of_calls_the_kernel_counted_instead_of_streaming() {
             cells.len() > 6 && rate(cells[5]) > 4000.0 && rate(cells[6]) > 4000.0
         })
     });
-    let top: u32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let rings = support::ring_sizes_of(top);
-    assert_eq!(rings.iter().max(), Some(&(32 << 20)), "{rings:?}");
     tmux.keys(&["q"]);
     let after = tmux.assert_restored(0);
     let _ = std::fs::remove_file(&pidfile);

@@ -146,14 +146,9 @@ impl Config {
             Config::Export => &["export", "--listen", "127.0.0.1:0"],
             Config::TraceNice => &["trace", "--json", "--nice", "-15"],
             Config::TraceRing => &["trace", "--json", "--ring-size", "128M"],
-            Config::TraceRealtime => &[
-                "trace",
-                "--json",
-                "--realtime",
-                "10",
-                "--ring-size",
-                "128M",
-            ],
+            Config::TraceRealtime => {
+                &["trace", "--json", "--realtime", "10", "--ring-size", "128M"]
+            }
             Config::Top => &["top"],
             Config::FilteredOut => &["trace", "--json", "--pid", "1"],
             _ => return None,

@@ -42,11 +42,6 @@ segments nobody has mapped whose creator is gone, events lost.
 top needs a terminal: for pipes and files, use ipctrace objects --watch SECS (or with --json).
 On privileges and --user: ipctrace --help.";
 
-/// top's ring buffer unless --ring-size says: top stays up on busy hosts, where its collector
-/// can wait a quarter of a second for a core (measured under the stress-ng mix of the bench):
-/// 32 MiB holds that long of what top streams there, 8 MiB did not (docs/performance.md).
-const TOP_RING_BYTES: u32 = 32 << 20;
-
 #[derive(Debug, Args, Clone)]
 pub struct TopArgs {
     #[command(flatten)]
@@ -84,7 +79,7 @@ pub fn run(args: TopArgs) -> Result<i32> {
         &filter,
         ids_of_keys(&filter),
         ProbeOptions {
-            ring_bytes: Some(args.starved.ring_size.unwrap_or(TOP_RING_BYTES)),
+            ring_bytes: args.starved.ring_size,
             // No view of top needs a call's start: each call is seen at its exit only.
             exit_only: true,
             // Most calls of a busy queue: counted in the kernel, so that a starved top has

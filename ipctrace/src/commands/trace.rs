@@ -31,7 +31,8 @@ Examples:
   ipctrace trace --min-blocked 10ms # only calls that slept 10 ms or more waiting
   ipctrace trace --json --duration 10 > calls.jsonl
   ipctrace trace --json --user nobody -o calls.jsonl   # attach as root, then trace as nobody
-  ipctrace trace --json --realtime 10 -o calls.jsonl   # keep up on saturated cores (SCHED_FIFO)
+  ipctrace trace --json --realtime 10 --ring-size 128M -o calls.jsonl
+                                    # keep up on saturated cores (SCHED_FIFO, a larger ring)
 
 Lines come as calls return: TIME is when the call returned and LAT how long it took (JSON's
 ts_ns is when it was made). A call a signal interrupted is reported as the process saw it: EINTR

@@ -227,17 +227,23 @@ impl Activity {
         }
     }
 
+    /// The process's entry, made if new, under the name it has now.
+    fn process_named(&mut self, pid: u32, comm: Comm) -> &mut ProcessActivity {
+        let process = self.processes.get_or_insert_with(pid, || ProcessActivity {
+            comm,
+            tally: Tally::default(),
+            exited: false,
+            exit_shown: false,
+        });
+        process.comm = comm;
+        process
+    }
+
     pub fn apply_call(&mut self, call: &Call) {
-        let process = self
-            .processes
-            .get_or_insert_with(call.pid, || ProcessActivity {
-                comm: call.comm,
-                tally: Tally::default(),
-                exited: false,
-                exit_shown: false,
-            });
-        process.comm = call.comm;
-        process.tally.total.add(call);
+        self.process_named(call.pid, call.comm)
+            .tally
+            .total
+            .add(call);
         // A shmdt names an address, not a segment: it counts for the process only.
         let Some(id) = call.id().filter(|_| call.op != Op::Shmdt) else {
             return;
@@ -276,16 +282,7 @@ impl Activity {
                 _ => {}
             }
         };
-        let process = self
-            .processes
-            .get_or_insert_with(counted.pid, || ProcessActivity {
-                comm: counted.comm,
-                tally: Tally::default(),
-                exited: false,
-                exit_shown: false,
-            });
-        process.comm = counted.comm;
-        add(&mut process.tally.total);
+        add(&mut self.process_named(counted.pid, counted.comm).tally.total);
         let identity = ObjectKey {
             ns: counted.ipc_ns,
             kind: counted.op.kind(),
