@@ -592,13 +592,15 @@ mod tests {
         assert_eq!(core::mem::size_of::<SemUndoRecord>(), 160);
         assert_eq!(core::mem::size_of::<CallInFlight>(), 64);
         // No padding the two sides could disagree on: comms start 8-aligned.
-        assert_eq!(core::mem::size_of::<Config>(), 232);
+        assert_eq!(core::mem::size_of::<Config>(), 240);
         assert_eq!(core::mem::size_of::<SemUndoOffsets>(), 24);
         assert_eq!(core::mem::offset_of!(Config, comms), 56);
         assert_eq!(core::mem::size_of::<WaitHistogram>(), 8 * (2 + WAIT_SLOTS));
         assert_eq!(core::mem::size_of::<WaitingNow>(), 32);
         assert_eq!(core::mem::size_of::<WakerKey>(), 24);
         assert_eq!(core::mem::size_of::<WakerCount>(), 24);
+        assert_eq!(core::mem::size_of::<CountedKey>(), 16);
+        assert_eq!(core::mem::size_of::<CountedCalls>(), 56);
     }
 
     #[test]
