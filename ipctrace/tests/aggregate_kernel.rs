@@ -376,7 +376,8 @@ fn plain_message_calls_are_counted_in_the_kernel_and_the_rest_stream() {
             streamed.push(c);
         }
     }
-    let counted = probe.counted.as_mut().unwrap().take_new();
+    let exited = |pid: u32| !std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let counted = probe.counted.as_mut().unwrap().take_new(exited);
     let streamed_of = |pid: u32, op: Op, ok: bool| {
         streamed
             .iter()
@@ -423,6 +424,6 @@ fn plain_message_calls_are_counted_in_the_kernel_and_the_rest_stream() {
     assert_eq!(probe.counters.read().unwrap().lost, 0);
     // Read to the end, the exited processes' entries go.
     let counted = probe.counted.as_mut().unwrap();
-    assert_eq!(counted.take_new(), vec![]);
+    assert_eq!(counted.take_new(exited), vec![]);
     assert_eq!(counted.entries(), 0);
 }

@@ -216,7 +216,7 @@ impl Top {
         let Some(counted) = self.counted.as_mut() else {
             return;
         };
-        for delta in counted.take_new() {
+        for delta in counted.take_new(|pid| !running(pid)) {
             self.counted_calls += delta.calls;
             self.events_since_tick += delta.calls;
             if delta.pid == self.own_pid {

@@ -128,7 +128,7 @@ impl Aggregates {
 /// `COUNTED_CALLS`, taken from the loaded object (`Probe::counted`), and how much of each entry
 /// was already handed on.
 pub struct Counted {
-    pub(crate) map: PerCpuHashMap<MapData, common::CountedKey, common::CountedCalls>,
+    map: PerCpuHashMap<MapData, common::CountedKey, common::CountedCalls>,
     /// Per key: calls and bytes as of the last look.
     seen: std::collections::HashMap<common::CountedKey, (u64, u64)>,
 }
@@ -144,9 +144,9 @@ impl Counted {
     }
 
     /// What the kernel counted since the last look, per process, op and object. The entries
-    /// of processes that have exited, once read to the end, are deleted (their pids may come
-    /// back as other processes).
-    pub fn take_new(&mut self) -> Vec<CountedDelta> {
+    /// of processes `exited` says are gone, once read to the end, are deleted (their pids may
+    /// come back as other processes).
+    pub fn take_new(&mut self, exited: impl Fn(u32) -> bool) -> Vec<CountedDelta> {
         let mut new = Vec::new();
         let mut idle = Vec::new();
         for entry in self.map.iter() {
@@ -180,7 +180,7 @@ impl Counted {
             *seen = (calls, bytes);
         }
         for key in idle {
-            if !std::path::Path::new(&format!("/proc/{}", key.pid)).exists() {
+            if exited(key.pid) {
                 let _ = self.map.remove(&key);
                 self.seen.remove(&key);
             }

@@ -222,26 +222,6 @@ pub fn start_ipctrace(
     (tracer, stderr)
 }
 
-/// The max_entries of the maps named EVENTS that process `pid` holds, as bpftool shows them.
-pub fn ring_sizes_of(pid: u32) -> Vec<u64> {
-    let mut sizes = Vec::new();
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
-        let info = std::fs::read_to_string(fd.unwrap().path()).unwrap_or_default();
-        let Some(id) = info.lines().find_map(|l| l.strip_prefix("map_id:")) else {
-            continue;
-        };
-        let out = std::process::Command::new("bpftool")
-            .args(["map", "show", "id", id.trim(), "--json"])
-            .output()
-            .expect("bpftool");
-        let map: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        if map["name"] == "EVENTS" {
-            sizes.push(map["max_entries"].as_u64().unwrap());
-        }
-    }
-    sizes
-}
-
 /// `promtool check metrics` (Debian's prometheus package) passes on `text`.
 pub fn promtool_check(text: &str) {
     use std::io::Write;
