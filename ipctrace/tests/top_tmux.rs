@@ -129,7 +129,14 @@ impl Tmux {
     /// the terminal is cooked again (the shell's `stty -a` says icanon, echo, isig).
     fn assert_restored(&self, code: i32) -> String {
         let exit = format!("EXIT={code}");
-        let screen = self.wait_for(&exit, |s| s.contains(&exit) && s.contains("speed"));
+        // stty prints its modes over several lines: all of them, before any is judged.
+        let printed = |s: &str| {
+            let words: Vec<&str> = s.split_whitespace().collect();
+            ["icanon", "echo", "isig"]
+                .iter()
+                .all(|m| words.contains(m) || words.contains(&format!("-{m}").as_str()))
+        };
+        let screen = self.wait_for(&exit, |s| s.contains(&exit) && printed(s));
         assert_eq!(self.display("#{alternate_on}"), "0", "{screen}");
         assert_eq!(self.display("#{cursor_flag}"), "1", "{screen}");
         let modes: Vec<&str> = screen.split_whitespace().collect();
@@ -489,6 +496,7 @@ fn top_shows_the_rates_of_calls_the_kernel_counted_instead_of_streaming() {
     let tmux = Tmux::new(100, 30);
     let pidfile = format!("/tmp/ipctrace-top-counted-{}.pid", std::process::id());
     tmux.start_top(&pidfile, &format!("--id {id}"), "");
+    tmux.wait_for("top's screen", |s| s.contains("ipctrace top"));
     tmux.keys(&["3"]);
     let comm = format!("it-busyqueue({})", busy.pid);
     let msqid = id.to_string();
