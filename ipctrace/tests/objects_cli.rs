@@ -11,6 +11,14 @@ use support::{json_lines, start_ipctrace};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ipctrace");
 
+/// Held by every test here, so they run one at a time: a child a test spawns shares the test
+/// binary's memory until it execs, so while another test's segment is attached, that child
+/// would be listed as mapping it too.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A segment this test created and has attached; removed on drop.
 struct Segment {
     id: i32,
@@ -49,6 +57,7 @@ fn our_comm() -> String {
 
 #[test]
 fn json_names_who_made_and_maps_our_segment() {
+    let _serial = one_at_a_time();
     let segment = Segment::new(8192);
     let out = Command::new(BIN)
         .args(["objects", "--json", "--type", "shm"])
@@ -105,6 +114,7 @@ fn json_names_who_made_and_maps_our_segment() {
 
 #[test]
 fn the_table_has_ipcs_headers_and_our_segment() {
+    let _serial = one_at_a_time();
     let segment = Segment::new(4096);
     let out = Command::new(BIN).arg("objects").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
@@ -133,6 +143,7 @@ fn the_table_has_ipcs_headers_and_our_segment() {
 
 #[test]
 fn while_tracing_the_creator_has_a_time_and_the_last_op_a_name() {
+    let _serial = one_at_a_time();
     let (mut tracer, _stderr) =
         start_ipctrace(&["objects", "--json", "--type", "sem", "--duration", "1.5"]);
     // SAFETY: plain SysV calls on a set this test owns (removed below).
@@ -173,6 +184,7 @@ fn while_tracing_the_creator_has_a_time_and_the_last_op_a_name() {
 
 #[test]
 fn bad_watch_intervals_are_usage_errors() {
+    let _serial = one_at_a_time();
     for args in [
         &["objects", "--watch", "0"][..],
         &["objects", "--watch", "soon"],
@@ -185,6 +197,7 @@ fn bad_watch_intervals_are_usage_errors() {
 
 #[test]
 fn an_unreadable_sysvipc_is_one_clear_line() {
+    let _serial = one_at_a_time();
     // A private mount namespace hides /proc/sysvipc from this one command only.
     let script = format!("mount -t tmpfs none /proc/sysvipc && exec {BIN} objects --type sem");
     let out = Command::new("unshare")
@@ -202,6 +215,7 @@ fn an_unreadable_sysvipc_is_one_clear_line() {
 
 #[test]
 fn the_table_from_proc_needs_no_privileges_tracing_does() {
+    let _serial = one_at_a_time();
     let nobody = |args: &[&str]| {
         Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
@@ -225,6 +239,7 @@ fn the_table_from_proc_needs_no_privileges_tracing_does() {
 
 #[test]
 fn objects_say_when_other_ipc_namespaces_are_not_listed() {
+    let _serial = one_at_a_time();
     // A process in an IPC namespace of its own, whose objects our /proc/sysvipc cannot show.
     let mut other = Command::new("unshare")
         .args(["--ipc", "sleep", "30"])
