@@ -37,6 +37,11 @@ impl WallClock {
     }
 }
 
+/// CLOCK_MONOTONIC now, the clock of the kernel's timestamps.
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC) as u64
+}
+
 pub fn clock_ns(clock: libc::clockid_t) -> i128 {
     // SAFETY: clock_gettime writes into the timespec we own.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };

@@ -250,7 +250,7 @@ impl Sink for ExportSink {
 
 impl ExportSink {
     fn refresh(&mut self, counts: KernelCounts) {
-        let now_ns = crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64;
+        let now_ns = crate::clock::monotonic_ns();
         self.own.lost = counts.lost;
         self.own.untracked = counts.untracked;
         // Aggregates first: an entry whose object the tables then lack was removed.

@@ -7,6 +7,7 @@ use super::ctl::{self, SemValue};
 use super::maps::ProcessAttachments;
 use super::processes::{self, ProcessScan, ScanFor};
 use super::sysvipc::{self, MsgQueue, SemSet, ShmSeg};
+use crate::clock::monotonic_ns;
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::Comm;
 use anyhow::{Context, Result};
@@ -76,7 +77,7 @@ const WAITER_LOOKS: usize = 3;
 impl SemTable {
     /// One look at the counts of the sets `listed`, the sleeping threads not yet searched for.
     fn counts(listed: &[SemSet]) -> SemTable {
-        let taken_ns = now_ns();
+        let taken_ns = monotonic_ns();
         let sets = listed
             .iter()
             .map(|set| {
@@ -134,7 +135,7 @@ pub struct MsgTable {
 impl MsgTable {
     /// The queues and their limits, as the kernel has them now; no waiters yet.
     fn counts() -> Result<MsgTable> {
-        let taken_ns = now_ns();
+        let taken_ns = monotonic_ns();
         let queues = sysvipc::read_msg()?
             .objects
             .into_iter()
@@ -232,7 +233,7 @@ impl KernelSnapshot {
             // counting it twice. Counts read first would keep those that exited mid-scan, and
             // NATTCH would exceed the ATTACHED list until the next look.
             let segments = sysvipc::read_shm()?.objects;
-            let taken_ns = now_ns();
+            let taken_ns = monotonic_ns();
             let mappings: Vec<ProcessAttachments> = scan
                 .attachments
                 .processes
@@ -340,10 +341,6 @@ impl KernelSnapshot {
     pub fn epoch_secs(&self, mono_ns: u64) -> i64 {
         ((mono_ns as i128 + self.epoch_offset_ns) / 1_000_000_000) as i64
     }
-}
-
-fn now_ns() -> u64 {
-    crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64
 }
 
 /// EACCES (or EPERM) on /proc/<pid>/maps; a process that is gone is not unreadable, it holds nothing.

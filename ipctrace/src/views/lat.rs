@@ -210,7 +210,7 @@ impl<W: Write> LatView<W> {
     }
 
     fn human_report(&self, out: &mut String, objects: Option<&Objects>) {
-        let now_ns = crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64;
+        let now_ns = crate::clock::monotonic_ns();
         let now = self.clock.time_of_day(now_ns);
         let hottest = self.waits.hottest();
         let mut in_progress = self.in_progress(objects);

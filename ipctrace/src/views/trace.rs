@@ -122,7 +122,7 @@ impl<W: TraceOut> TraceView<W> {
         if self.format.json {
             self.lines.push_str(&hangs::deadlock_json(d).to_string());
         } else {
-            let now = crate::clock::clock_ns(libc::CLOCK_MONOTONIC) as u64;
+            let now = crate::clock::monotonic_ns();
             let _ = write!(
                 self.lines,
                 "{} {}",
