@@ -3,7 +3,7 @@
 //! the model after each batch (values calls cannot tell) and on each refresh (everything).
 
 use super::hangs::HangSources;
-use crate::clock::clock_ns;
+use crate::clock::monotonic_ns;
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::Event;
 use crate::kernel_view::processes::{self, ProcessScan, ScanFor};
@@ -87,12 +87,17 @@ impl LiveObjects {
     /// on the values a SETALL left unknown. Cheap when there are none.
     pub fn batch_done(&mut self) {
         for (identity, nsems) in self.objects.take_unknown_values() {
-            let taken_ns = clock_ns(libc::CLOCK_MONOTONIC) as u64;
+            let taken_ns = monotonic_ns();
             // Gone or unreadable: the next call or refresh says more.
             if let Ok(values) = ctl::sem_values(identity.id, nsems as usize) {
                 self.objects.refresh_sem_values(identity, &values, taken_ns);
             }
         }
+    }
+
+    /// The ring buffer was found empty: every call that ended before `through_ns` is applied.
+    pub fn caught_up(&mut self, through_ns: u64) {
+        self.objects.applied_through(through_ns);
     }
 
     /// A fork's event comes a little after the kernel counted the child's mappings, and an
@@ -105,7 +110,7 @@ impl LiveObjects {
             return true;
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
-        let taken_ns = clock_ns(libc::CLOCK_MONOTONIC) as u64;
+        let taken_ns = monotonic_ns();
         for identity in ahead {
             if let Ok(nattch) = ctl::shm_nattch(identity.id) {
                 self.objects.recount_segment(identity, nattch, taken_ns);

@@ -8,7 +8,7 @@ use super::{
     attach, exit_code, ids_of_keys, other_namespaces_note, runtime, seed_scan, with_processes,
 };
 use crate::cli::{parse_seconds, Common, FollowArgs};
-use crate::clock::clock_ns;
+use crate::clock::monotonic_ns;
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::Event;
 use crate::filter::parse_id;
@@ -158,7 +158,7 @@ pub fn run(args: ObjectsArgs) -> Result<i32> {
         if args.info.is_some() && !shown {
             anyhow::bail!("no object with id {}", args.info.unwrap_or_default());
         }
-        view.print(live.objects(), now_ns())?;
+        view.print(live.objects(), monotonic_ns())?;
         return Ok(0);
     }
     let mut command = args.common.start_command(&args.follow.command)?;
@@ -238,7 +238,7 @@ impl<W: Write> Watch<W> {
     /// Corrects the model with the kernel's view, then prints it.
     fn report(&mut self) -> std::io::Result<()> {
         self.live.refresh();
-        self.view.print(self.live.objects(), now_ns())
+        self.view.print(self.live.objects(), monotonic_ns())
     }
 }
 
@@ -271,6 +271,10 @@ impl<W: Write> Sink for Watch<W> {
         Flow::Continue
     }
 
+    fn caught_up(&mut self, through_ns: u64) {
+        self.live.caught_up(through_ns);
+    }
+
     /// Segments are read before the last drain of the interval, so that the fork and exit
     /// events of what changed while their maps were scanned are in the list when it is printed.
     fn before_interval(&mut self) {
@@ -291,7 +295,7 @@ impl<W: Write> Sink for Watch<W> {
             }
         }
         self.live.refresh_kinds(&[IpcKind::Sem, IpcKind::Msg]);
-        match self.view.print(self.live.objects(), now_ns()) {
+        match self.view.print(self.live.objects(), monotonic_ns()) {
             Ok(()) => Flow::Continue,
             Err(e) => {
                 self.failed = Some(e);
@@ -299,10 +303,6 @@ impl<W: Write> Sink for Watch<W> {
             }
         }
     }
-}
-
-fn now_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC) as u64
 }
 
 /// `--limits` and `--orphans`: what the kernel's tables say now, nothing traced.

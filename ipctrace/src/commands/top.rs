@@ -5,7 +5,7 @@ use super::hangs::HangSources;
 use super::live::LiveObjects;
 use super::{attach, ids_of_keys, other_namespaces_note, runtime, seed_scan, with_processes};
 use crate::cli::{parse_seconds, Common, StarvedArgs};
-use crate::clock::clock_ns;
+use crate::clock::monotonic_ns;
 use crate::decoder::syscalls::IpcKind;
 use crate::decoder::Event;
 use crate::filter::Filter;
@@ -109,7 +109,7 @@ pub fn run(args: TopArgs) -> Result<i32> {
     prepared.drop_privileges()?;
     // Waits happen on semaphores and queues; shared memory never waits.
     let wait_kinds = kinds.iter().copied().filter(|k| *k != IpcKind::Shm);
-    let now = now_ns();
+    let now = monotonic_ns();
     let mut top = Top {
         shown: Shown {
             live,
@@ -247,9 +247,13 @@ impl Sink for Top {
         Flow::Continue
     }
 
+    fn caught_up(&mut self, through_ns: u64) {
+        self.shown.live.caught_up(through_ns);
+    }
+
     fn batch_done(&mut self) -> Flow {
         self.shown.live.batch_done();
-        let now = now_ns();
+        let now = monotonic_ns();
         let first = !self.view.started();
         if first {
             self.view.refresh(&self.shown.models(), now);
@@ -290,7 +294,7 @@ impl Sink for Top {
         // Before the kernel's queues are read: their depths are those after these calls.
         self.take_counted();
         self.shown.live.refresh_kinds(&[IpcKind::Sem, IpcKind::Msg]);
-        let now = now_ns();
+        let now = monotonic_ns();
         let objects = self.shown.live.objects();
         self.shown.activity.tick(now, |k| objects.get(k).is_some());
         let owners = objects.iter().filter_map(|o| o.owner.map(|w| w.uid));
@@ -317,10 +321,6 @@ impl Sink for Top {
     fn stopped(&mut self) {
         self.view.close();
     }
-}
-
-fn now_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC) as u64
 }
 
 #[cfg(test)]

@@ -210,6 +210,12 @@ impl<W: TraceOut> Sink for TraceWatch<W> {
         self.view.batch_done()
     }
 
+    fn caught_up(&mut self, through_ns: u64) {
+        if let Some(live) = self.live.as_mut() {
+            live.caught_up(through_ns);
+        }
+    }
+
     fn compat_processes(&mut self, found: &[(u32, String)]) {
         self.view.compat_processes(found);
     }

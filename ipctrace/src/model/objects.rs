@@ -454,6 +454,9 @@ pub struct Objects {
     /// Calls the kernel could not hand over: the ledger may lack a release, so what it says is
     /// held is only probably held.
     ledger_gaps: bool,
+    /// Every call that ended before this (CLOCK_MONOTONIC) has been applied: the ledger is
+    /// current up to here, and may still lack the release of a wait begun later.
+    applied_through_ns: u64,
     /// The kernel's own SEM_UNDO adjustments of every process of our namespace, last read.
     kernel_undo: Option<SemUndoWalk>,
 }
@@ -481,6 +484,13 @@ impl Objects {
     /// through one is only possible.
     pub fn calls_lost(&mut self, lost: u64) {
         self.ledger_gaps |= lost > 0;
+    }
+
+    /// Says that every call that ended before `at_ns` has been applied (the ring buffer was
+    /// found empty). Applied calls say as much by themselves: the kernel program stamps a
+    /// call's end before it reserves the call's record, and the ring keeps reservation order.
+    pub fn applied_through(&mut self, at_ns: u64) {
+        self.applied_through_ns = self.applied_through_ns.max(at_ns);
     }
 
     /// Says that calls of some processes are filtered out, so a get call returning an id the
@@ -626,6 +636,7 @@ impl Objects {
     }
 
     pub fn apply_call(&mut self, call: &Call) {
+        self.applied_through(call.ts_ns + call.lat_ns);
         if call.kind() == IpcKind::Sem {
             self.ledger.apply_call(call);
         }
@@ -1299,7 +1310,9 @@ impl Objects {
         found
     }
 
-    /// Every deadlock among the waiters the model knows, once each.
+    /// Every deadlock among the waiters the model knows, once each. A holder known from the
+    /// ledger counts for a wait only once the ledger is current to the wait's start: a
+    /// release made before it (the waiter's own, say) may still be in the ring buffer.
     pub fn deadlocks(&self) -> Vec<Deadlock> {
         let mut waits = Vec::new();
         for o in self.iter() {
@@ -1308,17 +1321,18 @@ impl Objects {
                 if sem.waiters.is_empty() {
                     continue;
                 }
-                let holders: Vec<(u32, bool)> = self
+                let holders: Vec<(u32, bool, bool)> = self
                     .holders(o.identity, num)
                     .iter()
                     .filter(|h| !h.exited)
                     .map(|h| {
+                        let traced = h.source == holders::HolderSource::Traced;
                         let guessed = match h.source {
                             holders::HolderSource::Kernel => false,
                             holders::HolderSource::Traced => self.ledger_gaps,
                             holders::HolderSource::Inferred => true,
                         };
-                        (h.pid, guessed)
+                        (h.pid, guessed, traced)
                     })
                     .collect();
                 let name = SemName {
@@ -1328,11 +1342,16 @@ impl Objects {
                     num: num as u16,
                 };
                 for w in &sem.waiters {
+                    let ledger_current = self.applied_through_ns >= w.since_ns;
                     waits.push(WaitFor {
                         pid: w.pid,
                         comm: w.comm,
                         waits: name,
-                        holders: holders.clone(),
+                        holders: holders
+                            .iter()
+                            .filter(|&&(_, _, traced)| ledger_current || !traced)
+                            .map(|&(pid, guessed, _)| (pid, guessed))
+                            .collect(),
                     });
                 }
             }

@@ -1352,6 +1352,8 @@ fn a_deadlock_through_a_traced_holder_is_only_possible_once_calls_were_lost() {
         entered_ns: None,
     }];
     o.reconcile(&view);
+    // The ring buffer was found empty after the look: every call before it is in the ledger.
+    o.applied_through(10);
     let possible =
         |o: &Objects| -> Vec<bool> { o.deadlocks().iter().map(|d| d.possible).collect() };
     assert_eq!(possible(&o), [false], "every call seen: it waits on itself");
@@ -1360,4 +1362,61 @@ fn a_deadlock_through_a_traced_holder_is_only_possible_once_calls_were_lost() {
     assert_eq!(possible(&o), [false]);
     o.calls_lost(3);
     assert_eq!(possible(&o), [true]);
+}
+
+#[test]
+fn a_traced_holder_counts_for_a_wait_only_once_the_ledger_is_current_to_its_start() {
+    // Process 50 took semaphore 0 at 5 without SEM_UNDO, and at 15 began waiting on it again.
+    // Whether it gave the unit back in between is in the calls that ended before 15.
+    let look = || {
+        let mut view = empty_view();
+        let sem = view.sem.as_mut().unwrap();
+        sem.taken_ns = 20;
+        sem.sets = vec![(sem_set(8, 0x50, 1), Some(vec![sem_value(0, 60, 1, 0)]))];
+        sem.blocked = vec![BlockedSemop {
+            pid: 50,
+            tid: 50,
+            comm: "worker".into(),
+            semid: 8,
+            sops: vec![SemOp {
+                num: 0,
+                op: -1,
+                flg: 0,
+            }],
+            entered_ns: Some(15),
+        }];
+        view
+    };
+    let cycles = |o: &Objects| -> Vec<Vec<u32>> {
+        o.deadlocks()
+            .iter()
+            .map(|d| d.links.iter().map(|l| l.pid).collect())
+            .collect()
+    };
+    let took = || {
+        let mut o = seeded();
+        let mut before = empty_view();
+        let sem = before.sem.as_mut().unwrap();
+        sem.taken_ns = 4;
+        sem.sets = vec![(sem_set(8, 0x50, 1), Some(vec![sem_value(1, 0, 0, 0)]))];
+        o.reconcile(&before);
+        apply(&mut o, &[semop(50, 8, &[(0, -1, 0)], 0, 5)]);
+        o.reconcile(&look());
+        o
+    };
+    // Its release at 7 may still be in the ring buffer: no deadlock yet.
+    let mut o = took();
+    assert_eq!(cycles(&o), Vec::<Vec<u32>>::new());
+    // The ring found empty at 16 without one: it waits on the unit it holds.
+    o.applied_through(16);
+    assert_eq!(cycles(&o), [vec![50]]);
+    // A call of another process that ended at 17 says as much.
+    let mut o = took();
+    apply(&mut o, &[semop(60, 9, &[(0, 1, 0)], 0, 17)]);
+    assert_eq!(cycles(&o), [vec![50]]);
+    // Its release did come: it holds nothing.
+    let mut o = took();
+    apply(&mut o, &[semop(50, 8, &[(0, 1, 0)], 0, 7)]);
+    o.applied_through(16);
+    assert_eq!(cycles(&o), Vec::<Vec<u32>>::new());
 }
