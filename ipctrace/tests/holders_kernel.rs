@@ -343,6 +343,50 @@ fn an_abba_deadlock_is_reported_once_and_gone_when_one_side_is_killed() {
 }
 
 #[test]
+fn trace_reports_a_deadlock_it_knows_only_from_the_calls_it_traced() {
+    // Without SEM_UNDO the kernel keeps no record of who holds: only trace's ledger of the
+    // takes it saw names the holders. After the cycle closes nothing more is called, so the
+    // ledger is known current to the waits only from the ring buffer found empty.
+    let (k1, k2) = (unique_key(0x23), unique_key(0x24));
+    let (s1, s2) = (Set::keyed(k1, 1, 1), Set::keyed(k2, 1, 1));
+    let (k1, k2) = (format!("{k1:#x}"), format!("{k2:#x}"));
+    let (tracer, _stderr) = start_ipctrace(&[
+        "trace",
+        "--type",
+        "sem",
+        "--key",
+        &k1,
+        "--key",
+        &k2,
+        "--json",
+        "--duration",
+        "4",
+    ]);
+    // As abba(), but the cycle is watched for in /proc: a GETNCNT would be a traced call.
+    let a = taker(c"ledger-a", vec![(s1.0, 0, 0), (s2.0, 0, 0)], 200);
+    let b = taker(c"ledger-b", vec![(s2.0, 0, 0), (s1.0, 0, 0)], 200);
+    wait_until("the deadlock", || {
+        [&a, &b].iter().all(|c| {
+            std::fs::read_to_string(format!("/proc/{}/syscall", c.pid))
+                .is_ok_and(|s| s.starts_with(&format!("{} ", libc::SYS_semtimedop)))
+        })
+    });
+    let mut want = vec![
+        (a.pid as u64, s2.0 as i64, s1.0 as i64),
+        (b.pid as u64, s1.0 as i64, s2.0 as i64),
+    ];
+    want.sort();
+    let out = tracer.wait_with_output().unwrap();
+    kill(&a);
+    kill(&b);
+    let lines = json_lines(&out.stdout);
+    let found = deadlocks(&lines);
+    assert_eq!(found.len(), 1, "{lines:?}");
+    assert_eq!(chain(found[0]), want);
+    assert_eq!(found[0]["possible"], false, "no call was lost");
+}
+
+#[test]
 fn a_cycle_of_three_is_one_deadlock() {
     let keys: Vec<i32> = (0..3).map(|i| unique_key(0x31 + i)).collect();
     let sets: Vec<Set> = keys.iter().map(|&k| Set::keyed(k, 1, 1)).collect();
