@@ -111,6 +111,10 @@ impl HangSources {
                     sizes.iter().map(|&(ns, id, n)| ((ns, id), n)).collect();
                 let walk = decode_sem_undo(&raw, |ns, id| nsems.get(&(ns, id)).copied());
                 objects.set_kernel_undo(Some(walk));
+                // Which of the waits read before the walk still sleep after it.
+                if let Some(Ok(asleep)) = self.pending.as_ref().and_then(PendingCalls::asleep) {
+                    objects.set_asleep_after_undo_walk(asleep.iter().map(|c| (c.tid, c.ts_ns)));
+                }
             }
             Err(e) => {
                 if !self.warned {

@@ -20,6 +20,8 @@ pub struct WaitFor {
     pub pid: u32,
     pub comm: Option<Comm>,
     pub waits: SemName,
+    /// When the wait began (CLOCK_MONOTONIC, as the model dates it): one wait, look after look.
+    pub since_ns: u64,
     /// (pid, known only as a guess) of each live holder.
     pub holders: Vec<(u32, bool)>,
 }
@@ -32,6 +34,8 @@ pub struct DeadlockLink {
     pub comm: Option<Comm>,
     pub waits: SemName,
     pub holds: SemName,
+    /// When its wait began.
+    pub since_ns: u64,
 }
 
 /// A cycle of the wait-for graph, starting at its lowest pid.
@@ -43,28 +47,33 @@ pub struct Deadlock {
 }
 
 impl Deadlock {
-    /// The cycle's identity: its processes and what each waits on, in order from the lowest pid.
-    pub fn id(&self) -> Vec<(u32, SemName)> {
-        self.links.iter().map(|l| (l.pid, l.waits)).collect()
+    /// The cycle's identity: its processes, what each waits on and since when, in order from
+    /// the lowest pid. The same processes waiting again, in new waits, are another cycle.
+    pub fn id(&self) -> Vec<(u32, SemName, u64)> {
+        self.links
+            .iter()
+            .map(|l| (l.pid, l.waits, l.since_ns))
+            .collect()
     }
 }
 
 /// Which cycles were reported, so that each is reported once, when it has lasted two looks (and
-/// again only if it comes back after it was gone). A deadlock lasts; a cycle seen once can be
-/// two moments read apart: the waiters at one, the SEM_UNDO holdings a little later, when a
-/// waiter may just have taken the unit it waited for.
+/// again only if it comes back after it was gone). A deadlock lasts: the same waits, still
+/// asleep. A cycle seen once can be two moments read apart (the waiters at one, the holdings a
+/// little later), and processes that take turns on a semaphore they use as a counter can each
+/// be seen holding one unit and waiting for another, at look after look, but in new waits.
 #[derive(Debug, Default)]
 pub struct ReportedDeadlocks {
     /// Cycles at the last look.
-    seen: BTreeSet<Vec<(u32, SemName)>>,
+    seen: BTreeSet<Vec<(u32, SemName, u64)>>,
     /// Cycles reported and still there.
-    open: BTreeSet<Vec<(u32, SemName)>>,
+    open: BTreeSet<Vec<(u32, SemName, u64)>>,
 }
 
 impl ReportedDeadlocks {
     /// The cycles of `found` that were there at the last look too and are not reported yet.
     pub fn closed_since(&mut self, found: Vec<Deadlock>) -> Vec<Deadlock> {
-        let now: BTreeSet<Vec<(u32, SemName)>> = found.iter().map(Deadlock::id).collect();
+        let now: BTreeSet<Vec<(u32, SemName, u64)>> = found.iter().map(Deadlock::id).collect();
         let new: Vec<Deadlock> = found
             .into_iter()
             .filter(|d| self.seen.contains(&d.id()) && !self.open.contains(&d.id()))
@@ -112,6 +121,7 @@ pub fn find_deadlocks(waits: &[WaitFor]) -> Vec<Deadlock> {
                         comm: w.comm,
                         waits: w.waits,
                         holds: waits[cycle[(k + n - 1) % n].1].waits,
+                        since_ns: w.since_ns,
                     }
                 })
                 .collect();
@@ -165,6 +175,7 @@ mod tests {
             pid,
             comm: Some(Comm::new(&format!("p{pid}"))),
             waits: on,
+            since_ns: 0,
             holders: holders.iter().map(|&h| (h, false)).collect(),
         }
     }
@@ -232,6 +243,20 @@ mod tests {
         assert_eq!(look(&waits), 0);
         assert_eq!(look(&[]), 0);
         assert_eq!(look(&waits), 0);
+    }
+
+    #[test]
+    fn the_same_processes_in_new_waits_are_a_new_cycle() {
+        // 5 holds a unit of a counter and waits for another, at two looks, in two waits.
+        let mut reported = ReportedDeadlocks::default();
+        let mut look = |since_ns: u64| {
+            let mut w = wait(5, sem(4, 0), &[5]);
+            w.since_ns = since_ns;
+            reported.closed_since(find_deadlocks(&[w])).len()
+        };
+        assert_eq!(look(100), 0);
+        assert_eq!(look(900), 0, "another wait: not lasting");
+        assert_eq!(look(900), 1, "the same wait, two looks");
     }
 
     #[test]

@@ -459,6 +459,10 @@ pub struct Objects {
     applied_through_ns: u64,
     /// The kernel's own SEM_UNDO adjustments of every process of our namespace, last read.
     kernel_undo: Option<SemUndoWalk>,
+    /// The traced waits (tid, start) still asleep just after that walk (None: not looked):
+    /// only these waited all through it, so only for these is a holding it read not their own
+    /// wait's unit, taken while the walk went on.
+    asleep_after_undo_walk: Option<BTreeSet<(u32, u64)>>,
 }
 
 /// What the model holds, to show it stays bounded however many objects and processes come
@@ -1226,6 +1230,12 @@ impl Objects {
     /// and the SEM_UNDO operations seen while tracing stand in).
     pub fn set_kernel_undo(&mut self, walk: Option<SemUndoWalk>) {
         self.kernel_undo = walk;
+        self.asleep_after_undo_walk = None;
+    }
+
+    /// The traced waits (tid, start) found asleep right after the last SEM_UNDO walk.
+    pub fn set_asleep_after_undo_walk(&mut self, waits: impl IntoIterator<Item = (u32, u64)>) {
+        self.asleep_after_undo_walk = Some(waits.into_iter().collect());
     }
 
     pub fn kernel_undo(&self) -> Option<&SemUndoWalk> {
@@ -1312,7 +1322,10 @@ impl Objects {
 
     /// Every deadlock among the waiters the model knows, once each. A holder known from the
     /// ledger counts for a wait only once the ledger is current to the wait's start: a
-    /// release made before it (the waiter's own, say) may still be in the ring buffer.
+    /// release made before it (the waiter's own, say) may still be in the ring buffer. One
+    /// known from the kernel's SEM_UNDO lists counts for a traced wait only if the wait was
+    /// still asleep after the walk: the waiters are read before it, and a waiter woken
+    /// meanwhile holds the unit it waited for.
     pub fn deadlocks(&self) -> Vec<Deadlock> {
         let mut waits = Vec::new();
         for o in self.iter() {
@@ -1321,18 +1334,17 @@ impl Objects {
                 if sem.waiters.is_empty() {
                     continue;
                 }
-                let holders: Vec<(u32, bool, bool)> = self
+                let holders: Vec<(u32, bool, holders::HolderSource)> = self
                     .holders(o.identity, num)
                     .iter()
                     .filter(|h| !h.exited)
                     .map(|h| {
-                        let traced = h.source == holders::HolderSource::Traced;
                         let guessed = match h.source {
                             holders::HolderSource::Kernel => false,
                             holders::HolderSource::Traced => self.ledger_gaps,
                             holders::HolderSource::Inferred => true,
                         };
-                        (h.pid, guessed, traced)
+                        (h.pid, guessed, h.source)
                     })
                     .collect();
                 let name = SemName {
@@ -1343,13 +1355,23 @@ impl Objects {
                 };
                 for w in &sem.waiters {
                     let ledger_current = self.applied_through_ns >= w.since_ns;
+                    let asleep_through_walk = !w.exact
+                        || self
+                            .asleep_after_undo_walk
+                            .as_ref()
+                            .is_none_or(|asleep| asleep.contains(&(w.tid, w.since_ns)));
                     waits.push(WaitFor {
                         pid: w.pid,
                         comm: w.comm,
                         waits: name,
+                        since_ns: w.since_ns,
                         holders: holders
                             .iter()
-                            .filter(|&&(_, _, traced)| ledger_current || !traced)
+                            .filter(|&&(_, _, source)| match source {
+                                holders::HolderSource::Traced => ledger_current,
+                                holders::HolderSource::Kernel => asleep_through_walk,
+                                holders::HolderSource::Inferred => true,
+                            })
                             .map(|&(pid, guessed, _)| (pid, guessed))
                             .collect(),
                     });

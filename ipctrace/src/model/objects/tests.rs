@@ -1420,3 +1420,57 @@ fn a_traced_holder_counts_for_a_wait_only_once_the_ledger_is_current_to_its_star
     o.applied_through(16);
     assert_eq!(cycles(&o), Vec::<Vec<u32>>::new());
 }
+
+#[test]
+fn a_sem_undo_holder_counts_for_a_traced_wait_only_if_it_slept_through_the_walk() {
+    // Process 50 waits on semaphore 0 since 15 (read at 20); the undo walk just after says it
+    // holds a unit of it with SEM_UNDO. If the wait ended during the walk, that unit is the one
+    // it waited for.
+    let mut view = empty_view();
+    let sem = view.sem.as_mut().unwrap();
+    sem.taken_ns = 20;
+    sem.sets = vec![(sem_set(8, 0x50, 1), Some(vec![sem_value(0, 50, 1, 0)]))];
+    sem.blocked = vec![BlockedSemop {
+        pid: 50,
+        tid: 50,
+        comm: "worker".into(),
+        semid: 8,
+        sops: vec![SemOp {
+            num: 0,
+            op: -1,
+            flg: syscalls::SEM_UNDO as i16,
+        }],
+        entered_ns: Some(15),
+    }];
+    let mut o = seeded();
+    o.reconcile(&view);
+    let walk = || {
+        Some(SemUndoWalk {
+            entries: vec![crate::decoder::sem_undo::SemUndo {
+                pid: 50,
+                comm: Comm::new("worker"),
+                ipc_ns: view.ns,
+                semid: 8,
+                semadj: Some(vec![1]),
+            }],
+            ..SemUndoWalk::default()
+        })
+    };
+    let cycles = |o: &Objects| -> Vec<Vec<u32>> {
+        o.deadlocks()
+            .iter()
+            .map(|d| d.links.iter().map(|l| l.pid).collect())
+            .collect()
+    };
+    o.set_kernel_undo(walk());
+    assert_eq!(cycles(&o), [vec![50]], "not looked after the walk: as read");
+    o.set_asleep_after_undo_walk([(51, 12)]);
+    assert_eq!(cycles(&o), Vec::<Vec<u32>>::new(), "woken during the walk");
+    o.set_kernel_undo(walk());
+    o.set_asleep_after_undo_walk([(50, 15)]);
+    assert_eq!(
+        cycles(&o),
+        [vec![50]],
+        "asleep all through: it waits on itself"
+    );
+}
