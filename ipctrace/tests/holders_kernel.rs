@@ -264,6 +264,29 @@ fn a_sleeping_sem_undo_holder_and_its_three_waiters_are_named_before_and_after_t
     }
 }
 
+/// `ipctrace trace --json` of the semaphore sets of keys `k1` and `k2`, for `secs`.
+fn trace_keys(
+    k1: &str,
+    k2: &str,
+    secs: &str,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+) {
+    start_ipctrace(&[
+        "trace",
+        "--type",
+        "sem",
+        "--key",
+        k1,
+        "--key",
+        k2,
+        "--json",
+        "--duration",
+        secs,
+    ])
+}
+
 /// A and B each hold one set and wait on the other's.
 fn abba(
     comm_a: &'static std::ffi::CStr,
@@ -283,18 +306,7 @@ fn an_abba_deadlock_is_reported_once_and_gone_when_one_side_is_killed() {
     let (k1, k2) = (unique_key(0x21), unique_key(0x22));
     let (s1, s2) = (Set::keyed(k1, 1, 1), Set::keyed(k2, 1, 1));
     let (k1, k2) = (format!("{k1:#x}"), format!("{k2:#x}"));
-    let (tracer, _stderr) = start_ipctrace(&[
-        "trace",
-        "--type",
-        "sem",
-        "--key",
-        &k1,
-        "--key",
-        &k2,
-        "--json",
-        "--duration",
-        "6",
-    ]);
+    let (tracer, _stderr) = trace_keys(&k1, &k2, "6");
     let (a, b) = abba(c"abba-a", c"abba-b", s1.0, s2.0, UNDO);
     // A holds s1 and waits on s2, B the other way round; the chain starts at the lower pid.
     let mut want = vec![
@@ -350,18 +362,7 @@ fn trace_reports_a_deadlock_it_knows_only_from_the_calls_it_traced() {
     let (k1, k2) = (unique_key(0x23), unique_key(0x24));
     let (s1, s2) = (Set::keyed(k1, 1, 1), Set::keyed(k2, 1, 1));
     let (k1, k2) = (format!("{k1:#x}"), format!("{k2:#x}"));
-    let (tracer, _stderr) = start_ipctrace(&[
-        "trace",
-        "--type",
-        "sem",
-        "--key",
-        &k1,
-        "--key",
-        &k2,
-        "--json",
-        "--duration",
-        "4",
-    ]);
+    let (tracer, _stderr) = trace_keys(&k1, &k2, "4");
     // As abba(), but the cycle is watched for in /proc: a GETNCNT would be a traced call.
     let a = taker(c"ledger-a", vec![(s1.0, 0, 0), (s2.0, 0, 0)], 200);
     let b = taker(c"ledger-b", vec![(s2.0, 0, 0), (s1.0, 0, 0)], 200);

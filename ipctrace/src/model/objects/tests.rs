@@ -1325,20 +1325,21 @@ fn queue_waiters_come_from_the_snapshot_and_leave_when_their_call_returns() {
     assert_eq!(waiters(&o), []);
 }
 
-#[test]
-fn a_deadlock_through_a_traced_holder_is_only_possible_once_calls_were_lost() {
-    let mut o = seeded();
-    // Process 50 takes semaphore 0 without SEM_UNDO, then waits on it again: by the calls
-    // traced it holds the unit it waits for.
+/// A look at set 8 (one semaphore at 0, last changed by `last_pid`) taken at `taken_ns`, with
+/// process 50 asleep taking a unit of it (flags `flg`) since `entered_ns`, if traced.
+fn fifty_waits_on_set_8(
+    taken_ns: u64,
+    last_pid: i32,
+    flg: i16,
+    entered_ns: Option<u64>,
+) -> KernelSnapshot {
     let mut view = empty_view();
     let sem = view.sem.as_mut().unwrap();
-    sem.taken_ns = 4;
-    sem.sets = vec![(sem_set(8, 0x50, 1), Some(vec![sem_value(1, 0, 0, 0)]))];
-    o.reconcile(&view);
-    apply(&mut o, &[semop(50, 8, &[(0, -1, 0)], 0, 5)]);
-    let sem = view.sem.as_mut().unwrap();
-    sem.taken_ns = 10;
-    sem.sets = vec![(sem_set(8, 0x50, 1), Some(vec![sem_value(0, 50, 1, 0)]))];
+    sem.taken_ns = taken_ns;
+    sem.sets = vec![(
+        sem_set(8, 0x50, 1),
+        Some(vec![sem_value(0, last_pid, 1, 0)]),
+    )];
     sem.blocked = vec![BlockedSemop {
         pid: 50,
         tid: 50,
@@ -1347,11 +1348,38 @@ fn a_deadlock_through_a_traced_holder_is_only_possible_once_calls_were_lost() {
         sops: vec![SemOp {
             num: 0,
             op: -1,
-            flg: 0,
+            flg,
         }],
-        entered_ns: None,
+        entered_ns,
     }];
-    o.reconcile(&view);
+    view
+}
+
+/// Set 8 with its one semaphore at 1, seen at 4.
+fn set_8_free() -> KernelSnapshot {
+    let mut view = empty_view();
+    let sem = view.sem.as_mut().unwrap();
+    sem.taken_ns = 4;
+    sem.sets = vec![(sem_set(8, 0x50, 1), Some(vec![sem_value(1, 0, 0, 0)]))];
+    view
+}
+
+/// The pids of each cycle the model finds, in order.
+fn cycles(o: &Objects) -> Vec<Vec<u32>> {
+    o.deadlocks()
+        .iter()
+        .map(|d| d.links.iter().map(|l| l.pid).collect())
+        .collect()
+}
+
+#[test]
+fn a_deadlock_through_a_traced_holder_is_only_possible_once_calls_were_lost() {
+    let mut o = seeded();
+    // Process 50 takes semaphore 0 without SEM_UNDO, then waits on it again: by the calls
+    // traced it holds the unit it waits for.
+    o.reconcile(&set_8_free());
+    apply(&mut o, &[semop(50, 8, &[(0, -1, 0)], 0, 5)]);
+    o.reconcile(&fifty_waits_on_set_8(10, 50, 0, None));
     // The ring buffer was found empty after the look: every call before it is in the ledger.
     o.applied_through(10);
     let possible =
@@ -1368,40 +1396,11 @@ fn a_deadlock_through_a_traced_holder_is_only_possible_once_calls_were_lost() {
 fn a_traced_holder_counts_for_a_wait_only_once_the_ledger_is_current_to_its_start() {
     // Process 50 took semaphore 0 at 5 without SEM_UNDO, and at 15 began waiting on it again.
     // Whether it gave the unit back in between is in the calls that ended before 15.
-    let look = || {
-        let mut view = empty_view();
-        let sem = view.sem.as_mut().unwrap();
-        sem.taken_ns = 20;
-        sem.sets = vec![(sem_set(8, 0x50, 1), Some(vec![sem_value(0, 60, 1, 0)]))];
-        sem.blocked = vec![BlockedSemop {
-            pid: 50,
-            tid: 50,
-            comm: "worker".into(),
-            semid: 8,
-            sops: vec![SemOp {
-                num: 0,
-                op: -1,
-                flg: 0,
-            }],
-            entered_ns: Some(15),
-        }];
-        view
-    };
-    let cycles = |o: &Objects| -> Vec<Vec<u32>> {
-        o.deadlocks()
-            .iter()
-            .map(|d| d.links.iter().map(|l| l.pid).collect())
-            .collect()
-    };
     let took = || {
         let mut o = seeded();
-        let mut before = empty_view();
-        let sem = before.sem.as_mut().unwrap();
-        sem.taken_ns = 4;
-        sem.sets = vec![(sem_set(8, 0x50, 1), Some(vec![sem_value(1, 0, 0, 0)]))];
-        o.reconcile(&before);
+        o.reconcile(&set_8_free());
         apply(&mut o, &[semop(50, 8, &[(0, -1, 0)], 0, 5)]);
-        o.reconcile(&look());
+        o.reconcile(&fifty_waits_on_set_8(20, 60, 0, Some(15)));
         o
     };
     // Its release at 7 may still be in the ring buffer: no deadlock yet.
@@ -1426,22 +1425,7 @@ fn a_sem_undo_holder_counts_for_a_traced_wait_only_if_it_slept_through_the_walk(
     // Process 50 waits on semaphore 0 since 15 (read at 20); the undo walk just after says it
     // holds a unit of it with SEM_UNDO. If the wait ended during the walk, that unit is the one
     // it waited for.
-    let mut view = empty_view();
-    let sem = view.sem.as_mut().unwrap();
-    sem.taken_ns = 20;
-    sem.sets = vec![(sem_set(8, 0x50, 1), Some(vec![sem_value(0, 50, 1, 0)]))];
-    sem.blocked = vec![BlockedSemop {
-        pid: 50,
-        tid: 50,
-        comm: "worker".into(),
-        semid: 8,
-        sops: vec![SemOp {
-            num: 0,
-            op: -1,
-            flg: syscalls::SEM_UNDO as i16,
-        }],
-        entered_ns: Some(15),
-    }];
+    let view = fifty_waits_on_set_8(20, 50, syscalls::SEM_UNDO as i16, Some(15));
     let mut o = seeded();
     o.reconcile(&view);
     let walk = || {
@@ -1455,12 +1439,6 @@ fn a_sem_undo_holder_counts_for_a_traced_wait_only_if_it_slept_through_the_walk(
             }],
             ..SemUndoWalk::default()
         })
-    };
-    let cycles = |o: &Objects| -> Vec<Vec<u32>> {
-        o.deadlocks()
-            .iter()
-            .map(|d| d.links.iter().map(|l| l.pid).collect())
-            .collect()
     };
     o.set_kernel_undo(walk());
     assert_eq!(cycles(&o), [vec![50]], "not looked after the walk: as read");
