@@ -1334,18 +1334,10 @@ impl Objects {
                 if sem.waiters.is_empty() {
                     continue;
                 }
-                let holders: Vec<(u32, bool, holders::HolderSource)> = self
+                let holders: Vec<Holder> = self
                     .holders(o.identity, num)
-                    .iter()
+                    .into_iter()
                     .filter(|h| !h.exited)
-                    .map(|h| {
-                        let guessed = match h.source {
-                            holders::HolderSource::Kernel => false,
-                            holders::HolderSource::Traced => self.ledger_gaps,
-                            holders::HolderSource::Inferred => true,
-                        };
-                        (h.pid, guessed, h.source)
-                    })
                     .collect();
                 let name = SemName {
                     ns: o.identity.ns,
@@ -1360,20 +1352,23 @@ impl Objects {
                             .asleep_after_undo_walk
                             .as_ref()
                             .is_none_or(|asleep| asleep.contains(&(w.tid, w.since_ns)));
+                    // Each holder that counts for this wait, and whether it is only a guess.
+                    let linked = holders.iter().filter_map(|h| {
+                        let guessed = match h.source {
+                            holders::HolderSource::Kernel => asleep_through_walk.then_some(false),
+                            holders::HolderSource::Traced => {
+                                ledger_current.then_some(self.ledger_gaps)
+                            }
+                            holders::HolderSource::Inferred => Some(true),
+                        };
+                        guessed.map(|g| (h.pid, g))
+                    });
                     waits.push(WaitFor {
                         pid: w.pid,
                         comm: w.comm,
                         waits: name,
                         since_ns: w.since_ns,
-                        holders: holders
-                            .iter()
-                            .filter(|&&(_, _, source)| match source {
-                                holders::HolderSource::Traced => ledger_current,
-                                holders::HolderSource::Kernel => asleep_through_walk,
-                                holders::HolderSource::Inferred => true,
-                            })
-                            .map(|&(pid, guessed, _)| (pid, guessed))
-                            .collect(),
+                        holders: linked.collect(),
                     });
                 }
             }
